@@ -1,0 +1,84 @@
+/**
+ * The Chooser: the only source of non-determinism in a run (DESIGN.md §3). At every scheduling
+ * point the machine lists the enabled actions and asks the Chooser which happens next; any other
+ * bounded choice (old or new bytes at a legal cross-modifying fetch) goes through `choose`.
+ * Strategies live in src/sched/ (one per file); this interface sits in the machine layer only
+ * because the machine's run loop calls it.
+ */
+import type { Vcpu } from './vcpu.ts';
+
+/** What an action does; an action is encoded as `cpu * 4 + kind`. */
+export const enum ActionKind {
+  /** Execute one instruction (or deliver a pending interrupt) on the vCPU. */
+  Step = 0,
+  /** Commit the oldest store in the vCPU's store buffer to memory. */
+  Drain = 1,
+  /** Inject an NMI into the vCPU (from the run's NMI budget). */
+  Nmi = 2,
+  /** Inject a fixed-vector interrupt into the vCPU (from the run's IRQ budget). */
+  Irq = 3,
+}
+
+export function action(cpu: number, kind: ActionKind): number {
+  return cpu * 4 + kind;
+}
+export function actionCpu(a: number): number {
+  return a >> 2;
+}
+export function actionKind(a: number): ActionKind {
+  return (a & 3) as ActionKind;
+}
+
+/** Choices other than "what happens next". */
+export type ChoiceKind = 'cmc-old-new';
+
+/** How expensive an action was, for time-based strategies (costs live in src/sched/cost-model.ts). */
+export const enum CostClass {
+  Plain = 0,
+  Load,
+  Store,
+  Locked,
+  Branch,
+  Fence,
+  Serializing,
+  Pause,
+  Halt,
+  Interrupt,
+  Hypercall,
+  Drain,
+  Inject,
+}
+export const COST_CLASS_COUNT = 13;
+
+export interface SchedulingPoint {
+  /** Enabled actions, `count` of them, in a deterministic order (by vCPU, then kind). */
+  readonly actions: Int32Array;
+  readonly count: number;
+  readonly vcpus: readonly Vcpu[];
+  /** Actions taken so far in this run. */
+  readonly step: number;
+}
+
+export interface Chooser {
+  readonly name: string;
+  /** Index (0..count-1) of the action to take. */
+  next(point: SchedulingPoint): number;
+  /** A value in 0..n-1 for a non-scheduling choice. */
+  choose(kind: ChoiceKind, n: number): number;
+  /** Told after every action what it cost; time-based strategies advance clocks here. */
+  observe?(vcpu: Vcpu, kind: ActionKind, cost: CostClass): void;
+}
+
+/** The default: deterministic, run the lowest-numbered runnable vCPU, drain stores eagerly. */
+export class FirstEnabled implements Chooser {
+  readonly name = 'first';
+  next(point: SchedulingPoint): number {
+    // Prefer draining (sequentially consistent behaviour) before stepping.
+    for (let i = 0; i < point.count; i++) if (actionKind(point.actions[i]!) === ActionKind.Drain) return i;
+    for (let i = 0; i < point.count; i++) if (actionKind(point.actions[i]!) === ActionKind.Step) return i;
+    return 0;
+  }
+  choose(): number {
+    return 0;
+  }
+}

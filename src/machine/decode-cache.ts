@@ -1,0 +1,143 @@
+/**
+ * Instruction fetch: the decode cache and the cross-modifying-code rule (DESIGN.md §2,
+ * Intel SDM 8.1.3, AMD APM 7.6.1; seeds 001 and 003).
+ *
+ * When vCPU c fetches [A, A+L): bytes c wrote itself are fine (self-modifying code is snooped);
+ * a byte another agent wrote after c's last serializing event is unsynchronized. With none, run.
+ * If the only unsynchronized byte is A and the change is to or from 0xCC, both the old and the new
+ * instruction are legal outcomes (a choice). Anything else is hazard `cmc-unsynchronized`.
+ */
+import { decodeInsn } from '../x86/decode.ts';
+import type { Insn } from '../x86/insn.ts';
+import { Perm, PAGE_SIZE, type Memory, type Page } from './memory.ts';
+import type { ByteOrigin, Hazard } from './events.ts';
+import { MachineFault } from './errors.ts';
+
+export interface DecodeEntry {
+  /** The page's content version when this entry was last known to match memory. */
+  gen: number;
+  insn: Insn;
+  /** The instruction runs into the next page: always validated the slow way. */
+  crossPage: boolean;
+}
+
+const MAX_INSN = 15;
+
+/** Up to 15 committed bytes from `addr`, stopping at the first unmapped or non-executable byte. */
+function fetchWindow(mem: Memory, addr: number): Uint8Array {
+  const out = new Uint8Array(MAX_INSN);
+  let n = 0;
+  while (n < MAX_INSN) {
+    const p = mem.page(addr + n);
+    if (!p || !(p.perms & Perm.X)) break;
+    const o = addr + n - p.base;
+    const take = Math.min(MAX_INSN - n, PAGE_SIZE - o);
+    out.set(p.data.subarray(o, o + take), n);
+    n += take;
+  }
+  return out.subarray(0, n);
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (b.length < a.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** The cached (or freshly decoded) instruction at `addr`, with no hazard check. */
+export function decodeAt(mem: Memory, addr: number): Insn | undefined {
+  const p = mem.page(addr);
+  if (!p || !(p.perms & Perm.X)) return undefined;
+  const o = addr - p.base;
+  const e = p.decoded![o];
+  if (e && e.gen === p.gen && !e.crossPage) return e.insn;
+  const window = fetchWindow(mem, addr);
+  if (window.length === 0) return undefined;
+  if (e && sameBytes(e.insn.bytes, window)) {
+    if (!e.crossPage) e.gen = p.gen;
+    return e.insn;
+  }
+  const insn = decodeInsn(window, addr);
+  p.decoded![o] = { gen: p.gen, insn, crossPage: o + insn.len > PAGE_SIZE };
+  return insn;
+}
+
+function origin(mem: Memory, addr: number, offset: number): ByteOrigin & { prev: number } {
+  const p = mem.page(addr + offset)!;
+  const o = addr + offset - p.base;
+  return { offset, value: p.data[o]!, writer: p.writer![o]!, seq: p.seq![o]!, prev: p.prev![o]! };
+}
+
+/** Byte offsets in [from, to) that `cpu` has not synchronized with. */
+function unsynchronized(mem: Memory, addr: number, from: number, to: number, cpu: number, serializedAt: number): (ByteOrigin & { prev: number })[] {
+  const out: (ByteOrigin & { prev: number })[] = [];
+  for (let i = from; i < to; i++) {
+    const b = origin(mem, addr, i);
+    if (b.seq > serializedAt && b.writer !== cpu) out.push(b);
+  }
+  return out;
+}
+
+export interface FetchContext {
+  readonly memory: Memory;
+  /** Old (0) or new (1) at a legal INT3 first-byte fetch. */
+  chooseOldNew(cpu: number, address: number): number;
+}
+
+/**
+ * Fetch the instruction at `rip` for vCPU `cpu`: the decoded instruction to execute, or the
+ * hazard that forbids it. Throws MachineFault when nothing executable is there.
+ * Hot path: the first three lines are the common case.
+ */
+export function fetch(ctx: FetchContext, cpu: number, serializedAt: number, rip: number): Insn | Hazard {
+  const mem = ctx.memory;
+  const p = mem.page(rip);
+  if (p !== undefined && (p.perms & Perm.X) !== 0) {
+    const e = p.decoded![rip - p.base];
+    if (e !== undefined && e.gen === p.gen && p.lastWriteSeq <= serializedAt && !e.crossPage) return e.insn;
+  }
+  return fetchSlow(ctx, p, cpu, serializedAt, rip);
+}
+
+function fetchSlow(ctx: FetchContext, p: Page | undefined, cpu: number, serializedAt: number, rip: number): Insn | Hazard {
+  const mem = ctx.memory;
+  if (!p) throw new MachineFault('page-fault', cpu, rip, 'instruction fetch from unmapped memory');
+  if (!(p.perms & Perm.X)) throw new MachineFault('protection', cpu, rip, 'instruction fetch from a non-executable page');
+  const insn = decodeAt(mem, rip)!;
+  const bad = unsynchronized(mem, rip, 0, insn.len, cpu, serializedAt);
+  if (bad.length === 0) return insn;
+  const first = bad[0]!;
+  if (bad.length === 1 && first.offset === 0 && (first.value === 0xcc || first.prev === 0xcc)) {
+    // SDM 8.1.3 allows exactly this: a single-byte INT3 write to the first byte. The CPU may run
+    // the old or the new instruction, so both must be safe; the old one must be synchronized too.
+    const window = fetchWindow(mem, rip).slice();
+    window[0] = first.prev;
+    const old = decodeInsn(window, rip);
+    const oldBad = unsynchronized(mem, rip, 1, old.len, cpu, serializedAt);
+    if (oldBad.length === 0) return ctx.chooseOldNew(cpu, rip) === 0 ? old : insn;
+  }
+  return {
+    kind: 'cmc-unsynchronized',
+    cpu,
+    address: rip,
+    bytes: Array.from(insn.bytes),
+    unsynchronized: bad.map(({ offset, value, writer, seq }) => ({ offset, value, writer, seq })),
+    serializedAt,
+  };
+}
+
+/** Bytes of the instruction at `addr` now (for return records); empty when nothing decodes there. */
+export function instructionBytesAt(mem: Memory, addr: number): Uint8Array {
+  return decodeAt(mem, addr)?.bytes ?? new Uint8Array(0);
+}
+
+/** True when any byte of [addr, addr+len) was written after text write sequence number `since`. */
+export function rewrittenSince(mem: Memory, addr: number, len: number, since: number): boolean {
+  for (let i = 0; i < len; i++) {
+    const p = mem.page(addr + i);
+    if (!p || !p.seq) continue;
+    if (p.lastWriteSeq <= since) continue;
+    if (p.seq[addr + i - p.base]! > since) return true;
+  }
+  return false;
+}

@@ -1,0 +1,289 @@
+/**
+ * The SMP machine: memory, vCPUs, the IDT, host hooks, and the run loop that asks a Chooser what
+ * happens next (DESIGN.md §2–§3). A booted machine forks cheaply (copy-on-write pages) so that an
+ * explorer re-runs thousands of executions from one boot.
+ */
+import type { Insn } from '../x86/insn.ts';
+import { Memory } from './memory.ts';
+import { Vcpu } from './vcpu.ts';
+import { fetch, decodeAt } from './decode-cache.ts';
+import { execute } from './execute.ts';
+import { deliverPending, canWake, raiseIrq, raiseNmi } from './interrupts.ts';
+import { drainOne } from './access.ts';
+import { MachineConfigError } from './errors.ts';
+import { ActionKind, CostClass, FirstEnabled, action, actionCpu, actionKind, type Chooser, type ChoiceKind, type SchedulingPoint } from './chooser.ts';
+import type { ExecContext, HostHooks } from './context.ts';
+import type { Hazard, MachineEvent } from './events.ts';
+
+export const MAX_VCPUS = 256;
+
+export interface MachineOptions {
+  vcpus: number;
+  /** x86-TSO store buffers (default true). Off = sequential consistency, every store commits at once. */
+  tso?: boolean;
+  /** Stop the run at the first hazard (default true). */
+  stopOnHazard?: boolean;
+  /** Keep at most this many trace events (default 100,000); later ones are counted, not kept. */
+  maxEvents?: number;
+}
+
+/** External events the Chooser may inject during a run (the explorer decides where they land). */
+export interface InjectionBudget {
+  /** How many NMIs may be injected. */
+  nmis?: number;
+  /** How many fixed-vector interrupts may be injected, and which vector. */
+  irqs?: number;
+  irqVector?: number;
+  /** vCPUs that may receive them (default: all). */
+  cpus?: number[];
+}
+
+export interface RunOptions {
+  chooser?: Chooser;
+  /** Stop after this many instructions in total (default 10 million). */
+  maxInstructions?: number;
+  inject?: InjectionBudget;
+  /** Checked after every action; stop when it returns true. */
+  until?: (m: Machine) => boolean;
+}
+
+export type StopReason =
+  /** Every vCPU is halted with nothing that could wake it, and no store is buffered. */
+  | 'all-halted'
+  | 'limit'
+  | 'hazard'
+  | 'until'
+  /** The guest faulted or executed an unsupported instruction (see `error`). */
+  | 'error';
+
+export interface RunResult {
+  reason: StopReason;
+  /** Actions taken (instruction steps, drains, injections). */
+  steps: number;
+  instructions: number;
+  hazards: Hazard[];
+  error?: Error & { userFacing?: boolean };
+}
+
+/** One decision of a run: an action (>= 0), or a choice value v encoded as -(v + 1). */
+export type Decision = number;
+
+export class Machine implements ExecContext {
+  memory: Memory;
+  readonly vcpus: Vcpu[];
+  readonly tso: boolean;
+  readonly stopOnHazard: boolean;
+  readonly idt = new Map<number, number>();
+  hooks: HostHooks = {};
+  readonly events: MachineEvent[] = [];
+  droppedEvents = 0;
+  readonly hazards: Hazard[] = [];
+  /** Every decision of the runs so far, run-length encoded as [decision, count] pairs. */
+  readonly decisions: number[] = [];
+  step = 0;
+  private readonly maxEvents: number;
+  private readonly actions: Int32Array;
+  private chooser: Chooser = new FirstEnabled();
+  private stopRequested = false;
+
+  constructor(opts: MachineOptions) {
+    const n = opts.vcpus;
+    if (!Number.isInteger(n) || n < 1 || n > MAX_VCPUS) {
+      throw new MachineConfigError(`a machine needs 1..${MAX_VCPUS} vCPUs, not ${n}`);
+    }
+    this.memory = new Memory();
+    this.vcpus = Array.from({ length: n }, (_, i) => new Vcpu(i));
+    this.tso = opts.tso ?? true;
+    this.stopOnHazard = opts.stopOnHazard ?? true;
+    this.maxEvents = opts.maxEvents ?? 100_000;
+    this.actions = new Int32Array(n * 4);
+  }
+
+  vcpu(id: number): Vcpu {
+    const c = this.vcpus[id];
+    if (!c) throw new MachineConfigError(`no vCPU ${id} (the machine has ${this.vcpus.length})`);
+    return c;
+  }
+
+  setIdt(vector: number, handler: number): void {
+    if (!Number.isInteger(vector) || vector < 0 || vector > 255) throw new MachineConfigError(`bad interrupt vector ${vector}`);
+    this.idt.set(vector, handler);
+  }
+
+  // ---- ExecContext -------------------------------------------------------------------------
+
+  emit(e: MachineEvent): void {
+    if (this.events.length < this.maxEvents) this.events.push(e);
+    else this.droppedEvents++;
+  }
+
+  hazard(h: Hazard): boolean {
+    this.hazards.push(h);
+    this.emit({ type: 'hazard', step: this.step, cpu: h.cpu, hazard: h });
+    if (this.stopOnHazard) this.stopRequested = true;
+    return this.stopOnHazard;
+  }
+
+  chooseOldNew(cpu: number, address: number): number {
+    const v = this.choose('cmc-old-new', 2);
+    this.emit({ type: 'cmc-choice', step: this.step, cpu, address, executed: v === 0 ? 'old' : 'new' });
+    return v;
+  }
+
+  choose(kind: ChoiceKind, n: number): number {
+    const v = this.chooser.choose(kind, n);
+    if (!Number.isInteger(v) || v < 0 || v >= n) throw new MachineConfigError(`chooser '${this.chooser.name}' returned ${v} for a choice among ${n}`);
+    this.record(-(v + 1));
+    return v;
+  }
+
+  // ---- interrupts from outside (host, devices, other vCPUs' IPIs) ---------------------------
+
+  raiseIrq(cpu: number, vector: number): void {
+    raiseIrq(this.vcpu(cpu), vector);
+  }
+
+  raiseNmi(cpu: number): void {
+    raiseNmi(this.vcpu(cpu));
+  }
+
+  /** Wake a halted vCPU without an interrupt (the host's kick, KVM_HC_KICK_CPU). */
+  kick(cpu: number): void {
+    const c = this.vcpu(cpu);
+    if (c.halted) {
+      c.halted = false;
+      this.emit({ type: 'wake', step: this.step, cpu, reason: 'kick' });
+    }
+  }
+
+  // ---- execution -----------------------------------------------------------------------------
+
+  /** The decoded instruction at `addr` (no hazard check), for tools and tests. */
+  instructionAt(addr: number): Insn | undefined {
+    return decodeAt(this.memory, addr);
+  }
+
+  /** One step of vCPU `c`: deliver a pending interrupt, or fetch and execute one instruction. */
+  stepCpu(c: Vcpu): number {
+    if (deliverPending(this, c)) return CostClass.Interrupt;
+    if (c.halted) return CostClass.Halt;
+    c.interruptShadow = false;
+    let insn = fetch(this, c.id, c.serializedSeq, c.rip);
+    if (!('op' in insn)) {
+      if (this.hazard(insn)) return -1;
+      insn = decodeAt(this.memory, c.rip)!;
+    }
+    const cost = execute(this, c, insn);
+    c.retired++;
+    return cost;
+  }
+
+  private record(d: Decision): void {
+    const log = this.decisions;
+    const n = log.length;
+    if (n > 0 && log[n - 2] === d) log[n - 1]!++;
+    else log.push(d, 1);
+  }
+
+  private enabled(budget: Required<Omit<InjectionBudget, 'cpus'>> & { cpus: number[] | undefined }): number {
+    const acts = this.actions;
+    let n = 0;
+    const vs = this.vcpus;
+    for (let i = 0; i < vs.length; i++) {
+      const c = vs[i]!;
+      if (!c.halted || canWake(c)) acts[n++] = action(i, ActionKind.Step);
+      if (c.storeBuffer.length > 0) acts[n++] = action(i, ActionKind.Drain);
+      const allowed = budget.cpus === undefined || budget.cpus.includes(i);
+      if (allowed && budget.nmis > 0) acts[n++] = action(i, ActionKind.Nmi);
+      if (allowed && budget.irqs > 0) acts[n++] = action(i, ActionKind.Irq);
+    }
+    return n;
+  }
+
+  /** Run until every vCPU halts, a hazard, a fault, the instruction limit or `until`. */
+  run(opts: RunOptions = {}): RunResult {
+    this.chooser = opts.chooser ?? new FirstEnabled();
+    const maxInstructions = opts.maxInstructions ?? 10_000_000;
+    const inj = opts.inject ?? {};
+    const budget = { nmis: inj.nmis ?? 0, irqs: inj.irqs ?? 0, irqVector: inj.irqVector ?? 0x20, cpus: inj.cpus };
+    const hazardsBefore = this.hazards.length;
+    const retiredBefore = this.retired();
+    const stepsBefore = this.step;
+    this.stopRequested = false;
+    const point = { actions: this.actions, count: 0, vcpus: this.vcpus, step: 0 };
+    const chooser = this.chooser;
+    let reason: StopReason = 'limit';
+    let error: RunResult['error'];
+    try {
+      let instructions = 0;
+      for (;;) {
+        if (instructions >= maxInstructions) { reason = 'limit'; break; }
+        const n = this.enabled(budget);
+        if (n === 0) { reason = 'all-halted'; break; }
+        point.count = n;
+        point.step = this.step;
+        const idx = n === 1 ? 0 : chooser.next(point as SchedulingPoint);
+        const a = this.actions[idx];
+        if (a === undefined || idx < 0 || idx >= n) throw new MachineConfigError(`chooser '${chooser.name}' picked action ${idx} of ${n}`);
+        this.record(a);
+        const c = this.vcpus[actionCpu(a)]!;
+        const kind = actionKind(a);
+        let cost: number;
+        switch (kind) {
+          case ActionKind.Step:
+            cost = this.stepCpu(c);
+            instructions++;
+            break;
+          case ActionKind.Drain:
+            drainOne(this.memory, c);
+            cost = CostClass.Drain;
+            break;
+          case ActionKind.Nmi:
+            budget.nmis--;
+            raiseNmi(c);
+            cost = CostClass.Inject;
+            break;
+          default:
+            budget.irqs--;
+            raiseIrq(c, budget.irqVector);
+            cost = CostClass.Inject;
+        }
+        this.step++;
+        if (cost < 0 || this.stopRequested) { reason = 'hazard'; break; }
+        chooser.observe?.(c, kind, cost as CostClass);
+        if (opts.until?.(this)) { reason = 'until'; break; }
+      }
+    } catch (e) {
+      if (e instanceof Error && (e as { userFacing?: boolean }).userFacing === true) {
+        reason = 'error';
+        error = e;
+      } else throw e;
+    }
+    return {
+      reason,
+      steps: this.step - stepsBefore,
+      instructions: this.retired() - retiredBefore,
+      hazards: this.hazards.slice(hazardsBefore),
+      ...(error ? { error } : {}),
+    };
+  }
+
+  retired(): number {
+    let n = 0;
+    for (const c of this.vcpus) n += c.retired;
+    return n;
+  }
+
+  /**
+   * A copy-on-write fork: same memory contents, vCPU states, IDT and hooks; empty trace and
+   * decision log. Cost: O(pages + vCPUs), no page data copied.
+   */
+  fork(): Machine {
+    const m = new Machine({ vcpus: this.vcpus.length, tso: this.tso, stopOnHazard: this.stopOnHazard, maxEvents: this.maxEvents });
+    m.memory = this.memory.fork();
+    for (let i = 0; i < this.vcpus.length; i++) m.vcpus[i]!.copyFrom(this.vcpus[i]!);
+    for (const [k, v] of this.idt) m.idt.set(k, v);
+    m.hooks = this.hooks;
+    return m;
+  }
+}

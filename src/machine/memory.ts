@@ -1,0 +1,223 @@
+/**
+ * Sparse guest-physical memory in 4 KiB pages with permissions, copy-on-write forks, and, for
+ * executable pages, a per-byte record of who wrote each byte last, when (the global text write
+ * sequence number), and what it held before: the facts the cross-modifying-code rule needs
+ * (DESIGN.md §2; Intel SDM 8.1.3).
+ */
+import { MachineConfigError } from './errors.ts';
+import type { DecodeEntry } from './decode-cache.ts';
+import { hexAddress } from '../x86/format.ts';
+
+export const PAGE_SIZE = 4096;
+export const PAGE_SHIFT_DIV = 4096;
+
+export const enum Perm {
+  R = 1,
+  W = 2,
+  X = 4,
+}
+
+/** Writer id for bytes the loader placed before any vCPU ran. */
+export const WRITER_LOADER = -1;
+/** Writer id for bytes the hypervisor rewrote behind the guest's back (seed 003). */
+export const WRITER_HOST = -2;
+
+/** State shared by a machine and all its forks (content versions for the decode cache). */
+export interface Lineage {
+  generation: number;
+}
+
+export class Page {
+  /** Monotonic, lineage-unique content version: changes on every write, so decode-cache entries can be validated in one compare. */
+  gen: number;
+  /** Highest text write sequence number of any byte here (0 = never written since load). */
+  lastWriteSeq = 0;
+  /** Per-byte last writer (vCPU id, WRITER_LOADER or WRITER_HOST); executable pages only. */
+  writer: Int16Array | null = null;
+  /** Per-byte text write sequence number of the last write. */
+  seq: Float64Array | null = null;
+  /** Per-byte value before the last write (for the INT3 first-byte exception). */
+  prev: Uint8Array | null = null;
+  /** Decoded instructions starting at each offset; shared between COW copies (entries validate themselves). */
+  decoded: (DecodeEntry | undefined)[] | null = null;
+
+  constructor(
+    readonly base: number,
+    public perms: number,
+    public data: Uint8Array,
+    public owner: object,
+    gen: number,
+  ) {
+    this.gen = gen;
+    if (perms & Perm.X) this.enableTextTracking();
+  }
+
+  enableTextTracking(): void {
+    if (this.writer) return;
+    this.writer = new Int16Array(PAGE_SIZE).fill(WRITER_LOADER);
+    this.seq = new Float64Array(PAGE_SIZE);
+    this.prev = new Uint8Array(PAGE_SIZE);
+    this.decoded = [];
+  }
+
+  clone(owner: object): Page {
+    const p = new Page(this.base, this.perms & ~Perm.X, this.data.slice(), owner, this.gen);
+    p.perms = this.perms;
+    p.lastWriteSeq = this.lastWriteSeq;
+    if (this.writer) {
+      p.writer = this.writer.slice();
+      p.seq = this.seq!.slice();
+      p.prev = this.prev!.slice();
+      p.decoded = this.decoded;
+    }
+    return p;
+  }
+}
+
+export function pageNumber(addr: number): number {
+  return Math.floor(addr / PAGE_SIZE);
+}
+
+/** x86-64 canonical address check (48-bit virtual addresses, sign-extended). */
+export function isCanonical(addr: number): boolean {
+  return addr >= -0x800000000000 && addr < 0x800000000000;
+}
+
+function parsePerms(perms: string | number): number {
+  if (typeof perms === 'number') return perms;
+  let p = 0;
+  for (const ch of perms) {
+    if (ch === 'r') p |= Perm.R;
+    else if (ch === 'w') p |= Perm.W;
+    else if (ch === 'x') p |= Perm.X;
+    else if (ch !== '-') throw new MachineConfigError(`bad permission string '${perms}' (use letters r, w, x)`);
+  }
+  return p | Perm.R;
+}
+
+export class Memory {
+  private pages: Map<number, Page>;
+  /** Copy-on-write ownership token: a page whose owner is not this token is shared and copied before writing. */
+  private token: object = {};
+  /** Global text write sequence number: increments once per committed write to an executable page. */
+  textSeq = 0;
+
+  constructor(
+    readonly lineage: Lineage = { generation: 0 },
+    pages?: Map<number, Page>,
+  ) {
+    this.pages = pages ?? new Map();
+  }
+
+  /** Map [addr, addr+size) rounded out to whole pages, zero-filled. */
+  map(addr: number, size: number, perms: string | number): void {
+    if (!Number.isSafeInteger(addr) || !Number.isSafeInteger(size) || size <= 0) {
+      throw new MachineConfigError(`cannot map ${size} bytes at ${addr}: address and size must be integers, size > 0`);
+    }
+    if (!isCanonical(addr) || !isCanonical(addr + size - 1)) {
+      throw new MachineConfigError(`cannot map at ${hexAddress(addr)}: not a canonical x86-64 address`);
+    }
+    const p = parsePerms(perms);
+    for (let n = pageNumber(addr); n <= pageNumber(addr + size - 1); n++) {
+      const existing = this.pages.get(n);
+      if (existing) {
+        const own = this.owned(n, existing);
+        own.perms = p;
+        if (p & Perm.X) own.enableTextTracking();
+      } else {
+        this.pages.set(n, new Page(n * PAGE_SIZE, p, new Uint8Array(PAGE_SIZE), this.token, ++this.lineage.generation));
+      }
+    }
+  }
+
+  isMapped(addr: number): boolean {
+    return this.pages.has(pageNumber(addr));
+  }
+
+  /** The page holding `addr`, for reading (may be shared with forks). */
+  page(addr: number): Page | undefined {
+    return this.pages.get(pageNumber(addr));
+  }
+
+  /** The page holding `addr`, private to this memory (copied first if shared). */
+  writablePage(addr: number): Page | undefined {
+    const n = pageNumber(addr);
+    const p = this.pages.get(n);
+    return p ? this.owned(n, p) : undefined;
+  }
+
+  private owned(n: number, p: Page): Page {
+    if (p.owner === this.token) return p;
+    const c = p.clone(this.token);
+    this.pages.set(n, c);
+    return c;
+  }
+
+  /** A copy-on-write fork: O(pages) to copy the page table, no page data copied. */
+  fork(): Memory {
+    const child = new Memory(this.lineage, new Map(this.pages));
+    child.textSeq = this.textSeq;
+    // Both sides now share every page: neither owns them any more.
+    this.token = {};
+    return child;
+  }
+
+  /** Committed bytes, for tests, dumps and the loader; unmapped bytes read as an error. */
+  readBytes(addr: number, len: number): Uint8Array {
+    const out = new Uint8Array(len);
+    for (let i = 0; i < len; i++) {
+      const p = this.page(addr + i);
+      if (!p) throw new MachineConfigError(`read of unmapped address ${hexAddress(addr + i)}`);
+      out[i] = p.data[addr + i - p.base]!;
+    }
+    return out;
+  }
+
+  /**
+   * Loader write: bytes placed as if before any vCPU ran (no text write sequence number, so
+   * they are synchronized for every vCPU). Ignores write permission.
+   */
+  writeBytes(addr: number, bytes: ArrayLike<number>): void {
+    for (let i = 0; i < bytes.length; i++) {
+      const p = this.writablePage(addr + i);
+      if (!p) throw new MachineConfigError(`write to unmapped address ${hexAddress(addr + i)}`);
+      const o = addr + i - p.base;
+      p.data[o] = bytes[i]!;
+      p.gen = ++this.lineage.generation;
+    }
+  }
+
+  /**
+   * A tracked write that ignores write permission: text_poke's alias mapping, or the host
+   * rewriting guest code. Every byte gets a new text write sequence number when the page is
+   * executable, so the cross-modifying-code rule sees it.
+   */
+  poke(addr: number, bytes: ArrayLike<number>, writer: number): void {
+    for (let i = 0; i < bytes.length; i++) this.commitByte(addr + i, bytes[i]!, writer, true);
+  }
+
+  /**
+   * Commit one byte of a store. Returns false when the page is unmapped or (unless
+   * `privileged`) not writable. Hot path for stores into executable pages.
+   */
+  commitByte(addr: number, value: number, writer: number, privileged: boolean): boolean {
+    const p = this.writablePage(addr);
+    if (!p || (!privileged && !(p.perms & Perm.W))) return false;
+    const o = addr - p.base;
+    if (p.writer) {
+      const seq = ++this.textSeq;
+      p.prev![o] = p.data[o]!;
+      p.writer[o] = writer;
+      p.seq![o] = seq;
+      p.lastWriteSeq = seq;
+    }
+    p.data[o] = value & 0xff;
+    p.gen = ++this.lineage.generation;
+    return true;
+  }
+
+  /** Number of mapped pages (for memory accounting). */
+  get pageCount(): number {
+    return this.pages.size;
+  }
+}
