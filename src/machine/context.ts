@@ -32,6 +32,16 @@ export interface ExecContext extends FetchContext {
   /** Report a hazard; returns true when the run should stop. */
   hazard(h: Hazard): boolean;
   readonly step: number;
+  /** An x2APIC ICR write (MSR 0x830): send an IPI or NMI (SDM Vol. 3 11.12.9). */
+  sendIpi(from: number, icr: number, dest: number): void;
+}
+
+/** MSRs the machine models. */
+export const enum Msr {
+  X2APIC_EOI = 0x80b,
+  X2APIC_ICR = 0x830,
+  FS_BASE = 0xc0000100,
+  GS_BASE = 0xc0000101,
 }
 
 /** __KERNEL_CS and __KERNEL_DS in Linux's GDT. */

@@ -11,7 +11,7 @@ import { load, store, commit, drainAll, type Halves } from './access.ts';
 import { deliver, iret, recordReturn, checkReturn, push64, pop64 } from './interrupts.ts';
 import { MachineFault } from './errors.ts';
 import { CostClass } from './chooser.ts';
-import { Vector, type ExecContext } from './context.ts';
+import { Msr, Vector, type ExecContext } from './context.ts';
 import { isCanonical } from './memory.ts';
 import type { Vcpu } from './vcpu.ts';
 
@@ -347,7 +347,7 @@ export function execute(ctx: ExecContext, c: Vcpu, i: Insn): number {
       writeReg(c, Reg.RCX, 4, r[2] >>> 0, 0);
       writeReg(c, Reg.RDX, 4, r[3] >>> 0, 0);
       c.serializedSeq = ctx.memory.textSeq;
-      return CostClass.Serializing;
+      return CostClass.Hypercall; // CPUID always exits to the hypervisor under VMX
     }
     case Op.SERIALIZE:
       drainAll(ctx.memory, c);
@@ -361,6 +361,30 @@ export function execute(ctx: ExecContext, c: Vcpu, i: Insn): number {
       if (outcome === 'retry') c.rip = i.address;
       else if (outcome === 'ud') exception(ctx, c, Vector.UD, i.address);
       return CostClass.Hypercall;
+    }
+    case Op.WRMSR: {
+      const msr = c.lo[Reg.RCX]! >>> 0;
+      const lo = c.lo[Reg.RAX]! >>> 0, hi = c.lo[Reg.RDX]! >>> 0;
+      if (msr === Msr.X2APIC_ICR) {
+        // x2APIC MSR writes are not serializing (SDM 11.12.3): Linux fences before them.
+        ctx.sendIpi(c.id, lo, hi);
+        return CostClass.Interrupt;
+      }
+      if (msr === Msr.X2APIC_EOI) return CostClass.Plain;
+      if (msr === Msr.GS_BASE) c.gsBase = (hi | 0) * 4294967296 + lo;
+      else if (msr === Msr.FS_BASE) c.fsBase = (hi | 0) * 4294967296 + lo;
+      else throw new MachineFault('unhandled-exception', c.id, i.address, `#GP: WRMSR to unmodelled MSR 0x${msr.toString(16)}`);
+      drainAll(ctx.memory, c); // WRMSR is serializing for other MSRs
+      c.serializedSeq = ctx.memory.textSeq;
+      return CostClass.Serializing;
+    }
+    case Op.RDMSR: {
+      const msr = c.lo[Reg.RCX]! >>> 0;
+      const v = msr === Msr.GS_BASE ? c.gsBase : msr === Msr.FS_BASE ? c.fsBase : undefined;
+      if (v === undefined) throw new MachineFault('unhandled-exception', c.id, i.address, `#GP: RDMSR of unmodelled MSR 0x${msr.toString(16)}`);
+      writeReg(c, Reg.RAX, 4, v >>> 0, 0);
+      writeReg(c, Reg.RDX, 4, Math.floor(v / 4294967296) >>> 0, 0);
+      return CostClass.Plain;
     }
     case Op.BSF: case Op.BSR: case Op.POPCNT:
       bitScan(ctx, c, i, ea);

@@ -7,7 +7,8 @@
 import { Flag } from '../x86/registers.ts';
 import { Reg } from '../x86/registers.ts';
 import { load, store, drainAll } from './access.ts';
-import { instructionBytesAt, rewrittenSince } from './decode-cache.ts';
+import { decodeAt, instructionBytesAt, rewrittenSince } from './decode-cache.ts';
+import type { Memory } from './memory.ts';
 import { MachineFault } from './errors.ts';
 import { KERNEL_CS, KERNEL_SS, Vector, type ExecContext } from './context.ts';
 import type { Vcpu } from './vcpu.ts';
@@ -35,6 +36,30 @@ export function recordReturn(ctx: ExecContext, c: Vcpu, slot: number, returnAddr
   });
 }
 
+function byteRewritten(mem: Memory, addr: number, since: number): boolean {
+  const p = mem.page(addr);
+  return p !== undefined && p.seq !== null && p.seq[addr - p.base]! > since;
+}
+
+/**
+ * Does a return to `target` land inside an instruction of code rewritten since `since`? Walk back
+ * over the contiguous rewritten bytes to where the new code starts, decode forward, and see whether
+ * `target` is an instruction boundary (seed 001: the PV unlock CALL returns to offset 5, which the
+ * native bytes `c6 07 00 0f 1f 40 00` put in the middle of a NOP). A return to the first byte of a
+ * rewritten site is a boundary and safe: the returning IRET/RET lands on a whole new instruction.
+ */
+export function landsMidInstruction(mem: Memory, target: number, since: number): boolean {
+  let start = target;
+  while (target - start < 15 && byteRewritten(mem, start - 1, since)) start--;
+  let a = start;
+  while (a < target) {
+    const insn = decodeAt(mem, a);
+    if (!insn) return true;
+    a += insn.len;
+  }
+  return a !== target;
+}
+
 /**
  * Check a return through stack slot `slot` to `target` (RET or IRETQ). Returns true when the
  * run must stop for a hazard.
@@ -45,6 +70,7 @@ export function checkReturn(ctx: ExecContext, c: Vcpu, slot: number, target: num
   c.returns.delete(slot);
   if (rec.returnAddress !== target || rec.bytes.length === 0) return false;
   if (!rewrittenSince(ctx.memory, target, rec.bytes.length, rec.pushedAt)) return false;
+  if (!landsMidInstruction(ctx.memory, target, rec.pushedAt)) return false;
   return ctx.hazard({
     kind: 'return-into-rewritten',
     cpu: c.id,

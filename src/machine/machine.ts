@@ -78,7 +78,10 @@ export class Machine implements ExecContext {
   readonly events: MachineEvent[] = [];
   droppedEvents = 0;
   readonly hazards: Hazard[] = [];
-  /** Every decision of the runs so far, run-length encoded as [decision, count] pairs. */
+  /**
+   * Every decision the chooser made in the runs so far (points with one enabled action are not
+   * decisions), run-length encoded as [decision, count] pairs; src/sched/schedule.ts prints it.
+   */
   readonly decisions: number[] = [];
   step = 0;
   private readonly maxEvents: number;
@@ -135,6 +138,20 @@ export class Machine implements ExecContext {
     if (!Number.isInteger(v) || v < 0 || v >= n) throw new MachineConfigError(`chooser '${this.chooser.name}' returned ${v} for a choice among ${n}`);
     this.record(-(v + 1));
     return v;
+  }
+
+  sendIpi(from: number, icr: number, dest: number): void {
+    const vector = icr & 0xff;
+    const nmi = ((icr >>> 8) & 7) === 4;
+    const shorthand = (icr >>> 18) & 3;
+    const targets =
+      shorthand === 0 ? [dest] : shorthand === 1 ? [from] : this.vcpus.map((c) => c.id).filter((id) => shorthand === 2 || id !== from);
+    for (const t of targets) {
+      const c = this.vcpus[t];
+      if (!c) continue; // an IPI to a missing APIC ID is dropped, as on hardware
+      if (nmi) raiseNmi(c);
+      else raiseIrq(c, vector);
+    }
   }
 
   // ---- interrupts from outside (host, devices, other vCPUs' IPIs) ---------------------------
@@ -222,10 +239,14 @@ export class Machine implements ExecContext {
         if (n === 0) { reason = 'all-halted'; break; }
         point.count = n;
         point.step = this.step;
-        const idx = n === 1 ? 0 : chooser.next(point as SchedulingPoint);
-        const a = this.actions[idx];
-        if (a === undefined || idx < 0 || idx >= n) throw new MachineConfigError(`chooser '${chooser.name}' picked action ${idx} of ${n}`);
-        this.record(a);
+        // Only real choices are recorded: a replay consults the chooser at exactly the same points.
+        let idx = 0;
+        if (n > 1) {
+          idx = chooser.next(point as SchedulingPoint);
+          if (!(idx >= 0 && idx < n)) throw new MachineConfigError(`chooser '${chooser.name}' picked action ${idx} of ${n}`);
+          this.record(this.actions[idx]!);
+        }
+        const a = this.actions[idx]!;
         const c = this.vcpus[actionCpu(a)]!;
         const kind = actionKind(a);
         let cost: number;

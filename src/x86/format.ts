@@ -21,6 +21,9 @@ function formatter(syntax: Syntax): Formatter {
   const f = new Formatter(syntax === 'gas' ? FormatterSyntax.Gas : FormatterSyntax.Intel);
   f.digitSeparator = '';
   f.firstOperandCharIndex = 0;
+  // objdump-like: `call 0x100100`, `nopl 0(%rax)`.
+  f.branchLeadingZeros = false;
+  f.showZeroDisplacements = true;
   return f;
 }
 

@@ -1,0 +1,78 @@
+/**
+ * Timed strategy: discrete-event simulation. Each vCPU has a clock in cycles; the earliest enabled
+ * action happens next; every action advances its vCPU's clock by its cost from the cost model
+ * (src/sched/cost-model.ts), with seeded jitter so vCPUs do not run in lock-step. A buffered store
+ * drains STORE_DRAIN_LATENCY cycles after issue. At a legal INT3 first-byte fetch the old
+ * instruction runs (DESIGN.md §2: old-first for the timed mode).
+ */
+import { ActionKind, actionCpu, actionKind, type Chooser, type ChoiceKind, type CostClass, type SchedulingPoint } from '../machine/chooser.ts';
+import type { Vcpu } from '../machine/vcpu.ts';
+import { costTable, STORE_DRAIN_LATENCY } from './cost-model.ts';
+import { Prng } from './prng.ts';
+
+export interface TimedOptions {
+  seed: number;
+  /** Relative jitter on every cost, 0..1 (default 0.1). */
+  jitter?: number;
+  /** Mean cycles between injected NMIs/IRQs when the run has an injection budget (default 200,000). */
+  injectEvery?: number;
+}
+
+export class TimedChooser implements Chooser {
+  readonly name = 'timed';
+  private readonly rng: Prng;
+  private readonly costs = costTable();
+  private readonly jitter: number;
+  private readonly injectEvery: number;
+  /** Simulated time of the latest action. */
+  now = 0;
+  private nextInjection: number;
+
+  constructor(opts: TimedOptions) {
+    this.rng = new Prng(opts.seed);
+    this.jitter = opts.jitter ?? 0.1;
+    this.injectEvery = opts.injectEvery ?? 200_000;
+    this.nextInjection = this.arrival(0);
+  }
+
+  private arrival(from: number): number {
+    // Exponential inter-arrival times: a Poisson process of external events.
+    return from - Math.log(1 - this.rng.float()) * this.injectEvery;
+  }
+
+  private timeOf(a: number, vcpus: readonly Vcpu[]): number {
+    const c = vcpus[actionCpu(a)]!;
+    switch (actionKind(a)) {
+      case ActionKind.Step: return Math.max(c.time, this.now);
+      case ActionKind.Drain: return Math.max(c.storeBuffer[0]!.time + STORE_DRAIN_LATENCY.cycles, this.now);
+      default: return Math.max(this.nextInjection, this.now);
+    }
+  }
+
+  next(point: SchedulingPoint): number {
+    let best = 0;
+    let bestT = Infinity;
+    let ties = 0;
+    for (let i = 0; i < point.count; i++) {
+      const t = this.timeOf(point.actions[i]!, point.vcpus);
+      if (t < bestT) { bestT = t; best = i; ties = 1; }
+      else if (t === bestT && this.rng.int(++ties) === 0) best = i; // seeded tie-break
+    }
+    const a = point.actions[best]!;
+    if (actionKind(a) >= ActionKind.Nmi) this.nextInjection = this.arrival(bestT);
+    const c = point.vcpus[actionCpu(a)]!;
+    if (actionKind(a) === ActionKind.Step && c.time < bestT) c.time = bestT; // a woken vCPU resumes now
+    this.now = bestT;
+    return best;
+  }
+
+  choose(_kind: ChoiceKind, _n: number): number {
+    return 0;
+  }
+
+  observe(c: Vcpu, kind: ActionKind, cost: CostClass): void {
+    if (kind !== ActionKind.Step) return;
+    const base = this.costs[cost]!;
+    c.time += this.jitter > 0 ? base * (1 + this.jitter * (this.rng.float() - 0.5)) : base;
+  }
+}
