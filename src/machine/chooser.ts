@@ -67,6 +67,14 @@ export interface Chooser {
   choose(kind: ChoiceKind, n: number): number;
   /** Told after every action what it cost; time-based strategies advance clocks here. */
   observe?(vcpu: Vcpu, kind: ActionKind, cost: CostClass): void;
+  /** Told the action taken at a point with a single enabled action (no decision to make). */
+  forced?(action: number): void;
+  /**
+   * After a step of `vcpu`, may it step again without a new scheduling point? Only asked when
+   * nothing else changed (no vCPU woken, no halt); answering true must mean `next` would have
+   * picked that step. Lets strategies run bursts at full speed; absent = always decide.
+   */
+  continueWith?(vcpu: Vcpu): boolean;
 }
 
 /** The default: deterministic, run the lowest-numbered runnable vCPU, drain stores eagerly. */
@@ -80,5 +88,10 @@ export class FirstEnabled implements Chooser {
   }
   choose(): number {
     return 0;
+  }
+  continueWith(vcpu: Vcpu): boolean {
+    // The vCPU was the lowest runnable one with no store to drain; it stays so until it stores,
+    // halts, or another vCPU wakes (the machine checks those two).
+    return vcpu.storeBuffer.length === 0;
   }
 }

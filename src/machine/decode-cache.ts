@@ -8,6 +8,7 @@
  * instruction are legal outcomes (a choice). Anything else is hazard `cmc-unsynchronized`.
  */
 import { decodeInsn } from '../x86/decode.ts';
+import { specialize } from './fast-paths.ts';
 import type { Insn } from '../x86/insn.ts';
 import { Perm, PAGE_SIZE, type Memory, type Page } from './memory.ts';
 import type { ByteOrigin, Hazard } from './events.ts';
@@ -58,6 +59,7 @@ export function decodeAt(mem: Memory, addr: number): Insn | undefined {
     return e.insn;
   }
   const insn = decodeInsn(window, addr);
+  insn.fast = specialize(insn);
   p.decoded![o] = { gen: p.gen, insn, crossPage: o + insn.len > PAGE_SIZE };
   return insn;
 }
@@ -80,16 +82,18 @@ function unsynchronized(mem: Memory, addr: number, from: number, to: number, cpu
 
 export interface FetchContext {
   readonly memory: Memory;
+  /** Set when fetch returns null: the hazard that forbids the fetch. */
+  fetchHazard: Hazard | null;
   /** Old (0) or new (1) at a legal INT3 first-byte fetch. */
   chooseOldNew(cpu: number, address: number): number;
 }
 
 /**
- * Fetch the instruction at `rip` for vCPU `cpu`: the decoded instruction to execute, or the
- * hazard that forbids it. Throws MachineFault when nothing executable is there.
- * Hot path: the first three lines are the common case.
+ * Fetch the instruction at `rip` for vCPU `cpu`: the decoded instruction to execute, or null with
+ * `ctx.fetchHazard` set to the hazard that forbids it. Throws MachineFault when nothing executable
+ * is there. Hot path: the first lines are the common case.
  */
-export function fetch(ctx: FetchContext, cpu: number, serializedAt: number, rip: number): Insn | Hazard {
+export function fetch(ctx: FetchContext, cpu: number, serializedAt: number, rip: number): Insn | null {
   const mem = ctx.memory;
   const p = mem.page(rip);
   if (p !== undefined && (p.perms & Perm.X) !== 0) {
@@ -99,7 +103,7 @@ export function fetch(ctx: FetchContext, cpu: number, serializedAt: number, rip:
   return fetchSlow(ctx, p, cpu, serializedAt, rip);
 }
 
-function fetchSlow(ctx: FetchContext, p: Page | undefined, cpu: number, serializedAt: number, rip: number): Insn | Hazard {
+function fetchSlow(ctx: FetchContext, p: Page | undefined, cpu: number, serializedAt: number, rip: number): Insn | null {
   const mem = ctx.memory;
   if (!p) throw new MachineFault('page-fault', cpu, rip, 'instruction fetch from unmapped memory');
   if (!(p.perms & Perm.X)) throw new MachineFault('protection', cpu, rip, 'instruction fetch from a non-executable page');
@@ -116,7 +120,7 @@ function fetchSlow(ctx: FetchContext, p: Page | undefined, cpu: number, serializ
     const oldBad = unsynchronized(mem, rip, 1, old.len, cpu, serializedAt);
     if (oldBad.length === 0) return ctx.chooseOldNew(cpu, rip) === 0 ? old : insn;
   }
-  return {
+  ctx.fetchHazard = {
     kind: 'cmc-unsynchronized',
     cpu,
     address: rip,
@@ -124,6 +128,7 @@ function fetchSlow(ctx: FetchContext, p: Page | undefined, cpu: number, serializ
     unsynchronized: bad.map(({ offset, value, writer, seq }) => ({ offset, value, writer, seq })),
     serializedAt,
   };
+  return null;
 }
 
 /** Bytes of the instruction at `addr` now (for return records); empty when nothing decodes there. */

@@ -88,6 +88,8 @@ export class Machine implements ExecContext {
   private readonly actions: Int32Array;
   private chooser: Chooser = new FirstEnabled();
   private stopRequested = false;
+  /** Another vCPU's runnable state may have changed (an interrupt, NMI or kick arrived): end any burst. */
+  private dirty = false;
 
   constructor(opts: MachineOptions) {
     const n = opts.vcpus;
@@ -119,6 +121,9 @@ export class Machine implements ExecContext {
     if (this.events.length < this.maxEvents) this.events.push(e);
     else this.droppedEvents++;
   }
+
+  /** The hazard that made the last fetch return null. */
+  fetchHazard: Hazard | null = null;
 
   hazard(h: Hazard): boolean {
     this.hazards.push(h);
@@ -152,16 +157,19 @@ export class Machine implements ExecContext {
       if (nmi) raiseNmi(c);
       else raiseIrq(c, vector);
     }
+    this.dirty = true;
   }
 
   // ---- interrupts from outside (host, devices, other vCPUs' IPIs) ---------------------------
 
   raiseIrq(cpu: number, vector: number): void {
     raiseIrq(this.vcpu(cpu), vector);
+    this.dirty = true;
   }
 
   raiseNmi(cpu: number): void {
     raiseNmi(this.vcpu(cpu));
+    this.dirty = true;
   }
 
   /** Wake a halted vCPU without an interrupt (the host's kick, KVM_HC_KICK_CPU). */
@@ -169,6 +177,7 @@ export class Machine implements ExecContext {
     const c = this.vcpu(cpu);
     if (c.halted) {
       c.halted = false;
+      this.dirty = true;
       this.emit({ type: 'wake', step: this.step, cpu, reason: 'kick' });
     }
   }
@@ -182,15 +191,16 @@ export class Machine implements ExecContext {
 
   /** One step of vCPU `c`: deliver a pending interrupt, or fetch and execute one instruction. */
   stepCpu(c: Vcpu): number {
-    if (deliverPending(this, c)) return CostClass.Interrupt;
+    if ((c.nmiPending || c.pendingIrqs.length > 0) && deliverPending(this, c)) return CostClass.Interrupt;
     if (c.halted) return CostClass.Halt;
     c.interruptShadow = false;
     let insn = fetch(this, c.id, c.serializedSeq, c.rip);
-    if (!('op' in insn)) {
-      if (this.hazard(insn)) return -1;
+    if (insn === null) {
+      if (this.hazard(this.fetchHazard!)) return -1;
       insn = decodeAt(this.memory, c.rip)!;
     }
-    const cost = execute(this, c, insn);
+    const fast = insn.fast;
+    const cost = fast !== undefined ? fast.run(this, c, insn) : execute(this, c, insn);
     c.retired++;
     return cost;
   }
@@ -229,50 +239,49 @@ export class Machine implements ExecContext {
     this.stopRequested = false;
     const point = { actions: this.actions, count: 0, vcpus: this.vcpus, step: 0 };
     const chooser = this.chooser;
+    const until = opts.until;
     let reason: StopReason = 'limit';
     let error: RunResult['error'];
+    let instructions = 0;
     try {
-      let instructions = 0;
-      for (;;) {
+      outer: for (;;) {
         if (instructions >= maxInstructions) { reason = 'limit'; break; }
         const n = this.enabled(budget);
         if (n === 0) { reason = 'all-halted'; break; }
-        point.count = n;
-        point.step = this.step;
-        // Only real choices are recorded: a replay consults the chooser at exactly the same points.
         let idx = 0;
         if (n > 1) {
+          point.count = n;
+          point.step = this.step;
           idx = chooser.next(point as SchedulingPoint);
           if (!(idx >= 0 && idx < n)) throw new MachineConfigError(`chooser '${chooser.name}' picked action ${idx} of ${n}`);
-          this.record(this.actions[idx]!);
         }
         const a = this.actions[idx]!;
+        if (n === 1) chooser.forced?.(a);
         const c = this.vcpus[actionCpu(a)]!;
         const kind = actionKind(a);
-        let cost: number;
-        switch (kind) {
-          case ActionKind.Step:
-            cost = this.stepCpu(c);
+        if (kind === ActionKind.Step) {
+          // A burst: step the same vCPU while the chooser agrees and nothing else changed.
+          this.dirty = false;
+          for (;;) {
+            this.record(a);
+            const cost = this.stepCpu(c);
             instructions++;
-            break;
-          case ActionKind.Drain:
-            drainOne(this.memory, c);
-            cost = CostClass.Drain;
-            break;
-          case ActionKind.Nmi:
-            budget.nmis--;
-            raiseNmi(c);
-            cost = CostClass.Inject;
-            break;
-          default:
-            budget.irqs--;
-            raiseIrq(c, budget.irqVector);
-            cost = CostClass.Inject;
+            this.step++;
+            if (cost < 0 || this.stopRequested) { reason = 'hazard'; break outer; }
+            chooser.observe?.(c, kind, cost as CostClass);
+            if (until !== undefined && until(this)) { reason = 'until'; break outer; }
+            if (instructions >= maxInstructions) { reason = 'limit'; break outer; }
+            if (this.dirty || c.halted || chooser.continueWith === undefined || !chooser.continueWith(c)) break;
+          }
+          continue;
         }
+        this.record(a);
+        if (kind === ActionKind.Drain) drainOne(this.memory, c);
+        else if (kind === ActionKind.Nmi) { budget.nmis--; raiseNmi(c); }
+        else { budget.irqs--; raiseIrq(c, budget.irqVector); }
         this.step++;
-        if (cost < 0 || this.stopRequested) { reason = 'hazard'; break; }
-        chooser.observe?.(c, kind, cost as CostClass);
-        if (opts.until?.(this)) { reason = 'until'; break; }
+        chooser.observe?.(c, kind, kind === ActionKind.Drain ? CostClass.Drain : CostClass.Inject);
+        if (until !== undefined && until(this)) { reason = 'until'; break; }
       }
     } catch (e) {
       if (e instanceof Error && (e as { userFacing?: boolean }).userFacing === true) {

@@ -57,7 +57,8 @@ export class Page {
     this.writer = new Int16Array(PAGE_SIZE).fill(WRITER_LOADER);
     this.seq = new Float64Array(PAGE_SIZE);
     this.prev = new Uint8Array(PAGE_SIZE);
-    this.decoded = [];
+    // Packed, not holey-sparse: the fetch fast path indexes it every instruction.
+    this.decoded = new Array<DecodeEntry | undefined>(PAGE_SIZE).fill(undefined);
   }
 
   clone(owner: object): Page {
@@ -95,8 +96,14 @@ function parsePerms(perms: string | number): number {
   return p | Perm.R;
 }
 
+/** Entries in the page lookup cache (direct-mapped by page number). */
+const TLB_SIZE = 64;
+
 export class Memory {
   private pages: Map<number, Page>;
+  /** A direct-mapped cache of page lookups; cleared whenever the page table changes. Hot path. */
+  private readonly tlbNo = new Float64Array(TLB_SIZE).fill(NaN);
+  private readonly tlbPage: (Page | undefined)[] = new Array<Page | undefined>(TLB_SIZE).fill(undefined);
   /** Copy-on-write ownership token: a page whose owner is not this token is shared and copied before writing. */
   private token: object = {};
   /** Global text write sequence number: increments once per committed write to an executable page. */
@@ -128,28 +135,41 @@ export class Memory {
         this.pages.set(n, new Page(n * PAGE_SIZE, p, new Uint8Array(PAGE_SIZE), this.token, ++this.lineage.generation));
       }
     }
+    this.flushTlb();
   }
 
   isMapped(addr: number): boolean {
     return this.pages.has(pageNumber(addr));
   }
 
-  /** The page holding `addr`, for reading (may be shared with forks). */
+  /** The page holding `addr`, for reading (may be shared with forks). Hot path. */
   page(addr: number): Page | undefined {
-    return this.pages.get(pageNumber(addr));
+    const n = Math.floor(addr / PAGE_SIZE);
+    const slot = n & (TLB_SIZE - 1);
+    if (this.tlbNo[slot] === n) return this.tlbPage[slot];
+    const p = this.pages.get(n);
+    this.tlbNo[slot] = n;
+    this.tlbPage[slot] = p;
+    return p;
+  }
+
+  private flushTlb(): void {
+    this.tlbNo.fill(NaN);
+    this.tlbPage.fill(undefined);
   }
 
   /** The page holding `addr`, private to this memory (copied first if shared). */
   writablePage(addr: number): Page | undefined {
-    const n = pageNumber(addr);
-    const p = this.pages.get(n);
-    return p ? this.owned(n, p) : undefined;
+    const p = this.page(addr);
+    if (p === undefined || p.owner === this.token) return p;
+    return this.owned(pageNumber(addr), p);
   }
 
   private owned(n: number, p: Page): Page {
     if (p.owner === this.token) return p;
     const c = p.clone(this.token);
     this.pages.set(n, c);
+    this.flushTlb();
     return c;
   }
 
@@ -159,6 +179,7 @@ export class Memory {
     child.textSeq = this.textSeq;
     // Both sides now share every page: neither owns them any more.
     this.token = {};
+    this.flushTlb();
     return child;
   }
 

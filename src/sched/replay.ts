@@ -1,5 +1,6 @@
 /** Replay: make exactly the decisions of a recorded schedule string, and say where it stops fitting. */
-import { type Chooser, type ChoiceKind, type SchedulingPoint } from '../machine/chooser.ts';
+import { ActionKind, action, type Chooser, type ChoiceKind, type SchedulingPoint } from '../machine/chooser.ts';
+import type { Vcpu } from '../machine/vcpu.ts';
 import { ScheduleError, decisionToken, parseSchedule } from './schedule.ts';
 
 export class ReplayChooser implements Chooser {
@@ -33,6 +34,18 @@ export class ReplayChooser implements Chooser {
     for (let i = 0; i < point.count; i++) if (point.actions[i] === d) return i;
     const enabled = Array.from(point.actions.subarray(0, point.count), decisionToken).join(' ');
     throw new ScheduleError(`schedule decision ${this.at} '${decisionToken(d)}' does not fit: enabled here are ${enabled}`);
+  }
+
+  forced(a: number): void {
+    const d = this.take('a forced step');
+    if (d !== a) throw new ScheduleError(`schedule decision ${this.at} '${decisionToken(d)}' does not fit: only ${decisionToken(a)} is possible here`);
+  }
+
+  continueWith(c: Vcpu): boolean {
+    const step = action(c.id, ActionKind.Step);
+    if (this.decisions[this.at] !== step) return false;
+    this.at++;
+    return true;
   }
 
   choose(kind: ChoiceKind, n: number): number {

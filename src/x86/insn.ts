@@ -78,4 +78,14 @@ export interface Insn {
   bytes: Uint8Array;
   /** iced's mnemonic name, for listings and errors. */
   mnemonic: string;
+  /**
+   * A specialised handler the machine layer attaches to hot instruction shapes (register ALU,
+   * moves, branches); undefined = the general interpreter. Method syntax keeps the x86 layer free
+   * of machine types.
+   */
+  fast?: FastHandler;
+}
+
+export interface FastHandler {
+  run(ctx: object, cpu: object, insn: Insn): number;
 }
