@@ -1,0 +1,84 @@
+// DESIGN.md §3: the same scenario, seed and schedule give the same trace, bit for bit; a recorded
+// schedule string replays the run; a schedule that does not fit says where.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { RandomChooser } from '../../src/sched/random.ts';
+import { ReplayChooser } from '../../src/sched/replay.ts';
+import { TimedChooser } from '../../src/sched/timed.ts';
+import { formatSchedule, parseSchedule, ScheduleError } from '../../src/sched/schedule.ts';
+import { machine, done, textPokeBpOrder, Code, PATCHER, SITE } from '../helpers/site-machine.ts';
+
+const fingerprint = (m: ReturnType<typeof machine>) =>
+  JSON.stringify({ events: m.events, regs: m.vcpus.map((c) => [Array.from(c.lo), Array.from(c.hi), c.rip, c.flags]) });
+
+test('the same seed gives the same trace, bit for bit', () => {
+  const a = machine(textPokeBpOrder());
+  const b = machine(textPokeBpOrder());
+  a.run({ chooser: new RandomChooser(42), until: done });
+  b.run({ chooser: new RandomChooser(42), until: done });
+  assert.equal(fingerprint(a), fingerprint(b));
+  assert.deepEqual(a.decisions, b.decisions);
+});
+
+test('different seeds give different interleavings', () => {
+  const a = machine(textPokeBpOrder());
+  const b = machine(textPokeBpOrder());
+  a.run({ chooser: new RandomChooser(1), until: done });
+  b.run({ chooser: new RandomChooser(2), until: done });
+  assert.notDeepEqual(a.decisions, b.decisions);
+});
+
+test('a recorded schedule string replays the run exactly', () => {
+  const a = machine(textPokeBpOrder());
+  a.run({ chooser: new RandomChooser(9), until: done });
+  const schedule = formatSchedule(a.decisions);
+  assert.match(schedule, /^[sdnic]\d+(\*\d+)?( [sdnic]\d+(\*\d+)?)*$/);
+  const b = machine(textPokeBpOrder());
+  const replay = new ReplayChooser(schedule, 2);
+  b.run({ chooser: replay, until: done });
+  assert.equal(fingerprint(a), fingerprint(b));
+  assert.ok(replay.done);
+});
+
+test('a hazard found by a random seed replays from its schedule string', () => {
+  const p = new Code(PATCHER).movl(SITE, 0x000001b8).movw(SITE + 4, 0x6600).movb(SITE + 6, 0x90).emit(0xf4);
+  const a = machine(p.bytes);
+  const r1 = a.run({ chooser: new RandomChooser(3), until: done });
+  assert.equal(r1.reason, 'hazard');
+  const b = machine(p.bytes);
+  const r2 = b.run({ chooser: new ReplayChooser(formatSchedule(a.decisions), 2), until: done });
+  assert.equal(r2.reason, 'hazard');
+  assert.deepEqual(r2.hazards, r1.hazards);
+  assert.equal(b.step, a.step);
+});
+
+test('the timed strategy is deterministic for a seed and replayable', () => {
+  const a = machine(textPokeBpOrder());
+  const b = machine(textPokeBpOrder());
+  a.run({ chooser: new TimedChooser({ seed: 5 }), until: done });
+  b.run({ chooser: new TimedChooser({ seed: 5 }), until: done });
+  assert.equal(fingerprint(a), fingerprint(b));
+  const c = machine(textPokeBpOrder());
+  c.run({ chooser: new ReplayChooser(formatSchedule(a.decisions), 2), until: done });
+  assert.equal(fingerprint(a), fingerprint(c));
+});
+
+test('a malformed schedule string is rejected with the bad token named', () => {
+  assert.throws(() => parseSchedule('s0*3 x1 s1'), (e: unknown) => e instanceof ScheduleError && /token 2 'x1'/.test(e.message));
+  assert.throws(() => parseSchedule('s7', 2), /no vCPU 7/);
+  assert.deepEqual(parseSchedule('s0*2 d1 c1'), [0, 0, 5, -2]);
+});
+
+test('a schedule that does not fit the run says which decision and what was possible', () => {
+  const m = machine(textPokeBpOrder());
+  const r = m.run({ chooser: new ReplayChooser('s0*5 n1', 2), until: done });
+  assert.equal(r.reason, 'error');
+  assert.match(r.error!.message, /decision 6 'n1' does not fit: enabled here are s0 s1/);
+});
+
+test('a schedule that ends early says so', () => {
+  const m = machine(textPokeBpOrder());
+  const r = m.run({ chooser: new ReplayChooser('s0*3', 2), until: done });
+  assert.equal(r.reason, 'error');
+  assert.match(r.error!.message, /schedule ended after 3 decisions/);
+});
