@@ -193,7 +193,7 @@ export class Machine implements ExecContext {
   stepCpu(c: Vcpu): number {
     if ((c.nmiPending || c.pendingIrqs.length > 0) && deliverPending(this, c)) return CostClass.Interrupt;
     if (c.halted) return CostClass.Halt;
-    c.interruptShadow = false;
+    if (c.interruptShadow) c.interruptShadow = false;
     let insn = fetch(this, c.id, c.serializedSeq, c.rip);
     if (insn === null) {
       if (this.hazard(this.fetchHazard!)) return -1;
@@ -205,7 +205,22 @@ export class Machine implements ExecContext {
     return cost;
   }
 
+  /** Steps of the current burst not yet in `decisions` (flushed before any other record). */
+  private burstAction = -1;
+  private burstCount = 0;
+
+  private flushBurst(): void {
+    if (this.burstCount === 0) return;
+    const a = this.burstAction, k = this.burstCount;
+    this.burstCount = 0;
+    const log = this.decisions;
+    const n = log.length;
+    if (n > 0 && log[n - 2] === a) log[n - 1]! += k;
+    else log.push(a, k);
+  }
+
   private record(d: Decision): void {
+    this.flushBurst();
     const log = this.decisions;
     const n = log.length;
     if (n > 0 && log[n - 2] === d) log[n - 1]!++;
@@ -262,8 +277,10 @@ export class Machine implements ExecContext {
         if (kind === ActionKind.Step) {
           // A burst: step the same vCPU while the chooser agrees and nothing else changed.
           this.dirty = false;
+          this.flushBurst();
+          this.burstAction = a;
           for (;;) {
-            this.record(a);
+            this.burstCount++;
             const cost = this.stepCpu(c);
             instructions++;
             this.step++;
@@ -284,11 +301,13 @@ export class Machine implements ExecContext {
         if (until !== undefined && until(this)) { reason = 'until'; break; }
       }
     } catch (e) {
+      this.flushBurst();
       if (e instanceof Error && (e as { userFacing?: boolean }).userFacing === true) {
         reason = 'error';
         error = e;
       } else throw e;
     }
+    this.flushBurst();
     return {
       reason,
       steps: this.step - stepsBefore,

@@ -49,15 +49,23 @@ export class TimedChooser implements Chooser {
     }
   }
 
+  /** Time of the second-earliest action at the last decision: the chosen vCPU may run until then. */
+  private horizon = 0;
+
   next(point: SchedulingPoint): number {
     let best = 0;
     let bestT = Infinity;
+    let second = Infinity;
     let ties = 0;
     for (let i = 0; i < point.count; i++) {
       const t = this.timeOf(point.actions[i]!, point.vcpus);
-      if (t < bestT) { bestT = t; best = i; ties = 1; }
-      else if (t === bestT && this.rng.int(++ties) === 0) best = i; // seeded tie-break
+      if (t < bestT) { second = bestT; bestT = t; best = i; ties = 1; }
+      else if (t === bestT) {
+        second = t;
+        if (this.rng.int(++ties) === 0) best = i; // seeded tie-break
+      } else if (t < second) second = t;
     }
+    this.horizon = second;
     const a = point.actions[best]!;
     if (actionKind(a) >= ActionKind.Nmi) this.nextInjection = this.arrival(bestT);
     const c = point.vcpus[actionCpu(a)]!;
@@ -68,6 +76,15 @@ export class TimedChooser implements Chooser {
 
   choose(_kind: ChoiceKind, _n: number): number {
     return 0;
+  }
+
+  /** Keep stepping while this vCPU is still the earliest: before the horizon and its own next drain. */
+  continueWith(c: Vcpu): boolean {
+    if (c.time >= this.horizon) return false;
+    const sb = c.storeBuffer;
+    if (sb.length > 0 && sb[0]!.time + STORE_DRAIN_LATENCY.cycles <= c.time) return false;
+    this.now = c.time;
+    return true;
   }
 
   observe(c: Vcpu, kind: ActionKind, cost: CostClass): void {

@@ -1,0 +1,124 @@
+/**
+ * Reading a scenario file: YAML or JSON, validated against the schema, with errors that name the
+ * file, the path inside it and (for a typo) the closest known key.
+ */
+import { readFileSync, existsSync, statSync } from 'node:fs';
+import { Ajv, type ErrorObject } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import { ScenarioError } from './errors.ts';
+
+export type Num = number | string;
+
+export interface MachineScenario {
+  name?: string;
+  description?: string;
+  machine: { vcpus: number; tso?: boolean; stopOnHazard?: boolean };
+  memory: { name?: string; at: Num; size: Num; perms: string }[];
+  code: { name?: string; at: Num; asm?: string; hex?: string }[];
+  data?: { at: Num; hex: string }[];
+  vcpus: { rip: Num; rsp?: Num; gsBase?: Num; interrupts?: boolean; halted?: boolean; regs?: Record<string, Num> }[];
+  idt?: Record<string, Num>;
+  schedule?: { strategy?: 'timed' | 'random' | 'replay' | 'first'; seed?: number; replay?: string };
+  inject?: { nmis?: number; irqs?: number; vector?: number; cpus?: number[] };
+  run?: { maxInstructions?: number };
+}
+
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** The closest of `known` to `word`, if close enough to be a likely typo. */
+export function didYouMean(word: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const k of known) {
+    const dist = editDistance(word.toLowerCase(), k.toLowerCase());
+    if (dist < bestD) { bestD = dist; best = k; }
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+}
+
+function schemaAt(schema: unknown, path: string): Record<string, unknown> | undefined {
+  let s = schema as Record<string, unknown> | undefined;
+  for (const part of path.split('/').filter(Boolean)) {
+    if (!s) return undefined;
+    if (s.type === 'array') s = s.items as Record<string, unknown>;
+    else s = (s.properties as Record<string, Record<string, unknown>> | undefined)?.[part];
+  }
+  return s;
+}
+
+function describe(file: string, err: ErrorObject, schema: unknown): string {
+  const where = err.instancePath === '' ? '(top level)' : err.instancePath;
+  if (err.keyword === 'additionalProperties') {
+    const key = String((err.params as { additionalProperty: string }).additionalProperty);
+    const props = Object.keys((schemaAt(schema, err.instancePath)?.properties as object | undefined) ?? {});
+    const hint = didYouMean(key, props);
+    return `${file}: ${where}: unknown key '${key}'${hint ? ` (did you mean '${hint}'?)` : props.length ? ` (known keys: ${props.join(', ')})` : ''}`;
+  }
+  if (err.keyword === 'enum') {
+    const allowed = (err.params as { allowedValues: unknown[] }).allowedValues.join(', ');
+    return `${file}: ${where}: must be one of ${allowed}`;
+  }
+  return `${file}: ${where}: ${err.message ?? 'is invalid'}`;
+}
+
+/** Parse and validate scenario text (YAML is a superset of JSON). */
+export function parseScenario<T>(file: string, text: string, schema: object): T {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { prettyErrors: false });
+  } catch (e) {
+    const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    throw new ScenarioError(`${file}: not valid YAML or JSON: ${msg}`);
+  }
+  const ajv = new Ajv({ allErrors: false, strict: false });
+  const validate = ajv.compile(schema);
+  if (!validate(doc)) {
+    const errs = validate.errors ?? [];
+    // Prefer the most specific complaint: an unknown key beats a failed oneOf/anyOf.
+    const pick = errs.find((e) => e.keyword === 'additionalProperties') ?? errs.find((e) => e.keyword !== 'anyOf' && e.keyword !== 'oneOf') ?? errs[0];
+    throw new ScenarioError(pick ? describe(file, pick, schema) : `${file}: does not match the scenario schema`);
+  }
+  return doc as T;
+}
+
+export function readScenarioFile<T>(file: string, schema: object): T {
+  if (!existsSync(file)) throw new ScenarioError(`${file}: no such scenario file`);
+  if (!statSync(file).isFile()) throw new ScenarioError(`${file}: not a file`);
+  return parseScenario<T>(file, readFileSync(file, 'utf8'), schema);
+}
+
+function parseBig(v: Num, what: string): bigint {
+  if (typeof v === 'number') {
+    if (!Number.isSafeInteger(v)) throw new ScenarioError(`${what}: ${v} is not an exact integer (write large values as hex strings)`);
+    return BigInt(v);
+  }
+  const t = v.replace(/_/g, '').trim();
+  const neg = t.startsWith('-');
+  const body = neg ? t.slice(1) : t;
+  if (!/^(0[xX][0-9a-fA-F]+|[0-9]+)$/.test(body)) throw new ScenarioError(`${what}: '${v}' is not a number`);
+  const b = BigInt(body);
+  return neg ? -b : b;
+}
+
+/** A 64-bit register value (any integer that fits 64 bits, signed or unsigned). */
+export function big(v: Num, what: string): bigint {
+  const b = parseBig(v, what);
+  if (b < -(1n << 63n) || b >= 1n << 64n) throw new ScenarioError(`${what}: '${v}' does not fit in 64 bits`);
+  return BigInt.asUintN(64, b);
+}
+
+/** An address: 0xffffffff81000000 and -0x7f000000 name the same canonical address. */
+export function num(v: Num, what: string): number {
+  const n = Number(BigInt.asIntN(64, big(v, what)));
+  if (n < -0x800000000000 || n >= 0x800000000000) throw new ScenarioError(`${what}: '${v}' is not a canonical x86-64 address`);
+  return n;
+}
