@@ -20,7 +20,7 @@ export interface MachineScenario {
   idt?: Record<string, Num>;
   schedule?: { strategy?: 'timed' | 'random' | 'replay' | 'first'; seed?: number; replay?: string };
   inject?: { nmis?: number; irqs?: number; vector?: number; cpus?: number[] };
-  run?: { maxInstructions?: number };
+  run?: { maxInstructions?: number; stopWhenHalted?: number[] };
 }
 
 function editDistance(a: string, b: string): number {

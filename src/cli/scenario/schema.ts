@@ -120,6 +120,7 @@ export const machineScenarioSchema = {
       additionalProperties: false,
       properties: {
         maxInstructions: { type: 'integer', minimum: 1 },
+        stopWhenHalted: { type: 'array', items: { type: 'integer', minimum: 0 }, description: 'stop once these vCPUs have all halted' },
       },
     },
   },

@@ -1,0 +1,156 @@
+/**
+ * `pvpatch run <scenario>`: build the scenario's machine, run it under a strategy (or sweep many
+ * seeds), print a per-vCPU summary, every hazard, the stop reason and the replayable schedule.
+ */
+import { writeFileSync, renameSync } from 'node:fs';
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import cliProgress from 'cli-progress';
+import { machineScenarioSchema } from '../scenario/schema.ts';
+import { readScenarioFile, type MachineScenario } from '../scenario/load.ts';
+import { buildMachine, makeChooser, type Strategy } from '../scenario/build-machine.ts';
+import { ScenarioError } from '../scenario/errors.ts';
+import { formatSchedule } from '../../sched/schedule.ts';
+import { describeHazard } from '../hazard-text.ts';
+import { disassemble, hexAddress } from '../../x86/format.ts';
+import { REG_NAMES } from '../../x86/registers.ts';
+import type { Machine, RunResult } from '../../machine/machine.ts';
+import { defaultScenarioPath } from '../default-scenario.ts';
+
+interface RunFlags {
+  seed?: string;
+  strategy?: Strategy;
+  schedule?: string;
+  maxInstructions?: string;
+  seeds?: string;
+  json?: boolean;
+  scheduleOut?: string;
+}
+
+function intFlag(v: string | undefined, name: string, min: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < min) throw new ScenarioError(`--${name} must be an integer ≥ ${min}, not '${v}'`);
+  return n;
+}
+
+function summary(m: Machine, r: RunResult, strategy: string, seed: number) {
+  return {
+    reason: r.reason,
+    strategy,
+    seed,
+    steps: r.steps,
+    instructions: r.instructions,
+    vcpus: m.vcpus.map((c) => ({
+      id: c.id,
+      retired: c.retired,
+      rip: hexAddress(c.rip),
+      halted: c.halted,
+      regs: Object.fromEntries(REG_NAMES.map((n, i) => [n, '0x' + c.getReg64(i).toString(16)])),
+    })),
+    hazards: r.hazards,
+    error: r.error?.message,
+    events: countEvents(m),
+    schedule: formatSchedule(m.decisions),
+  };
+}
+
+function countEvents(m: Machine): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const e of m.events) out[e.type] = (out[e.type] ?? 0) + 1;
+  return out;
+}
+
+function instructionText(m: Machine, rip: number): string {
+  try {
+    return disassemble(m.memory.readBytes(rip, 15), rip)[0]?.text ?? '';
+  } catch {
+    return '(unmapped)';
+  }
+}
+
+function printRun(file: string, m: Machine, r: RunResult, strategy: string, seed: number): void {
+  const out: string[] = [];
+  out.push(`${file}: ${m.vcpus.length} vCPUs, strategy ${strategy}, seed ${seed}`);
+  out.push(`stopped: ${r.reason}${r.error ? ` (${r.error.message})` : ''} after ${r.instructions.toLocaleString('en-US')} instructions, ${r.steps.toLocaleString('en-US')} steps`);
+  out.push('');
+  out.push('vCPU  retired      rip                 state    next instruction');
+  for (const c of m.vcpus) {
+    out.push(`${String(c.id).padStart(4)}  ${String(c.retired).padStart(10)}   ${hexAddress(c.rip).padEnd(18)}  ${(c.halted ? 'halted' : 'running').padEnd(7)}  ${instructionText(m, c.rip)}`);
+  }
+  const counts = countEvents(m);
+  if (Object.keys(counts).length > 0) out.push('', 'events: ' + Object.entries(counts).map(([k, v]) => `${k} ${v}`).join(', '));
+  out.push('');
+  if (r.hazards.length === 0) out.push('hazards: none');
+  else for (const h of r.hazards) out.push(describeHazard(h));
+  const schedule = formatSchedule(m.decisions);
+  out.push('', `schedule (replay with --strategy replay --schedule '...'): ${schedule.length > 400 ? schedule.slice(0, 400) + ` … (${schedule.length} chars; use --schedule-out)` : schedule || '(no decisions)'}`);
+  process.stdout.write(out.join('\n') + '\n');
+}
+
+function writeAtomically(path: string, text: string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
+
+export async function runCommand(file: string | undefined, flags: RunFlags): Promise<number> {
+  const path = file ?? defaultScenarioPath();
+  const scenario = readScenarioFile<MachineScenario>(path, machineScenarioSchema);
+  const strategy: Strategy = flags.strategy ?? (flags.schedule ? 'replay' : scenario.schedule?.strategy ?? 'random');
+  const seed = intFlag(flags.seed, 'seed', 0) ?? scenario.schedule?.seed ?? 1;
+  const seeds = intFlag(flags.seeds, 'seeds', 1);
+  const maxInstructions = intFlag(flags.maxInstructions, 'max-instructions', 1);
+  const boot = buildMachine(path, scenario);
+  const runOpts = { ...boot.run, ...(maxInstructions ? { maxInstructions } : {}) };
+  const replay = flags.schedule ?? scenario.schedule?.replay;
+
+  if (seeds !== undefined) {
+    if (strategy === 'replay') throw new ScenarioError('--seeds sweeps seeds; it cannot be combined with a replay schedule');
+    const bar = !flags.json && process.stderr.isTTY ? new cliProgress.SingleBar({ format: 'seeds {bar} {value}/{total} | hazards {hazards}', hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
+    bar?.start(seeds, 0, { hazards: 0 });
+    const failing: { seed: number; reason: string; hazard?: string; schedule: string }[] = [];
+    for (let s = seed; s < seed + seeds; s++) {
+      const m = boot.machine.fork();
+      const r = m.run({ ...runOpts, chooser: makeChooser(strategy, s, m.vcpus.length) });
+      if (r.hazards.length > 0 || r.reason === 'error') {
+        failing.push({ seed: s, reason: r.reason, ...(r.hazards[0] ? { hazard: describeHazard(r.hazards[0]) } : r.error ? { hazard: r.error.message } : {}), schedule: formatSchedule(m.decisions) });
+      }
+      bar?.increment(1, { hazards: failing.length });
+    }
+    bar?.stop();
+    if (flags.json) process.stdout.write(JSON.stringify({ scenario: path, strategy, seeds: { from: seed, count: seeds }, failing: failing.length, first: failing[0] ?? null }) + '\n');
+    else {
+      process.stdout.write(`${path}: ${seeds} seeds (${seed}..${seed + seeds - 1}), strategy ${strategy}: ${failing.length} with a hazard or error\n`);
+      if (failing[0]) process.stdout.write(`first: seed ${failing[0].seed}: ${failing[0].hazard}\nreplay: pvpatch run ${path} --seed ${failing[0].seed} --strategy ${strategy}\n`);
+    }
+    return failing.length > 0 ? 1 : 0;
+  }
+
+  const m = boot.machine;
+  const r = m.run({ ...runOpts, chooser: makeChooser(strategy, seed, m.vcpus.length, replay) });
+  if (flags.scheduleOut) writeAtomically(flags.scheduleOut, formatSchedule(m.decisions) + '\n');
+  if (r.reason === 'error' && r.error && !flags.json) {
+    throw r.error;
+  }
+  if (flags.json) process.stdout.write(JSON.stringify(summary(m, r, strategy, seed)) + '\n');
+  else printRun(path, m, r, strategy, seed);
+  return r.reason === 'error' ? 2 : r.hazards.length > 0 ? 1 : 0;
+}
+
+export function register(program: Command): void {
+  program
+    .command('run')
+    .description('run a scenario (the bundled default when none is given) and report hazards')
+    .argument('[scenario]', 'scenario file (YAML or JSON)')
+    .addOption(new Option('--strategy <name>', 'scheduling strategy').choices(['timed', 'random', 'replay', 'first']))
+    .option('--seed <n>', 'seed for the strategy (default: the scenario\'s, else 1)')
+    .option('--seeds <n>', 'sweep n seeds from --seed, forking from one boot; report failing seeds')
+    .option('--schedule <string>', 'replay this schedule string (implies --strategy replay)')
+    .option('--schedule-out <file>', 'write the run\'s schedule string to a file')
+    .option('--max-instructions <n>', 'stop after n instructions')
+    .option('--json', 'print one JSON object instead of text')
+    .action(async (file: string | undefined, flags: RunFlags) => {
+      process.exitCode = await runCommand(file, flags);
+    });
+}
