@@ -1,460 +1,451 @@
 /**
- * The assembler DSL: guest code written in TypeScript becomes real x86-64 bytes through iced-x86's
- * BlockEncoder, which resolves labels and picks short or near branches (DESIGN.md §2).
+ * The assembler DSL: guest code written in TypeScript becomes real x86-64 bytes through
+ * iced-x86's `BlockEncoder` (DESIGN.md §2). Each item gets a unique pseudo-IP; a label is the
+ * pseudo-IP of the item bound after it, so the block encoder resolves branches and RIP-relative
+ * references to labels, and picks rel8 or rel32 for jcc/jmp.
  *
- *   const a = new Asm(0xffffffff81000000);
- *   const top = a.here('top');
- *   a.ins('add', rax, rcx).ins('dec', ecx).jcc('ne', top).hlt();
- *   a.mov(byte(mem(rdi)), 0);            // c6 07 00, the native unlock (seed 001)
- *   a.callIndirect(rip(pvOpsSlot));      // ff 15 rel32, a PVOP call site
- *   const out = a.assemble();            // bytes, label addresses, listing
+ *   const a = new Asm(0xffffffff81000000n);
+ *   a.mov(byte(mem(rdi)), 0); a.nop(4);                    // c6 07 00 0f 1f 40 00
+ *   const out = a.assemble();
  */
-import { BlockEncoder, Encoder, Instruction, MemoryOperand, Register, Code, OpCodeOperandKind as K } from 'iced-x86';
+import { BlockEncoder, BlockEncoderOptions, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind } from 'iced-x86';
+import { disassemble, hexBytes } from './format.ts';
 import { linuxNop } from './nops.ts';
-import { disassemble, hexBytes, hexAddress } from './format.ts';
+import { canonicalCc, createInstruction, describeInsn, select, type Selected } from './asm-match.ts';
 import {
-  candidates, operandSize, regSize, immFits, isImmKind, isBranchKind, regFits, memFits,
-  type Candidate, type RegOp, type MemOp, type ImmOp,
-} from './asm-select.ts';
+  AsmError, AsmReg, Label, Mem, qword, rip, toAddress, type BranchTarget, type Operand,
+} from './asm-operands.ts';
 
-export type { RegOp, MemOp, ImmOp } from './asm-select.ts';
-
-export class AsmError extends Error {
-  readonly userFacing = true;
-  constructor(message: string) {
-    super(message);
-    this.name = 'AsmError';
-  }
-}
-
-/** A position in the code, possibly not yet bound. */
-export class Label {
-  constructor(readonly name: string) {}
-}
-
-export type Operand = RegOp | MemOp | ImmOp | Label;
-
-export function reg(r: Register): RegOp {
-  if (regSize(r) === 0) throw new AsmError(`${Register[r]} is not a general register`);
-  return { kind: 'reg', reg: r };
-}
-
-const R = (r: Register) => reg(r);
-export const rax = R(Register.RAX), rcx = R(Register.RCX), rdx = R(Register.RDX), rbx = R(Register.RBX);
-export const rsp = R(Register.RSP), rbp = R(Register.RBP), rsi = R(Register.RSI), rdi = R(Register.RDI);
-export const r8 = R(Register.R8), r9 = R(Register.R9), r10 = R(Register.R10), r11 = R(Register.R11);
-export const r12 = R(Register.R12), r13 = R(Register.R13), r14 = R(Register.R14), r15 = R(Register.R15);
-export const eax = R(Register.EAX), ecx = R(Register.ECX), edx = R(Register.EDX), ebx = R(Register.EBX);
-export const esp = R(Register.ESP), ebp = R(Register.EBP), esi = R(Register.ESI), edi = R(Register.EDI);
-export const r8d = R(Register.R8D), r9d = R(Register.R9D), r10d = R(Register.R10D), r11d = R(Register.R11D);
-export const r12d = R(Register.R12D), r13d = R(Register.R13D), r14d = R(Register.R14D), r15d = R(Register.R15D);
-export const ax = R(Register.AX), cx = R(Register.CX), dx = R(Register.DX), bx = R(Register.BX);
-export const sp = R(Register.SP), bp = R(Register.BP), si = R(Register.SI), di = R(Register.DI);
-export const al = R(Register.AL), cl = R(Register.CL), dl = R(Register.DL), bl = R(Register.BL);
-export const ah = R(Register.AH), ch = R(Register.CH), dh = R(Register.DH), bh = R(Register.BH);
-export const spl = R(Register.SPL), bpl = R(Register.BPL), sil = R(Register.SIL), dil = R(Register.DIL);
-export const r8b = R(Register.R8L), r9b = R(Register.R9L), r10b = R(Register.R10L), r11b = R(Register.R11L);
-export const r12b = R(Register.R12L), r13b = R(Register.R13L), r14b = R(Register.R14L), r15b = R(Register.R15L);
-
-/** A general register by name (`rax`, `r8d`, `ah`, `r15b`/`r15l`), or undefined. */
-export function regByName(name: string): RegOp | undefined {
-  const n = name.toUpperCase().replace(/^(R\d+)B$/, '$1L');
-  const r = Register[n as keyof typeof Register];
-  return typeof r === 'number' && regSize(r) > 0 ? reg(r) : undefined;
-}
-
-function regOf(v: RegOp | undefined): Register {
-  return v ? v.reg : Register.None;
-}
-
-/** `[base + disp]` or `[base + index*scale + disp]`. */
-export function mem(base: RegOp | { base?: RegOp; index?: RegOp; scale?: number; disp?: number | bigint }, disp: number | bigint = 0): MemOp {
-  const o = 'kind' in base ? { base, disp } : base;
-  const scale = o.scale ?? 1;
-  if (![1, 2, 4, 8].includes(scale)) throw new AsmError(`index scale must be 1, 2, 4 or 8, not ${scale}`);
-  for (const r of [o.base, o.index]) if (r && regSize(r.reg) !== 8) throw new AsmError('addresses use 64-bit registers');
-  return { kind: 'mem', base: regOf(o.base), index: regOf(o.index), scale, disp: BigInt(o.disp ?? 0), seg: Register.None };
-}
-
-/** An absolute address `[disp32]` (sign-extended), as in `movl $1, 0x10000`. */
-export function abs(address: number | bigint): MemOp {
-  return { kind: 'mem', base: Register.None, index: Register.None, scale: 1, disp: BigInt(address), seg: Register.None };
-}
-
-/** RIP-relative to a label or an absolute address: `call *pv_ops+off(%rip)`. */
-export function rip(target: Label | number | bigint): MemOp {
-  const ripTarget = target instanceof Label ? { label: target.name } : { address: BigInt.asUintN(64, BigInt(target)) };
-  return { kind: 'mem', base: Register.RIP, index: Register.None, scale: 1, disp: 0n, seg: Register.None, ripTarget };
-}
-
-const sized = (size: 1 | 2 | 4 | 8) => (m: MemOp): MemOp => ({ ...m, size });
-export const byte = sized(1), word = sized(2), dword = sized(4), qword = sized(8);
-
-/** The %gs: segment override (per-CPU data). A number means an absolute %gs offset. */
-export function gs(m: MemOp | number | bigint): MemOp {
-  const base = typeof m === 'object' ? m : abs(m);
-  return { ...base, seg: Register.GS };
-}
-
-const CONDITIONS = ['o', 'no', 'b', 'ae', 'e', 'ne', 'be', 'a', 's', 'ns', 'p', 'np', 'l', 'ge', 'le', 'g'] as const;
-const CC_ALIASES: Record<string, string> = { z: 'e', nz: 'ne', c: 'b', nc: 'ae', nae: 'b', nb: 'ae', na: 'be', nbe: 'a', pe: 'p', po: 'np', nge: 'l', nl: 'ge', ng: 'le', nle: 'g' };
-export type Condition = (typeof CONDITIONS)[number] | keyof typeof CC_ALIASES;
-
-/** GAS/Intel condition aliases (jz, setnz, cmovc, ...) → iced's mnemonic names. */
-function canonicalMnemonic(name: string): string {
-  const m = /^(j|set|cmov)([a-z]+)$/.exec(name);
-  if (!m || name === 'jmp') return name;
-  const cc = CC_ALIASES[m[2]!];
-  return cc ? m[1] + cc : name;
-}
-
-/** Pseudo addresses that identify instructions to the block encoder: non-canonical, never real. */
-const ID_BASE = 0x7fff_0000_0000_0000n;
+export * from './asm-operands.ts';
+export { lookupMnemonic } from './asm-match.ts';
 
 type Item =
-  | { kind: 'insn'; id: bigint; make: () => Instruction; text: string }
-  | { kind: 'bytes'; id: bigint; data: Uint8Array };
+  | { kind: 'insn'; name: string; sel: Selected; lock: boolean }
+  | { kind: 'data'; bytes: Uint8Array }
+  /** A branch whose form is fixed (`e8`/`e9`/`0f 8x` + rel32): patched after layout. */
+  | { kind: 'rel32'; name: string; opcode: readonly number[]; target: BranchTarget }
+  | { kind: 'raw'; insn: Instruction };
 
-export interface Assembled {
-  base: bigint;
-  bytes: Uint8Array;
-  /** Label name → absolute address (a canonical address as a signed number). */
-  labels: Map<string, number>;
-  address(label: string): number;
-  listing(): string;
+/** Pseudo-IPs are non-canonical, so they never collide with a real absolute target. */
+const PSEUDO_BASE = 0x8000_0000_0000_0000n;
+const pseudoIp = (i: number): bigint => PSEUDO_BASE + BigInt(i) * 16n;
+
+const CC_INDEX: Record<string, number> = {
+  o: 0, no: 1, b: 2, ae: 3, e: 4, ne: 5, be: 6, a: 7, s: 8, ns: 9, p: 10, np: 11, l: 12, ge: 13, le: 14, g: 15,
+};
+/** Condition codes accepted by `jcc`/`setcc`/`cmovcc` (canonical names and GAS aliases). */
+export type Cc =
+  | 'o' | 'no' | 'b' | 'ae' | 'e' | 'ne' | 'be' | 'a' | 's' | 'ns' | 'p' | 'np' | 'l' | 'ge' | 'le' | 'g'
+  | 'c' | 'nae' | 'nc' | 'nb' | 'z' | 'nz' | 'na' | 'nbe' | 'pe' | 'po' | 'nge' | 'nl' | 'ng' | 'nle';
+export type Condition = Cc;
+
+/** Signed canonical JS number for a 64-bit address (the form the machine uses). */
+export function canonical(addr: bigint): number {
+  return Number(BigInt.asIntN(64, addr));
 }
 
-function describe(op: Operand): string {
-  if (op instanceof Label) return `label ${op.name}`;
-  if (typeof op === 'number' || typeof op === 'bigint') return 'imm';
-  if (op.kind === 'reg') return `r${regSize(op.reg) * 8}`;
-  return op.size ? `m${op.size * 8}` : 'mem';
+/** The bytes of an assembled block and where its labels landed. */
+export class Assembled {
+  constructor(
+    /** Address of the first byte (unsigned 64-bit). */
+    readonly base: bigint,
+    readonly bytes: Uint8Array,
+    /** Label name -> absolute address (canonical signed number, as the machine uses). */
+    readonly labels: Map<string, number>,
+    private readonly lines: () => string,
+  ) {}
+  /** Absolute address of label `name`, as the canonical signed number the machine uses. */
+  address(name: string): number {
+    const a = this.labels.get(name);
+    if (a === undefined) throw new AsmError(`no label '${name}' in this block`);
+    return a;
+  }
+  /** Absolute address of label `name` as unsigned 64-bit. */
+  addressU64(name: string): bigint {
+    return BigInt.asUintN(64, BigInt(this.address(name)));
+  }
+  /** Canonical signed form of `base`. */
+  get baseAddress(): number {
+    return canonical(this.base);
+  }
+  /** Disassembly with addresses, bytes and labels. */
+  listing(): string {
+    return this.lines();
+  }
 }
 
 export class Asm {
   readonly base: bigint;
   private readonly items: Item[] = [];
-  /** Label name → index of the item it is bound before (items.length = the end). */
-  private readonly bound = new Map<string, number>();
-  private readonly labels = new Map<string, Label>();
-  private nextId = 1n;
+  private readonly named = new Map<string, Label>();
+  private readonly used = new Set<Label>();
+  private anon = 0;
   private pendingLock = false;
-  private readonly encoder = new Encoder(64);
 
+  /** `base`: absolute address of the first byte (canonical signed number, or bigint). */
   constructor(base: number | bigint) {
-    this.base = BigInt.asUintN(64, BigInt(base));
+    this.base = toAddress(base);
   }
 
-  /** Create (or look up) a named label; forward references are fine. */
+  /** The label called `name` (created on first use); without a name, a fresh anonymous one. */
   label(name?: string): Label {
-    const n = name ?? `.L${this.labels.size}`;
-    let l = this.labels.get(n);
-    if (!l) { l = new Label(n); this.labels.set(n, l); }
+    if (name === undefined) return new Label(`.L${this.anon++}`, this);
+    let l = this.named.get(name);
+    if (!l) {
+      l = new Label(name, this);
+      this.named.set(name, l);
+    }
     return l;
   }
 
-  /** Bind a label to the current position. */
-  bind(l: Label): this {
-    if (this.bound.has(l.name)) throw new AsmError(`label '${l.name}' is bound twice`);
-    this.bound.set(l.name, this.items.length);
+  /** Place `label` at the current position. */
+  bind(label: Label): this {
+    this.own(label);
+    if (label.bound) throw new AsmError(`label '${label.name}' is bound twice`);
+    label.pos = this.items.length;
+    if (!this.named.has(label.name)) this.named.set(label.name, label);
     return this;
   }
 
-  /** Create and bind a label here. */
+  /** Create (or look up) label `name` and bind it here. */
   here(name?: string): Label {
     const l = this.label(name);
     this.bind(l);
     return l;
   }
 
-  /** The next instruction carries the LOCK prefix. */
+  /** The next instruction gets a `lock` prefix (f0). */
   lock(): this {
     this.pendingLock = true;
     return this;
   }
 
-  /** Raw bytes (data, or hand-made instructions). */
-  bytes(data: Uint8Array | number[]): this {
-    const d = Uint8Array.from(data);
-    if (d.length > 0) this.items.push({ kind: 'bytes', id: ID_BASE + this.nextId++, data: d });
-    return this;
-  }
-
-  /** Linux's NOP of `n` bytes (arch/x86/include/asm/nops.h). */
-  nop(n = 1): this {
-    return this.bytes(linuxNop(n));
-  }
-
-  /** An iced Instruction as it is (for exact forms the selector would not choose). */
-  emit(instr: Instruction): this {
-    const copy = instr;
-    this.addItem(() => copy, 'emit');
-    return this;
-  }
-
-  /** Instructions are built at assemble time, when every label's pseudo id is known. */
-  private addItem(make: () => Instruction, text: string): void {
-    this.items.push({ kind: 'insn', id: ID_BASE + this.nextId++, make, text });
-  }
-
-  /** Any legacy instruction by mnemonic, with the shortest matching encoding. */
-  ins(mnemonic: string, ...ops: Operand[]): this {
-    const name = canonicalMnemonic(mnemonic.toLowerCase());
+  /** Any legacy-encoded instruction by mnemonic (GAS or iced name): `a.ins('bts', qword(mem(rdi)), 3)`. */
+  ins(name: string, ...ops: Operand[]): this {
+    for (const op of ops) {
+      if (op instanceof Label) this.use(op);
+      if (op instanceof Mem && op.ripTarget instanceof Label) this.use(op.ripTarget);
+    }
+    const sel = select(name, ops);
     const lock = this.pendingLock;
     this.pendingLock = false;
-    const cands = candidates(name);
-    if (cands.length === 0) throw new AsmError(`unknown mnemonic '${mnemonic}'`);
-    const text = `${name} ${ops.map(describe).join(', ')}`.trim();
-    // An indirect near CALL/JMP reads a 64-bit pointer.
-    if ((name === 'call' || name === 'jmp') && ops.length === 1) {
-      const o = ops[0]!;
-      if (typeof o === 'object' && !(o instanceof Label) && o.kind === 'mem' && o.size === undefined) ops = [{ ...o, size: 8 }];
+    if (lock && !(sel.canLock && sel.ops[0] instanceof Mem)) {
+      throw new AsmError(`lock prefix is not allowed on '${describeInsn(name, ops)}': it needs a lockable instruction with a memory destination`);
     }
-    const isBranch = ops.length === 1 && (ops[0] instanceof Label || ((typeof ops[0] === 'number' || typeof ops[0] === 'bigint') && cands.some((c) => c.kinds.length === 1 && isBranchKind(c.kinds[0]!))));
-    if (isBranch) {
-      const c = cands.find((x) => x.kinds.length === 1 && x.kinds[0] === K.br64_4) ?? cands.find((x) => x.kinds.length === 1 && x.kinds[0] === K.br64_1);
-      if (!c) throw new AsmError(`'${mnemonic}' takes no branch target`);
-      const t = ops[0] as Label | number | bigint;
-      this.addItem(() => Instruction.createBranch(c.code, this.resolve(t)), text);
-      return this;
-    }
-    const matches = cands.filter((c) => this.fits(c, ops));
-    if (matches.length === 0) throw new AsmError(`no encoding of '${mnemonic}' for operands (${ops.map(describe).join(', ')})`);
-    if (lock && !matches.some((c) => c.lock)) throw new AsmError(`'${mnemonic}' cannot take a LOCK prefix with these operands`);
-    const usable = lock ? matches.filter((c) => c.lock) : matches;
-    // Shortest encoding wins; ties keep iced's order (GAS's choices, e.g. 31 c0 for xor eax,eax).
-    let best: { c: Candidate; len: number } | undefined;
-    for (const c of usable) {
-      let len: number;
-      try {
-        const probe = this.build(c, ops, lock, true);
-        len = this.encoder.encode(probe, 0x1000n);
-        probe.free();
-      } catch {
-        continue;
-      }
-      if (!best || len < best.len) best = { c, len };
-    }
-    if (!best) throw new AsmError(`no encoding of '${mnemonic}' for operands (${ops.map(describe).join(', ')}) fits the values given`);
-    const chosen = best.c;
-    this.addItem(() => this.build(chosen, ops, lock, false), text);
+    this.items.push({ kind: 'insn', name, sel, lock });
     return this;
   }
 
-  private fits(c: Candidate, ops: Operand[]): boolean {
-    if (c.kinds.length !== ops.length) return false;
-    const size = operandSize(c.kinds);
-    const implied = ops.reduce<number>((s, o) => (typeof o === 'object' && !(o instanceof Label) && o.kind === 'reg' ? s || regSize(o.reg) : s), 0);
-    for (let i = 0; i < ops.length; i++) {
-      const k = c.kinds[i]!;
-      const o = ops[i]!;
-      if (o instanceof Label) return false;
-      if (typeof o === 'number' || typeof o === 'bigint') {
-        if (!isImmKind(k) || !immFits(k, BigInt(o), size)) return false;
-      } else if (o.kind === 'reg') {
-        if (!regFits(k, o.reg)) return false;
-      } else {
-        if (!memFits(k, o, implied)) return false;
-        if (k !== K.mem && o.size === undefined && implied === 0) return false; // size unknown
-      }
-    }
-    return true;
-  }
-
-  private resolveMem(m: MemOp, probe: boolean): MemoryOperand {
-    if (m.ripTarget) {
-      const t = probe ? 0x1000n : m.ripTarget.label !== undefined ? this.resolve(this.label(m.ripTarget.label)) : m.ripTarget.address!;
-      return MemoryOperand.new64(Register.RIP, Register.None, 1, t, 8, false, m.seg);
-    }
-    // No base and no index: an absolute disp32 (SIB form, no 0x67 prefix), which iced spells displSize 8.
-    const displSize = m.base === Register.None && m.index === Register.None ? 8 : m.disp === 0n ? 0 : 1;
-    return MemoryOperand.new64(m.base, m.index, m.scale, BigInt.asUintN(64, m.disp), displSize, false, m.seg);
-  }
-
-  private build(c: Candidate, ops: Operand[], lock: boolean, probe: boolean): Instruction {
-    const size = operandSize(c.kinds);
-    const imm = (o: ImmOp, k: K): { i32?: number; u32?: number; u64?: bigint } => {
-      const v = BigInt(o);
-      if (k === K.imm64) return { u64: BigInt.asUintN(64, v) };
-      const s = BigInt.asIntN(Math.min(size, 4) * 8, v);
-      return s >= 0n && v >= 0x80000000n ? { u32: Number(v & 0xffffffffn) } : { i32: Number(BigInt.asIntN(32, s)) };
-    };
-    const shape = ops.map((o) => (typeof o === 'number' || typeof o === 'bigint' ? 'i' : o instanceof Label ? 'l' : o.kind === 'reg' ? 'r' : 'm')).join('');
-    const r = (i: number) => (ops[i] as RegOp).reg;
-    const m = (i: number) => this.resolveMem(ops[i] as MemOp, probe);
-    const code = c.code;
-    let ins: Instruction;
-    const withImm = (i: number, f32: (v: number) => Instruction, fu32: (v: number) => Instruction, f64: (v: bigint) => Instruction) => {
-      const v = imm(ops[i] as ImmOp, c.kinds[i]!);
-      return v.u64 !== undefined ? f64(v.u64) : v.u32 !== undefined ? fu32(v.u32) : f32(v.i32!);
-    };
-    switch (shape) {
-      case '': ins = Instruction.create(code); break;
-      case 'r': ins = Instruction.createReg(code, r(0)); break;
-      case 'm': ins = Instruction.createMem(code, m(0)); break;
-      case 'i': ins = withImm(0, (v) => Instruction.createI32(code, v), (v) => Instruction.createU32(code, v), (v) => Instruction.createU32(code, Number(v))); break;
-      case 'rr': ins = Instruction.createRegReg(code, r(0), r(1)); break;
-      case 'rm': ins = Instruction.createRegMem(code, r(0), m(1)); break;
-      case 'mr': ins = Instruction.createMemReg(code, m(0), r(1)); break;
-      case 'ri': ins = withImm(1, (v) => Instruction.createRegI32(code, r(0), v), (v) => Instruction.createRegU32(code, r(0), v), (v) => Instruction.createRegU64(code, r(0), v)); break;
-      case 'mi': ins = withImm(1, (v) => Instruction.createMemI32(code, m(0), v), (v) => Instruction.createMemU32(code, m(0), v), (v) => Instruction.createMemU32(code, m(0), Number(v))); break;
-      case 'rri': ins = withImm(2, (v) => Instruction.createRegRegI32(code, r(0), r(1), v), (v) => Instruction.createRegRegU32(code, r(0), r(1), v), (v) => Instruction.createRegRegU32(code, r(0), r(1), Number(v))); break;
-      case 'rmi': ins = withImm(2, (v) => Instruction.createRegMemI32(code, r(0), m(1), v), (v) => Instruction.createRegMemU32(code, r(0), m(1), v), (v) => Instruction.createRegMemU32(code, r(0), m(1), Number(v))); break;
-      case 'mri': ins = withImm(2, (v) => Instruction.createMemRegI32(code, m(0), r(1), v), (v) => Instruction.createMemRegU32(code, m(0), r(1), v), (v) => Instruction.createMemRegU32(code, m(0), r(1), Number(v))); break;
-      default: throw new AsmError(`operand shape (${shape}) is not supported by the DSL`);
-    }
-    if (lock) ins.hasLockPrefix = true;
-    return ins;
-  }
-
-  /** During assemble(): label → pseudo id of the item it is bound before. */
-  private labelIds: Map<string, bigint> | undefined;
-
-  private resolve(t: Label | number | bigint): bigint {
-    if (!(t instanceof Label)) return BigInt.asUintN(64, BigInt(t));
-    const id = this.labelIds?.get(t.name);
-    if (id === undefined) {
-      if (!this.bound.has(t.name)) throw new AsmError(`label '${t.name}' is used but never bound`);
-      throw new AsmError(`label '${t.name}' is bound at the very end of the code, where nothing can be referenced`);
-    }
-    return id;
-  }
-
-  // Convenience methods for the instructions guest code uses most.
-  mov(a: Operand, b: Operand): this { return this.ins('mov', a, b); }
-  add(a: Operand, b: Operand): this { return this.ins('add', a, b); }
-  sub(a: Operand, b: Operand): this { return this.ins('sub', a, b); }
-  and(a: Operand, b: Operand): this { return this.ins('and', a, b); }
-  or(a: Operand, b: Operand): this { return this.ins('or', a, b); }
-  xor(a: Operand, b: Operand): this { return this.ins('xor', a, b); }
-  cmp(a: Operand, b: Operand): this { return this.ins('cmp', a, b); }
-  test(a: Operand, b: Operand): this { return this.ins('test', a, b); }
-  lea(a: Operand, b: Operand): this { return this.ins('lea', a, b); }
-  movzx(a: Operand, b: Operand): this { return this.ins('movzx', a, b); }
-  movsx(a: Operand, b: Operand): this { return this.ins('movsx', a, b); }
-  cmpxchg(a: Operand, b: Operand): this { return this.ins('cmpxchg', a, b); }
-  xadd(a: Operand, b: Operand): this { return this.ins('xadd', a, b); }
-  xchg(a: Operand, b: Operand): this { return this.ins('xchg', a, b); }
-  bts(a: Operand, b: Operand): this { return this.ins('bts', a, b); }
-  btr(a: Operand, b: Operand): this { return this.ins('btr', a, b); }
-  shl(a: Operand, b: Operand): this { return this.ins('shl', a, b); }
-  shr(a: Operand, b: Operand): this { return this.ins('shr', a, b); }
-  inc(a: Operand): this { return this.ins('inc', a); }
-  dec(a: Operand): this { return this.ins('dec', a); }
-  neg(a: Operand): this { return this.ins('neg', a); }
-  not(a: Operand): this { return this.ins('not', a); }
-  push(a: Operand): this { return this.ins('push', a); }
-  pop(a: Operand): this { return this.ins('pop', a); }
-  jmp(t: Label | number | bigint): this { return this.ins('jmp', t); }
-  jcc(cc: Condition, t: Label | number | bigint): this {
-    const c = CC_ALIASES[cc] ?? cc;
-    if (!(CONDITIONS as readonly string[]).includes(c)) throw new AsmError(`unknown condition '${cc}'`);
-    return this.ins(`j${c}`, t);
-  }
-  jne(t: Label | number | bigint): this { return this.jcc('ne', t); }
-  je(t: Label | number | bigint): this { return this.jcc('e', t); }
-  /** CALL rel32 (e8) to a label or address; with an operand that is memory or a register, CALL indirect. */
-  call(t: Label | number | bigint | MemOp | RegOp): this {
-    if (typeof t === 'object' && !(t instanceof Label)) return this.ins('call', t);
-    const target = t;
-    this.addItem(() => Instruction.createBranch(Code.Call_rel32_64, this.resolve(target)), 'call');
+  /** A ready-made iced instruction, encoded as given (copied; call `dispose()` to free copies). */
+  emit(insn: Instruction): this {
+    this.noLock('emit');
+    this.items.push({ kind: 'raw', insn: insn.clone() });
     return this;
   }
-  /** `call *mem` (ff 15 rel32 for a RIP-relative operand): a PVOP call site. */
-  callIndirect(m: MemOp): this { return this.ins('call', { ...m, size: 8 }); }
-  ret(): this { return this.ins('ret'); }
-  hlt(): this { return this.ins('hlt'); }
-  pause(): this { return this.ins('pause'); }
-  int3(): this { return this.ins('int3'); }
-  iretq(): this { return this.ins('iretq'); }
+
+  /** Raw bytes: data, or a hand-made instruction. */
+  bytes(data: Uint8Array | readonly number[]): this {
+    this.noLock('bytes');
+    const b = Uint8Array.from(data);
+    for (const v of b.length === data.length ? data : []) {
+      if (!Number.isInteger(v) || v < 0 || v > 255) throw new AsmError(`byte value ${v} is not 0..255`);
+    }
+    for (let at = 0; at < b.length; at += 16) this.items.push({ kind: 'data', bytes: b.slice(at, at + 16) });
+    return this;
+  }
+
+  /** The single Linux NOP of `len` bytes (1..8), as Linux writes it (src/x86/nops.ts). */
+  nop(len = 1): this {
+    let bytes: Uint8Array;
+    try {
+      bytes = linuxNop(len);
+    } catch (e) {
+      throw new AsmError((e as Error).message);
+    }
+    return this.bytes(bytes);
+  }
+
+  // Branches.
+  /** `call target`: `e8 rel32` to a label or absolute address; `call *op` for a register or memory. */
+  call(target: BranchTarget | AsmReg | Mem, opts: { indirect?: boolean } = {}): this {
+    if (target instanceof AsmReg) return this.ins('call', target);
+    if (target instanceof Mem) return this.callIndirect(target);
+    if (opts.indirect) return this.callIndirect(rip(target));
+    return this.rel32('call', [0xe8], target);
+  }
+  /** `call *mem`, e.g. `callIndirect(rip(pv_ops_slot))` -> `ff 15 rel32`. */
+  callIndirect(m: Mem): this {
+    return this.ins('call', m.size === 0 ? qword(m) : m);
+  }
+  /** `jmp target`; `{near: true}` forces `e9 rel32` (otherwise rel8 when it fits). */
+  jmp(target: BranchTarget | AsmReg | Mem, opts: { near?: boolean } = {}): this {
+    if (target instanceof AsmReg || target instanceof Mem) return this.ins('jmp', target);
+    return opts.near ? this.rel32('jmp', [0xe9], target) : this.ins('jmp', target);
+  }
+  /** `j<cc> target`; `{near: true}` forces `0f 8x rel32`. */
+  jcc(cc: Cc, target: BranchTarget, opts: { near?: boolean } = {}): this {
+    const c = canonicalCc(cc);
+    const n = CC_INDEX[c];
+    if (n === undefined) throw new AsmError(`unknown condition code '${cc}'`);
+    return opts.near ? this.rel32(`j${c}`, [0x0f, 0x80 + n], target) : this.ins(`j${c}`, target);
+  }
+  jo(t: BranchTarget): this { return this.jcc('o', t); }
+  jno(t: BranchTarget): this { return this.jcc('no', t); }
+  jb(t: BranchTarget): this { return this.jcc('b', t); }
+  jae(t: BranchTarget): this { return this.jcc('ae', t); }
+  je(t: BranchTarget): this { return this.jcc('e', t); }
+  jz(t: BranchTarget): this { return this.jcc('e', t); }
+  jne(t: BranchTarget): this { return this.jcc('ne', t); }
+  jnz(t: BranchTarget): this { return this.jcc('ne', t); }
+  jbe(t: BranchTarget): this { return this.jcc('be', t); }
+  ja(t: BranchTarget): this { return this.jcc('a', t); }
+  js(t: BranchTarget): this { return this.jcc('s', t); }
+  jns(t: BranchTarget): this { return this.jcc('ns', t); }
+  jp(t: BranchTarget): this { return this.jcc('p', t); }
+  jnp(t: BranchTarget): this { return this.jcc('np', t); }
+  jl(t: BranchTarget): this { return this.jcc('l', t); }
+  jge(t: BranchTarget): this { return this.jcc('ge', t); }
+  jle(t: BranchTarget): this { return this.jcc('le', t); }
+  jg(t: BranchTarget): this { return this.jcc('g', t); }
+  ret(popBytes?: number): this { return popBytes === undefined ? this.ins('ret') : this.ins('ret', popBytes); }
+
+  // Data movement and arithmetic (operands as in Intel syntax: destination first).
+  mov(d: Operand, s: Operand): this { return this.ins('mov', d, s); }
+  movzx(d: AsmReg, s: AsmReg | Mem): this { return this.ins('movzx', d, s); }
+  movsx(d: AsmReg, s: AsmReg | Mem): this { return this.ins('movsx', d, s); }
+  movsxd(d: AsmReg, s: AsmReg | Mem): this { return this.ins('movsxd', d, s); }
+  lea(d: AsmReg, s: Mem): this { return this.ins('lea', d, s); }
+  add(d: Operand, s: Operand): this { return this.ins('add', d, s); }
+  sub(d: Operand, s: Operand): this { return this.ins('sub', d, s); }
+  adc(d: Operand, s: Operand): this { return this.ins('adc', d, s); }
+  sbb(d: Operand, s: Operand): this { return this.ins('sbb', d, s); }
+  and(d: Operand, s: Operand): this { return this.ins('and', d, s); }
+  or(d: Operand, s: Operand): this { return this.ins('or', d, s); }
+  xor(d: Operand, s: Operand): this { return this.ins('xor', d, s); }
+  cmp(d: Operand, s: Operand): this { return this.ins('cmp', d, s); }
+  test(d: Operand, s: Operand): this { return this.ins('test', d, s); }
+  inc(d: Operand): this { return this.ins('inc', d); }
+  dec(d: Operand): this { return this.ins('dec', d); }
+  neg(d: Operand): this { return this.ins('neg', d); }
+  not(d: Operand): this { return this.ins('not', d); }
+  shl(d: Operand, n: Operand): this { return this.ins('shl', d, n); }
+  shr(d: Operand, n: Operand): this { return this.ins('shr', d, n); }
+  sar(d: Operand, n: Operand): this { return this.ins('sar', d, n); }
+  rol(d: Operand, n: Operand): this { return this.ins('rol', d, n); }
+  ror(d: Operand, n: Operand): this { return this.ins('ror', d, n); }
+  rcl(d: Operand, n: Operand): this { return this.ins('rcl', d, n); }
+  rcr(d: Operand, n: Operand): this { return this.ins('rcr', d, n); }
+  imul(...ops: Operand[]): this { return this.ins('imul', ...ops); }
+  mul(s: Operand): this { return this.ins('mul', s); }
+  div(s: Operand): this { return this.ins('div', s); }
+  idiv(s: Operand): this { return this.ins('idiv', s); }
+  bt(d: Operand, b: Operand): this { return this.ins('bt', d, b); }
+  bts(d: Operand, b: Operand): this { return this.ins('bts', d, b); }
+  btr(d: Operand, b: Operand): this { return this.ins('btr', d, b); }
+  btc(d: Operand, b: Operand): this { return this.ins('btc', d, b); }
+  xchg(d: Operand, s: Operand): this { return this.ins('xchg', d, s); }
+  cmpxchg(d: Operand, s: Operand): this { return this.ins('cmpxchg', d, s); }
+  xadd(d: Operand, s: Operand): this { return this.ins('xadd', d, s); }
+  push(s: Operand): this { return this.ins('push', s); }
+  pop(d: Operand): this { return this.ins('pop', d); }
+  setcc(cc: Cc, d: Operand): this { return this.ins(`set${canonicalCc(cc)}`, d); }
+  cmovcc(cc: Cc, d: Operand, s: Operand): this { return this.ins(`cmov${canonicalCc(cc)}`, d, s); }
+  bswap(d: AsmReg): this { return this.ins('bswap', d); }
+  cbw(): this { return this.ins('cbw'); }
+  cwde(): this { return this.ins('cwde'); }
+  cdqe(): this { return this.ins('cdqe'); }
+  cwd(): this { return this.ins('cwd'); }
+  cdq(): this { return this.ins('cdq'); }
+  cqo(): this { return this.ins('cqo'); }
+
+  // System and flag instructions.
+  pushfq(): this { return this.ins('pushfq'); }
+  popfq(): this { return this.ins('popfq'); }
+  stc(): this { return this.ins('stc'); }
+  clc(): this { return this.ins('clc'); }
+  cmc(): this { return this.ins('cmc'); }
+  std(): this { return this.ins('std'); }
+  cld(): this { return this.ins('cld'); }
   cli(): this { return this.ins('cli'); }
   sti(): this { return this.ins('sti'); }
+  int3(): this { return this.ins('int3'); }
+  hlt(): this { return this.ins('hlt'); }
+  pause(): this { return this.ins('pause'); }
   cpuid(): this { return this.ins('cpuid'); }
   mfence(): this { return this.ins('mfence'); }
+  lfence(): this { return this.ins('lfence'); }
+  sfence(): this { return this.ins('sfence'); }
   serialize(): this { return this.ins('serialize'); }
   vmcall(): this { return this.ins('vmcall'); }
   vmmcall(): this { return this.ins('vmmcall'); }
-  pushfq(): this { return this.ins('pushfq'); }
-  popfq(): this { return this.ins('popfq'); }
+  iretq(): this { return this.ins('iretq'); }
   endbr64(): this { return this.ins('endbr64'); }
+  ud2(): this { return this.ins('ud2'); }
+  rdmsr(): this { return this.ins('rdmsr'); }
   wrmsr(): this { return this.ins('wrmsr'); }
 
-  /** Encode everything; labels get their addresses. */
+  /** Encode everything: resolves labels, picks branch sizes, patches fixed-form branches. */
   assemble(): Assembled {
-    // Each item gets a pseudo id; a label is the id of the item it precedes.
-    this.labelIds = new Map();
-    for (const [name, at] of this.bound) {
-      const item = this.items[at];
-      if (item) this.labelIds.set(name, item.id);
+    if (this.pendingLock) throw new AsmError('lock() is not followed by an instruction');
+    for (const l of this.used) {
+      if (!l.bound) throw new AsmError(`unknown label '${l.name}': used but never bound`);
     }
-    for (const name of this.labels.keys()) {
-      if (!this.bound.has(name)) throw new AsmError(`label '${name}' is used but never bound`);
+    const n = this.items.length;
+    const endRef = [...this.used].some((l) => l.pos === n);
+    // A label bound after the last item has no instruction to point at: give the block encoder
+    // the real end address instead, and repeat until the layout agrees with it.
+    let endGuess = this.base;
+    let bytes: Uint8Array = new Uint8Array(0);
+    let offsets: number[] = [];
+    for (let round = 0; ; round++) {
+      const end = endGuess;
+      bytes = this.encodeBlock((l) => (l.pos < n ? pseudoIp(l.pos) : end));
+      offsets = this.layout(bytes);
+      const realEnd = this.base + BigInt(bytes.length);
+      if (!endRef || realEnd === endGuess) break;
+      if (round >= 8) throw new AsmError('branch layout does not converge');
+      endGuess = realEnd;
     }
-    const be = new BlockEncoder(64, 0);
-    const made: Instruction[] = [];
+    const addrOf = (i: number): bigint => BigInt.asUintN(64, this.base + BigInt(offsets[i]!));
+    this.items.forEach((it, i) => {
+      if (it.kind !== 'rel32') return;
+      const target = it.target instanceof Label ? addrOf(it.target.pos) : toAddress(it.target);
+      const at = offsets[i]!;
+      const len = it.opcode.length + 4;
+      const rel = BigInt.asIntN(64, target - addrOf(i) - BigInt(len));
+      if (rel < -(1n << 31n) || rel >= 1n << 31n) {
+        throw new AsmError(`'${it.name}' target 0x${target.toString(16)} is out of rel32 range from 0x${addrOf(i).toString(16)}`);
+      }
+      new DataView(bytes.buffer, bytes.byteOffset).setInt32(at + it.opcode.length, Number(rel), true);
+    });
+    const labels = new Map<string, number>();
+    for (const [name, l] of this.named) if (l.bound) labels.set(name, canonical(addrOf(l.pos)));
+    for (const l of this.used) if (l.bound) labels.set(l.name, canonical(addrOf(l.pos)));
+    return new Assembled(this.base, bytes, labels, () => this.listing(bytes, offsets, labels));
+  }
+
+  /** Free the copies that `emit()` made. The Asm can no longer assemble them afterwards. */
+  dispose(): void {
+    for (const it of this.items) if (it.kind === 'raw') it.insn.free();
+    this.items.length = 0;
+  }
+
+  private encodeBlock(resolve: (l: Label) => bigint): Uint8Array {
+    const be = new BlockEncoder(64, BlockEncoderOptions.None);
     try {
-      for (const it of this.items) {
-        const ins = it.kind === 'insn' ? it.make() : Instruction.createDeclareByte(it.data);
-        ins.ip = it.id;
-        made.push(ins);
-        be.add(ins);
-      }
-      let bytes: Uint8Array;
-      try {
-        bytes = this.items.length > 0 ? be.encode(this.base) : new Uint8Array(0);
-      } catch (e) {
-        throw new AsmError(`cannot encode the block at ${hexAddress(Number(BigInt.asIntN(64, this.base)))}: ${e instanceof Error ? e.message : String(e)}`);
-      }
-      return this.layout(bytes);
+      this.items.forEach((it, i) => {
+        let insn: Instruction;
+        switch (it.kind) {
+          case 'insn':
+            insn = createInstruction(it.name, it.sel.code, it.sel.kinds, it.sel.ops, resolve);
+            if (it.lock) insn.hasLockPrefix = true;
+            break;
+          case 'data':
+            insn = Instruction.createDeclareByte(it.bytes);
+            break;
+          case 'rel32':
+            insn = Instruction.createDeclareByte(Uint8Array.from([...it.opcode, 0, 0, 0, 0]));
+            break;
+          case 'raw':
+            insn = it.insn.clone();
+            break;
+        }
+        insn.ip = pseudoIp(i);
+        be.add(insn);
+        insn.free();
+      });
+      return be.encode(this.base);
+    } catch (e) {
+      if (e instanceof AsmError) throw e;
+      throw new AsmError(`cannot encode block at 0x${this.base.toString(16)}: ${(e as Error).message ?? String(e)}`);
     } finally {
-      for (const m of made) m.free();
       be.free();
-      this.labelIds = undefined;
     }
   }
 
-  /** Find each item's offset in the output (the block encoder keeps order, one output per item). */
-  private layout(bytes: Uint8Array): Assembled {
+  /** Offset of every item (and of the end) in the encoded block. */
+  private layout(bytes: Uint8Array): number[] {
     const offsets: number[] = [];
-    let off = 0;
-    for (const it of this.items) {
-      offsets.push(off);
-      if (it.kind === 'bytes') off += it.data.length;
-      else {
-        const line = disassemble(bytes.subarray(off, Math.min(bytes.length, off + 15)), 0)[0];
-        if (!line || !line.valid) throw new AsmError(`internal: cannot re-read encoded ${it.text} at offset ${off}`);
-        off += line.bytes.length;
-      }
+    const dec = new Decoder(64, bytes, DecoderOptions.None);
+    const tmp = new Instruction();
+    try {
+      let at = 0;
+      this.items.forEach((it) => {
+        offsets.push(at);
+        if (it.kind === 'data') at += it.bytes.length;
+        else if (it.kind === 'rel32') at += it.opcode.length + 4;
+        else {
+          dec.position = at;
+          dec.ip = this.base + BigInt(at);
+          dec.decodeOut(tmp);
+          const want = it.kind === 'insn' ? it.sel.mnemonic : it.insn.mnemonic;
+          const branch = it.kind === 'insn' && it.sel.ops.some((o) => !(o instanceof AsmReg || o instanceof Mem)) && isBranch(it.sel.mnemonic);
+          // The block encoder rewrites a branch it cannot reach with rel32 into a longer
+          // sequence; guest code must not silently change shape, so refuse.
+          if (tmp.mnemonic !== want || (branch && tmp.op0Kind !== OpKind.NearBranch64)) {
+            throw new AsmError(`'${it.kind === 'insn' ? describeInsn(it.name, it.sel.ops) : 'emitted instruction'}' at 0x${(this.base + BigInt(at)).toString(16)}: target out of rel32 range`);
+          }
+          at += tmp.length;
+        }
+      });
+      offsets.push(at);
+      if (at !== bytes.length) throw new AsmError(`internal: layout ${at} != encoded length ${bytes.length}`);
+      return offsets;
+    } finally {
+      tmp.free();
+      dec.free();
     }
-    if (off !== bytes.length) throw new AsmError(`internal: layout ${off} != ${bytes.length} bytes`);
-    const baseNum = Number(BigInt.asIntN(64, this.base));
-    const labels = new Map<string, number>();
-    for (const [name, at] of this.bound) labels.set(name, baseNum + (at < offsets.length ? offsets[at]! : bytes.length));
-    const items = this.items;
-    return {
-      base: this.base,
-      bytes,
-      labels,
-      address(label: string): number {
-        const a = labels.get(label);
-        if (a === undefined) throw new AsmError(`no label '${label}'`);
-        return a;
-      },
-      listing(): string {
-        const byOffset = new Map<number, string[]>();
-        for (const [name, at] of labels) byOffset.set(at - baseNum, [...(byOffset.get(at - baseNum) ?? []), name]);
-        const out: string[] = [];
-        items.forEach((it, k) => {
-          const o = offsets[k]!;
-          for (const n of byOffset.get(o) ?? []) out.push(`${n}:`);
-          const end = k + 1 < offsets.length ? offsets[k + 1]! : bytes.length;
-          const chunk = bytes.subarray(o, end);
-          const lines = disassemble(chunk, baseNum + o);
-          const text = lines.length === 1 && lines[0]!.valid ? lines[0]!.text : `.byte ${Array.from(chunk, (b) => '0x' + b.toString(16)).join(', ')}`;
-          out.push(`  ${hexAddress(baseNum + o)}  ${hexBytes(chunk).padEnd(24)} ${text}`);
-        });
-        return out.join('\n');
-      },
-    };
   }
+
+  private listing(bytes: Uint8Array, offsets: number[], labels: Map<string, number>): string {
+    const byOffset = new Map<number, string[]>();
+    for (const [name, addr] of labels) {
+      const off = Number(BigInt.asUintN(64, BigInt(addr) - this.base));
+      byOffset.set(off, [...(byOffset.get(off) ?? []), name]);
+    }
+    const out: string[] = [];
+    this.items.forEach((it, i) => {
+      const off = offsets[i]!;
+      for (const name of byOffset.get(off) ?? []) out.push(`${name}:`);
+      byOffset.delete(off);
+      const chunk = bytes.subarray(off, offsets[i + 1]!);
+      const addr = canonical(this.base + BigInt(off));
+      const hexAddr = BigInt.asUintN(64, BigInt(addr)).toString(16).padStart(16, '0');
+      if (it.kind === 'data') out.push(`  ${hexAddr}  ${hexBytes(chunk).padEnd(24)} ${nopText(chunk) ?? '.byte'}`);
+      else for (const l of disassemble(chunk, addr)) out.push(`  ${BigInt.asUintN(64, BigInt(l.address)).toString(16).padStart(16, '0')}  ${hexBytes(l.bytes).padEnd(24)} ${l.text}`);
+    });
+    for (const names of byOffset.values()) for (const name of names) out.push(`${name}:`);
+    return out.join('\n');
+  }
+
+  private rel32(name: string, opcode: readonly number[], target: BranchTarget): this {
+    this.noLock(name);
+    if (target instanceof Label) this.use(target);
+    else toAddress(target);
+    this.items.push({ kind: 'rel32', name, opcode, target });
+    return this;
+  }
+
+  private use(l: Label): void {
+    this.own(l);
+    this.used.add(l);
+  }
+
+  private own(l: Label): void {
+    if (l.owner !== this) throw new AsmError(`label '${l.name}' belongs to another Asm`);
+  }
+
+  private noLock(what: string): void {
+    if (this.pendingLock) throw new AsmError(`lock prefix cannot apply to ${what}`);
+  }
+}
+
+function isBranch(m: Mnemonic): boolean {
+  return m === Mnemonic.Jmp || m === Mnemonic.Call || (m >= Mnemonic.Ja && m <= Mnemonic.Js && Mnemonic[m]!.startsWith('J'));
+}
+
+/** `nop` text for data that is exactly a Linux NOP, so listings read like objdump. */
+function nopText(chunk: Uint8Array): string | undefined {
+  const lines = disassemble(chunk, 0);
+  return lines.length === 1 && lines[0]!.valid ? lines[0]!.text : undefined;
 }
