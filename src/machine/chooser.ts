@@ -75,6 +75,11 @@ export interface Chooser {
    * picked that step. Lets strategies run bursts at full speed; absent = always decide.
    */
   continueWith?(vcpu: Vcpu): boolean;
+  /**
+   * Nothing is enabled (every vCPU halted or descheduled, no store buffered). A strategy that owns
+   * time may advance it (the host rotates vCPUs, a timer fires) and return true to try again.
+   */
+  idle?(vcpus: readonly Vcpu[]): boolean;
 }
 
 /** The default: deterministic, run the lowest-numbered runnable vCPU, drain stores eagerly. */

@@ -386,6 +386,13 @@ export function execute(ctx: ExecContext, c: Vcpu, i: Insn): number {
       writeReg(c, Reg.RDX, 4, Math.floor(v / 4294967296) >>> 0, 0);
       return CostClass.Plain;
     }
+    case Op.RDTSC: {
+      // The TSC is the vCPU's clock in cycles (kept by the timed strategy; 0 under the others).
+      const t = Math.floor(c.time);
+      writeReg(c, Reg.RAX, 4, t >>> 0, 0);
+      writeReg(c, Reg.RDX, 4, Math.floor(t / 4294967296) >>> 0, 0);
+      return CostClass.Plain;
+    }
     case Op.BSF: case Op.BSR: case Op.POPCNT:
       bitScan(ctx, c, i, ea);
       return CostClass.Plain;

@@ -10,6 +10,9 @@ import { fetch, decodeAt } from './decode-cache.ts';
 import { execute } from './execute.ts';
 import { deliverPending, canWake, raiseIrq, raiseNmi } from './interrupts.ts';
 import { drainOne } from './access.ts';
+import { ServiceContext, type ServiceFactory } from './service.ts';
+import { pop64, checkReturn } from './interrupts.ts';
+import { Reg } from '../x86/registers.ts';
 import { MachineConfigError } from './errors.ts';
 import { ActionKind, CostClass, FirstEnabled, action, actionCpu, actionKind, type Chooser, type ChoiceKind, type SchedulingPoint } from './chooser.ts';
 import type { ExecContext, HostHooks } from './context.ts';
@@ -122,6 +125,38 @@ export class Machine implements ExecContext {
     else this.droppedEvents++;
   }
 
+  /** Kernel services by address (src/machine/service.ts), and the address range they occupy. */
+  readonly services = new Map<number, { name: string; factory: ServiceFactory }>();
+  private serviceLo = Infinity;
+  private serviceHi = -Infinity;
+
+  /** Run `factory` whenever a vCPU reaches `address` (normally by CALL). */
+  registerService(address: number, name: string, factory: ServiceFactory): void {
+    if (this.services.has(address)) throw new MachineConfigError(`two services at 0x${address.toString(16)}`);
+    this.services.set(address, { name, factory });
+    this.serviceLo = Math.min(this.serviceLo, address);
+    this.serviceHi = Math.max(this.serviceHi, address);
+  }
+
+  private stepService(c: Vcpu, svc: { name: string; factory: ServiceFactory }): number {
+    const rsp = c.getAddr(Reg.RSP);
+    const frames = c.serviceFrames;
+    let top = frames[frames.length - 1];
+    if (top === undefined || top.rsp !== rsp || top.address !== c.rip) {
+      top = { rsp, address: c.rip, name: svc.name, body: svc.factory(new ServiceContext(this, c, c.rip)) };
+      frames.push(top);
+    }
+    const r = top.body.next();
+    if (!r.done) return r.value;
+    frames.pop();
+    if (typeof r.value === 'bigint') c.setReg64(Reg.RAX, r.value);
+    else if (typeof r.value === 'number') c.setAddr(Reg.RAX, r.value);
+    const slot = c.getAddr(Reg.RSP);
+    const target = pop64(this, c);
+    c.rip = target;
+    return checkReturn(this, c, slot, target) ? -1 : CostClass.Branch;
+  }
+
   /** The hazard that made the last fetch return null. */
   fetchHazard: Hazard | null = null;
 
@@ -194,7 +229,16 @@ export class Machine implements ExecContext {
     if ((c.nmiPending || c.pendingIrqs.length > 0) && deliverPending(this, c)) return CostClass.Interrupt;
     if (c.halted) return CostClass.Halt;
     if (c.interruptShadow) c.interruptShadow = false;
-    let insn = fetch(this, c.id, c.serializedSeq, c.rip);
+    const rip = c.rip;
+    if (rip >= this.serviceLo && rip <= this.serviceHi) {
+      const svc = this.services.get(rip);
+      if (svc !== undefined) {
+        const cost = this.stepService(c, svc);
+        c.retired++;
+        return cost;
+      }
+    }
+    let insn = fetch(this, c.id, c.serializedSeq, rip);
     if (insn === null) {
       if (this.hazard(this.fetchHazard!)) return -1;
       insn = decodeAt(this.memory, c.rip)!;
@@ -233,7 +277,7 @@ export class Machine implements ExecContext {
     const vs = this.vcpus;
     for (let i = 0; i < vs.length; i++) {
       const c = vs[i]!;
-      if (!c.halted || canWake(c)) acts[n++] = action(i, ActionKind.Step);
+      if (!c.preempted && (!c.halted || canWake(c))) acts[n++] = action(i, ActionKind.Step);
       if (c.storeBuffer.length > 0) acts[n++] = action(i, ActionKind.Drain);
       const allowed = budget.cpus === undefined || budget.cpus.includes(i);
       if (allowed && budget.nmis > 0) acts[n++] = action(i, ActionKind.Nmi);
@@ -262,7 +306,12 @@ export class Machine implements ExecContext {
       outer: for (;;) {
         if (instructions >= maxInstructions) { reason = 'limit'; break; }
         const n = this.enabled(budget);
-        if (n === 0) { reason = 'all-halted'; break; }
+        if (n === 0) {
+          // Nothing can happen now; a time-based strategy may advance time (host rotation, timers).
+          if (chooser.idle !== undefined && chooser.idle(this.vcpus)) continue;
+          reason = 'all-halted';
+          break;
+        }
         let idx = 0;
         if (n > 1) {
           point.count = n;
@@ -288,7 +337,7 @@ export class Machine implements ExecContext {
             chooser.observe?.(c, kind, cost as CostClass);
             if (until !== undefined && until(this)) { reason = 'until'; break outer; }
             if (instructions >= maxInstructions) { reason = 'limit'; break outer; }
-            if (this.dirty || c.halted || chooser.continueWith === undefined || !chooser.continueWith(c)) break;
+            if (this.dirty || c.halted || c.preempted || chooser.continueWith === undefined || !chooser.continueWith(c)) break;
           }
           continue;
         }
@@ -329,6 +378,7 @@ export class Machine implements ExecContext {
    */
   fork(): Machine {
     const m = new Machine({ vcpus: this.vcpus.length, tso: this.tso, stopOnHazard: this.stopOnHazard, maxEvents: this.maxEvents });
+    for (const [addr, svc] of this.services) m.registerService(addr, svc.name, svc.factory);
     m.memory = this.memory.fork();
     for (let i = 0; i < this.vcpus.length; i++) m.vcpus[i]!.copyFrom(this.vcpus[i]!);
     for (const [k, v] of this.idt) m.idt.set(k, v);

@@ -5,6 +5,7 @@
 import { Reg, RFLAGS_FIXED, Flag } from '../x86/registers.ts';
 import { MachineConfigError } from './errors.ts';
 import { newAluOut, type AluOut } from '../x86/alu.ts';
+import type { ServiceFrame } from './service.ts';
 
 /** One buffered store (x86-TSO: FIFO, forwarded to the owning vCPU's loads). */
 export interface BufferedStore {
@@ -53,6 +54,11 @@ export class Vcpu {
   /** Return addresses on the stack, by stack slot address. */
   readonly returns = new Map<number, ReturnRecord>();
 
+  /** Descheduled by the host: the vCPU does not advance (src/host/). */
+  preempted = false;
+  /** Kernel services running on this vCPU, innermost last. */
+  readonly serviceFrames: ServiceFrame[] = [];
+
   /** Clock in cycles; owned by the scheduling strategy (the machine only copies it into stores). */
   time = 0;
   /** Instructions retired. */
@@ -100,6 +106,8 @@ export class Vcpu {
 
   /** Copy of the architectural state (for forks). */
   copyFrom(o: Vcpu): void {
+    if (o.serviceFrames.length > 0) throw new MachineConfigError(`cannot fork: vCPU ${o.id} is inside kernel service '${o.serviceFrames.at(-1)!.name}'`);
+    this.preempted = o.preempted;
     this.lo.set(o.lo);
     this.hi.set(o.hi);
     this.rip = o.rip;

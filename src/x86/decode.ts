@@ -29,7 +29,7 @@ const MNEMONIC_OP: ReadonlyMap<Mnemonic, Op> = new Map<Mnemonic, Op>([
   [Mnemonic.Pause, Op.PAUSE], [Mnemonic.Lfence, Op.FENCE], [Mnemonic.Sfence, Op.FENCE],
   [Mnemonic.Mfence, Op.MFENCE], [Mnemonic.Cpuid, Op.CPUID], [Mnemonic.Serialize, Op.SERIALIZE],
   [Mnemonic.Vmcall, Op.VMCALL], [Mnemonic.Vmmcall, Op.VMMCALL], [Mnemonic.Ud2, Op.UD2],
-  [Mnemonic.Wrmsr, Op.WRMSR], [Mnemonic.Rdmsr, Op.RDMSR], [Mnemonic.Bsf, Op.BSF], [Mnemonic.Bsr, Op.BSR], [Mnemonic.Popcnt, Op.POPCNT],
+  [Mnemonic.Wrmsr, Op.WRMSR], [Mnemonic.Rdtsc, Op.RDTSC], [Mnemonic.Rdmsr, Op.RDMSR], [Mnemonic.Bsf, Op.BSF], [Mnemonic.Bsr, Op.BSR], [Mnemonic.Popcnt, Op.POPCNT],
 ]);
 
 const JCC = new Set<Mnemonic>([

@@ -22,7 +22,7 @@ export enum Op {
   INT3, IRETQ, HLT, PAUSE, FENCE, MFENCE, CPUID, SERIALIZE,
   VMCALL, VMMCALL, UD2,
   BSF, BSR, POPCNT,
-  WRMSR, RDMSR,
+  WRMSR, RDMSR, RDTSC,
 }
 
 /** Operand kinds. */
