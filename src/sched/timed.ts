@@ -9,6 +9,8 @@ import { ActionKind, actionCpu, actionKind, type Chooser, type ChoiceKind, type 
 import type { Vcpu } from '../machine/vcpu.ts';
 import { costTable, STORE_DRAIN_LATENCY } from './cost-model.ts';
 import { Prng } from './prng.ts';
+import type { HostScheduler } from '../host/scheduler.ts';
+import { CostClass as Cost } from '../machine/chooser.ts';
 
 export interface TimedOptions {
   seed: number;
@@ -16,6 +18,8 @@ export interface TimedOptions {
   jitter?: number;
   /** Mean cycles between injected NMIs/IRQs when the run has an injection budget (default 200,000). */
   injectEvery?: number;
+  /** The host's CPU scheduler, when vCPUs share physical CPUs (src/host/scheduler.ts). */
+  host?: HostScheduler;
 }
 
 export class TimedChooser implements Chooser {
@@ -27,8 +31,10 @@ export class TimedChooser implements Chooser {
   /** Simulated time of the latest action. */
   now = 0;
   private nextInjection: number;
+  private readonly host: HostScheduler | undefined;
 
   constructor(opts: TimedOptions) {
+    this.host = opts.host;
     this.rng = new Prng(opts.seed);
     this.jitter = opts.jitter ?? 0.1;
     this.injectEvery = opts.injectEvery ?? 200_000;
@@ -88,8 +94,24 @@ export class TimedChooser implements Chooser {
   }
 
   observe(c: Vcpu, kind: ActionKind, cost: CostClass): void {
-    if (kind !== ActionKind.Step) return;
+    const host = this.host;
+    if (kind !== ActionKind.Step) {
+      if (host !== undefined && kind !== ActionKind.Drain) host.sync(this.now);
+      return;
+    }
     const base = this.costs[cost]!;
     c.time += this.jitter > 0 ? base * (1 + this.jitter * (this.rng.float() - 0.5)) : base;
+    // Tell the host when something it schedules by may have changed: a halt, a kick or IPI, a slice used up.
+    if (host !== undefined && (cost === Cost.Halt || cost === Cost.Hypercall || cost === Cost.Interrupt || host.sliceOver(c.id, c.time))) {
+      host.sync(Math.max(this.now, c.time));
+    }
+  }
+
+  /** Everything is halted or descheduled: let the host catch up (it may run a woken vCPU). */
+  idle(vcpus: readonly Vcpu[]): boolean {
+    const host = this.host;
+    if (host === undefined) return false;
+    host.sync(this.now);
+    return vcpus.some((c) => !c.preempted && (!c.halted || c.pendingIrqs.length > 0 || c.nmiPending));
   }
 }

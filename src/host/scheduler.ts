@@ -1,0 +1,159 @@
+/**
+ * The host's CPU scheduler: N vCPUs time-sliced over P physical CPUs (seed 000: KVM_HINTS_REALTIME
+ * goes stale when the host starts over-committing). A running vCPU keeps its pCPU for a slice; when
+ * the slice ends and another vCPU is waiting, the host deschedules it (its steal-time `preempted`
+ * byte is set and it does not advance) and runs the next. A vCPU that halts blocks and gives its
+ * pCPU away (KVM's halt exit); an interrupt or a kick makes it runnable again.
+ * Driven by the timed strategy, which owns time (src/sched/timed.ts).
+ */
+import type { Vcpu } from '../machine/vcpu.ts';
+import { canWake } from '../machine/interrupts.ts';
+import { drainAll } from '../machine/access.ts';
+import type { Memory } from '../machine/memory.ts';
+import { MachineConfigError } from '../machine/errors.ts';
+
+export interface HostSchedulerOptions {
+  pcpus: number;
+  /** Time slice in cycles. */
+  sliceCycles: number;
+  /** Cost of a host context switch between vCPUs, in cycles. */
+  switchCycles: number;
+  /** Latency from a wake-up (kick, interrupt) to the vCPU running, when a pCPU is free. */
+  wakeCycles: number;
+}
+
+type State = 'running' | 'queued' | 'blocked';
+
+export interface SchedulerStats {
+  preemptions: number;
+  blocks: number;
+  wakeups: number;
+  /** Cycles each vCPU spent runnable but descheduled (steal time). */
+  steal: number[];
+}
+
+export class HostScheduler {
+  private readonly state: State[];
+  private readonly pcpuOf: number[];
+  private readonly running: (number | null)[];
+  private readonly sliceEnd: number[];
+  private readonly queue: number[] = [];
+  private readonly queuedAt: number[];
+  readonly stats: SchedulerStats;
+
+  constructor(
+    readonly opts: HostSchedulerOptions,
+    private readonly vcpus: readonly Vcpu[],
+    private readonly memory: Memory,
+    /** Called when a vCPU is descheduled (true) or scheduled (false): steal time's preempted byte. */
+    private readonly onPreempt: (cpu: number, preempted: boolean) => void,
+  ) {
+    if (!Number.isInteger(opts.pcpus) || opts.pcpus < 1) throw new MachineConfigError(`the host needs at least one physical CPU, not ${opts.pcpus}`);
+    if (!(opts.sliceCycles > 0)) throw new MachineConfigError('the host time slice must be positive');
+    const n = vcpus.length;
+    this.state = new Array<State>(n).fill('queued');
+    this.pcpuOf = new Array<number>(n).fill(-1);
+    this.running = new Array<number | null>(opts.pcpus).fill(null);
+    this.sliceEnd = new Array<number>(opts.pcpus).fill(0);
+    this.queuedAt = new Array<number>(n).fill(0);
+    this.stats = { preemptions: 0, blocks: 0, wakeups: 0, steal: new Array<number>(n).fill(0) };
+    for (const c of vcpus) {
+      c.preempted = true;
+      this.queue.push(c.id);
+    }
+    this.fill(0);
+  }
+
+  get overcommitRatio(): number {
+    return this.vcpus.length / this.opts.pcpus;
+  }
+
+  /** Put queued vCPUs on free pCPUs at time `now`. */
+  private fill(now: number): void {
+    for (let p = 0; p < this.running.length && this.queue.length > 0; p++) {
+      if (this.running[p] !== null) continue;
+      this.run(this.queue.shift()!, p, now);
+    }
+  }
+
+  private run(id: number, p: number, now: number): void {
+    const c = this.vcpus[id]!;
+    this.running[p] = id;
+    this.pcpuOf[id] = p;
+    this.state[id] = 'running';
+    this.stats.steal[id]! += Math.max(0, now - this.queuedAt[id]!);
+    c.time = Math.max(c.time, now);
+    this.sliceEnd[p] = c.time + this.opts.sliceCycles;
+    c.preempted = false;
+    this.onPreempt(id, false);
+  }
+
+  private vacate(id: number): number {
+    const p = this.pcpuOf[id]!;
+    this.running[p] = null;
+    this.pcpuOf[id] = -1;
+    return p;
+  }
+
+  /** Bring the host up to date with the vCPUs at time `now`: halts, wake-ups, expired slices. */
+  sync(now: number): void {
+    for (const c of this.vcpus) {
+      const id = c.id;
+      const st = this.state[id]!;
+      const blocked = c.halted && !canWake(c);
+      if (st === 'running' && blocked) {
+        // HLT exit: the vCPU blocks and its pCPU runs someone else.
+        this.stats.blocks++;
+        this.vacate(id);
+        this.state[id] = 'blocked';
+        c.preempted = true;
+      } else if (st === 'blocked' && !blocked) {
+        this.stats.wakeups++;
+        this.state[id] = 'queued';
+        this.queuedAt[id] = now;
+        c.time = Math.max(c.time, now + this.opts.wakeCycles);
+        this.queue.push(id);
+      }
+    }
+    this.fill(now + this.opts.wakeCycles);
+    for (let p = 0; p < this.running.length; p++) {
+      const id = this.running[p];
+      if (id === null || id === undefined || this.queue.length === 0) continue;
+      const c = this.vcpus[id]!;
+      if (c.time < this.sliceEnd[p]!) continue;
+      // The slice is over and someone is waiting: deschedule (a VM exit drains the store buffer).
+      this.stats.preemptions++;
+      drainAll(this.memory, c);
+      this.vacate(id);
+      this.state[id] = 'queued';
+      this.queuedAt[id] = this.sliceEnd[p]!;
+      c.preempted = true;
+      this.onPreempt(id, true);
+      this.queue.push(id);
+      this.run(this.queue.shift()!, p, this.sliceEnd[p]! + this.opts.switchCycles);
+    }
+  }
+
+  /** Has vCPU `cpu` used up its slice while others wait? (cheap check before a full sync) */
+  sliceOver(cpu: number, time: number): boolean {
+    const p = this.pcpuOf[cpu]!;
+    return p >= 0 && this.queue.length > 0 && time >= this.sliceEnd[p]!;
+  }
+
+  /** The earliest time at which the host will act on its own (a slice ending with a queue). */
+  nextEvent(): number {
+    if (this.queue.length === 0) return Infinity;
+    let t = Infinity;
+    for (let p = 0; p < this.running.length; p++) if (this.running[p] !== null) t = Math.min(t, this.sliceEnd[p]!);
+    return t;
+  }
+
+  /** Is every vCPU blocked (nothing runnable and nothing queued)? */
+  allBlocked(): boolean {
+    return this.state.every((s) => s === 'blocked');
+  }
+
+  isRunning(cpu: number): boolean {
+    return this.state[cpu] === 'running';
+  }
+}
