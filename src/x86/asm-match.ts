@@ -275,6 +275,8 @@ export function select(name: string, ops: readonly Operand[]): Selected {
   const branch = cands.find((c) => c.info.kinds.includes(K.br64_4));
   if (branch) {
     best = branch; // rel32; the block encoder shortens it to rel8 when the target is near
+  } else if (cands.length === 1) {
+    encodedLength(name, best.info, best.ops); // surfaces unencodable mixes (ah with a REX prefix) here, not at assemble()
   } else {
     let bestLen = encodedLength(name, best.info, best.ops);
     for (const c of cands.slice(1)) {
