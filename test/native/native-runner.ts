@@ -156,7 +156,7 @@ function encodeCase(c: NativeCase): Buffer {
 
 /** Incremental parser of the harness's result stream. */
 class ResultReader {
-  private buf = Buffer.alloc(0);
+  private buf: Buffer = Buffer.alloc(0);
   readonly results: NativeResult[] = [];
   push(chunk: Buffer): void {
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
