@@ -8,7 +8,7 @@
  *   a.mov(byte(mem(rdi)), 0); a.nop(4);                    // c6 07 00 0f 1f 40 00
  *   const out = a.assemble();
  */
-import { BlockEncoder, BlockEncoderOptions, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind } from 'iced-x86';
+import { BlockEncoder, BlockEncoderOptions, Decoder, DecoderOptions, Instruction, OpCodeOperandKind as K, OpKind } from 'iced-x86';
 import { disassemble, hexBytes } from './format.ts';
 import { linuxNop } from './nops.ts';
 import { canonicalCc, createInstruction, describeInsn, select, type Selected } from './asm-match.ts';
@@ -378,11 +378,14 @@ export class Asm {
           dec.position = at;
           dec.ip = this.base + BigInt(at);
           dec.decodeOut(tmp);
-          const want = it.kind === 'insn' ? it.sel.mnemonic : it.insn.mnemonic;
-          const branch = it.kind === 'insn' && it.sel.ops.some((o) => !(o instanceof AsmReg || o instanceof Mem)) && isBranch(it.sel.mnemonic);
           // The block encoder rewrites a branch it cannot reach with rel32 into a longer
-          // sequence; guest code must not silently change shape, so refuse.
-          if (tmp.mnemonic !== want || (branch && tmp.op0Kind !== OpKind.NearBranch64)) {
+          // sequence; guest code must not silently change shape, so refuse. (Other instructions
+          // may decode under another mnemonic: `48 90` is xchg rax,rax and also nop.)
+          const branch = it.kind === 'insn'
+            ? it.sel.kinds.some((k) => k === K.br64_1 || k === K.br64_4)
+            : it.insn.op0Kind === OpKind.NearBranch64;
+          const want = it.kind === 'insn' ? it.sel.mnemonic : it.insn.mnemonic;
+          if (branch && (tmp.mnemonic !== want || tmp.op0Kind !== OpKind.NearBranch64)) {
             throw new AsmError(`'${it.kind === 'insn' ? describeInsn(it.name, it.sel.ops) : 'emitted instruction'}' at 0x${(this.base + BigInt(at)).toString(16)}: target out of rel32 range`);
           }
           at += tmp.length;
@@ -438,10 +441,6 @@ export class Asm {
   private noLock(what: string): void {
     if (this.pendingLock) throw new AsmError(`lock prefix cannot apply to ${what}`);
   }
-}
-
-function isBranch(m: Mnemonic): boolean {
-  return m === Mnemonic.Jmp || m === Mnemonic.Call || (m >= Mnemonic.Ja && m <= Mnemonic.Js && Mnemonic[m]!.startsWith('J'));
 }
 
 /** `nop` text for data that is exactly a Linux NOP, so listings read like objdump. */
