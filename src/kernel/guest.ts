@@ -1,0 +1,193 @@
+/**
+ * Booting the guest: lay out the image, decide the lock flavour as Linux does, patch every site
+ * (apply_paravirt) before the other vCPUs start, and set each vCPU on its workload. Afterwards the
+ * guest can check its locks: every shared counter must equal the sum of the per-CPU acquisition
+ * counts (mutual exclusion), and every task must finish (no lost wake-up).
+ */
+import { Machine, type RunOptions, type RunResult } from '../machine/machine.ts';
+import { drainAll } from '../machine/access.ts';
+import { Reg, Flag } from '../x86/registers.ts';
+import { KvmHost, type KvmOptions, type Vendor } from '../host/kvm.ts';
+import type { ServiceContext } from '../machine/service.ts';
+import {
+  DATA, DATA_BASE, DATA_SIZE, GUEST_MAX_VCPUS, MAX_LOCKS, PERCPU, PERCPU_BASE, PERCPU_SIZE, PV_HASH_ENTRIES,
+  PV_HASH_ENTRY_SIZE, STACK_BASE, STACK_SIZE, TEXT_BASE, TEXT_SIZE, VECTOR, counterAddress, percpuBase, stackTop,
+} from './layout.ts';
+import { buildImage, SERVICE, type Image, type WorkloadShape } from './image.ts';
+import { applyParavirt, kvmSpinlockInit, pvOpsTable, type SpinlockDecision } from './paravirt.ts';
+import { PV_OPS, type Flavor } from './pv-ops.ts';
+import { nativeSlowpath, newSlowpathStats, pvSlowpath, pvUnlockSlowpath, type SlowpathEnv, type SlowpathStats } from './qspinlock-slowpath.ts';
+import { GuestConfigError } from './errors.ts';
+
+export type Platform = 'bare-metal' | 'kvm';
+export type FlavorChoice = 'auto' | Flavor;
+
+export interface GuestOptions {
+  vcpus: number;
+  platform?: Platform;
+  host?: KvmOptions;
+  /** auto = decide as kvm_spinlock_init does; native or pv = force all five ops. */
+  flavor?: FlavorChoice;
+  nopvspin?: boolean;
+  /** The hypercall instruction the guest was built with (default: the host vendor's). */
+  hypercall?: 'vmcall' | 'vmmcall';
+  workload?: Partial<WorkloadShape>;
+  /** SPIN_THRESHOLD for PV waiters (Linux: 1 << 15). */
+  spinThreshold?: number;
+  tso?: boolean;
+  stopOnHazard?: boolean;
+}
+
+export const DEFAULT_WORKLOAD: WorkloadShape = { iterations: 20, criticalLoops: 10, thinkLoops: 20, taskLocks: 1, irqLockEvery: 4 };
+
+export interface LockReport {
+  index: number;
+  role: 'task' | 'irq' | 'nmi';
+  counter: number;
+  acquisitions: number;
+  ok: boolean;
+}
+
+export interface GuestStats extends SlowpathStats {
+  /** Lock wait times in TSC cycles (rdtsc before and after each task-context acquisition). */
+  waitCycles: number[];
+  tasksDone: number;
+}
+
+function checkOptions(o: GuestOptions): void {
+  if (!Number.isInteger(o.vcpus) || o.vcpus < 1) throw new GuestConfigError(`a guest needs at least 1 vCPU, not ${o.vcpus}`);
+  if (o.vcpus > GUEST_MAX_VCPUS) throw new GuestConfigError(`this guest supports at most ${GUEST_MAX_VCPUS} vCPUs, not ${o.vcpus}`);
+  if (o.flavor !== undefined && !['auto', 'native', 'pv'].includes(o.flavor)) throw new GuestConfigError(`unknown lock flavor '${o.flavor}' (auto, native or pv)`);
+  if (o.platform !== undefined && !['bare-metal', 'kvm'].includes(o.platform)) throw new GuestConfigError(`unknown platform '${o.platform}' (bare-metal or kvm)`);
+  const w = { ...DEFAULT_WORKLOAD, ...o.workload };
+  if (w.taskLocks < 1 || w.taskLocks + 2 > MAX_LOCKS) throw new GuestConfigError(`taskLocks must be 1..${MAX_LOCKS - 2}`);
+  if (!Number.isInteger(w.iterations) || w.iterations < 1) throw new GuestConfigError('workload iterations must be a positive integer');
+}
+
+export class Guest {
+  readonly machine: Machine;
+  readonly host: KvmHost | undefined;
+  readonly image: Image;
+  readonly decision: SpinlockDecision;
+  readonly stats: GuestStats;
+  readonly workload: WorkloadShape;
+  readonly env: SlowpathEnv;
+
+  constructor(readonly options: GuestOptions) {
+    checkOptions(options);
+    const platform = options.platform ?? 'kvm';
+    const vendor: Vendor = options.host?.vendor ?? 'intel';
+    this.workload = { ...DEFAULT_WORKLOAD, ...options.workload };
+    const m = new Machine({ vcpus: options.vcpus, tso: options.tso ?? true, stopOnHazard: options.stopOnHazard ?? true });
+    this.machine = m;
+    m.memory.map(TEXT_BASE, TEXT_SIZE, 'rx');
+    m.memory.map(DATA_BASE, DATA_SIZE, 'rw');
+    m.memory.map(PERCPU_BASE, PERCPU_SIZE * options.vcpus, 'rw');
+    m.memory.map(STACK_BASE, STACK_SIZE * options.vcpus, 'rw');
+
+    const hypercall = options.hypercall ?? (vendor === 'amd' ? 'vmmcall' : 'vmcall');
+    this.image = buildImage(this.workload, hypercall);
+    m.memory.writeBytes(TEXT_BASE, this.image.text);
+    for (let i = 0; i < options.vcpus; i++) m.memory.writeBytes(DATA_BASE + DATA.perCpuOffset + 8 * i, le64(percpuBase(i)));
+
+    this.host = platform === 'kvm' ? new KvmHost(m, options.host) : undefined;
+    if (this.host) for (let i = 0; i < options.vcpus; i++) this.host.stealTime[i] = percpuBase(i) + PERCPU.stealTime;
+
+    // kvm_spinlock_init(): what CPUID says, unless the flavour is forced.
+    const cpuid = (leaf: number) => this.host?.cpuid(m.vcpu(0), leaf);
+    const auto = kvmSpinlockInit(cpuid, options.vcpus, options.nopvspin ?? false);
+    const choice = options.flavor ?? 'auto';
+    if (choice === 'pv' && !(this.host?.pvUnhalt ?? false)) {
+      throw new GuestConfigError('lock flavor pv needs a KVM host with PV_UNHALT (platform kvm, host.pvUnhalt true)');
+    }
+    this.decision = choice === 'auto' ? auto : { flavor: choice, reason: `lock flavor forced to ${choice}` };
+
+    const stats: GuestStats = { ...newSlowpathStats(), waitCycles: [], tasksDone: 0 };
+    this.stats = stats;
+    this.env = {
+      pvWaitStub: this.symbol('pv_wait'),
+      pvKickStub: this.symbol('pv_kick'),
+      hash: { base: DATA_BASE + DATA.pvHash, entries: PV_HASH_ENTRIES, entrySize: PV_HASH_ENTRY_SIZE },
+      spinThreshold: options.spinThreshold ?? 1 << 15,
+      stats,
+    };
+    const env = this.env;
+    m.registerService(SERVICE.nativeSlowpath, 'native_queued_spin_lock_slowpath', (ctx) => nativeSlowpath(ctx, env));
+    m.registerService(SERVICE.pvSlowpath, '__pv_queued_spin_lock_slowpath', (ctx) => pvSlowpath(ctx, env));
+    m.registerService(SERVICE.pvUnlockSlowpath, '__pv_queued_spin_unlock_slowpath', (ctx) => pvUnlockSlowpath(ctx, env));
+    m.registerService(SERVICE.recordWait, 'record_wait', function* (ctx: ServiceContext) {
+      stats.waitCycles.push(ctx.arg(0));
+      yield* ctx.work();
+    });
+    m.registerService(SERVICE.taskDone, 'task_done', function* (ctx: ServiceContext) {
+      stats.tasksDone++;
+      yield* ctx.work();
+    });
+
+    this.setFlavor(this.decision.flavor);
+
+    m.setIdt(VECTOR.LOCK_IRQ, this.symbol('irq_handler'));
+    m.setIdt(VECTOR.NMI, this.symbol('nmi_handler'));
+    m.setIdt(VECTOR.HINT, this.symbol('hint_handler'));
+    for (const c of m.vcpus) {
+      c.rip = this.symbol('task_entry');
+      c.setAddr(Reg.RSP, stackTop(c.id));
+      c.gsBase = percpuBase(c.id);
+      c.flags |= Flag.IF;
+      c.setReg64(Reg.R13, BigInt(this.workload.iterations));
+      c.setReg64(Reg.RBX, BigInt((c.id % this.workload.taskLocks) * 64));
+    }
+  }
+
+  /** Boot-time: the pv_ops table and every site for `flavor` (apply_paravirt). */
+  private setFlavor(flavor: Flavor): void {
+    const table = pvOpsTable(flavor, this.image.targets);
+    for (const op of PV_OPS) this.machine.memory.writeBytes(DATA_BASE + DATA.pvOps + 8 * op, le64(table.get(op)!));
+    applyParavirt(this.machine.memory, this.image.sites, flavor, this.image.targets);
+  }
+
+  get flavor(): Flavor {
+    return this.decision.flavor;
+  }
+
+  symbol(name: string): number {
+    const a = this.image.symbols.get(name);
+    if (a === undefined) throw new GuestConfigError(`no symbol '${name}' in the guest image`);
+    return a;
+  }
+
+  get tasksDone(): boolean {
+    return this.stats.tasksDone === this.machine.vcpus.length;
+  }
+
+  /** Run until every task finishes (or the run stops for another reason). */
+  run(opts: RunOptions = {}): RunResult {
+    const until = opts.until;
+    return this.machine.run({ maxInstructions: 50_000_000, ...opts, until: (m) => this.tasksDone || (until?.(m) ?? false) });
+  }
+
+  private readU64(addr: number): number {
+    const b = this.machine.memory.readBytes(addr, 8);
+    return b.reduce((acc, x, i) => acc + x * 2 ** (8 * i), 0);
+  }
+
+  /** Mutual exclusion per lock: shared counter == sum of per-CPU acquisitions. */
+  checkLocks(): LockReport[] {
+    for (const c of this.machine.vcpus) drainAll(this.machine.memory, c);
+    const out: LockReport[] = [];
+    const n = this.workload.taskLocks + 2;
+    for (let i = 0; i < n; i++) {
+      const counter = this.readU64(counterAddress(i));
+      let acquisitions = 0;
+      for (const c of this.machine.vcpus) acquisitions += this.readU64(percpuBase(c.id) + PERCPU.acquisitions + 8 * i);
+      const role = i === this.image.irqLock ? 'irq' : i === this.image.nmiLock ? 'nmi' : 'task';
+      out.push({ index: i, role, counter, acquisitions, ok: counter === acquisitions });
+    }
+    return out;
+  }
+}
+
+function le64(v: number): number[] {
+  const u = BigInt.asUintN(64, BigInt(v));
+  return Array.from({ length: 8 }, (_, i) => Number((u >> BigInt(8 * i)) & 0xffn));
+}

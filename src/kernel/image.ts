@@ -1,0 +1,272 @@
+/**
+ * The guest kernel's text, written with the assembler DSL: the lock fast path and every pv-op
+ * call site as real x86 (DESIGN.md §4), the paravirt implementations Linux writes in assembly
+ * (the PV unlock, __kvm_vcpu_is_preempted, kvm_wait, kvm_kick_cpu), callee-save thunks, and the
+ * workload. Every call site is recorded as a `.parainstructions` entry {address, type, len}.
+ */
+import {
+  Asm, mem, rip, abs, byte, dword, qword, gs,
+  rax, rbx, rcx, rdx, rsi, rdi, r8, r9, r10, r11, r12, r13, eax, ebx, ecx, edx, esi, edi, al, dl,
+  type AsmReg,
+} from '../x86/asm.ts';
+import { DATA, DATA_BASE, PERCPU, SERVICE_BASE, TEXT_BASE, counterAddress, lockAddress } from './layout.ts';
+import { PvOp, SITE_LENGTH, type OpTargets, type PatchSite } from './pv-ops.ts';
+import { Q_LOCKED_VAL } from './qspinlock-word.ts';
+import { KvmHypercall, STEAL_TIME_PREEMPTED_OFFSET } from '../host/kvm-abi.ts';
+
+/** Kernel services (TypeScript coroutines) and their fixed addresses. */
+export const SERVICE = {
+  nativeSlowpath: SERVICE_BASE + 0x00,
+  pvSlowpath: SERVICE_BASE + 0x10,
+  pvUnlockSlowpath: SERVICE_BASE + 0x20,
+  recordWait: SERVICE_BASE + 0x30,
+  taskDone: SERVICE_BASE + 0x40,
+} as const;
+
+export interface WorkloadShape {
+  /** Lock/unlock iterations per vCPU in task context. */
+  iterations: number;
+  /** Delay-loop iterations inside the critical section and between acquisitions. */
+  criticalLoops: number;
+  thinkLoops: number;
+  /** Number of task-context locks; vCPU i uses lock (i mod taskLocks). */
+  taskLocks: number;
+  /** Every n-th iteration also takes the IRQ lock with interrupts disabled (0 = never). */
+  irqLockEvery: number;
+}
+
+export interface Image {
+  text: Uint8Array;
+  sites: PatchSite[];
+  symbols: Map<string, number>;
+  targets: OpTargets;
+  /** Lock indices: task locks 0..taskLocks-1, then the IRQ lock, then the NMI lock. */
+  irqLock: number;
+  nmiLock: number;
+  hypercall: 'vmcall' | 'vmmcall';
+}
+
+const PV_OPS_ADDR = DATA_BASE + DATA.pvOps;
+const CALLER_SAVED: readonly AsmReg[] = [rcx, rdx, rsi, rdi, r8, r9, r10, r11];
+
+class ImageBuilder {
+  readonly a = new Asm(TEXT_BASE);
+  private readonly siteLabels: { label: string; type: PvOp }[] = [];
+
+  /** A pv-op call site: `call *pv_ops+8*type(%rip)`, NOP-padded to the op's site length. */
+  site(type: PvOp): void {
+    const label = `.site${this.siteLabels.length}`;
+    this.a.here(label);
+    this.siteLabels.push({ label, type });
+    this.a.callIndirect(rip(PV_OPS_ADDR + 8 * type));
+    const padding = SITE_LENGTH[type] - 6;
+    if (padding > 0) this.a.nop(padding);
+  }
+
+  sites(addressOf: (label: string) => number): PatchSite[] {
+    return this.siteLabels.map((s) => ({ address: addressOf(s.label), type: s.type, len: SITE_LENGTH[s.type] }));
+  }
+}
+
+function rdtsc64(a: Asm): void {
+  a.ins('rdtsc').ins('shl', rdx, 32).ins('or', rax, rdx);
+}
+
+/** Build the guest kernel text for `shape`, using `hypercall` for KVM hypercalls. */
+export function buildImage(shape: WorkloadShape, hypercall: 'vmcall' | 'vmmcall'): Image {
+  const b = new ImageBuilder();
+  const a = b.a;
+  const irqLock = shape.taskLocks;
+  const nmiLock = shape.taskLocks + 1;
+
+  // _raw_spin_lock(lock): queued_spin_lock() inlined — the fast path, then the slowpath site.
+  a.here('_raw_spin_lock');
+  a.xor(eax, eax).mov(edx, Q_LOCKED_VAL);
+  a.lock().cmpxchg(dword(mem(rdi)), edx);
+  a.jne(a.label('.lock_slow'));
+  a.ret();
+  a.bind(a.label('.lock_slow'));
+  a.mov(esi, eax);
+  b.site(PvOp.QueuedSpinLockSlowpath);
+  a.ret();
+
+  // _raw_spin_unlock(lock): the unlock site.
+  a.here('_raw_spin_unlock');
+  b.site(PvOp.QueuedSpinUnlock);
+  a.ret();
+
+  // Stubs through which the slowpath services reach the wait, kick and vcpu_is_preempted sites.
+  a.here('pv_wait');
+  b.site(PvOp.Wait);
+  a.ret();
+  a.here('pv_kick');
+  b.site(PvOp.Kick);
+  a.ret();
+  a.here('vcpu_is_preempted');
+  b.site(PvOp.VcpuIsPreempted);
+  a.movzx(eax, al);
+  a.ret();
+
+  // __raw_callee_save___pv_queued_spin_unlock (arch/x86/include/asm/qspinlock_paravirt.h).
+  a.here('__raw_callee_save___pv_queued_spin_unlock');
+  a.push(rdx).mov(eax, 1).xor(edx, edx);
+  a.lock().cmpxchg(byte(mem(rdi)), dl);
+  a.cmp(al, 1).jne(a.label('.pv_unlock_slow'));
+  a.pop(rdx).ret();
+  a.bind(a.label('.pv_unlock_slow'));
+  a.push(rsi).movzx(esi, al);
+  a.call(a.label('__raw_callee_save___pv_queued_spin_unlock_slowpath'));
+  a.pop(rsi).pop(rdx).ret();
+
+  // PV_CALLEE_SAVE_REGS_THUNK(__pv_queued_spin_unlock_slowpath): keep every register but RAX.
+  a.here('__raw_callee_save___pv_queued_spin_unlock_slowpath');
+  for (const r of CALLER_SAVED) a.push(r);
+  a.call(SERVICE.pvUnlockSlowpath);
+  for (const r of [...CALLER_SAVED].reverse()) a.pop(r);
+  a.ret();
+
+  // __raw_callee_save___kvm_vcpu_is_preempted (arch/x86/kernel/kvm.c): steal_time.preempted != 0.
+  a.here('__raw_callee_save___kvm_vcpu_is_preempted');
+  a.mov(rax, qword(mem({ index: rdi, scale: 8, disp: DATA_BASE + DATA.perCpuOffset })));
+  a.cmp(byte(mem(rax, PERCPU.stealTime + STEAL_TIME_PREEMPTED_OFFSET)), 0);
+  a.ins('setne', al);
+  a.ret();
+
+  // kvm_wait(ptr, val): halt if *ptr still holds val (arch/x86/kernel/kvm.c).
+  a.here('kvm_wait');
+  a.pushfq().pop(rax).test(eax, 0x200).je(a.label('.wait_irqs_off'));
+  a.cli();
+  a.movzx(eax, byte(mem(rdi))).cmp(eax, esi).jne(a.label('.wait_enable'));
+  a.sti().hlt(); // safe_halt(): the STI shadow covers the HLT
+  a.ret();
+  a.bind(a.label('.wait_enable'));
+  a.sti().ret();
+  a.bind(a.label('.wait_irqs_off'));
+  a.movzx(eax, byte(mem(rdi))).cmp(eax, esi).jne(a.label('.wait_out'));
+  a.hlt();
+  a.bind(a.label('.wait_out'));
+  a.ret();
+
+  // kvm_kick_cpu(cpu): KVM_HC_KICK_CPU with the target's APIC ID.
+  a.here('kvm_kick_cpu');
+  a.push(rbx).mov(eax, KvmHypercall.KICK_CPU).xor(ebx, ebx).mov(ecx, edi);
+  a.ins(hypercall);
+  a.pop(rbx).ret();
+
+  // The native implementations the pv_ops table points at before patching (paravirt.c).
+  a.here('native_queued_spin_unlock');
+  a.mov(byte(mem(rdi)), 0).ret();
+  a.here('native_vcpu_is_preempted');
+  a.xor(eax, eax).ret();
+  a.here('paravirt_nop');
+  a.ret();
+  a.here('halt_forever');
+  a.hlt().jmp(a.label('halt_forever'));
+
+  // The workload: task loop, IRQ handler, NMI handler (src/kernel/workload.ts explains the shape).
+  emitTask(b, shape, irqLock);
+  emitHandler(b, 'irq_handler', irqLock, 'iretq');
+  emitHandler(b, 'nmi_handler', nmiLock, 'iretq');
+  a.here('hint_handler');
+  a.iretq();
+
+  const out = a.assemble();
+  const sym = (n: string) => out.address(n);
+  const symbols = new Map<string, number>();
+  for (const [k] of out.labels) if (!k.startsWith('.')) symbols.set(k, out.address(k));
+  return {
+    text: out.bytes,
+    sites: b.sites(sym),
+    symbols,
+    irqLock,
+    nmiLock,
+    hypercall,
+    targets: {
+      native: {
+        [PvOp.QueuedSpinLockSlowpath]: SERVICE.nativeSlowpath,
+        [PvOp.QueuedSpinUnlock]: sym('native_queued_spin_unlock'),
+        [PvOp.Wait]: sym('paravirt_nop'),
+        [PvOp.Kick]: sym('paravirt_nop'),
+        [PvOp.VcpuIsPreempted]: sym('native_vcpu_is_preempted'),
+      },
+      pv: {
+        [PvOp.QueuedSpinLockSlowpath]: SERVICE.pvSlowpath,
+        [PvOp.QueuedSpinUnlock]: sym('__raw_callee_save___pv_queued_spin_unlock'),
+        [PvOp.Wait]: sym('kvm_wait'),
+        [PvOp.Kick]: sym('kvm_kick_cpu'),
+        [PvOp.VcpuIsPreempted]: sym('__raw_callee_save___kvm_vcpu_is_preempted'),
+      },
+    },
+  };
+}
+
+/** Delay loop of `n` iterations in ecx (no shared state): critical-section work or think time. */
+function delay(a: Asm, n: number, label: string): void {
+  if (n <= 0) return;
+  a.mov(ecx, n);
+  a.here(label);
+  a.dec(ecx).jne(a.label(label));
+}
+
+/** A critical section on lock `i`: shared counter += 1, per-CPU acquisition count += 1. */
+function criticalSection(b: ImageBuilder, i: number, loops: number, tag: string): void {
+  const a = b.a;
+  a.mov(rax, qword(abs(counterAddress(i)))).inc(rax).mov(qword(abs(counterAddress(i))), rax);
+  a.inc(qword(gs(PERCPU.acquisitions + 8 * i)));
+  delay(a, loops, `.cs_${tag}`);
+}
+
+function emitTask(b: ImageBuilder, shape: WorkloadShape, irqLock: number): void {
+  const a = b.a;
+  // On entry: r13 = iterations, r12 scratch (t0), rbx = this CPU's task lock index * 64.
+  a.here('task_entry');
+  a.here('.task_loop');
+  delay(a, shape.thinkLoops, '.think');
+  rdtsc64(a);
+  a.mov(r12, rax);
+  a.lea(rdi, mem({ base: rbx, disp: lockAddress(0) }));
+  a.call(a.label('_raw_spin_lock'));
+  rdtsc64(a);
+  a.sub(rax, r12).mov(rdi, rax).call(SERVICE.recordWait);
+  // Critical section on the task lock: counter at the same index, one line per lock.
+  a.lea(r8, mem({ base: rbx, disp: counterAddress(0) }));
+  a.mov(rax, qword(mem(r8))).inc(rax).mov(qword(mem(r8)), rax);
+  a.lea(r8, mem({ base: rbx, disp: 0 }));
+  a.ins('shr', r8, 3);
+  a.inc(qword(gs(mem({ base: r8, disp: PERCPU.acquisitions }))));
+  delay(a, shape.criticalLoops, '.cs_task');
+  a.lea(rdi, mem({ base: rbx, disp: lockAddress(0) }));
+  b.site(PvOp.QueuedSpinUnlock); // the unlock, inlined as Linux inlines spin_unlock
+  if (shape.irqLockEvery > 0) {
+    // Every n-th iteration: spin_lock_irqsave(irq_lock) — the lock IRQ handlers take too.
+    a.mov(rax, r13).xor(edx, edx).mov(ecx, shape.irqLockEvery).ins('div', rcx);
+    a.test(rdx, rdx).jne(a.label('.skip_irq_lock'));
+    a.pushfq().cli();
+    a.mov(rdi, lockAddress(irqLock)).call(a.label('_raw_spin_lock'));
+    criticalSection(b, irqLock, 0, 'task_irq');
+    a.mov(rdi, lockAddress(irqLock));
+    b.site(PvOp.QueuedSpinUnlock);
+    a.popfq();
+    a.bind(a.label('.skip_irq_lock'));
+  }
+  a.dec(r13).jne(a.label('.task_loop'));
+  a.mov(byte(gs(PERCPU.done)), 1);
+  a.call(SERVICE.taskDone);
+  a.here('.task_idle');
+  a.hlt().jmp(a.label('.task_idle'));
+}
+
+function emitHandler(b: ImageBuilder, name: string, lock: number, ret: 'iretq'): void {
+  const a = b.a;
+  a.here(name);
+  a.push(rax);
+  for (const r of CALLER_SAVED) a.push(r);
+  a.mov(rdi, lockAddress(lock)).call(a.label('_raw_spin_lock'));
+  criticalSection(b, lock, 0, name);
+  a.mov(rdi, lockAddress(lock));
+  b.site(PvOp.QueuedSpinUnlock);
+  for (const r of [...CALLER_SAVED].reverse()) a.pop(r);
+  a.pop(rax);
+  a.ins(ret);
+}
+

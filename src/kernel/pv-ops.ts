@@ -1,0 +1,93 @@
+/**
+ * The five pv_lock_ops (seed 001), their call sites, and the bytes Linux's paravirt patching writes
+ * at a site for each flavour (arch/x86/kernel/paravirt.c paravirt_patch, paravirt_patch_call,
+ * native_patch; arch/x86/kernel/alternative.c apply_paravirt).
+ */
+import { nopPadding } from '../x86/nops.ts';
+
+export enum PvOp {
+  QueuedSpinLockSlowpath = 0,
+  QueuedSpinUnlock = 1,
+  Wait = 2,
+  Kick = 3,
+  VcpuIsPreempted = 4,
+}
+
+export const PV_OPS: readonly PvOp[] = [PvOp.QueuedSpinLockSlowpath, PvOp.QueuedSpinUnlock, PvOp.Wait, PvOp.Kick, PvOp.VcpuIsPreempted];
+
+export const PV_OP_NAMES: Record<PvOp, string> = {
+  [PvOp.QueuedSpinLockSlowpath]: 'queued_spin_lock_slowpath',
+  [PvOp.QueuedSpinUnlock]: 'queued_spin_unlock',
+  [PvOp.Wait]: 'wait',
+  [PvOp.Kick]: 'kick',
+  [PvOp.VcpuIsPreempted]: 'vcpu_is_preempted',
+};
+
+/**
+ * Callee-save ops (PV_CALLEE_SAVE) clobber only RAX, so their sites are 7 bytes: the 6-byte
+ * `call *pv_ops+off(%rip)` plus a NOP, room for `c6 07 00` + a 4-byte NOP or `e8 rel32` + `66 90`
+ * (seed 001). Ordinary ops are plain 6-byte indirect calls.
+ */
+export const SITE_LENGTH: Record<PvOp, number> = {
+  [PvOp.QueuedSpinLockSlowpath]: 6,
+  [PvOp.QueuedSpinUnlock]: 7,
+  [PvOp.Wait]: 6,
+  [PvOp.Kick]: 6,
+  [PvOp.VcpuIsPreempted]: 7,
+};
+
+/** One entry of .parainstructions: struct paravirt_patch_site {instr, type, len}. */
+export interface PatchSite {
+  address: number;
+  type: PvOp;
+  len: number;
+}
+
+export type Flavor = 'native' | 'pv';
+
+/** Where each op's implementations live in the guest image. */
+export interface OpTargets {
+  native: Record<PvOp, number>;
+  pv: Record<PvOp, number>;
+}
+
+function rel32(from: number, to: number): number[] {
+  const d = (to - from) | 0;
+  return [d & 0xff, (d >>> 8) & 0xff, (d >>> 16) & 0xff, (d >>> 24) & 0xff];
+}
+
+function pad(bytes: number[], len: number): Uint8Array {
+  if (bytes.length > len) throw new RangeError(`replacement of ${bytes.length} bytes does not fit a ${len}-byte site`);
+  const out = new Uint8Array(len);
+  out.set(bytes);
+  out.set(nopPadding(len - bytes.length), bytes.length);
+  return out;
+}
+
+/** A direct call to `target` from the site, NOP-padded (paravirt_patch_call). */
+export function directCall(site: PatchSite, target: number): Uint8Array {
+  return pad([0xe8, ...rel32(site.address + 5, target)], site.len);
+}
+
+/**
+ * The bytes apply_paravirt writes at `site` for `flavor`. Native unlock and vcpu_is_preempted are
+ * inlined (native_patch: `movb $0,(%rdi)`, `xor %rax,%rax`); native wait and kick are
+ * paravirt_nop, so the site becomes NOPs; everything else becomes a direct call.
+ */
+export function patchBytes(site: PatchSite, flavor: Flavor, targets: OpTargets): Uint8Array {
+  if (flavor === 'native') {
+    switch (site.type) {
+      case PvOp.QueuedSpinUnlock: return pad([0xc6, 0x07, 0x00], site.len);
+      case PvOp.VcpuIsPreempted: return pad([0x48, 0x31, 0xc0], site.len);
+      case PvOp.Wait:
+      case PvOp.Kick: return nopPadding(site.len);
+      default: return directCall(site, targets.native[site.type]);
+    }
+  }
+  return directCall(site, targets.pv[site.type]);
+}
+
+/** The unpatched site: `call *pv_ops+8*type(%rip)` (ff 15 rel32), NOP-padded. */
+export function indirectCall(site: PatchSite, pvOpsBase: number): Uint8Array {
+  return pad([0xff, 0x15, ...rel32(site.address + 6, pvOpsBase + 8 * site.type)], site.len);
+}
