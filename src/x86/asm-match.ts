@@ -190,7 +190,8 @@ function signature(mn: Mnemonic, ops: readonly Operand[]): string {
   let key = String(mn);
   for (const op of ops) {
     if (op instanceof AsmReg) key += `|r${op.register}`;
-    else if (op instanceof Mem) key += `|m${op.size}`;
+    // REX.B/X matter: they make ah..bh unencodable alongside, so they are part of the key.
+    else if (op instanceof Mem) key += `|m${op.size}${isExtended(op.base) ? 'B' : ''}${isExtended(op.index) ? 'X' : ''}`;
     else if (op instanceof Label) key += '|L';
     else {
       const v = toBig(op, 'immediate');
@@ -200,6 +201,10 @@ function signature(mn: Mnemonic, ops: readonly Operand[]): string {
     }
   }
   return key;
+}
+
+function isExtended(r: AsmReg | null): boolean {
+  return r !== null && r.register >= Register.R8 && r.register <= Register.R15;
 }
 
 function describeAll(ops: readonly Operand[]): string {

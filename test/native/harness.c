@@ -16,7 +16,8 @@
  * Layout (fixed, so code bytes and addresses are identical to the simulator's):
  *   code    0x20000000, 64 KiB, RWX; the exit stub at 0x2000f000 jumps back into the harness
  *   scratch 0x10000000, 64 KiB, RW, filled per case from splitmix64(mem_seed); r15 points here
- *           by convention and the stack top is 0x10010000 - 256
+ *           by convention, the GS base too (so %gs:disp is scratch + disp), and the stack top
+ *           is 0x10010000 - 256
  * The case's code ends by jumping to the exit stub (the runner appends that jump).
  */
 #define _GNU_SOURCE
@@ -27,7 +28,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <asm/prctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -146,6 +149,9 @@ static void setup(void) {
   memcpy(stub, jmp_rip, 6);
   uint64_t ret = (uint64_t)(uintptr_t)guest_return;
   memcpy(stub + 6, &ret, 8);
+
+  /* User GS is free on x86-64 Linux (glibc's TLS uses FS): point it at the scratch region. */
+  if (syscall(SYS_arch_prctl, ARCH_SET_GS, SCRATCH_BASE) != 0) die("arch_prctl(ARCH_SET_GS)");
 
   static uint8_t altstack[1 << 16];
   stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0};

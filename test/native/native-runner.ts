@@ -14,6 +14,8 @@ export const CODE_BASE = 0x2000_0000;
 export const EXIT_STUB = CODE_BASE + 0xf000;
 export const SCRATCH_BASE = 0x1000_0000;
 export const SCRATCH_SIZE = 0x1_0000;
+/** The GS base in both worlds: `%gs:disp` addresses the scratch region. */
+export const GS_BASE = SCRATCH_BASE;
 /** Initial rsp (the top 4 KiB of the scratch region is the stack). */
 export const STACK_TOP = SCRATCH_BASE + SCRATCH_SIZE - 256;
 /** Largest body the harness accepts (code must end below the exit stub). */

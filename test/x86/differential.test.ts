@@ -9,7 +9,7 @@ import { Machine } from '../../src/machine/machine.ts';
 import { disassemble, hexBytes } from '../../src/x86/format.ts';
 import { Flag, REG_NAMES, STATUS_FLAGS, RFLAGS_FIXED } from '../../src/x86/registers.ts';
 import {
-  CODE_BASE, SCRATCH_BASE, SCRATCH_SIZE, harnessBinary, runNative, scratchImage,
+  CODE_BASE, GS_BASE, SCRATCH_BASE, SCRATCH_SIZE, harnessBinary, runNative, scratchImage,
   type NativeCase, type NativeResult,
 } from '../native/native-runner.ts';
 import { SequenceGenerator, assembleSequence, type Sequence } from './sequence-gen.ts';
@@ -72,6 +72,7 @@ class SimSide {
     const cpu = m.vcpus[0]!;
     seq.regs.forEach((v, r) => cpu.setReg64(r, v));
     cpu.rip = CODE_BASE;
+    cpu.gsBase = GS_BASE;
     // IF=1 as in the native user process, so pushfq pushes the same value; hlt still halts for
     // good because nothing can interrupt.
     cpu.flags = (seq.rflags & STATUS_FLAGS) | RFLAGS_FIXED | Flag.IF;

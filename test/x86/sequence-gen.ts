@@ -7,17 +7,19 @@
  * Flags: architecturally undefined flags differ between CPUs, so the generator tracks, with
  * iced's per-instruction rflags info, which status flags hold a defined value, never emits an
  * instruction that reads a flag while it is undefined, and reports the defined set at the end of
- * every prefix. Memory operands are `[r15 + disp]` inside the first 60 KiB of the scratch region;
- * r15 and rsp are never written except by balanced push/pop/call/ret.
+ * every prefix. Memory operands reach the first 60 KiB of the scratch region as `[r15 + disp]`,
+ * `[rip + x]`, `%gs:disp` (the GS base is the scratch base in both worlds) or, after masking an
+ * index register, `[r15 + idx*scale + disp]`; r15 and rsp are never written except by balanced
+ * push/pop/call/ret.
  */
 import { RflagsBits } from 'iced-x86';
 import {
-  Asm, AsmError, Label, Mem, mem, byte, word, dword, qword, r15,
+  Asm, AsmError, Label, Mem, mem, rip, gs, byte, word, dword, qword, r15,
   GPR64, GPR32, GPR16, GPR8, GPR8_HIGH, type AsmReg, type Operand,
 } from '../../src/x86/asm.ts';
 import { createInstruction, select } from '../../src/x86/asm-match.ts';
 import { Flag, Reg, STATUS_FLAGS } from '../../src/x86/registers.ts';
-import { CODE_BASE, SCRATCH_BASE, STACK_TOP, type MemPatch } from '../native/native-runner.ts';
+import { CODE_BASE, GS_BASE, SCRATCH_BASE, STACK_TOP, type MemPatch } from '../native/native-runner.ts';
 
 /** sfc32: small, fast, deterministic; 64-bit values from two draws. */
 export class Prng {
@@ -55,6 +57,10 @@ type Item =
   | { t: 'nop'; len: number }
   | { t: 'jump'; cc: string | null; label: number }
   | { t: 'call'; label: number }
+  /** `lea reg, [rip + label]`: a code address for an indirect call or jump. */
+  | { t: 'lea-label'; reg: AsmReg; label: number }
+  /** An indirect `call`/`jmp` through a register or memory. */
+  | { t: 'indirect'; name: 'call' | 'jmp'; target: AsmReg | Mem }
   | { t: 'bind'; label: number };
 
 export interface Step {
@@ -96,9 +102,9 @@ class FlagInfo {
   of(insn: SeqInsn): FlagEffect {
     const shift = /^(shl|shr|sar|rol|ror|rcl|rcr)$/.test(insn.name);
     const key = insn.name + insn.ops.map((o) => (typeof o === 'number' || typeof o === 'bigint' ? (shift ? `#${o}` : '#') : o instanceof Mem ? `m${o.size}` : String(o))).join(',');
+    const sel = select(insn.name, insn.ops); // throws AsmError for unencodable mixes (ah with REX)
     let e = this.memo.get(key);
     if (e) return e;
-    const sel = select(insn.name, insn.ops);
     const i = createInstruction(insn.name, sel.code, sel.kinds, sel.ops, () => 0x1000n, true);
     try {
       e = { read: fromIced(i.rflagsRead), modified: fromIced(i.rflagsModified), undefined: fromIced(i.rflagsUndefined) };
@@ -123,6 +129,9 @@ function opSize(o: Operand): number {
 }
 
 // ---- operands ---------------------------------------------------------------------------------
+
+// `%gs:disp` below is scratch + disp only because both worlds set the GS base so.
+if (GS_BASE !== SCRATCH_BASE) throw new Error('sequence-gen assumes GS_BASE = SCRATCH_BASE');
 
 const BY_SIZE: Record<number, readonly AsmReg[]> = { 1: GPR8, 2: GPR16, 4: GPR32, 8: GPR64 };
 const SIZED: Record<number, (m: Mem) => Mem> = { 1: byte, 2: word, 4: dword, 8: qword };
@@ -157,7 +166,9 @@ class Gen {
     return this.r.int(MAX_DISP - extra);
   }
   mem(size: number, extra = 0): Mem {
-    return SIZED[size]!(mem(r15, this.disp(extra)));
+    const d = this.disp(extra);
+    const k = this.r.int(20);
+    return SIZED[size]!(k < 13 ? mem(r15, d) : k < 17 ? rip(SCRATCH_BASE + d) : gs(d));
   }
   /** An immediate that fits an operation of `size` bytes (imm32 sign-extended for 64-bit). */
   imm(size: number): bigint {
@@ -357,6 +368,10 @@ class Gen {
           { name, ops: [this.mem(s, 40), BY_SIZE[s]![GPR64.indexOf(off)]!], lock: name !== 'bt' && this.r.chance(0.3) },
         ];
         if (this.insnsAdmitted(g)) push({ items: g.map((insn) => ({ t: 'insn', insn })) });
+      } else if (k === 8) {
+        this.sibGroup(push);
+      } else if (k === 9) {
+        this.divGroup(push);
       } else {
         push({ items: [{ t: 'insn', insn: this.oneInsn() }] });
       }
@@ -383,11 +398,79 @@ class Gen {
     push({ items: [{ t: 'bind', label }] });
   }
 
-  /** `call F; jmp L; F: body; ret; L:` as one step. */
+  /** `and idx, 0xff` then an access through `[r15 + idx*scale + disp]`. */
+  private sibGroup(push: (s: Step, d?: number) => void): void {
+    const r = this.r;
+    const idx = this.dst(8);
+    const i = GPR64.indexOf(idx);
+    const s = this.size();
+    const m = SIZED[s]!(mem({ base: r15, index: idx, scale: r.pick([1, 2, 4, 8]), disp: r.int(MAX_DISP - 255 * 8) }));
+    const use: SeqInsn = r.pick<() => SeqInsn>([
+      () => ({ name: 'mov', ops: [this.dst(s), m] }),
+      () => ({ name: 'mov', ops: [m, this.src(s)] }),
+      () => ({ name: 'add', ops: [m, this.imm(s)] }),
+      () => ({ name: 'cmp', ops: [this.src(s), m] }),
+      () => ({ name: 'xadd', ops: [m, this.dst(s)], lock: true }),
+      () => ({ name: 'lea', ops: [this.dst(8), m] }),
+    ])();
+    const g: SeqInsn[] = [{ name: 'and', ops: [GPR32[i]!, 0xff] }, use];
+    if (this.insnsAdmitted(g)) push({ items: g.map((insn) => ({ t: 'insn', insn })) });
+  }
+
+  /**
+   * div/idiv that cannot fault: a divisor that is neither 0 nor (for idiv) -1, and a dividend
+   * whose high half is zero (div) or the sign extension of the low half (idiv), so the quotient fits.
+   */
+  private divGroup(push: (s: Step, d?: number) => void): void {
+    const r = this.r;
+    const s = this.size();
+    const signed = r.chance(0.5);
+    const bits = s * 8;
+    let v = BigInt.asUintN(bits, this.value());
+    if (v === 0n || (signed && v === (1n << BigInt(bits)) - 1n)) v = 3n;
+    let divisor: AsmReg | Mem;
+    const g: SeqInsn[] = [];
+    if (r.chance(0.6)) {
+      let d: AsmReg;
+      // Not a part of the dividend: al/ah for 8-bit division, rax/rdx otherwise.
+      const clobbered = (x: AsmReg) => (s === 1 ? x === GPR8[Reg.RAX] || x === GPR8_HIGH[0] : x === BY_SIZE[s]![Reg.RAX] || x === BY_SIZE[s]![Reg.RDX]);
+      do d = this.dst(s); while (clobbered(d));
+      divisor = d;
+      g.push({ name: 'mov', ops: [d, v] });
+    } else {
+      if (s === 8 && BigInt.asIntN(64, v) !== BigInt.asIntN(32, v)) v = BigInt.asUintN(64, BigInt.asIntN(32, v)) || 5n;
+      if (signed && v === 0xffffffffffffffffn) v = 5n;
+      divisor = this.mem(s);
+      g.push({ name: 'mov', ops: [divisor, s === 8 ? BigInt.asIntN(64, v) : v] });
+    }
+    if (signed) g.push({ name: ['cbw', 'cwd', 'cdq', 'cqo'][[1, 2, 4, 8].indexOf(s)]!, ops: [] });
+    else g.push(s === 1 ? { name: 'movzx', ops: [GPR32[Reg.RAX]!, GPR8[Reg.RAX]!] } : { name: 'xor', ops: [GPR32[Reg.RDX]!, GPR32[Reg.RDX]!] });
+    g.push({ name: signed ? 'idiv' : 'div', ops: [divisor] });
+    if (this.insnsAdmitted(g)) push({ items: g.map((insn) => ({ t: 'insn', insn })) });
+  }
+
+  /**
+   * `call F; jmp L; F: body; ret; L:` as one step; the call is direct (e8), through a register
+   * or through memory (then `lea reg, [rip + F]` makes the pointer first).
+   */
   private callGroup(push: (s: Step, d?: number) => void): void {
     const f = this.label();
     const after = this.label();
-    const items: Item[] = [{ t: 'call', label: f }, { t: 'jump', cc: null, label: after }, { t: 'bind', label: f }];
+    const items: Item[] = [];
+    const how = this.r.int(3);
+    if (how === 0) {
+      items.push({ t: 'call', label: f });
+    } else {
+      const reg = this.dst(8);
+      items.push({ t: 'lea-label', reg, label: f });
+      if (how === 1) {
+        items.push({ t: 'indirect', name: 'call', target: reg });
+      } else {
+        const slot = this.mem(8);
+        items.push({ t: 'insn', insn: { name: 'mov', ops: [slot, reg] } }, { t: 'indirect', name: 'call', target: slot });
+      }
+    }
+    items.push({ t: 'jump', cc: null, label: after }, { t: 'bind', label: f });
     const n = 1 + this.r.int(3);
     for (let i = 0; i < n; i++) items.push({ t: 'insn', insn: this.oneInsn() });
     items.push({ t: 'insn', insn: { name: 'ret', ops: [] } }, { t: 'bind', label: after });
@@ -448,6 +531,8 @@ export function assembleSequence(seq: Sequence, n = seq.steps.length): Uint8Arra
         case 'nop': a.nop(it.len); break;
         case 'jump': if (it.cc === null) a.jmp(L(it.label)); else a.jcc(it.cc as 'e', L(it.label)); break;
         case 'call': a.call(L(it.label)); break;
+        case 'lea-label': a.lea(it.reg, rip(L(it.label))); break;
+        case 'indirect': a.ins(it.name, it.target); break;
         case 'bind': a.bind(L(it.label)); break;
       }
     }
