@@ -16,7 +16,7 @@ export interface TimedOptions {
   seed: number;
   /** Relative jitter on every cost, 0..1 (default 0.1). */
   jitter?: number;
-  /** Mean cycles between injected NMIs/IRQs when the run has an injection budget (default 200,000). */
+  /** Mean cycles between injected NMIs/IRQs when the run has an injection budget (default 20,000). */
   injectEvery?: number;
   /** The host's CPU scheduler, when vCPUs share physical CPUs (src/host/scheduler.ts). */
   host?: HostScheduler;
@@ -37,7 +37,7 @@ export class TimedChooser implements Chooser {
     this.host = opts.host;
     this.rng = new Prng(opts.seed);
     this.jitter = opts.jitter ?? 0.1;
-    this.injectEvery = opts.injectEvery ?? 200_000;
+    this.injectEvery = opts.injectEvery ?? 20_000;
     this.nextInjection = this.arrival(0);
   }
 

@@ -23,6 +23,7 @@ function formatter(syntax: Syntax): Formatter {
   f.firstOperandCharIndex = 0;
   // objdump-like: `call 0x100100`, `nopl 0(%rax)`.
   f.branchLeadingZeros = false;
+  f.uppercaseHex = false;
   f.showZeroDisplacements = true;
   return f;
 }

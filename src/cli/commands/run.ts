@@ -7,7 +7,11 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { machineScenarioSchema } from '../scenario/schema.ts';
-import { readScenarioFile, type MachineScenario } from '../scenario/load.ts';
+import { readScenarioFile, parseScenario, type MachineScenario } from '../scenario/load.ts';
+import { guestScenarioSchema, type GuestScenario } from '../scenario/guest-schema.ts';
+import { runGuestScenario } from './run-guest.ts';
+import { readFileSync, existsSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import { buildMachine, makeChooser, type Strategy } from '../scenario/build-machine.ts';
 import { ScenarioError } from '../scenario/errors.ts';
 import { formatSchedule } from '../../sched/schedule.ts';
@@ -25,6 +29,18 @@ interface RunFlags {
   seeds?: string;
   json?: boolean;
   scheduleOut?: string;
+  showSites?: boolean;
+}
+
+/** A guest scenario has a top-level `guest:` section; anything else is a machine scenario. */
+function isGuestScenario(path: string): boolean {
+  if (!existsSync(path)) return false;
+  try {
+    const doc = parseYaml(readFileSync(path, 'utf8')) as unknown;
+    return typeof doc === 'object' && doc !== null && 'guest' in doc;
+  } catch {
+    return false;
+  }
 }
 
 function intFlag(v: string | undefined, name: string, min: number): number | undefined {
@@ -96,6 +112,18 @@ function writeAtomically(path: string, text: string): void {
 
 export async function runCommand(file: string | undefined, flags: RunFlags): Promise<number> {
   const path = file ?? defaultScenarioPath();
+  if (isGuestScenario(path)) {
+    if (flags.seeds !== undefined) throw new ScenarioError('--seeds is for machine scenarios; run a guest scenario once per seed');
+    const gs = parseScenario<GuestScenario>(path, readFileSync(path, 'utf8'), guestScenarioSchema);
+    return runGuestScenario(path, gs, {
+      seed: intFlag(flags.seed, 'seed', 0) ?? gs.schedule?.seed ?? 1,
+      ...(flags.strategy ? { strategy: flags.strategy } : {}),
+      ...(flags.schedule ? { schedule: flags.schedule } : {}),
+      ...(flags.maxInstructions ? { maxInstructions: intFlag(flags.maxInstructions, 'max-instructions', 1)! } : {}),
+      json: flags.json ?? false,
+      showSites: flags.showSites ?? false,
+    });
+  }
   const scenario = readScenarioFile<MachineScenario>(path, machineScenarioSchema);
   const strategy: Strategy = flags.strategy ?? (flags.schedule ? 'replay' : scenario.schedule?.strategy ?? 'random');
   const seed = intFlag(flags.seed, 'seed', 0) ?? scenario.schedule?.seed ?? 1;
@@ -149,6 +177,7 @@ export function register(program: Command): void {
     .option('--schedule <string>', 'replay this schedule string (implies --strategy replay)')
     .option('--schedule-out <file>', 'write the run\'s schedule string to a file')
     .option('--max-instructions <n>', 'stop after n instructions')
+    .option('--show-sites', 'guest scenarios: list every patched pv-op site with its bytes')
     .option('--json', 'print one JSON object instead of text')
     .action(async (file: string | undefined, flags: RunFlags) => {
       process.exitCode = await runCommand(file, flags);

@@ -1,0 +1,127 @@
+/**
+ * `pvpatch run` on a guest scenario: boot the pvpatch guest kernel on its host, show the patched
+ * sites (--show-sites), run the lock workload, and report the locks' checks and statistics.
+ */
+import { Guest, type FlavorChoice, type Platform } from '../../kernel/guest.ts';
+import { hostScheduler } from '../../kernel/host-setup.ts';
+import { PV_OP_NAMES } from '../../kernel/pv-ops.ts';
+import { VECTOR } from '../../kernel/layout.ts';
+import { TimedChooser } from '../../sched/timed.ts';
+import { CYCLES_PER_NS } from '../../sched/cost-model.ts';
+import { formatSchedule } from '../../sched/schedule.ts';
+import { disassemble, hexAddress, hexBytes } from '../../x86/format.ts';
+import { describeHazard } from '../hazard-text.ts';
+import { makeChooser, type Strategy } from '../scenario/build-machine.ts';
+import { ScenarioError } from '../scenario/errors.ts';
+import type { GuestScenario } from '../scenario/guest-schema.ts';
+
+export interface GuestRunFlags {
+  strategy?: Strategy;
+  seed: number;
+  schedule?: string;
+  maxInstructions?: number;
+  json?: boolean;
+  showSites?: boolean;
+}
+
+export function bootGuest(s: GuestScenario): Guest {
+  return new Guest({
+    vcpus: s.guest.vcpus,
+    platform: (s.guest.platform ?? 'kvm') as Platform,
+    flavor: (s.guest.flavor ?? 'auto') as FlavorChoice,
+    nopvspin: s.guest.nopvspin ?? false,
+    ...(s.guest.hypercall ? { hypercall: s.guest.hypercall } : {}),
+    ...(s.guest.spinThreshold ? { spinThreshold: s.guest.spinThreshold } : {}),
+    tso: s.guest.tso ?? true,
+    host: { vendor: s.host?.vendor ?? 'intel', pvUnhalt: s.host?.pvUnhalt ?? true, realtime: s.host?.realtime ?? false },
+    workload: s.workload ?? {},
+  });
+}
+
+function percentile(xs: number[], p: number): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+function sitesTable(g: Guest): string[] {
+  const out = ['', `patched sites (${g.image.sites.length}, flavor ${g.flavor}):`];
+  for (const s of g.image.sites) {
+    const bytes = g.machine.memory.readBytes(s.address, s.len);
+    const text = disassemble(bytes, s.address).map((l) => l.text).join('; ');
+    out.push(`  ${hexAddress(s.address)}  ${PV_OP_NAMES[s.type].padEnd(25)} len ${s.len}  ${hexBytes(bytes).padEnd(21)}  ${text}`);
+  }
+  return out;
+}
+
+export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRunFlags): number {
+  const g = bootGuest(s);
+  const strategy: Strategy = flags.strategy ?? (flags.schedule ? 'replay' : s.schedule?.strategy ?? 'timed');
+  const wantsHost = s.host?.pcpus !== undefined || s.host?.overcommit !== undefined;
+  if (wantsHost && strategy !== 'timed') throw new ScenarioError(`${file}: host over-commit (host.pcpus/overcommit) needs the timed strategy, not ${strategy}`);
+  const us = (v: number | undefined) => (v === undefined ? undefined : Math.round(v * 1000 * CYCLES_PER_NS));
+  const sched = wantsHost
+    ? hostScheduler(g, {
+        ...(s.host?.pcpus !== undefined ? { pcpus: s.host.pcpus } : {}),
+        ...(s.host?.overcommit !== undefined ? { overcommit: s.host.overcommit } : {}),
+        ...(us(s.host?.sliceUs) !== undefined ? { sliceCycles: us(s.host?.sliceUs)! } : {}),
+        ...(us(s.host?.switchUs) !== undefined ? { switchCycles: us(s.host?.switchUs)! } : {}),
+        ...(us(s.host?.wakeUs) !== undefined ? { wakeCycles: us(s.host?.wakeUs)! } : {}),
+      })
+    : undefined;
+  const chooser = strategy === 'timed' ? new TimedChooser({ seed: flags.seed, ...(sched ? { host: sched } : {}) }) : makeChooser(strategy, flags.seed, g.machine.vcpus.length, flags.schedule ?? s.schedule?.replay);
+  const r = g.run({
+    chooser,
+    maxInstructions: flags.maxInstructions ?? s.run?.maxInstructions ?? 50_000_000,
+    inject: { nmis: s.inject?.nmis ?? 0, irqs: s.inject?.irqs ?? 0, irqVector: VECTOR.LOCK_IRQ },
+  });
+  if (r.reason === 'error' && r.error && !flags.json) throw r.error;
+  const locks = g.checkLocks();
+  const simCycles = Math.max(...g.machine.vcpus.map((c) => c.time));
+  const waits = g.stats.waitCycles;
+  const halts = g.machine.events.filter((e) => e.type === 'halt' && e.rip >= g.symbol('kvm_wait') && e.rip < g.symbol('kvm_kick_cpu')).length;
+  const lostWakeup = r.reason === 'all-halted' && !g.tasksDone;
+  const summary = {
+    scenario: file,
+    decision: g.decision,
+    strategy,
+    seed: flags.seed,
+    reason: r.reason,
+    error: r.error?.message,
+    tasksDone: g.stats.tasksDone,
+    lostWakeup,
+    instructions: r.instructions,
+    simulatedMicroseconds: +(simCycles / CYCLES_PER_NS / 1000).toFixed(3),
+    locks,
+    stats: {
+      acquisitions: locks.reduce((a, l) => a + l.acquisitions, 0),
+      slowpaths: g.stats.slowpaths,
+      spins: g.stats.spins,
+      halts,
+      kicks: g.host?.stats.kicks ?? 0,
+      waitP50Cycles: percentile(waits, 50),
+      waitP99Cycles: percentile(waits, 99),
+      ...(sched ? { pcpus: sched.opts.pcpus, preemptions: sched.stats.preemptions } : {}),
+    },
+    hazards: r.hazards,
+    sites: g.image.sites.map((site) => ({ address: hexAddress(site.address), op: PV_OP_NAMES[site.type], len: site.len, bytes: hexBytes(g.machine.memory.readBytes(site.address, site.len)) })),
+    schedule: strategy === 'timed' ? undefined : formatSchedule(g.machine.decisions),
+  };
+  const failed = r.hazards.length > 0 || locks.some((l) => !l.ok) || lostWakeup || r.reason === 'error';
+  if (flags.json) {
+    process.stdout.write(JSON.stringify(summary) + '\n');
+    return r.reason === 'error' ? 2 : failed ? 1 : 0;
+  }
+  const out: string[] = [];
+  out.push(`${file}: ${g.machine.vcpus.length} vCPUs${sched ? ` on ${sched.opts.pcpus} pCPUs` : ''}, ${g.decision.reason} → ${g.flavor} pv_lock_ops`);
+  if (flags.showSites) out.push(...sitesTable(g));
+  out.push('', `stopped: ${r.reason} after ${r.instructions.toLocaleString('en-US')} instructions, ${summary.simulatedMicroseconds} µs simulated (strategy ${strategy}, seed ${flags.seed})`);
+  out.push('', 'lock   role  counter  acquisitions  mutual exclusion');
+  for (const l of locks) out.push(`${String(l.index).padStart(4)}   ${l.role.padEnd(4)}  ${String(l.counter).padStart(7)}  ${String(l.acquisitions).padStart(12)}  ${l.ok ? 'ok' : 'BROKEN'}`);
+  const st = summary.stats;
+  out.push('', `slowpaths ${st.slowpaths}, spins ${st.spins}, halts in kvm_wait ${st.halts}, kicks ${st.kicks}, wait p50 ${st.waitP50Cycles} / p99 ${st.waitP99Cycles} cycles${sched ? `, host preemptions ${sched.stats.preemptions}` : ''}`);
+  out.push(lostWakeup ? 'lost wake-up: every vCPU halted before all tasks finished' : `tasks finished: ${g.stats.tasksDone}/${g.machine.vcpus.length}`);
+  out.push(r.hazards.length === 0 ? 'hazards: none' : r.hazards.map(describeHazard).join('\n'));
+  process.stdout.write(out.join('\n') + '\n');
+  return failed ? 1 : 0;
+}
