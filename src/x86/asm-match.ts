@@ -37,6 +37,8 @@ export type LabelResolver = (l: Label) => bigint;
 interface Index {
   byMnemonic: Map<Mnemonic, CodeInfo[]>;
   byName: Map<string, Mnemonic>;
+  /** Memo of `lookupMnemonic` by the name as written (`jz`, `SETNAE`). */
+  byRawName: Map<string, Mnemonic>;
   /** Memo of `select` by operand signature: selection is a pure function of it. */
   chosen: Map<string, { info: CodeInfo; swapped: boolean }>;
 }
@@ -75,7 +77,7 @@ function buildIndex(): Index {
   for (const [k, v] of Object.entries(Mnemonic)) {
     if (typeof v === 'number') byName.set(k.toLowerCase(), v);
   }
-  return { byMnemonic, byName, chosen: new Map() };
+  return { byMnemonic, byName, byRawName: new Map(), chosen: new Map() };
 }
 
 function getIndex(): Index {
@@ -91,12 +93,16 @@ const NAME_ALIASES: Record<string, string> = { sal: 'shl', movabs: 'mov', pushf:
 
 /** The iced mnemonic for a GAS/Intel name (`jz` -> `je`, `sal` -> `shl`, `setnae` -> `setb`). */
 export function lookupMnemonic(name: string): Mnemonic {
+  const idx = getIndex();
+  const known = idx.byRawName.get(name);
+  if (known !== undefined) return known;
   let n = name.toLowerCase();
   n = NAME_ALIASES[n] ?? n;
   const m = /^(j|set|cmov)(.+)$/.exec(n);
   if (m && CC_ALIASES[m[2]!]) n = m[1]! + CC_ALIASES[m[2]!];
-  const mn = getIndex().byName.get(n);
+  const mn = idx.byName.get(n);
   if (mn === undefined || mn === Mnemonic.INVALID) throw new AsmError(`unknown mnemonic '${name}'`);
+  idx.byRawName.set(name, mn);
   return mn;
 }
 
@@ -186,6 +192,13 @@ function matches(info: CodeInfo, ops: readonly Operand[], looseImm: boolean): bo
   return true;
 }
 
+/** Which immediate kinds accept `v`, as a bit mask over IMM_KINDS (hot: loops, no closures). */
+function immClass(v: bigint): number {
+  let mask = 0;
+  for (let i = 0; i < IMM_KINDS.length; i++) if (immFor(IMM_KINDS[i]!, v) !== null) mask |= 1 << i;
+  return mask;
+}
+
 function signature(mn: Mnemonic, ops: readonly Operand[]): string {
   let key = String(mn);
   for (const op of ops) {
@@ -194,10 +207,7 @@ function signature(mn: Mnemonic, ops: readonly Operand[]): string {
     else if (op instanceof Mem) key += `|m${op.size}${isExtended(op.base) ? 'B' : ''}${isExtended(op.index) ? 'X' : ''}`;
     else if (op instanceof Label) key += '|L';
     else {
-      const v = toBig(op, 'immediate');
-      let mask = 0;
-      IMM_KINDS.forEach((k, i) => { if (immFor(k, v) !== null) mask |= 1 << i; });
-      key += `|i${mask}`;
+      key += `|i${immClass(toBig(op, 'immediate'))}`;
     }
   }
   return key;
@@ -355,29 +365,28 @@ export function createInstruction(name: string, code: Code, kinds: readonly K[],
 }
 
 function build(code: Code, shape: string, v: Val[]): Instruction {
-  const R = (i: number) => v[i] as Register;
-  const M = (i: number) => v[i] as MemoryOperand;
-  const I = (i: number) => v[i] as number;
+  // Hot (every instruction of every assembly): plain casts, no helper closures.
+  const [a, b, c] = v;
   switch (shape) {
     case '': return Instruction.create(code);
-    case 'R': return Instruction.createReg(code, R(0));
-    case 'M': return Instruction.createMem(code, M(0));
-    case 'I': return Instruction.createI32(code, I(0));
-    case 'B': return Instruction.createBranch(code, v[0] as bigint);
-    case 'RR': return Instruction.createRegReg(code, R(0), R(1));
-    case 'RI': return Instruction.createRegI32(code, R(0), I(1));
-    case 'RQ': return Instruction.createRegI64(code, R(0), v[1] as bigint);
-    case 'RM': return Instruction.createRegMem(code, R(0), M(1));
-    case 'MR': return Instruction.createMemReg(code, M(0), R(1));
-    case 'MI': return Instruction.createMemI32(code, M(0), I(1));
-    case 'IR': return Instruction.createI32Reg(code, I(0), R(1));
-    case 'II': return Instruction.createI32I32(code, I(0), I(1));
-    case 'RRR': return Instruction.createRegRegReg(code, R(0), R(1), R(2));
-    case 'RRI': return Instruction.createRegRegI32(code, R(0), R(1), I(2));
-    case 'RMI': return Instruction.createRegMemI32(code, R(0), M(1), I(2));
-    case 'RMR': return Instruction.createRegMemReg(code, R(0), M(1), R(2));
-    case 'MRI': return Instruction.createMemRegI32(code, M(0), R(1), I(2));
-    case 'MRR': return Instruction.createMemRegReg(code, M(0), R(1), R(2));
+    case 'R': return Instruction.createReg(code, a as Register);
+    case 'M': return Instruction.createMem(code, a as MemoryOperand);
+    case 'I': return Instruction.createI32(code, a as number);
+    case 'B': return Instruction.createBranch(code, a as bigint);
+    case 'RR': return Instruction.createRegReg(code, a as Register, b as Register);
+    case 'RI': return Instruction.createRegI32(code, a as Register, b as number);
+    case 'RQ': return Instruction.createRegI64(code, a as Register, b as bigint);
+    case 'RM': return Instruction.createRegMem(code, a as Register, b as MemoryOperand);
+    case 'MR': return Instruction.createMemReg(code, a as MemoryOperand, b as Register);
+    case 'MI': return Instruction.createMemI32(code, a as MemoryOperand, b as number);
+    case 'IR': return Instruction.createI32Reg(code, a as number, b as Register);
+    case 'II': return Instruction.createI32I32(code, a as number, b as number);
+    case 'RRR': return Instruction.createRegRegReg(code, a as Register, b as Register, c as Register);
+    case 'RRI': return Instruction.createRegRegI32(code, a as Register, b as Register, c as number);
+    case 'RMI': return Instruction.createRegMemI32(code, a as Register, b as MemoryOperand, c as number);
+    case 'RMR': return Instruction.createRegMemReg(code, a as Register, b as MemoryOperand, c as Register);
+    case 'MRI': return Instruction.createMemRegI32(code, a as MemoryOperand, b as Register, c as number);
+    case 'MRR': return Instruction.createMemRegReg(code, a as MemoryOperand, b as Register, c as Register);
     default: throw new AsmError(`operand shape ${shape} of ${Code[code]} is not supported by the assembler`);
   }
 }

@@ -382,7 +382,7 @@ export class Asm {
           // sequence; guest code must not silently change shape, so refuse. (Other instructions
           // may decode under another mnemonic: `48 90` is xchg rax,rax and also nop.)
           const branch = it.kind === 'insn'
-            ? it.sel.kinds.some((k) => k === K.br64_1 || k === K.br64_4)
+            ? it.sel.kinds.length === 1 && (it.sel.kinds[0] === K.br64_1 || it.sel.kinds[0] === K.br64_4)
             : it.insn.op0Kind === OpKind.NearBranch64;
           const want = it.kind === 'insn' ? it.sel.mnemonic : it.insn.mnemonic;
           if (branch && (tmp.mnemonic !== want || tmp.op0Kind !== OpKind.NearBranch64)) {
