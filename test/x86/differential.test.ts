@@ -198,8 +198,8 @@ test(`the interpreter matches the real CPU on ${N} random sequences (seed ${SEED
   }
   if (failing.length === 0) return;
 
-  // Name the first differing instruction of (up to) 200 failures, and detail the first ten.
-  const sample = failing.slice(0, 200);
+  // Name the first differing instruction of (up to) 1,000 failures, and detail the first ten.
+  const sample = failing.slice(0, 1000);
   const where = await firstDifferingSteps(sim, sample.map((f) => f.seq));
   const byMnemonic = new Map<string, number>();
   for (const w of where) {
