@@ -9,14 +9,16 @@
  *   const out = a.assemble();
  */
 import { BlockEncoder, BlockEncoderOptions, Decoder, DecoderOptions, Instruction, OpCodeOperandKind as K, OpKind } from 'iced-x86';
-import { disassemble, hexBytes } from './format.ts';
 import { linuxNop } from './nops.ts';
 import { canonicalCc, createInstruction, describeInsn, select, type Selected } from './asm-match.ts';
 import {
   AsmError, AsmReg, Label, Mem, qword, rip, toAddress, type BranchTarget, type Operand,
 } from './asm-operands.ts';
 
+import { Assembled, canonical } from './asm-output.ts';
+
 export * from './asm-operands.ts';
+export { Assembled, canonical } from './asm-output.ts';
 export { lookupMnemonic } from './asm-match.ts';
 
 type Item =
@@ -38,41 +40,6 @@ export type Cc =
   | 'o' | 'no' | 'b' | 'ae' | 'e' | 'ne' | 'be' | 'a' | 's' | 'ns' | 'p' | 'np' | 'l' | 'ge' | 'le' | 'g'
   | 'c' | 'nae' | 'nc' | 'nb' | 'z' | 'nz' | 'na' | 'nbe' | 'pe' | 'po' | 'nge' | 'nl' | 'ng' | 'nle';
 export type Condition = Cc;
-
-/** Signed canonical JS number for a 64-bit address (the form the machine uses). */
-export function canonical(addr: bigint): number {
-  return Number(BigInt.asIntN(64, addr));
-}
-
-/** The bytes of an assembled block and where its labels landed. */
-export class Assembled {
-  constructor(
-    /** Address of the first byte (unsigned 64-bit). */
-    readonly base: bigint,
-    readonly bytes: Uint8Array,
-    /** Label name -> absolute address (canonical signed number, as the machine uses). */
-    readonly labels: Map<string, number>,
-    private readonly lines: () => string,
-  ) {}
-  /** Absolute address of label `name`, as the canonical signed number the machine uses. */
-  address(name: string): number {
-    const a = this.labels.get(name);
-    if (a === undefined) throw new AsmError(`no label '${name}' in this block`);
-    return a;
-  }
-  /** Absolute address of label `name` as unsigned 64-bit. */
-  addressU64(name: string): bigint {
-    return BigInt.asUintN(64, BigInt(this.address(name)));
-  }
-  /** Canonical signed form of `base`. */
-  get baseAddress(): number {
-    return canonical(this.base);
-  }
-  /** Disassembly with addresses, bytes and labels. */
-  listing(): string {
-    return this.lines();
-  }
-}
 
 export class Asm {
   readonly base: bigint;
@@ -321,7 +288,8 @@ export class Asm {
     const labels = new Map<string, number>();
     for (const [name, l] of this.named) if (l.bound) labels.set(name, canonical(addrOf(l.pos)));
     for (const l of this.used) if (l.bound) labels.set(l.name, canonical(addrOf(l.pos)));
-    return new Assembled(this.base, bytes, labels, () => this.listing(bytes, offsets, labels));
+    const pieces = this.items.map((it, i) => ({ offset: offsets[i]!, end: offsets[i + 1]!, data: it.kind === 'data' }));
+    return new Assembled(this.base, bytes, labels, pieces);
   }
 
   /** Free the copies that `emit()` made. The Asm can no longer assemble them afterwards. */
@@ -400,27 +368,6 @@ export class Asm {
     }
   }
 
-  private listing(bytes: Uint8Array, offsets: number[], labels: Map<string, number>): string {
-    const byOffset = new Map<number, string[]>();
-    for (const [name, addr] of labels) {
-      const off = Number(BigInt.asUintN(64, BigInt(addr) - this.base));
-      byOffset.set(off, [...(byOffset.get(off) ?? []), name]);
-    }
-    const out: string[] = [];
-    this.items.forEach((it, i) => {
-      const off = offsets[i]!;
-      for (const name of byOffset.get(off) ?? []) out.push(`${name}:`);
-      byOffset.delete(off);
-      const chunk = bytes.subarray(off, offsets[i + 1]!);
-      const addr = canonical(this.base + BigInt(off));
-      const hexAddr = BigInt.asUintN(64, BigInt(addr)).toString(16).padStart(16, '0');
-      if (it.kind === 'data') out.push(`  ${hexAddr}  ${hexBytes(chunk).padEnd(24)} ${nopText(chunk) ?? '.byte'}`);
-      else for (const l of disassemble(chunk, addr)) out.push(`  ${BigInt.asUintN(64, BigInt(l.address)).toString(16).padStart(16, '0')}  ${hexBytes(l.bytes).padEnd(24)} ${l.text}`);
-    });
-    for (const names of byOffset.values()) for (const name of names) out.push(`${name}:`);
-    return out.join('\n');
-  }
-
   private rel32(name: string, opcode: readonly number[], target: BranchTarget): this {
     this.noLock(name);
     if (target instanceof Label) this.use(target);
@@ -441,10 +388,4 @@ export class Asm {
   private noLock(what: string): void {
     if (this.pendingLock) throw new AsmError(`lock prefix cannot apply to ${what}`);
   }
-}
-
-/** `nop` text for data that is exactly a Linux NOP, so listings read like objdump. */
-function nopText(chunk: Uint8Array): string | undefined {
-  const lines = disassemble(chunk, 0);
-  return lines.length === 1 && lines[0]!.valid ? lines[0]!.text : undefined;
 }
