@@ -12,36 +12,27 @@
  * index register, `[r15 + idx*scale + disp]`; r15 and rsp are never written except by balanced
  * push/pop/call/ret.
  */
-import { RflagsBits } from 'iced-x86';
 import {
   Asm, AsmError, Label, Mem, mem, rip, gs, byte, word, dword, qword, r15,
   GPR64, GPR32, GPR16, GPR8, GPR8_HIGH, type AsmReg, type Operand,
 } from '../../src/x86/asm.ts';
-import { createInstruction, select } from '../../src/x86/asm-match.ts';
-import { Flag, Reg, STATUS_FLAGS } from '../../src/x86/registers.ts';
+import { Reg, STATUS_FLAGS } from '../../src/x86/registers.ts';
+import { Prng } from '../../src/sched/prng.ts';
+import { FlagInfo } from './sequence-flags.ts';
 import { CODE_BASE, GS_BASE, SCRATCH_BASE, STACK_TOP, type MemPatch } from '../native/native-runner.ts';
 
-/** sfc32: small, fast, deterministic; 64-bit values from two draws. */
-export class Prng {
-  private a: number; private b: number; private c: number; private d: number;
+/** The project's PRNG (src/sched/prng.ts) with the draws a generator wants. */
+export class SeqRandom {
+  private readonly p: Prng;
   constructor(seed: number) {
-    this.a = 0x9e3779b9; this.b = 0x243f6a88; this.c = 0xb7e15162; this.d = seed >>> 0;
-    for (let i = 0; i < 16; i++) this.u32();
+    this.p = new Prng(seed);
   }
-  u32(): number {
-    const t = (((this.a + this.b) | 0) + this.d) | 0;
-    this.d = (this.d + 1) | 0;
-    this.a = this.b ^ (this.b >>> 9);
-    this.b = (this.c + (this.c << 3)) | 0;
-    this.c = (this.c << 21) | (this.c >>> 11);
-    this.c = (this.c + t) | 0;
-    return t >>> 0;
-  }
+  u32(): number { return this.p.u32(); }
   /** Integer in [0, n). */
-  int(n: number): number { return Math.floor((this.u32() / 0x1_0000_0000) * n); }
-  u64(): bigint { return (BigInt(this.u32()) << 32n) | BigInt(this.u32()); }
-  chance(p: number): boolean { return this.u32() / 0x1_0000_0000 < p; }
-  pick<T>(xs: readonly T[]): T { return xs[this.int(xs.length)]!; }
+  int(n: number): number { return this.p.int(n); }
+  u64(): bigint { return (BigInt(this.p.u32()) << 32n) | BigInt(this.p.u32()); }
+  chance(q: number): boolean { return this.p.float() < q; }
+  pick<T>(xs: readonly T[]): T { return xs[this.p.int(xs.length)]!; }
 }
 
 /** Edge values for registers, immediates and memory (DESIGN.md §8). */
@@ -51,7 +42,8 @@ export const EDGE_VALUES: readonly bigint[] = [
 ];
 const SHIFT_COUNTS = [0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 0x7f, 0xff];
 
-export interface SeqInsn { name: string; ops: Operand[]; lock?: boolean }
+export type { SeqInsn } from './sequence-flags.ts';
+import type { SeqInsn } from './sequence-flags.ts';
 type Item =
   | { t: 'insn'; insn: SeqInsn }
   | { t: 'nop'; len: number }
@@ -81,53 +73,6 @@ export interface Sequence {
   definedAfter: number[];
 }
 
-// ---- flag bookkeeping -------------------------------------------------------------------------
-
-function fromIced(bits: number): number {
-  let f = 0;
-  if (bits & RflagsBits.OF) f |= Flag.OF;
-  if (bits & RflagsBits.SF) f |= Flag.SF;
-  if (bits & RflagsBits.ZF) f |= Flag.ZF;
-  if (bits & RflagsBits.AF) f |= Flag.AF;
-  if (bits & RflagsBits.CF) f |= Flag.CF;
-  if (bits & RflagsBits.PF) f |= Flag.PF;
-  return f;
-}
-
-interface FlagEffect { read: number; modified: number; undefined: number }
-
-/** Per-generator memo of flag effects: they depend on the form and, for shifts, the count. */
-class FlagInfo {
-  private memo = new Map<string, FlagEffect>();
-  of(insn: SeqInsn): FlagEffect {
-    const shift = /^(shl|shr|sar|rol|ror|rcl|rcr)$/.test(insn.name);
-    const key = insn.name + insn.ops.map((o) => (typeof o === 'number' || typeof o === 'bigint' ? (shift ? `#${o}` : '#') : o instanceof Mem ? `m${o.size}` : String(o))).join(',');
-    const sel = select(insn.name, insn.ops); // throws AsmError for unencodable mixes (ah with REX)
-    let e = this.memo.get(key);
-    if (e) return e;
-    const i = createInstruction(insn.name, sel.code, sel.kinds, sel.ops, () => 0x1000n, true);
-    try {
-      e = { read: fromIced(i.rflagsRead), modified: fromIced(i.rflagsModified), undefined: fromIced(i.rflagsUndefined) };
-    } finally {
-      i.free();
-    }
-    // SDM SAL/SAR/SHL/SHR: CF is undefined when the count is >= the operand width, which can
-    // happen for 8- and 16-bit operands (the count is masked to 5 bits); iced does not model it.
-    if (/^(shl|shr|sar)$/.test(insn.name)) {
-      const size = opSize(insn.ops[0]!);
-      const n = insn.ops[1]!;
-      const count = typeof n === 'number' ? n & 0x1f : -1;
-      if (size < 4 && (count < 0 || count >= size * 8)) e = { ...e, undefined: e.undefined | Flag.CF | Flag.OF };
-    }
-    this.memo.set(key, e);
-    return e;
-  }
-}
-
-function opSize(o: Operand): number {
-  return o instanceof Mem ? o.size : (o as AsmReg).size;
-}
-
 // ---- operands ---------------------------------------------------------------------------------
 
 // `%gs:disp` below is scratch + disp only because both worlds set the GS base so.
@@ -144,7 +89,7 @@ class Gen {
   private defined = STATUS_FLAGS;
   private depth = 0;
   private nextLabel = 0;
-  constructor(private readonly r: Prng, flags: FlagInfo) {
+  constructor(private readonly r: SeqRandom, flags: FlagInfo) {
     this.flags = flags;
   }
 
@@ -501,7 +446,7 @@ export class SequenceGenerator {
   constructor(readonly seed: number) {}
 
   sequence(index: number): Sequence {
-    const r = new Prng((Math.imul(this.seed, 0x9e3779b1) + Math.imul(index, 0x85ebca6b)) ^ index);
+    const r = new SeqRandom((Math.imul(this.seed, 0x9e3779b1) + Math.imul(index, 0x85ebca6b)) ^ index);
     const g = new Gen(r, this.flags);
     const regs = Array.from({ length: 16 }, () => g.value());
     regs[Reg.RSP] = BigInt(STACK_TOP);
