@@ -1,0 +1,28 @@
+/**
+ * apply_paravirt() (Linux 6.1 arch/x86/kernel/alternative.c) with paravirt_patch()
+ * (arch/x86/kernel/paravirt.c): every `.parainstructions` site, an indirect `call *pv_ops+N(%rip)`,
+ * becomes a direct CALL to whatever pv_ops[type] holds, or nothing when it holds `_paravirt_nop`,
+ * and the rest of the site is padded with Linux's NOPs (add_nops). In 6.1 there is no native
+ * inline code here: the inline forms (`cli`, `pushf; pop %rax`, ...) arrive later through the
+ * ALT_NOT(X86_FEATURE_XENPV) alternatives that wrap these sites.
+ */
+import { nopPadding } from '../x86/nops.ts';
+import { encodeRel32, CALL_INSN_OPCODE } from '../x86/relocate.ts';
+import type { BootEnv } from './boot-env.ts';
+import type { ParaSite } from './tables.ts';
+
+/** The bytes apply_paravirt writes at one site (pure). */
+export function paravirtPatch(site: ParaSite, original: Uint8Array, env: BootEnv): Uint8Array {
+  const buf = original.slice(0, site.len);
+  const op = env.pvOp(site.type);
+  let used = 0;
+  if (op.kind === 'function' || op.kind === 'bug') {
+    // CALL_INSN_SIZE = 5; a site shorter than a CALL would BUG() in the kernel.
+    if (site.len >= 5) {
+      buf.set(encodeRel32(CALL_INSN_OPCODE, site.address, op.address), 0);
+      used = 5;
+    }
+  }
+  buf.set(nopPadding(site.len - used), used);
+  return buf;
+}

@@ -1,0 +1,28 @@
+/**
+ * Everything boot patching asks of the running kernel, decided before `alternative_instructions()`
+ * runs: which features `boot_cpu_has()` reports, what each pv_ops slot points to, and where the
+ * thunks are. Built from a platform, a CPU model and a command line (boot-cpu.ts, platforms.ts).
+ */
+
+/** What a pv_ops slot holds when apply_paravirt reads it (paravirt.c `paravirt_patch`). */
+export type PvOpTarget =
+  | { readonly kind: 'function'; readonly address: number; readonly name?: string }
+  /** `_paravirt_nop`: the site becomes all NOPs. */
+  | { readonly kind: 'nop' }
+  /** NULL: the site calls paravirt_BUG. */
+  | { readonly kind: 'bug'; readonly address: number };
+
+export interface BootEnv {
+  /** boot_cpu_has(bit), features and X86_BUG_* bits alike. */
+  readonly features: ReadonlySet<number>;
+  /** pv_ops[slot] at the time apply_paravirt runs. */
+  pvOp(slot: number): PvOpTarget;
+  /** `__x86_indirect_thunk_array` (the rax thunk; one 32-byte thunk per register). */
+  readonly indirectThunkArray: number | undefined;
+  /** `__x86_return_thunk`, the target objtool recorded at every .return_sites entry. */
+  readonly returnThunk: number | undefined;
+  /** `x86_return_thunk`, the thunk bugs.c chose (equal to returnThunk unless a mitigation set another). */
+  readonly activeReturnThunk: number | undefined;
+  /** Whether the chosen return thunk is its_return_thunk (then only lower-half-cacheline returns keep it). */
+  readonly itsReturnThunk: boolean;
+}
