@@ -36,6 +36,13 @@ export interface BootCpu {
   readonly notes: readonly string[];
 }
 
+/** CPUID(1).EAX: stepping, model, family with their extended fields (Intel SDM vol. 2A, CPUID). */
+function cpuidSignature(m: CpuModel): number {
+  const fam = Math.min(m.family, 0xf);
+  const extFam = m.family > 0xf ? m.family - 0xf : 0;
+  return (extFam << 20) | ((m.model >> 4) << 16) | (fam << 8) | ((m.model & 0xf) << 4);
+}
+
 function bitOf(name: string): number {
   const f = featureByName(name);
   if (f === undefined) throw new InspectError(`unknown CPU feature '${name}' (use /proc/cpuinfo or X86_FEATURE_* names)`);
@@ -75,11 +82,21 @@ export function bootCpu(model: CpuModel, add: readonly string[], remove: readonl
   } else {
     clear('APIC_MSRS_FENCE');
     set('SYSCALL32', 'amd.c');
+    set('VMMCALL', 'amd.c: AMD hypercalls use VMMCALL');
     if (model.family >= 0x10) set('REP_GOOD', 'amd.c: family >= 0x10');
+    // early_init_amd_k8: "C+ stepping K8 rep microcode works well", judged on CPUID(1).EAX.
+    if (model.family === 0x0f && cpuidSignature(model) >= 0x0f48 && !(cpuidSignature(model) >= 0x0f50 && cpuidSignature(model) < 0x0f58)) set('REP_GOOD', 'amd.c: K8 revision C+');
+    // bsp_init_amd: family 0x15..0x17 without AMD_SSBD/VIRT_SSBD reads MSR_AMD64_LS_CFG (TCG answers 0).
+    if (model.family >= 0x15 && model.family <= 0x17 && !has('AMD_SSBD') && !has('VIRT_SSBD')) {
+      set('LS_CFG_SSBD', 'amd.c: LS_CFG MSR readable');
+      set('SSBD', 'amd.c: LS_CFG MSR readable');
+    }
     if (has('XMM2')) set('LFENCE_RDTSC', 'amd.c: DE_CFG makes LFENCE serializing');
     if (!has('3DNOWPREFETCH') && has('LM')) set('3DNOWPREFETCH', 'amd.c: LM implies PREFETCHW');
     if (model.family === 0x17 || model.family === 0x19) set('ZEN', 'amd.c init_amd_zen_common');
   }
+  // vulnerable_to_its (common.c): an Intel guest without ITS_NO may run on affected hardware.
+  if (model.vendor === 'intel' && has('HYPERVISOR') && !has('BHI_CTRL')) f.add(bitOf('BUG_ITS'));
   if (xenpv) {
     set('XENPV', 'xen_start_kernel');
     clear('SYSENTER32');
