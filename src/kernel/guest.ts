@@ -119,6 +119,7 @@ export class Guest {
       stats.waitCycles.push(ctx.arg(0));
       yield* ctx.work();
     });
+    m.registerService(SERVICE.udelay, 'udelay', (ctx: ServiceContext) => ctx.delay(ctx.arg(0)));
     m.registerService(SERVICE.taskDone, 'task_done', function* (ctx: ServiceContext) {
       stats.tasksDone++;
       yield* ctx.work();

@@ -21,14 +21,18 @@ export const SERVICE = {
   pvUnlockSlowpath: SERVICE_BASE + 0x20,
   recordWait: SERVICE_BASE + 0x30,
   taskDone: SERVICE_BASE + 0x40,
+  udelay: SERVICE_BASE + 0x50,
 } as const;
 
 export interface WorkloadShape {
   /** Lock/unlock iterations per vCPU in task context. */
   iterations: number;
-  /** Delay-loop iterations inside the critical section and between acquisitions. */
+  /** Delay-loop iterations inside the critical section and between acquisitions (instruction by instruction). */
   criticalLoops: number;
   thinkLoops: number;
+  /** Or: time inside the critical section and between acquisitions as udelay() cycles (one step each). */
+  criticalCycles?: number;
+  thinkCycles?: number;
   /** Number of task-context locks; vCPU i uses lock (i mod taskLocks). */
   taskLocks: number;
   /** Every n-th iteration also takes the IRQ lock with interrupts disabled (0 = never). */
@@ -208,6 +212,12 @@ function delay(a: Asm, n: number, label: string): void {
   a.dec(ecx).jne(a.label(label));
 }
 
+/** udelay(cycles): one service step that moves the vCPU's clock (clobbers rdi). */
+function udelay(a: Asm, cycles: number): void {
+  if (cycles <= 0) return;
+  a.mov(edi, cycles).call(SERVICE.udelay);
+}
+
 /** A critical section on lock `i`: shared counter += 1, per-CPU acquisition count += 1. */
 function criticalSection(b: ImageBuilder, i: number, loops: number, tag: string): void {
   const a = b.a;
@@ -222,6 +232,7 @@ function emitTask(b: ImageBuilder, shape: WorkloadShape, irqLock: number): void 
   a.here('task_entry');
   a.here('.task_loop');
   delay(a, shape.thinkLoops, '.think');
+  udelay(a, shape.thinkCycles ?? 0);
   rdtsc64(a);
   a.mov(r12, rax);
   a.lea(rdi, mem({ base: rbx, disp: lockAddress(0) }));
@@ -235,6 +246,7 @@ function emitTask(b: ImageBuilder, shape: WorkloadShape, irqLock: number): void 
   a.ins('shr', r8, 3);
   a.inc(qword(gs(mem({ base: r8, disp: PERCPU.acquisitions }))));
   delay(a, shape.criticalLoops, '.cs_task');
+  udelay(a, shape.criticalCycles ?? 0);
   a.lea(rdi, mem({ base: rbx, disp: lockAddress(0) }));
   b.site(PvOp.QueuedSpinUnlock); // the unlock, inlined as Linux inlines spin_unlock
   if (shape.irqLockEvery > 0) {

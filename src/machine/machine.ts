@@ -48,6 +48,8 @@ export interface RunOptions {
   inject?: InjectionBudget;
   /** Checked after every action; stop when it returns true. */
   until?: (m: Machine) => boolean;
+  /** Keep the decision log for replay (default true); long timed benchmark runs turn it off. */
+  record?: boolean;
 }
 
 export type StopReason =
@@ -253,8 +255,12 @@ export class Machine implements ExecContext {
   private burstAction = -1;
   private burstCount = 0;
 
+  /** Whether the current run keeps its decision log. */
+  private recording = true;
+
   private flushBurst(): void {
     if (this.burstCount === 0) return;
+    if (!this.recording) { this.burstCount = 0; return; }
     const a = this.burstAction, k = this.burstCount;
     this.burstCount = 0;
     const log = this.decisions;
@@ -265,6 +271,7 @@ export class Machine implements ExecContext {
 
   private record(d: Decision): void {
     this.flushBurst();
+    if (!this.recording) return;
     const log = this.decisions;
     const n = log.length;
     if (n > 0 && log[n - 2] === d) log[n - 1]!++;
@@ -296,6 +303,7 @@ export class Machine implements ExecContext {
     const retiredBefore = this.retired();
     const stepsBefore = this.step;
     this.stopRequested = false;
+    this.recording = opts.record ?? true;
     const point = { actions: this.actions, count: 0, vcpus: this.vcpus, step: 0 };
     const chooser = this.chooser;
     const until = opts.until;

@@ -112,6 +112,15 @@ export class ServiceContext {
     yield cost;
   }
 
+  /**
+   * udelay(): busy-wait `cycles` on this vCPU in one step (no shared access). The vCPU's clock
+   * moves forward directly, so timed runs need not interpret every iteration of a delay loop.
+   */
+  *delay(cycles: number): Generator<number, void, void> {
+    this.cpu.time += cycles;
+    yield CostClass.Plain;
+  }
+
   /** native_safe_halt(): `sti; hlt` — halt with interrupts enabled, resumed by an interrupt or a kick. */
   *safeHalt(): Generator<number, void, void> {
     const c = this.cpu;
