@@ -3,7 +3,10 @@
 # linux-image-<release>-unsigned with `apt-get download`, unpacks it, extracts vmlinux from the
 # bzImage (src/elf/bzimage.ts, decompressing with the Debian tool) and keeps the .ko modules.
 #
-#   scripts/get-kernel.sh [PACKAGE]    default: newest linux-image-6.1.0-*-cloud-amd64-unsigned
+#   scripts/get-kernel.sh [--symbols] [PACKAGE]
+#       PACKAGE default: newest linux-image-6.1.0-*-cloud-amd64-unsigned
+#       --symbols also fetches linux-image-<release>-dbg (~280 MB) and keeps only a System.map from
+#       it: the KVM and Xen platforms need the names of static functions they put into pv_ops.
 #
 # Cache (outside git): ${PVPATCH_CACHE:-<repo>/.cache}/kernel/<release>/{vmlinux,vmlinuz,config,modules/}
 # and kernel/current naming the last release fetched. Prints the release directory on success.
@@ -12,6 +15,8 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${PVPATCH_CACHE:-$repo/.cache}/kernel"
 mkdir -p "$cache/debs"
 
+symbols=0
+if [ "${1:-}" = "--symbols" ]; then symbols=1; shift; fi
 pkg="${1:-${PVPATCH_KERNEL_PKG:-}}"
 if [ -z "$pkg" ]; then
   command -v apt-cache >/dev/null || { echo "get-kernel: apt-cache not found (not Debian?)" >&2; exit 1; }
@@ -22,7 +27,16 @@ if [ -z "$pkg" ]; then
 fi
 release="${pkg#linux-image-}"; release="${release%-unsigned}"
 dir="$cache/$release"
-if [ -f "$dir/READY" ]; then echo "$release" > "$cache/current"; echo "$dir"; exit 0; fi
+want_symbols() {
+  [ "$symbols" -eq 1 ] && [ ! -f "$dir/System.map" ] || return 0
+  local dbg="linux-image-$release-dbg" tmpd
+  (cd "$cache/debs" && { ls "${dbg}"_*.deb >/dev/null 2>&1 || apt-get download "$dbg" >&2; })
+  tmpd="$(mktemp -d "$cache/.dbg.XXXXXX")"
+  dpkg-deb --fsys-tarfile "$(ls -1 "$cache/debs/${dbg}"_*.deb | tail -1)" | tar -x -C "$tmpd" "./usr/lib/debug/boot/vmlinux-$release"
+  (cd "$repo" && node --import tsx scripts/extract-symbols.ts "$tmpd/usr/lib/debug/boot/vmlinux-$release" "$dir/System.map" >&2)
+  rm -rf "$tmpd"
+}
+if [ -f "$dir/READY" ]; then want_symbols; echo "$release" > "$cache/current"; echo "$dir"; exit 0; fi
 
 cd "$cache/debs"
 chmod 777 . 2>/dev/null || true   # apt-get download drops to user _apt when it can
@@ -44,5 +58,6 @@ node --import tsx scripts/extract-vmlinux.ts "$tmp/out/vmlinuz" "$tmp/out/vmlinu
 echo "$deb" > "$tmp/out/READY"
 rm -rf "$dir"
 mv "$tmp/out" "$dir"
+want_symbols
 echo "$release" > "$cache/current"
 echo "$dir"

@@ -41,6 +41,9 @@ export class MapSymbols implements SymbolTable {
   get size(): number {
     return this.byName.size;
   }
+  entries(): IterableIterator<[string, number]> {
+    return this.byName.entries();
+  }
 }
 
 export class KernelImage {
@@ -124,12 +127,16 @@ export function readKsymtab(image: KernelImage, into: MapSymbols): void {
   }
 }
 
-/** Load a linked kernel (vmlinux): sections at their own addresses, names from .symtab and the export tables. */
-export function loadVmlinux(elf: ElfFile): KernelImage {
+/**
+ * Load a linked kernel (vmlinux): sections at their own addresses, names from .symtab, then
+ * `extra` (a System.map for a stripped image), then the export tables.
+ */
+export function loadVmlinux(elf: ElfFile, extra?: MapSymbols): KernelImage {
   const sections = elf.sections.filter((s) => (s.flags & SHF_ALLOC) !== 0 && s.addr !== 0 && s.size > 0).map((s) => loaded(elf, s, s.addr));
   const symbols = new MapSymbols();
   const image = new KernelImage('vmlinux', elf.file, elf, sections, symbols);
   for (const sym of elf.symbols()) if (sym.shndx !== 0) symbols.add(sym.name, sym.value);
+  if (extra !== undefined) for (const [n, a] of extra.entries()) symbols.add(n, a);
   readKsymtab(image, symbols);
   return image;
 }

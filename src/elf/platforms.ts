@@ -72,6 +72,12 @@ export interface BootOptions {
   readonly cpu: string;
   /** Kernel command line, e.g. `mitigations=off nopvspin`. */
   readonly cmdline: string;
+  /**
+   * When the image does not name a function a platform installs, call the slot's native
+   * function instead of failing: the bytes then have the right shape (a 5-byte CALL) but not the
+   * right target. For runtime-switch analysis, which only needs shapes.
+   */
+  readonly standInForUnnamed?: boolean;
 }
 
 export interface BootSetup {
@@ -98,10 +104,15 @@ export function bootSetup(image: KernelImage, sites: readonly ParaSite[], option
         ? XEN_PV
         : [];
   const missing: string[] = [];
+  const overridden = new Set<number>();
   for (const [slot, symbol] of assignments) {
-    const address = image.symbols.addressOf(symbol);
+    const i = pvOpsSlot(slot)!;
+    const address = image.symbols.addressOf(symbol) ?? (options.standInForUnnamed === true ? pvOps.slots[i] : undefined);
     if (address === undefined) missing.push(symbol);
-    else slots[pvOpsSlot(slot)!] = { kind: 'function', address, name: symbol };
+    else {
+      slots[i] = { kind: 'function', address, name: symbol };
+      overridden.add(i);
+    }
   }
   if (missing.length > 0) {
     throw new InspectError(
@@ -111,11 +122,7 @@ export function bootSetup(image: KernelImage, sites: readonly ParaSite[], option
   }
   // paravirt_set_cap(): non-native lock ops become features the alternatives test.
   const features = new Set(cpu.features);
-  const native = (slot: string): boolean => {
-    const i = pvOpsSlot(slot)!;
-    const t = slots[i];
-    return t?.kind === 'function' && t.address === pvOps.slots[i];
-  };
+  const native = (slot: string): boolean => !overridden.has(pvOpsSlot(slot)!);
   if (!native('lock.queued_spin_unlock')) features.add(featureByName('PVUNLOCK')!.bit);
   if (!native('lock.vcpu_is_preempted')) features.add(featureByName('VCPUPREEMPT')!.bit);
 
