@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { register as registerRun } from './commands/run.ts';
+import { register as registerInspect } from './commands/inspect.ts';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerRun(program);
+  registerInspect(program);
   return program;
 }
 

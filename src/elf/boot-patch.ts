@@ -50,7 +50,8 @@ export interface SiteBytes {
   readonly address: number;
   readonly length: number;
   readonly original: Uint8Array;
-  readonly patched: Uint8Array;
+  /** Undefined when boot patching could not be reproduced (a module without its vmlinux). */
+  readonly patched: Uint8Array | undefined;
 }
 
 function insnLength(image: KernelImage, addr: number): number {
@@ -65,17 +66,17 @@ function windowOf(image: KernelImage, addr: number): Uint8Array | undefined {
   return s.bytes.subarray(off, Math.min(s.size, off + 15));
 }
 
-/** Every site of every table with its bytes before and after boot patching, table by table. */
-export function siteBytes(r: BootPatchResult): SiteBytes[] {
+/** Every site of every table with its bytes before and (given the patched text) after boot patching. */
+export function siteBytes(image: KernelImage, tables: PatchTables, text?: PatchedText): SiteBytes[] {
   const out: SiteBytes[] = [];
   const push = (table: TableName, index: number, address: number, length: number): void => {
-    const original = r.image.read(address, length) ?? new Uint8Array(0);
-    const patched = r.text.read(address, length) ?? new Uint8Array(0);
+    const original = image.read(address, length) ?? new Uint8Array(0);
+    const patched = text === undefined ? undefined : (text.read(address, length) ?? new Uint8Array(0));
     out.push({ table, index, address, length: original.length, original, patched });
   };
-  r.tables.parainstructions.forEach((p, i) => push('parainstructions', i, p.address, p.len));
-  r.tables.altinstructions.forEach((a, i) => push('altinstructions', i, a.address, a.instrlen));
-  r.tables.retpolineSites.forEach((a, i) => push('retpoline_sites', i, a, insnLength(r.image, a)));
-  r.tables.returnSites.forEach((a, i) => push('return_sites', i, a, insnLength(r.image, a)));
+  tables.parainstructions.forEach((p, i) => push('parainstructions', i, p.address, p.len));
+  tables.altinstructions.forEach((a, i) => push('altinstructions', i, a.address, a.instrlen));
+  tables.retpolineSites.forEach((a, i) => push('retpoline_sites', i, a, insnLength(image, a)));
+  tables.returnSites.forEach((a, i) => push('return_sites', i, a, insnLength(image, a)));
   return out;
 }

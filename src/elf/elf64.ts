@@ -160,7 +160,8 @@ export class ElfFile {
 
   /** Parse `bytes` (the whole file) as an x86-64 ELF64 object; `file` names it in errors. */
   static parse(bytes: Uint8Array, file = 'input'): ElfFile {
-    return new ElfFile(file, bytes);
+    // A plain Uint8Array view: a Node Buffer's slice() would share memory instead of copying.
+    return new ElfFile(file, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   }
 
   /** The first section with this name. */

@@ -43,3 +43,30 @@ export class PatchedText {
     return true;
   }
 }
+
+/** A run of consecutive bytes that boot patching changed. */
+export interface ChangedRun {
+  readonly address: number;
+  readonly original: Uint8Array;
+  readonly patched: Uint8Array;
+}
+
+/** Every changed byte, as maximal runs in address order. */
+export function changedRuns(text: PatchedText): ChangedRun[] {
+  const out: ChangedRun[] = [];
+  for (const s of text.image.sections) {
+    const now = text.read(s.addr, s.size);
+    if (now === undefined || now.buffer === s.bytes.buffer) continue; // never written: no copy was made
+    let i = 0;
+    while (i < s.size) {
+      if (now[i] === s.bytes[i]) {
+        i++;
+        continue;
+      }
+      const start = i;
+      while (i < s.size && now[i] !== s.bytes[i]) i++;
+      out.push({ address: s.addr + start, original: s.bytes.subarray(start, i), patched: now.subarray(start, i) });
+    }
+  }
+  return out;
+}

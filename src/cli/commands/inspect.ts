@@ -1,0 +1,206 @@
+/**
+ * `pvpatch inspect <vmlinux|bzImage|module.ko>`: the patch-site tables of a real kernel, the
+ * bytes its boot-time patching writes for a platform / CPU / command line, and (with --analyze)
+ * which protocol could switch each pv_ops site at run time. `--json` for tools: every site is
+ * `{table, address, length, original, patched}` with hex strings.
+ */
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { disassemble, hexAddress, hexBytes } from '../../x86/format.ts';
+import { featureName } from '../../elf/cpufeatures.ts';
+import { CPU_MODELS } from '../../elf/cpu-models.ts';
+import { InspectError } from '../../elf/errors.ts';
+import { bootDiff, inspect, type InspectReport } from '../../elf/inspect.ts';
+import { PLATFORMS, type Platform } from '../../elf/platforms.ts';
+import { pvOpsSlotName } from '../../elf/pv-ops-slots.ts';
+import type { SiteJudgement } from '../../elf/site-analysis.ts';
+
+interface InspectFlags {
+  platform: Platform;
+  features: string;
+  cmdline: string;
+  symbols?: string;
+  vmlinux?: string;
+  site?: string;
+  json?: boolean;
+  diff?: boolean;
+  analyze?: string | boolean;
+}
+
+const n = (x: number): string => x.toLocaleString('en-US');
+
+function parseAddress(text: string): number {
+  const t = text.trim().toLowerCase();
+  if (!/^(0x)?[0-9a-f]{1,16}$/.test(t)) throw new InspectError(`--site wants a hex address like 0xffffffff81001234, not '${text}'`);
+  return Number(BigInt.asIntN(64, BigInt(t.startsWith('0x') ? t : `0x${t}`)));
+}
+
+function table(rows: (string | number)[][], right: number[] = []): string {
+  const cells = rows.map((r) => r.map((c) => (typeof c === 'number' ? n(c) : c)));
+  const w = cells[0]!.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  return cells.map((r) => '  ' + r.map((c, i) => (right.includes(i) ? c.padStart(w[i]!) : c.padEnd(w[i]!))).join('  ').trimEnd()).join('\n');
+}
+
+function judgementJson(j: SiteJudgement) {
+  return {
+    native: hexBytes(j.native.bytes),
+    paravirt: hexBytes(j.paravirt.bytes),
+    nativeBoundaries: j.native.boundaries,
+    paravirtBoundaries: j.paravirt.boundaries,
+    returnHazards: j.returnHazards,
+    textPokeBpEmulates: j.textPokeBpEmulates,
+    protocols: j.protocols,
+    reason: j.reason,
+  };
+}
+
+function toJson(r: InspectReport, flags: InspectFlags) {
+  const boot = r.boot;
+  return {
+    file: r.file,
+    kind: r.kind,
+    tables: Object.fromEntries(r.counts.map((c) => [c.table, { section: c.section, entrySize: c.entrySize, sectionBytes: c.sectionBytes ?? null, entries: c.entries ?? null }])),
+    boot: boot === undefined
+      ? { unavailable: r.bootUnavailable }
+      : {
+          platform: boot.setup.options.platform,
+          cpu: boot.setup.options.cpu,
+          cmdline: boot.setup.options.cmdline,
+          features: [...boot.setup.cpu.features].sort((a, b) => a - b).map(featureName),
+          returnThunk: boot.setup.cpu.returnThunk,
+          pvOps: boot.setup.pvOps.address === undefined ? null : hexAddress(boot.setup.pvOps.address),
+        },
+    perSlot: r.perSlot,
+    perFeature: r.perFeature,
+    sites: r.sites.map((s) => {
+      const j = s.table === 'parainstructions' ? r.judgements?.get(s.index) : undefined;
+      return {
+        table: s.table,
+        address: hexAddress(s.address),
+        length: s.length,
+        original: hexBytes(s.original),
+        patched: s.patched === undefined ? null : hexBytes(s.patched),
+        ...(s.table === 'parainstructions' ? { slot: pvOpsSlotName(r.tables.parainstructions[s.index]!.type) } : {}),
+        ...(s.table === 'altinstructions' ? altJson(r, s.index) : {}),
+        ...(j !== undefined ? { switch: judgementJson(j) } : {}),
+      };
+    }),
+    ...(flags.diff === true ? { diff: bootDiff(r).map((d) => ({ address: hexAddress(d.address), original: hexBytes(d.original), patched: hexBytes(d.patched) })) } : {}),
+  };
+}
+
+function altJson(r: InspectReport, i: number) {
+  const a = r.tables.altinstructions[i]!;
+  return { feature: `${a.inverted ? '!' : ''}${featureName(a.feature)}`, replacement: hexAddress(a.replacement), replacementLength: a.replacementlen };
+}
+
+function disasmBlock(label: string, bytes: Uint8Array, address: number): string {
+  const lines = disassemble(bytes, address).map((l) => `      ${hexAddress(l.address)}  ${hexBytes(l.bytes).padEnd(24)}  ${l.text}`);
+  return [`    ${label}: ${hexBytes(bytes)}`, ...lines].join('\n');
+}
+
+function siteText(r: InspectReport, address: number): string {
+  const hits = r.sites.filter((s) => s.address === address || (address > s.address && address < s.address + s.length));
+  if (hits.length === 0) throw new InspectError(`no patch site covers ${hexAddress(address)} (${r.sites.length} sites in ${r.file})`);
+  const out: string[] = [];
+  for (const s of hits) {
+    let what = s.table;
+    if (s.table === 'parainstructions') what += `  pv_ops slot ${r.tables.parainstructions[s.index]!.type} (${pvOpsSlotName(r.tables.parainstructions[s.index]!.type)})`;
+    if (s.table === 'altinstructions') {
+      const a = r.tables.altinstructions[s.index]!;
+      what += `  #${s.index}  feature ${a.inverted ? 'ALT_NOT(' : ''}${featureName(a.feature)}${a.inverted ? ')' : ''}  replacement ${hexAddress(a.replacement)} (${a.replacementlen} bytes)`;
+      if (r.boot !== undefined) what += `  ${r.boot.result.alternatives[s.index]}`;
+    }
+    out.push(`${hexAddress(s.address)}  ${s.length} bytes  ${what}`);
+    out.push(disasmBlock('original', s.original, s.address));
+    out.push(s.patched === undefined ? `    patched: (${r.bootUnavailable})` : disasmBlock('patched ', s.patched, s.address));
+    const j = s.table === 'parainstructions' ? r.judgements?.get(s.index) : undefined;
+    if (j !== undefined) {
+      out.push(`    runtime switch bare-metal <-> paravirt: ${j.protocols.length > 0 ? j.protocols.join(', ') : 'no protocol'} (${j.reason})`);
+      out.push(disasmBlock('paravirt', j.paravirt.bytes, s.address));
+      out.push(`      native boundaries ${j.native.boundaries.join(',')}   paravirt boundaries ${j.paravirt.boundaries.join(',')}`);
+    }
+  }
+  return out.join('\n');
+}
+
+function summaryText(r: InspectReport, flags: InspectFlags): string {
+  const out: string[] = [];
+  out.push(`${r.kind} ${r.file}: ${r.image.elf.sections.length} sections`);
+  out.push('\nPatch-site tables (entries = section bytes / entry size, Linux 6.1 layouts)');
+  out.push(table([['table', 'section', 'entries', 'entry', 'bytes'], ...r.counts.map((c) => [c.table, c.section, c.entries ?? '-', c.entrySize, c.sectionBytes ?? '(no section)'])], [2, 3, 4]));
+  if (r.boot === undefined) {
+    out.push(`\nBoot patching: not reproduced: ${r.bootUnavailable}`);
+  } else {
+    const b = r.boot;
+    const o = b.setup.options;
+    out.push(`\nBoot patching for ${o.platform}, CPU ${o.cpu}, command line "${o.cmdline}" (return thunk ${b.setup.cpu.returnThunk})`);
+    const tally = (xs: readonly string[]): string => [...xs.reduce((m, x) => m.set(x, (m.get(x) ?? 0) + 1), new Map<string, number>())].map(([k, v]) => `${k} ${n(v)}`).join(', ');
+    const changed = (t: string): number => r.sites.filter((s) => s.table === t && s.patched !== undefined && s.patched.some((x, i) => x !== s.original[i])).length;
+    out.push(table([
+      ['pass (kernel order)', 'sites', 'changed', 'outcomes'],
+      ['apply_paravirt', b.result.paravirt.length, changed('parainstructions'), tally(b.result.paravirt)],
+      ['apply_retpolines', b.result.retpolines.length, changed('retpoline_sites'), tally(b.result.retpolines)],
+      ['apply_returns', b.result.returns.length, changed('return_sites'), tally(b.result.returns)],
+      ['apply_alternatives', b.result.alternatives.length, changed('altinstructions'), tally(b.result.alternatives)],
+    ], [1, 2]));
+    out.push(`  ${n(bootDiff(r).reduce((s, d) => s + d.original.length, 0))} bytes changed in total (--diff lists them)`);
+  }
+  out.push('\n.parainstructions sites per pv_ops slot');
+  out.push(table([['slot', 'pv_ops member', 'sites'], ...r.perSlot.map((s) => [s.slot, s.name, s.sites])], [0, 2]));
+  out.push('\n.altinstructions entries per feature' + (r.boot === undefined ? '' : ' (applied = replacement copied)'));
+  out.push(table([['feature', 'entries', 'applied'], ...r.perFeature.map((f) => [`${f.inverted ? '!' : ''}${f.feature}`, f.entries, r.boot === undefined ? '-' : f.applied])], [1, 2]));
+  if (r.judgements !== undefined) {
+    const js = [...r.judgements.values()].filter((j) => j.differs);
+    const key = (j: SiteJudgement): string => (j.protocols.length === 0 ? 'none' : j.protocols.join('+'));
+    const by = js.reduce((m, j) => m.set(key(j), (m.get(key(j)) ?? 0) + 1), new Map<string, number>());
+    out.push(`\nRuntime switch bare-metal <-> ${flags.analyze === true ? 'kvm' : String(flags.analyze)}: ${n(js.length)} of ${n(r.judgements.size)} pv_ops sites differ`);
+    out.push(table([['protocols that can switch', 'sites'], ...[...by].sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, v])], [1]));
+    const hazard = js.find((j) => j.returnHazards.length > 0);
+    if (hazard !== undefined) out.push(`  e.g. ${hexAddress(hazard.address)}: ${hazard.reason}`);
+  }
+  return out.join('\n');
+}
+
+export function register(program: Command): void {
+  program
+    .command('inspect')
+    .description('read a real vmlinux / bzImage / module: patch-site tables, reproduced boot patching, runtime-switch judgement')
+    .argument('<image>', 'vmlinux, bzImage (vmlinuz) or module (.ko)')
+    .addOption(new Option('--platform <platform>', 'platform boot patching is reproduced for').choices([...PLATFORMS]).default('bare-metal'))
+    .option('--features <spec>', `CPU preset and changes, e.g. Skylake-Client or EPYC,-avx2,+pcid (presets: ${CPU_MODELS.map((c) => c.name).join(', ')})`, 'Skylake-Client')
+    .option('--cmdline <text>', 'kernel command line options that change patching, e.g. "mitigations=off nopvspin"', '')
+    .option('--symbols <file>', 'System.map or unstripped vmlinux (needed by kvm, kvm-realtime and xen-pv on a stripped image)')
+    .option('--vmlinux <file>', 'for a module: the vmlinux it belongs to (default: one found beside it in the cache)')
+    .option('--site <address>', 'show one site: original and patched bytes with disassembly')
+    .option('--analyze [platform]', 'judge every pv_ops site for switching between bare metal and a paravirt platform (default kvm)')
+    .option('--diff', 'print every byte that boot patching changes')
+    .option('--json', 'one JSON object: tables, boot setup, every site {table, address, length, original, patched}')
+    .action((image: string, flags: InspectFlags) => {
+      const against = flags.analyze === undefined ? undefined : flags.analyze === true ? 'kvm' : flags.analyze;
+      if (against !== undefined && !PLATFORMS.includes(against as Platform)) throw new InspectError(`--analyze wants one of ${PLATFORMS.join(', ')}, not '${against}'`);
+      const site = flags.site === undefined ? undefined : parseAddress(flags.site);
+      const r = inspect(image, {
+        platform: flags.platform,
+        cpu: flags.features,
+        cmdline: flags.cmdline,
+        symbols: flags.symbols,
+        vmlinux: flags.vmlinux,
+        analyzeAgainst: (against ?? (site !== undefined ? 'kvm' : undefined)) as Platform | undefined,
+      });
+      if (flags.json === true) {
+        const j = toJson(r, flags);
+        process.stdout.write(JSON.stringify(site === undefined ? j : { ...j, sites: j.sites.filter((s) => BigInt(s.address) === BigInt.asUintN(64, BigInt(site))) }) + '\n');
+        return;
+      }
+      if (site !== undefined) {
+        process.stdout.write(siteText(r, site) + '\n');
+        return;
+      }
+      if (flags.diff === true) {
+        for (const d of bootDiff(r)) process.stdout.write(`${hexAddress(d.address)}  ${hexBytes(d.original)}  ->  ${hexBytes(d.patched)}\n`);
+        return;
+      }
+      process.stdout.write(summaryText(r, flags) + '\n');
+    });
+}
