@@ -7,18 +7,19 @@
  * ALT_NOT(X86_FEATURE_XENPV) alternatives that wrap these sites.
  */
 import { nopPadding } from '../x86/nops.ts';
-import { encodeRel32, CALL_INSN_OPCODE } from '../x86/relocate.ts';
+import { encodeRel32, fitsRel32, CALL_INSN_OPCODE } from '../x86/relocate.ts';
 import type { BootEnv } from './boot-env.ts';
 import type { ParaSite } from './tables.ts';
 
-/** The bytes apply_paravirt writes at one site (pure). */
-export function paravirtPatch(site: ParaSite, original: Uint8Array, env: BootEnv): Uint8Array {
+/** The bytes apply_paravirt writes at one site (pure); undefined when the target is out of CALL reach (a corrupt table). */
+export function paravirtPatch(site: ParaSite, original: Uint8Array, env: BootEnv): Uint8Array | undefined {
   const buf = original.slice(0, site.len);
   const op = env.pvOp(site.type);
   let used = 0;
   if (op.kind === 'function' || op.kind === 'bug') {
     // CALL_INSN_SIZE = 5; a site shorter than a CALL would BUG() in the kernel.
     if (site.len >= 5) {
+      if (!fitsRel32(op.address - (site.address + 5))) return undefined;
       buf.set(encodeRel32(CALL_INSN_OPCODE, site.address, op.address), 0);
       used = 5;
     }

@@ -6,7 +6,7 @@
  * tramp_ud signature) are rewritten by `__static_call_fixup` to the same RET form
  * (arch/x86/kernel/static_call.c).
  */
-import { encodeRel32, JMP32_INSN_OPCODE, RET_INSN_OPCODE, INT3_INSN_OPCODE } from '../x86/relocate.ts';
+import { encodeRel32, fitsRel32, JMP32_INSN_OPCODE, RET_INSN_OPCODE, INT3_INSN_OPCODE } from '../x86/relocate.ts';
 import { featureByName } from './cpufeatures.ts';
 import type { BootEnv } from './boot-env.ts';
 import { inLowerHalfOfCacheline } from './apply-retpolines.ts';
@@ -29,7 +29,7 @@ export function cpuWantsRethunkAt(addr: number, env: BootEnv): boolean {
 export function patchReturn(addr: number, length: number, env: BootEnv): Uint8Array | undefined {
   const out = new Uint8Array(length).fill(INT3_INSN_OPCODE);
   if (cpuWantsRethunkAt(addr, env)) {
-    if (env.activeReturnThunk === undefined) return undefined;
+    if (env.activeReturnThunk === undefined || !fitsRel32(env.activeReturnThunk - (addr + 5))) return undefined;
     out.set(encodeRel32(JMP32_INSN_OPCODE, addr, env.activeReturnThunk), 0);
   } else {
     out[0] = RET_INSN_OPCODE;

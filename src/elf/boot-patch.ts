@@ -33,8 +33,9 @@ export function alternativeInstructions(image: KernelImage, tables: PatchTables,
   const text = new PatchedText(image);
   const paravirt = tables.parainstructions.map((p) => {
     const orig = text.read(p.address, p.len);
-    if (orig === undefined) return 'bad-entry' as const;
-    text.write(p.address, paravirtPatch(p, orig, env));
+    const bytes = orig === undefined ? undefined : paravirtPatch(p, orig, env);
+    if (bytes === undefined) return 'bad-entry' as const;
+    text.write(p.address, bytes);
     return 'patched' as const;
   });
   const retpolines = applyRetpolines(tables.retpolineSites, text, env);

@@ -38,9 +38,9 @@ export function payloadCompression(b: Uint8Array, at = 0): PayloadCompression | 
 
 /** Locate the compressed kernel inside a bzImage. */
 export function findPayload(image: Uint8Array, file = 'bzImage'): BzImagePayload {
-  if (image.length < 0x250) throw new BzImageError(file, `only ${image.length} bytes, too short for a setup header`);
+  if (image.length < 0x250) throw new BzImageError(file, `only ${image.length} bytes: neither an ELF file nor a bzImage`);
   const v = new DataView(image.buffer, image.byteOffset, image.byteLength);
-  if (v.getUint32(0x202, true) !== 0x53726448) throw new BzImageError(file, 'no "HdrS" boot-protocol signature at 0x202 (not a bzImage)');
+  if (v.getUint32(0x202, true) !== 0x53726448) throw new BzImageError(file, 'neither an ELF file (no 7f 45 4c 46 magic) nor a bzImage (no "HdrS" signature at 0x202)');
   const protocol = v.getUint16(0x206, true);
   if (protocol < 0x208) throw new BzImageError(file, `boot protocol ${protocol.toString(16)} predates payload_offset (2.08)`);
   const setupSects = image[0x1f1] === 0 ? 4 : image[0x1f1]!;

@@ -90,6 +90,14 @@ function countTables(image: KernelImage, t: PatchTables): TableCount[] {
   });
 }
 
+/** A System.map kept beside a cached vmlinux (scripts/get-kernel.sh --symbols), for platforms that need names. */
+function symbolsFor(vmlinuxPath: string, o: InspectOptions): string | undefined {
+  if (o.symbols !== undefined) return o.symbols;
+  const needNames = o.platform !== 'bare-metal' || o.analyzeAgainst !== undefined;
+  const beside = join(dirname(vmlinuxPath), 'System.map');
+  return needNames && existsSync(beside) ? beside : undefined;
+}
+
 export function inspect(path: string, o: InspectOptions): InspectReport {
   const raw = readFile(path);
   const elf = ElfFile.parse(extractVmlinux(raw, path), path);
@@ -98,11 +106,12 @@ export function inspect(path: string, o: InspectOptions): InspectReport {
   let bootUnavailable: string | undefined;
   if (isModule(elf)) {
     const vmlinuxPath = o.vmlinux ?? vmlinuxBeside(path);
-    kernel = vmlinuxPath === undefined ? undefined : loadKernelFile(vmlinuxPath, o.symbols);
+    kernel = vmlinuxPath === undefined ? undefined : loadKernelFile(vmlinuxPath, symbolsFor(vmlinuxPath, o));
     image = loadModule(elf, kernel?.symbols);
     if (kernel === undefined) bootUnavailable = 'patching a module needs the vmlinux it was built for (--vmlinux): pv_ops and the thunks live there';
   } else {
-    image = loadVmlinux(elf, o.symbols === undefined ? undefined : readSymbolFile(readFile(o.symbols), o.symbols));
+    const symbols = symbolsFor(path, o);
+    image = loadVmlinux(elf, symbols === undefined ? undefined : readSymbolFile(readFile(symbols), symbols));
     kernel = image;
   }
   const tables = readPatchTables(image);
