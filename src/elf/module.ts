@@ -75,6 +75,7 @@ export function loadModule(elf: ElfFile, kernel?: SymbolTable): ModuleImage {
       const base = bases.get(sym.shndx);
       return base === undefined ? 0 : base + sym.value;
     }
+    if (sym.name === '') return 0; // the null symbol
     const known = kernel?.addressOf(sym.name) ?? symbols.addressOf(sym.name);
     if (known !== undefined) return known;
     const reg = sym.name.startsWith('__x86_indirect_thunk_') ? THUNK_REGS.indexOf(sym.name.slice(21)) : -1;

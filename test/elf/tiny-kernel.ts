@@ -3,7 +3,7 @@
  * site `call *pv_ops+0x280(%rip)` (.parainstructions, slot 80) wrapped by ALT_NOT(PVUNLOCK)
  * `movb $0,(%rdi)` (.altinstructions), a `jmp __x86_return_thunk` (.return_sites), a
  * `call __x86_indirect_thunk_rax` (.retpoline_sites), pv_ops in .data, and an export table
- * naming pv_ops and the thunks, as a stripped Debian vmlinux has.
+ * naming pv_ops, the thunks and its_return_thunk, as a stripped Debian vmlinux has.
  */
 import { buildElf, Packer, SHF, SHT, concat } from './elf-builder.ts';
 
@@ -23,6 +23,7 @@ export const SITE_RETPOLINE = SITE_PV + 0x40;
 const NATIVE_UNLOCK = 0x100;
 const NOP_FN = 0x180;
 const RETURN_THUNK = 0x200;
+const ITS_RETURN_THUNK = 0x260; // upper half of a cacheline, as retpoline.S aligns it
 const THUNK_ARRAY = 0x300;
 
 const rel = (from: bigint, to: bigint): number => Number(to - from);
@@ -37,12 +38,13 @@ export function tinyKernel(): Uint8Array {
   put(NATIVE_UNLOCK, new Packer().raw([0xc6, 0x07, 0x00, 0xc3]));
   put(NOP_FN, new Packer().u8(0xc3));
   put(RETURN_THUNK, new Packer().raw([0xc3, 0xcc]));
+  put(ITS_RETURN_THUNK, new Packer().raw([0xc3, 0xcc]));
 
   const pvOps = new Packer();
   for (let i = 0; i < 84; i++) pvOps.u64(i === 80 ? T + BigInt(NATIVE_UNLOCK) : T + BigInt(NOP_FN));
 
-  const names = ['pv_ops', '__x86_return_thunk', '__x86_indirect_thunk_rax'];
-  const targets = [D, T + BigInt(RETURN_THUNK), T + BigInt(THUNK_ARRAY)];
+  const names = ['pv_ops', '__x86_return_thunk', '__x86_indirect_thunk_rax', 'its_return_thunk'];
+  const targets = [D, T + BigInt(RETURN_THUNK), T + BigInt(THUNK_ARRAY), T + BigInt(ITS_RETURN_THUNK)];
   let strs = '';
   const ksym = new Packer();
   names.forEach((n, i) => {
