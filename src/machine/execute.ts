@@ -43,6 +43,16 @@ function wrapAddress(c: Vcpu, i: Insn): number {
   return n;
 }
 
+/** LEA's result: base + index*scale + disp modulo 2^64 (segment bases do not apply), as halves. */
+function leaValue(c: Vcpu, i: Insn, out: Halves): void {
+  let a = BigInt(i.disp);
+  if (i.base >= 0 && i.base !== BASE_RIP) a += c.getReg64(i.base);
+  if (i.index >= 0) a += c.getReg64(i.index) * BigInt(i.scale);
+  const u = BigInt.asUintN(64, a);
+  out.lo = Number(u & 0xffffffffn);
+  out.hi = Number(u >> 32n);
+}
+
 function readReg(c: Vcpu, r: number, size: number, out: Halves): void {
   const v = c.lo[r]!;
   if (size === 8) { out.lo = v >>> 0; out.hi = c.hi[r]! >>> 0; return; }
@@ -112,7 +122,7 @@ function builtinCpuid(leaf: number): readonly [number, number, number, number] {
 export function execute(ctx: ExecContext, c: Vcpu, i: Insn): number {
   const size = i.size;
   const A = c.opA, B = c.opB, o = c.alu;
-  const ea = i.k0 === Opd.MEM || i.k1 === Opd.MEM ? effectiveAddress(c, i) : 0;
+  const ea = (i.k0 === Opd.MEM || i.k1 === Opd.MEM) && i.op !== Op.LEA ? effectiveAddress(c, i) : 0;
   const next = i.next;
   c.rip = next;
   switch (i.op) {
@@ -134,8 +144,9 @@ export function execute(ctx: ExecContext, c: Vcpu, i: Insn): number {
       return i.k1 === Opd.MEM ? CostClass.Load : CostClass.Plain;
     }
     case Op.LEA: {
-      const a = ea;
-      writeReg(c, i.r0, size, a >>> 0, Math.floor(a / 4294967296) >>> 0);
+      // LEA computes the address and never touches memory: no canonical check, 64-bit wrap.
+      leaValue(c, i, A);
+      writeReg(c, i.r0, size, size === 8 ? A.lo : size === 4 ? A.lo : A.lo & 0xffff, size === 8 ? A.hi : 0);
       return CostClass.Plain;
     }
     case Op.ADD: case Op.OR: case Op.ADC: case Op.SBB: case Op.AND: case Op.SUB: case Op.XOR:
@@ -180,13 +191,19 @@ export function execute(ctx: ExecContext, c: Vcpu, i: Insn): number {
       read(ctx, c, i, i.k0, i.r0, size, ea, A);
       const raw = i.k1 === Opd.IMM ? i.immLo : i.k1 === Opd.REG ? c.lo[Reg.RCX]! & 0xff : 1;
       const n = raw & (size === 8 ? 0x3f : 0x1f);
-      if (n === 0) return CostClass.Plain;
+      if (n === 0) {
+        if (size === 4 && i.k0 === Opd.REG) c.hi[i.r0] = 0; // the 32-bit write still zero-extends
+        return CostClass.Plain;
+      }
       if (i.op === Op.SHL || i.op === Op.SHR || i.op === Op.SAR) {
         alu.shift(o, i.op === Op.SHL ? 'shl' : i.op === Op.SHR ? 'shr' : 'sar', size, A.lo, A.hi, n);
         c.flags = (c.flags & NOT_STATUS) | o.flags;
       } else {
         const kind = i.op === Op.ROL ? 'rol' : i.op === Op.ROR ? 'ror' : i.op === Op.RCL ? 'rcl' : 'rcr';
-        if (!alu.rotate(o, kind, size, A.lo, A.hi, n, c.flags & Flag.CF)) return CostClass.Plain;
+        if (!alu.rotate(o, kind, size, A.lo, A.hi, n, c.flags & Flag.CF)) {
+          if (size === 4 && i.k0 === Opd.REG) c.hi[i.r0] = 0;
+          return CostClass.Plain;
+        }
         c.flags = (c.flags & ~(Flag.CF | Flag.OF)) | o.flags;
       }
       write(ctx, c, i.k0, i.r0, size, ea, o.lo, o.hi, false);
@@ -242,10 +259,13 @@ export function execute(ctx: ExecContext, c: Vcpu, i: Insn): number {
       push(ctx, c, A.lo, A.hi);
       return CostClass.Store;
     case Op.POP: {
-      const v = pop64(ctx, c);
+      // Exact 64-bit value (pop64 returns an address-sized number).
+      const rsp = c.getAddr(Reg.RSP);
+      load(ctx.memory, c, rsp, 8, A);
+      c.setAddr(Reg.RSP, rsp + 8);
       // POP to memory computes its address after incrementing RSP (SDM POP).
       const dst = i.k0 === Opd.MEM ? effectiveAddress(c, i) : 0;
-      write(ctx, c, i.k0, i.r0, 8, dst, v >>> 0, Math.floor(v / 4294967296) >>> 0, false);
+      write(ctx, c, i.k0, i.r0, 8, dst, A.lo, A.hi, false);
       return CostClass.Load;
     }
     case Op.PUSHF:
@@ -479,12 +499,14 @@ function bitTest(ctx: ExecContext, c: Vcpu, i: Insn, ea: number): number {
   if (i.k1 === Opd.IMM) bit = i.immLo & (bits - 1);
   else {
     read(ctx, c, i, i.k1, i.r1, size, 0, B);
-    const off = size === 8 ? Number(alu.toBigSigned(8, B.lo, B.hi)) : Number(alu.toBigSigned(size, B.lo, 0));
     if (i.k0 === Opd.MEM) {
       // Bit-string addressing: a register offset can reach outside the operand (SDM BT).
-      addr = ea + Math.floor(off / bits) * size;
-      bit = ((off % bits) + bits) % bits;
-    } else bit = ((off % bits) + bits) % bits;
+      const off = alu.toBigSigned(size, B.lo, B.hi);
+      const b = BigInt(bits);
+      const q = off >= 0n ? off / b : -((-off + b - 1n) / b);
+      addr = ea + Number(q) * size;
+      bit = Number(off - q * b);
+    } else bit = B.lo & (bits - 1); // a register operand: the offset is taken modulo its width
   }
   read(ctx, c, i, i.k0, i.r0, size, addr, A);
   const set = bit < 32 ? (A.lo >>> bit) & 1 : (A.hi >>> (bit - 32)) & 1;

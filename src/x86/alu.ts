@@ -174,11 +174,15 @@ export function rotate(o: AluOut, kind: 'rol' | 'ror' | 'rcl' | 'rcr', size: num
     if (kind === 'rol') { cf = Number(v & 1n); of = top(v) ^ cf; }
     else { cf = top(v); of = top(v) ^ Number((v >> (bits - 2n)) & 1n); }
   } else {
+    // tempCOUNT = masked count MOD (width + 1) for 8/16-bit operands: a full circle leaves the value
+    // and CF, but the CPU still writes OF = MSB(dest) XOR CF (measured against the real CPU).
     const n = size < 4 ? count % (size * 8 + 1) : count;
-    if (n === 0) return false;
     if (kind === 'rcl') {
       for (let i = 0; i < n; i++) { const out = top(v); v = ((v << 1n) | BigInt(cf)) & mask; cf = out; }
       of = top(v) ^ cf;
+    } else if (n === 0) {
+      // A full circle: the CPU reports OF as the XOR of the two top bits of the (unchanged) result.
+      of = top(v) ^ Number((v >> (bits - 2n)) & 1n);
     } else {
       of = top(v) ^ cf;
       for (let i = 0; i < n; i++) { const out = Number(v & 1n); v = (v >> 1n) | (BigInt(cf) << (bits - 1n)); cf = out; }

@@ -82,8 +82,19 @@ function blank(address: number, bytes: Uint8Array, len: number, mnemonic: string
   };
 }
 
-/** The operand size an instruction works at: its first register operand, else its memory size. */
+/**
+ * The operand size an instruction works at: its first operand's (a register or memory), else its
+ * first register operand's (e.g. `push imm`), else its memory size. `shl %cl,(mem)` is sized by
+ * the memory, not by CL.
+ */
 function operandSize(ins: Instruction, memSize: number): number {
+  if (ins.opCount > 0) {
+    const k0 = ins.opKind(0);
+    if (k0 === OpKind.Register) {
+      const g = gpr(ins.opRegister(0));
+      if (g) return g.size;
+    } else if (k0 === OpKind.Memory && memSize > 0) return memSize;
+  }
   for (let i = 0; i < ins.opCount; i++) {
     if (ins.opKind(i) === OpKind.Register) {
       const g = gpr(ins.opRegister(i));

@@ -47,6 +47,11 @@ export class FlagInfo {
       const count = typeof n === 'number' ? n & 0x1f : -1;
       if (size < 4 && (count < 0 || count >= size * 8)) e = { ...e, undefined: e.undefined | Flag.CF | Flag.OF };
     }
+    // A count in CL may mask to 0, and then no flag changes: the instruction can leave undefined
+    // flags undefined, so it defines nothing new (SDM: "If the count is 0, the flags are not affected").
+    if (shift && insn.ops.length === 2 && typeof insn.ops[1] !== 'number' && typeof insn.ops[1] !== 'bigint') {
+      e = { ...e, modified: 0 };
+    }
     this.memo.set(key, e);
     return e;
   }
