@@ -18,6 +18,7 @@ import { applyParavirt, kvmSpinlockInit, pvOpsTable, type SpinlockDecision } fro
 import { PV_OPS, type Flavor } from './pv-ops.ts';
 import { nativeSlowpath, newSlowpathStats, pvSlowpath, pvUnlockSlowpath, type SlowpathEnv, type SlowpathStats } from './qspinlock-slowpath.ts';
 import { GuestConfigError } from './errors.ts';
+import { Prng } from '../sched/prng.ts';
 
 export type Platform = 'bare-metal' | 'kvm';
 export type FlavorChoice = 'auto' | Flavor;
@@ -36,6 +37,10 @@ export interface GuestOptions {
   spinThreshold?: number;
   tso?: boolean;
   stopOnHazard?: boolean;
+  /** Seed of the workload's own randomness (udelay jitter). */
+  seed?: number;
+  /** Relative jitter of udelay() times, 0..1 (default 0.5). */
+  delayJitter?: number;
 }
 
 export const DEFAULT_WORKLOAD: WorkloadShape = { iterations: 20, criticalLoops: 10, thinkLoops: 20, taskLocks: 1, irqLockEvery: 4 };
@@ -119,7 +124,11 @@ export class Guest {
       stats.waitCycles.push(ctx.arg(0));
       yield* ctx.work();
     });
-    m.registerService(SERVICE.udelay, 'udelay', (ctx: ServiceContext) => ctx.delay(ctx.arg(0)));
+    // udelay() with seeded jitter (uniform ±delayJitter): real think times vary, and a fixed period
+    // would phase-lock the vCPUs into a collision-free rhythm no real workload has.
+    const rng = new Prng(options.seed ?? 1);
+    const jitter = options.delayJitter ?? 0.5;
+    m.registerService(SERVICE.udelay, 'udelay', (ctx: ServiceContext) => ctx.delay(Math.round(ctx.arg(0) * (1 + jitter * (2 * rng.float() - 1)))));
     m.registerService(SERVICE.taskDone, 'task_done', function* (ctx: ServiceContext) {
       stats.tasksDone++;
       yield* ctx.work();

@@ -1,0 +1,108 @@
+/**
+ * `npm run bench -- locks`: simulated lock throughput and p99 wait of native vs paravirt qspinlock,
+ * 8 vCPUs on 16, 8, 5, 4, 3 and 2 physical CPUs (over-commit 0.5 … 4), timed strategy, every cost
+ * from src/sched/cost-model.ts and src/host/costs.ts. Each run lasts a fixed simulated time, so the
+ * figures are steady-state rates, not the time to finish a fixed amount of work.
+ */
+import { Guest } from '../src/kernel/guest.ts';
+import { hostScheduler } from '../src/kernel/host-setup.ts';
+import { TimedChooser } from '../src/sched/timed.ts';
+import { CYCLES_PER_NS } from '../src/sched/cost-model.ts';
+import { HOST_COSTS } from '../src/host/costs.ts';
+
+export const describe = 'native vs PV qspinlock throughput and p99 wait under host over-commit (8 vCPUs)';
+
+const VCPUS = 8;
+const RATIOS = [0.5, 1, 1.5, 2, 3, 4];
+
+export interface LockRow {
+  ratio: number;
+  pcpus: number;
+  flavor: 'native' | 'pv';
+  acquisitions_per_sim_s: number;
+  p99_wait_ns: number;
+  acquisitions: number;
+  halts: number;
+  kicks: number;
+  preemptions: number;
+  instructions: number;
+  wall_s: number;
+}
+
+function percentile(xs: number[], p: number): number {
+  if (xs.length === 0) return 0;
+  const s = Float64Array.from(xs).sort();
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+export function runOne(flavor: 'native' | 'pv', ratio: number, simMs: number): LockRow {
+  const g = new Guest({
+    vcpus: VCPUS,
+    flavor,
+    workload: { iterations: 1e9, criticalLoops: 0, thinkLoops: 0, criticalCycles: 600, thinkCycles: 3000, taskLocks: 1, irqLockEvery: 0 },
+  });
+  const sched = hostScheduler(g, { overcommit: ratio });
+  const chooser = new TimedChooser({ seed: 1, host: sched });
+  const end = simMs * 1e6 * CYCLES_PER_NS;
+  const t0 = performance.now();
+  const r = g.run({ chooser, maxInstructions: 2e9, record: false, until: () => chooser.now >= end });
+  const wall = (performance.now() - t0) / 1000;
+  if (r.reason !== 'until') throw new Error(`${flavor} at ratio ${ratio} stopped early: ${r.reason} ${r.error?.message ?? ''}`);
+  const locks = g.checkLocks();
+  if (!locks.every((l) => l.ok)) throw new Error(`${flavor} at ratio ${ratio}: a lock lost an increment`);
+  const acquisitions = locks[0]!.acquisitions;
+  const kvmWait = [g.symbol('kvm_wait'), g.symbol('kvm_kick_cpu')] as const;
+  return {
+    ratio,
+    pcpus: sched.opts.pcpus,
+    flavor,
+    acquisitions_per_sim_s: Math.round(acquisitions / (simMs / 1000)),
+    p99_wait_ns: Math.round(percentile(g.stats.waitCycles, 99) / CYCLES_PER_NS),
+    acquisitions,
+    halts: g.machine.events.filter((e) => e.type === 'halt' && e.rip >= kvmWait[0] && e.rip < kvmWait[1]).length,
+    kicks: g.host!.stats.kicks,
+    preemptions: sched.stats.preemptions,
+    instructions: r.instructions,
+    wall_s: +wall.toFixed(2),
+  };
+}
+
+export async function run(opts: { quick: boolean }): Promise<Record<string, unknown>> {
+  const simMs = opts.quick ? 6 : 30;
+  const rows: LockRow[] = [];
+  for (const ratio of RATIOS) {
+    for (const flavor of ['native', 'pv'] as const) {
+      rows.push(runOne(flavor, ratio, simMs));
+      process.stderr.write(`  ratio ${ratio} ${flavor}: done\n`);
+    }
+  }
+  const pv8 = rows.filter((r) => r.flavor === 'pv');
+  const guestIps = Math.round(pv8.reduce((a, r) => a + r.instructions, 0) / pv8.reduce((a, r) => a + r.wall_s, 0));
+  const crossover = RATIOS.map((ratio) => {
+    const n = rows.find((r) => r.ratio === ratio && r.flavor === 'native')!;
+    const p = rows.find((r) => r.ratio === ratio && r.flavor === 'pv')!;
+    return { ratio, winner: n.acquisitions_per_sim_s >= p.acquisitions_per_sim_s ? 'native' : 'pv', pv_over_native: +(p.acquisitions_per_sim_s / Math.max(1, n.acquisitions_per_sim_s)).toFixed(3) };
+  });
+  return {
+    vcpus: VCPUS,
+    simulated_ms_per_run: simMs,
+    workload: { critical_section_ns: 200, think_ns: 1000, locks: 1 },
+    host: { slice_cycles: HOST_COSTS.slice.cycles, switch_cycles: HOST_COSTS.contextSwitch.cycles, wake_cycles: HOST_COSTS.wakeup.cycles },
+    spin_threshold: 1 << 15,
+    rows,
+    crossover,
+    guest_ips: guestIps,
+  };
+}
+
+export function table(r: Record<string, unknown>): string {
+  const rows = r.rows as LockRow[];
+  const out = ['ratio  pCPUs  flavor  acq/sim-s      p99 wait ns  halts   kicks  preempt', '-----  -----  ------  -------------  -----------  ------  -----  -------'];
+  for (const x of rows) {
+    out.push(`${String(x.ratio).padStart(5)}  ${String(x.pcpus).padStart(5)}  ${x.flavor.padEnd(6)}  ${x.acquisitions_per_sim_s.toLocaleString('en-US').padStart(13)}  ${x.p99_wait_ns.toLocaleString('en-US').padStart(11)}  ${String(x.halts).padStart(6)}  ${String(x.kicks).padStart(5)}  ${String(x.preemptions).padStart(7)}`);
+  }
+  const c = r.crossover as { ratio: number; winner: string; pv_over_native: number }[];
+  out.push('', 'winner by ratio: ' + c.map((x) => `${x.ratio}: ${x.winner} (pv/native ${x.pv_over_native})`).join(', '));
+  out.push(`guest instructions per wall-second (PV runs): ${(r.guest_ips as number).toLocaleString('en-US')}`);
+  return out.join('\n');
+}
