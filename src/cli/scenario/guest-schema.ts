@@ -2,6 +2,8 @@
  * The JSON Schema of a guest scenario: the pvpatch guest kernel on a KVM (or bare-metal) host,
  * with a lock workload, optional host over-commit, and a scheduling strategy.
  */
+import { scheduleSchema } from './schema.ts';
+
 export const guestScenarioSchema = {
   type: 'object',
   additionalProperties: false,
@@ -53,15 +55,7 @@ export const guestScenarioSchema = {
       additionalProperties: false,
       properties: { nmis: { type: 'integer', minimum: 0 }, irqs: { type: 'integer', minimum: 0 } },
     },
-    schedule: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        strategy: { enum: ['timed', 'random', 'replay', 'first'] },
-        seed: { type: 'integer', minimum: 0 },
-        replay: { type: 'string' },
-      },
-    },
+    schedule: scheduleSchema,
     run: {
       type: 'object',
       additionalProperties: false,

@@ -12,6 +12,17 @@ const addressOrLabel = {
   anyOf: [{ type: 'integer' }, { type: 'string', minLength: 1 }],
 };
 
+/** How a scenario is scheduled (shared by machine and guest scenarios). */
+export const scheduleSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    strategy: { enum: ['timed', 'random', 'replay', 'first'] },
+    seed: { type: 'integer', minimum: 0 },
+    replay: { type: 'string' },
+  },
+} as const;
+
 export const machineScenarioSchema = {
   type: 'object',
   additionalProperties: false,
@@ -96,15 +107,7 @@ export const machineScenarioSchema = {
       propertyNames: { pattern: '^(0x[0-9a-fA-F]+|[0-9]+)$' },
       additionalProperties: addressOrLabel,
     },
-    schedule: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        strategy: { enum: ['timed', 'random', 'replay', 'first'] },
-        seed: { type: 'integer', minimum: 0 },
-        replay: { type: 'string' },
-      },
-    },
+    schedule: scheduleSchema,
     inject: {
       type: 'object',
       additionalProperties: false,
