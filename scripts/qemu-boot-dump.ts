@@ -5,7 +5,7 @@
  * (CONFIG_PHYSICAL_START, where the kernel's text lives with KASLR off) with QMP `pmemsave`.
  * The panic comes from mount_root, which runs before free_initmem(), so init text is still intact.
  *
- *   node --import tsx scripts/qemu-boot-dump.ts <vmlinuz> <out.bin> [cpu] [size-MiB] [extra cmdline]
+ *   [QEMU_ACCEL=kvm] node --import tsx scripts/qemu-boot-dump.ts <vmlinuz> <out.bin> [cpu] [size-MiB] [extra cmdline]
  *
  * The dump is written under a temporary name and renamed, so a failed boot never leaves one.
  */
@@ -25,6 +25,8 @@ export interface BootDumpOptions {
   size: number;
   cmdline?: string;
   timeoutMs?: number;
+  /** tcg (default) or kvm: a KVM guest sees KVM's CPUID leaves and takes the paravirt paths. */
+  accel?: 'tcg' | 'kvm';
 }
 
 function qmp(socket: string, commands: object[]): Promise<void> {
@@ -61,7 +63,7 @@ export async function bootAndDump(o: BootDumpOptions): Promise<{ serial: string 
   const sock = join(dir, 'qmp.sock');
   const tmpOut = `${o.out}.tmp-${process.pid}`;
   const args = [
-    '-accel', 'tcg', '-cpu', o.cpu, '-m', '512', '-smp', '2', '-kernel', o.vmlinuz,
+    '-accel', o.accel ?? 'tcg', '-cpu', o.cpu, '-m', '512', '-smp', '2', '-kernel', o.vmlinuz,
     '-append', `console=ttyS0 nokaslr panic=0 ${o.cmdline ?? ''}`.trim(),
     '-display', 'none', '-monitor', 'none', '-nodefaults', '-serial', `file:${serial}`,
     '-qmp', `unix:${sock},server=on,wait=off`, '-no-reboot',
@@ -97,7 +99,7 @@ if (process.argv[1]?.endsWith('qemu-boot-dump.ts')) {
     console.error('usage: qemu-boot-dump.ts <vmlinuz> <out.bin> [cpu] [size-MiB] [extra cmdline]');
     process.exit(2);
   }
-  bootAndDump({ vmlinuz, out, cpu, size: Number(sizeMiB) * 1024 * 1024, cmdline: extra.join(' ') }).then(
+  bootAndDump({ vmlinuz, out, cpu, size: Number(sizeMiB) * 1024 * 1024, cmdline: extra.join(' '), accel: process.env.QEMU_ACCEL === 'kvm' ? 'kvm' : 'tcg' }).then(
     () => console.error(`qemu-boot-dump: wrote ${out}`),
     (err: unknown) => {
       console.error(`qemu-boot-dump: ${(err as Error).message}`);

@@ -3,9 +3,10 @@
  * at the no-root panic, which comes before free_initmem) and its memory from 16 MiB saved with
  * QMP pmemsave; the bytes pvpatch reproduces for bare metal must equal what the kernel wrote, at
  * every site of every table. Dumps are cached per kernel release and CPU model. Skips with the
- * reason when the kernel or QEMU cannot be had. PVPATCH_QEMU_CPUS picks the models
- * (default: all four presets; EPYC needs the System.map of get-kernel.sh --symbols, because its
- * SRSO return thunk is not exported).
+ * reason when the kernel or QEMU cannot be had. PVPATCH_QEMU_BOOTS picks the boots, `;`-separated
+ * `<cpu> [cmdline]` (default: the four presets, and Skylake-Client with mitigations=off and with
+ * spectre_v2=retpoline,lfence); EPYC needs the System.map of get-kernel.sh --symbols, because its
+ * SRSO return thunk is not exported.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,23 +27,26 @@ function qemuAvailable(): string | undefined {
   return have() ? undefined : 'qemu-system-x86_64 not installed and scripts/setup-qemu.sh could not install it';
 }
 
-const cpus = (process.env.PVPATCH_QEMU_CPUS ?? 'Skylake-Client,Haswell,EPYC,qemu64').split(',').filter((c) => c !== '');
+const DEFAULT_BOOTS = 'Skylake-Client;Haswell;EPYC;qemu64;Skylake-Client mitigations=off;Skylake-Client spectre_v2=retpoline,lfence';
+const boots = (process.env.PVPATCH_QEMU_BOOTS ?? DEFAULT_BOOTS).split(';').map((b) => b.trim()).filter((b) => b !== '');
 
-for (const cpu of cpus) {
-  test(`bare-metal boot patching equals a real TCG boot on -cpu ${cpu}, at every site`, async (t) => {
+for (const boot of boots) {
+  const [cpu, ...rest] = boot.split(/\s+/) as [string, ...string[]];
+  const cmdline = rest.join(' ');
+  test(`bare-metal boot patching equals a real TCG boot on -cpu ${cpu}${cmdline ? ` with ${cmdline}` : ''}, at every site`, async (t) => {
     const { kernel, reason } = realKernel();
     if (kernel === undefined) return t.skip(reason);
     const noQemu = qemuAvailable();
     if (noQemu !== undefined) return t.skip(noQemu);
     if (cpu === 'EPYC' && kernel.systemMap === undefined) return t.skip('EPYC selects srso_return_thunk, which a stripped vmlinux does not name (run scripts/get-kernel.sh --symbols)');
 
-    const r = inspect(kernel.vmlinux, { platform: 'bare-metal', cpu, cmdline: '', symbols: kernel.systemMap });
+    const r = inspect(kernel.vmlinux, { platform: 'bare-metal', cpu, cmdline, symbols: kernel.systemMap });
     const end = Math.max(...r.sites.map((s) => s.address + s.length));
     const size = Math.ceil((end - START_KERNEL_MAP - DUMP_BASE_PHYS) / (1 << 20)) * (1 << 20);
     const dir = join(process.env.PVPATCH_CACHE ?? '.cache', 'qemu', kernel.release);
     mkdirSync(dir, { recursive: true });
-    const dump = join(dir, `${cpu}.bin`);
-    if (!existsSync(dump)) await bootAndDump({ vmlinuz: kernel.vmlinuz, out: dump, cpu, size });
+    const dump = join(dir, `${cpu}${cmdline ? '-' + cmdline.replace(/[^A-Za-z0-9]+/g, '_') : ''}.bin`);
+    if (!existsSync(dump)) await bootAndDump({ vmlinuz: kernel.vmlinuz, out: dump, cpu, size, cmdline });
     const mem = readFileSync(dump);
 
     const stats = new Map<string, { sites: number; equal: number; first?: string }>();
@@ -55,7 +59,7 @@ for (const cpu of cpus) {
       else st.first ??= `${s.address.toString(16)}: ours ${Buffer.from(s.patched!).toString('hex')} real ${real.toString('hex')}`;
       stats.set(s.table, st);
     }
-    for (const [table, st] of stats) t.diagnostic(`${cpu} ${table}: ${st.equal}/${st.sites} equal (${((100 * st.equal) / st.sites).toFixed(2)}%)`);
+    for (const [table, st] of stats) t.diagnostic(`${boot} ${table}: ${st.equal}/${st.sites} equal (${((100 * st.equal) / st.sites).toFixed(2)}%)`);
     for (const [table, st] of stats) assert.equal(st.equal, st.sites, `${table}: first difference ${st.first}`);
   });
 }
