@@ -36,7 +36,8 @@ want_symbols() {
   (cd "$repo" && node --import tsx scripts/extract-symbols.ts "$tmpd/usr/lib/debug/boot/vmlinux-$release" "$dir/System.map" >&2)
   rm -rf "$tmpd"
 }
-if [ -f "$dir/READY" ]; then want_symbols; echo "$release" > "$cache/current"; echo "$dir"; exit 0; fi
+symbols_or_warn() { want_symbols || echo "get-kernel: could not make System.map from linux-image-$release-dbg (kvm/xen-pv platforms will need --symbols)" >&2; }
+if [ -f "$dir/READY" ]; then echo "$release" > "$cache/current"; symbols_or_warn; echo "$dir"; exit 0; fi
 
 cd "$cache/debs"
 chmod 777 . 2>/dev/null || true   # apt-get download drops to user _apt when it can
@@ -58,6 +59,6 @@ node --import tsx scripts/extract-vmlinux.ts "$tmp/out/vmlinuz" "$tmp/out/vmlinu
 echo "$deb" > "$tmp/out/READY"
 rm -rf "$dir"
 mv "$tmp/out" "$dir"
-want_symbols
 echo "$release" > "$cache/current"
+symbols_or_warn
 echo "$dir"
