@@ -68,7 +68,7 @@ export function runOne(flavor: 'native' | 'pv', ratio: number, simMs: number): L
 }
 
 export async function run(opts: { quick: boolean }): Promise<Record<string, unknown>> {
-  const simMs = opts.quick ? 6 : 30;
+  const simMs = opts.quick ? 10 : 60;
   const rows: LockRow[] = [];
   for (const ratio of RATIOS) {
     for (const flavor of ['native', 'pv'] as const) {
@@ -87,7 +87,7 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, unkn
     vcpus: VCPUS,
     simulated_ms_per_run: simMs,
     workload: { critical_section_ns: 200, think_ns: 1000, locks: 1 },
-    host: { slice_cycles: HOST_COSTS.slice.cycles, switch_cycles: HOST_COSTS.contextSwitch.cycles, wake_cycles: HOST_COSTS.wakeup.cycles },
+    host: { slice: 'CFS: max(6 ms·(1+log2 pCPUs) / vCPUs per pCPU, 0.75 ms·(1+log2 pCPUs))', switch_cycles: HOST_COSTS.contextSwitch.cycles, wake_cycles: HOST_COSTS.wakeup.cycles },
     spin_threshold: 1 << 15,
     rows,
     crossover,

@@ -3,7 +3,7 @@
  * HostScheduler whose deschedules write the guest's steal-time `preempted` byte.
  */
 import { HostScheduler } from '../host/scheduler.ts';
-import { HOST_COSTS } from '../host/costs.ts';
+import { HOST_COSTS, cfsSliceCycles } from '../host/costs.ts';
 import { GuestConfigError } from './errors.ts';
 import type { Guest } from './guest.ts';
 
@@ -34,7 +34,7 @@ export function hostScheduler(g: Guest, o: OvercommitOptions): HostScheduler {
   return new HostScheduler(
     {
       pcpus,
-      sliceCycles: o.sliceCycles ?? HOST_COSTS.slice.cycles,
+      sliceCycles: o.sliceCycles ?? cfsSliceCycles(pcpus, Math.ceil(n / pcpus)),
       switchCycles: o.switchCycles ?? HOST_COSTS.contextSwitch.cycles,
       wakeCycles: o.wakeCycles ?? HOST_COSTS.wakeup.cycles,
     },
