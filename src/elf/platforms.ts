@@ -7,7 +7,8 @@
  *   flush_tlb_multi/tlb_remove_table (PV_TLB_FLUSH, no REALTIME); PV spinlocks
  *   (kvm_spinlock_init: PV_UNHALT, >1 CPU, no REALTIME, no `nopvspin`).
  * - `kvm-realtime`: KVM_HINTS_REALTIME: no PV spinlocks, no PV TLB flush (seed 000's case).
- * - `xen-pv`: X86_FEATURE_XENPV; every pv_ops slot Xen sets is replaced (needs symbols).
+ * - `xen-pv`: X86_FEATURE_XENPV; Xen replaces pv_ops.cpu, .irq and .mmu wholesale and the lock
+ *   ops (xen-pv-ops.ts; needs symbols).
  * Then paravirt_set_cap() (paravirt-spinlocks.c) turns non-native unlock / vcpu_is_preempted into
  * X86_FEATURE_PVUNLOCK / VCPUPREEMPT, which the ALT_NOT alternatives at those sites read.
  */
@@ -18,13 +19,14 @@ import { parseCpuSpec } from './cpu-models.ts';
 import { InspectError } from './errors.ts';
 import type { KernelImage } from './image.ts';
 import { readPvOps, type PvOpsTable } from './pv-ops-table.ts';
-import { pvOpsSlot } from './pv-ops-slots.ts';
+import { pvOpsSlot, PV_OPS_SLOTS } from './pv-ops-slots.ts';
+import { XEN_PV_LOCK_OPS, XEN_PV_OPS, XEN_REPLACED_GROUPS } from './xen-pv-ops.ts';
 import type { ParaSite } from './tables.ts';
 
 export type Platform = 'bare-metal' | 'kvm' | 'kvm-realtime' | 'xen-pv';
 export const PLATFORMS: readonly Platform[] = ['bare-metal', 'kvm', 'kvm-realtime', 'xen-pv'];
 
-/** A pv_ops slot a platform points at a named function (or at _paravirt_nop). */
+/** A pv_ops slot a platform points at a named function, at _paravirt_nop (`nop`) or at NULL (`bug`). */
 type SlotAssignment = readonly [slot: string, symbol: string];
 
 function kvmAssignments(realtime: boolean, nopvspin: boolean, hasMwait: boolean): SlotAssignment[] {
@@ -46,25 +48,12 @@ function kvmAssignments(realtime: boolean, nopvspin: boolean, hasMwait: boolean)
   return out;
 }
 
-/** Xen PV (arch/x86/xen/enlighten_pv.c, irq.c, mmu_pv.c, spinlock.c): the slots that decide patch bytes most. */
-const XEN_PV: SlotAssignment[] = [
-  ['irq.save_fl', 'xen_save_fl_direct'],
-  ['irq.irq_disable', 'xen_irq_disable_direct'],
-  ['irq.irq_enable', 'xen_irq_enable_direct'],
-  ['irq.safe_halt', 'xen_safe_halt'],
-  ['irq.halt', 'xen_halt'],
-  ['mmu.read_cr2', 'xen_read_cr2'],
-  ['mmu.write_cr2', 'xen_write_cr2'],
-  ['mmu.read_cr3', 'xen_read_cr3'],
-  ['mmu.write_cr3', 'xen_write_cr3_init'],
-  ['cpu.cpuid', 'xen_cpuid'],
-  ['cpu.io_delay', 'xen_io_delay'],
-  ['lock.queued_spin_lock_slowpath', '__pv_queued_spin_lock_slowpath'],
-  ['lock.queued_spin_unlock', '__raw_callee_save___pv_queued_spin_unlock'],
-  ['lock.wait', 'xen_qlock_wait'],
-  ['lock.kick', 'xen_qlock_kick'],
-  ['lock.vcpu_is_preempted', '__raw_callee_save_xen_vcpu_stolen'],
-];
+/** Xen PV: the groups it replaces wholesale start out NULL; then its functions (xen-pv-ops.ts). */
+function xenAssignments(nopvspin: boolean): SlotAssignment[] {
+  const out: SlotAssignment[] = PV_OPS_SLOTS.filter((slot) => XEN_REPLACED_GROUPS.some((g) => slot.startsWith(`${g}.`))).map((slot) => [slot, XEN_PV_OPS[slot] ?? 'bug'] as const);
+  if (!nopvspin) out.push(...Object.entries(XEN_PV_LOCK_OPS));
+  return out;
+}
 
 export interface BootOptions {
   readonly platform: Platform;
@@ -101,18 +90,21 @@ export function bootSetup(image: KernelImage, sites: readonly ParaSite[], option
     options.platform === 'kvm' || options.platform === 'kvm-realtime'
       ? kvmAssignments(options.platform === 'kvm-realtime', cmdline.options.has('nopvspin'), cpu.features.has(mwait))
       : options.platform === 'xen-pv'
-        ? XEN_PV
+        ? xenAssignments(cmdline.options.has('nopvspin') || cmdline.options.has('xen_nopvspin'))
         : [];
   const missing: string[] = [];
   const overridden = new Set<number>();
+  const paravirtBug = image.symbols.addressOf('paravirt_BUG') ?? 0;
   for (const [slot, symbol] of assignments) {
     const i = pvOpsSlot(slot)!;
+    overridden.add(i);
+    if (symbol === 'nop' || symbol === 'bug') {
+      slots[i] = symbol === 'nop' ? { kind: 'nop' } : { kind: 'bug', address: paravirtBug };
+      continue;
+    }
     const address = image.symbols.addressOf(symbol) ?? (options.standInForUnnamed === true ? pvOps.slots[i] : undefined);
     if (address === undefined) missing.push(symbol);
-    else {
-      slots[i] = { kind: 'function', address, name: symbol };
-      overridden.add(i);
-    }
+    else slots[i] = { kind: 'function', address, name: symbol };
   }
   if (missing.length > 0) {
     throw new InspectError(

@@ -186,7 +186,7 @@ export function register(program: Command): void {
         cmdline: flags.cmdline,
         symbols: flags.symbols,
         vmlinux: flags.vmlinux,
-        analyzeAgainst: (against ?? (site !== undefined ? 'kvm' : undefined)) as Platform | undefined,
+        analyzeAgainst: (against ?? (site !== undefined ? (flags.platform === 'bare-metal' ? 'kvm' : flags.platform) : undefined)) as Platform | undefined,
       });
       if (flags.json === true) {
         const j = toJson(r, flags);
