@@ -35,6 +35,7 @@ want_symbols() {
   dpkg-deb --fsys-tarfile "$(ls -1 "$cache/debs/${dbg}"_*.deb | tail -1)" | tar -x -C "$tmpd" "./usr/lib/debug/boot/vmlinux-$release"
   (cd "$repo" && node --import tsx scripts/extract-symbols.ts "$tmpd/usr/lib/debug/boot/vmlinux-$release" "$dir/System.map" >&2)
   rm -rf "$tmpd"
+  rm -f "$cache/debs/${dbg}"_*.deb   # 280 MB; the System.map is all we keep
 }
 symbols_or_warn() { want_symbols || echo "get-kernel: could not make System.map from linux-image-$release-dbg (kvm/xen-pv platforms will need --symbols)" >&2; }
 if [ -f "$dir/READY" ]; then echo "$release" > "$cache/current"; symbols_or_warn; echo "$dir"; exit 0; fi
