@@ -85,8 +85,17 @@ function toJson(r: InspectReport, flags: InspectFlags) {
         ...(j !== undefined ? { switch: judgementJson(j) } : {}),
       };
     }),
+    jumpTable: r.tables.jumpTable?.map((e) => ({ code: hexAddress(e.code), target: hexAddress(e.target), key: hexAddress(e.key), initiallyTrue: e.initiallyTrue, branch: e.branch, insn: insnAt(r, e.code) })) ?? null,
+    staticCallSites: r.tables.staticCallSites?.map((c) => ({ address: hexAddress(c.address), key: hexAddress(c.key), tail: c.tail, init: c.init, insn: insnAt(r, c.address) })) ?? null,
     ...(flags.diff === true ? { diff: bootDiff(r).map((d) => ({ address: hexAddress(d.address), original: hexBytes(d.original), patched: hexBytes(d.patched) })) } : {}),
   };
+}
+
+/** The instruction at a jump-label or static-call site, as the image has it (iced-x86). */
+function insnAt(r: InspectReport, address: number): string | null {
+  const b = r.image.read(address, 5) ?? r.image.read(address, 2);
+  if (b === undefined) return null;
+  return disassemble(b, address)[0]?.text ?? null;
 }
 
 function altJson(r: InspectReport, i: number) {
