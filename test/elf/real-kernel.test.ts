@@ -78,3 +78,29 @@ test('a file that is no kernel is one error line and exit 2, no stack trace', ()
   assert.equal(out.stderr.trim().split('\n').length, 1);
   assert.match(out.stderr, /^pvpatch: package\.json: /);
 });
+
+test('kvm: the pv unlock sites call the PV unlock (PVUNLOCK set, ALT_NOT(PVUNLOCK) not applied) and only v2 can switch them', (t) => {
+  const { kernel, reason } = realKernel();
+  if (kernel === undefined) return t.skip(reason);
+  if (kernel.systemMap === undefined) return t.skip('kvm needs the names of static functions: run scripts/get-kernel.sh --symbols');
+  const r = inspect(kernel.vmlinux, { platform: 'kvm', cpu: 'Skylake-Client', cmdline: '', symbols: kernel.systemMap, analyzeAgainst: 'kvm' });
+  const unlock = r.image.symbols.addressOf('__raw_callee_save___pv_queued_spin_unlock')!;
+  const sites = r.tables.parainstructions.flatMap((p, i) => (p.type === 80 ? [[p, i] as const] : []));
+  assert.ok(sites.length > 0);
+  for (const [p, i] of sites) {
+    const b = r.boot!.result.text.read(p.address, p.len)!;
+    assert.equal(b[0], 0xe8);
+    assert.equal(p.address + 5 + new DataView(b.buffer, b.byteOffset + 1, 4).getInt32(0, true), unlock);
+    assert.deepEqual(r.judgements!.get(i)!.protocols, ['v2'], 'seed 001: the CALL returns inside the native NOP');
+  }
+});
+
+test('kvm-realtime (KVM_HINTS_REALTIME): lock ops stay native, vcpu_is_preempted stays paravirt', (t) => {
+  const { kernel, reason } = realKernel();
+  if (kernel === undefined) return t.skip(reason);
+  if (kernel.systemMap === undefined) return t.skip('kvm-realtime needs the names of static functions: run scripts/get-kernel.sh --symbols');
+  const r = inspect(kernel.vmlinux, { platform: 'kvm-realtime', cpu: 'Skylake-Client', cmdline: '', symbols: kernel.systemMap });
+  const at = (slot: number): Uint8Array[] => r.tables.parainstructions.filter((p) => p.type === slot).map((p) => r.boot!.result.text.read(p.address, p.len)!);
+  for (const b of at(80)) assert.deepEqual([...b.subarray(0, 3)], [0xc6, 0x07, 0x00]); // native unlock inline
+  for (const b of at(83)) assert.equal(b[0], 0xe8); // CALL __kvm_vcpu_is_preempted
+});
