@@ -12,7 +12,8 @@
  *   is more than one instruction cannot be emulated, and a CPU already past the first byte of a
  *   multi-instruction form would run a torn mix.
  * - v1 (RFC 15/26, seed 002): stop_machine lock-step; every CPU is parked at a known place, so any
- *   shape can be rewritten, but a return address saved inside the site still breaks it.
+ *   shape can be rewritten, but a return address saved inside the site still breaks it, and a
+ *   vCPU parked inside a PV slowpath keeps PV lock state (seed 000's objection).
  * - v2 (seed 001): an INT3 barrier per lock-op site plus a global barrier that waits until no CPU
  *   is inside a slowpath lock-op; that is exactly what makes the return hazard safe, for the
  *   pv_lock_ops sites it counts.
@@ -56,7 +57,7 @@ export interface SiteJudgement {
   readonly returnHazards: readonly ReturnHazard[];
   /** Whether text_poke_bp's INT3 handler could emulate the new form in each direction. */
   readonly textPokeBpEmulates: boolean;
-  /** Protocols that can switch this site safely (all three when the forms are equal). */
+  /** Protocols that can switch this site safely (all three when the forms are equal; v2 only for lock ops). */
   readonly protocols: readonly SwitchProtocol[];
   readonly reason: string;
 }
@@ -81,8 +82,23 @@ export function siteForm(bytes: Uint8Array, address: number): SiteForm {
 
 const EMULATED = /^(call|jmp|ret|nop|int3)/;
 
-function emulatable(f: SiteForm): boolean {
-  return f.clean && f.insns.length === 1 && EMULATED.test(f.insns[0]!.text);
+/**
+ * text_poke_bp rewrites one instruction: the forms must have the same boundaries and differ in
+ * exactly one instruction, and that instruction must be one the INT3 handler emulates
+ * (int3_emulate_call/jmp/ret, NOPs as a jump to the next instruction) in both directions.
+ */
+function onePokeableInstruction(a: SiteForm, b: SiteForm): boolean {
+  if (!a.clean || !b.clean || a.insns.length !== b.insns.length) return false;
+  let changed = 0;
+  for (let i = 0; i < a.insns.length; i++) {
+    const x = a.insns[i]!;
+    const y = b.insns[i]!;
+    if (x.offset !== y.offset || x.length !== y.length) return false;
+    const same = a.bytes.subarray(x.offset, x.offset + x.length).every((v, k) => v === b.bytes[x.offset + k]);
+    if (same) continue;
+    if (++changed > 1 || !EMULATED.test(x.text) || !EMULATED.test(y.text)) return false;
+  }
+  return changed === 1;
 }
 
 function returnHazards(callIn: 'native' | 'paravirt', from: SiteForm, to: SiteForm): ReturnHazard[] {
@@ -112,16 +128,24 @@ export function judgeSite(address: number, native: Uint8Array, paravirt: Uint8Ar
     return { ...base, returnHazards: [], textPokeBpEmulates: true, protocols: ['text_poke_bp', 'v1', 'v2'], reason: 'both platforms patch the same bytes' };
   }
   const hazards = [...returnHazards('native', n, p), ...returnHazards('paravirt', p, n)];
-  const tpb = emulatable(n) && emulatable(p);
-  const protocols: SwitchProtocol[] = [];
-  if (tpb && hazards.length === 0) protocols.push('text_poke_bp');
-  if (hazards.length === 0) protocols.push('v1');
-  if (isLockOp(slot) || (hazards.length === 0 && tpb)) protocols.push('v2');
-  const reason =
-    hazards.length > 0
-      ? `a CALL in the ${hazards[0]!.callIn} form returns to offset ${hazards[0]!.returnOffset}, inside \`${hazards[0]!.inside}\` of the other form`
-      : !tpb
-        ? `the ${emulatable(n) ? 'paravirt' : 'native'} form is ${emulatable(n) ? p.insns.length : n.insns.length} instructions; INT3 emulation handles one CALL/JMP/RET/NOP`
-        : 'single emulatable instruction in both forms';
+  const tpb = onePokeableInstruction(n, p);
+  const hazardText = hazards.length > 0 ? `a CALL in the ${hazards[0]!.callIn} form returns to offset ${hazards[0]!.returnOffset}, inside \`${hazards[0]!.inside}\` of the other form` : undefined;
+  let protocols: SwitchProtocol[];
+  let reason: string;
+  if (isLockOp(slot)) {
+    // Seeds 000/001: the five lock ops must change together, and a vCPU may sit in a slowpath
+    // (halted in pv_wait with PV lock state) across the switch; only v2 counts those.
+    protocols = ['v2'];
+    reason = hazardText ?? 'pv_lock_ops are inter-dependent and may be in flight in a slowpath: needs the counting barrier of v2';
+  } else if (hazardText !== undefined) {
+    protocols = [];
+    reason = hazardText;
+  } else if (tpb) {
+    protocols = ['text_poke_bp', 'v1'];
+    reason = 'one emulatable instruction changes, at the same boundaries in both forms';
+  } else {
+    protocols = ['v1'];
+    reason = `the forms differ in more than one instruction (${n.insns.length} vs ${p.insns.length}); INT3 emulation handles one CALL/JMP/RET/NOP`;
+  }
   return { ...base, returnHazards: hazards, textPokeBpEmulates: tpb, protocols, reason };
 }

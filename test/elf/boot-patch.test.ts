@@ -99,9 +99,9 @@ test('seed 001 on Linux 6.1 bytes: the PV unlock CALL returns to offset 5, insid
   assert.deepEqual(j.protocols, ['v2']);
 });
 
-test('a CALL against a same-length NOP is text_poke_bp-switchable', () => {
+test('a CALL against a same-length NOP outside the lock ops is text_poke_bp-switchable (one emulatable instruction)', () => {
   const j = judgeSite(0x1000, Uint8Array.of(0x0f, 0x1f, 0x44, 0x00, 0x00), Uint8Array.of(0xe8, 0, 0, 0, 0), 0);
-  assert.deepEqual(j.protocols, ['text_poke_bp', 'v1', 'v2']);
+  assert.deepEqual(j.protocols, ['text_poke_bp', 'v1']);
 });
 
 test('the Skylake-Client preset under TCG gets Linux 6.1.y\'s retpoline + ITS + PTI + VERW choices', () => {
@@ -117,4 +117,19 @@ test('explicit +feat/-feat change the preset', () => {
   const cpu = bootCpu(spec.model, spec.add, spec.remove, parseCommandLine(''), false);
   assert.ok(cpu.features.has(featureByName('PCID')!.bit));
   assert.ok(!cpu.features.has(featureByName('AVX2')!.bit));
+});
+
+test('two CALLs to different lock slowpaths are mechanically pokeable, but lock ops switch only under v2', () => {
+  const j = judgeSite(0x1000, Uint8Array.of(0xe8, 1, 0, 0, 0, 0x90), Uint8Array.of(0xe8, 2, 0, 0, 0, 0x90), 79);
+  assert.equal(j.textPokeBpEmulates, true);
+  assert.deepEqual(j.protocols, ['v2']);
+});
+
+test('a multi-instruction change outside the lock ops needs v1 (stop_machine lock-step)', () => {
+  // One instruction differs (sti vs nop) but INT3 cannot emulate `sti` on the way back.
+  const j = judgeSite(0x1000, Uint8Array.of(0xfa, 0xfb, 0x0f, 0x1f, 0x40, 0x00), Uint8Array.of(0xfa, 0x90, 0x0f, 0x1f, 0x40, 0x00), 21);
+  assert.deepEqual(j.protocols, ['v1']);
+  // cli; sti; nopl vs nopl5; nop: different boundaries, no CALL.
+  const k = judgeSite(0x1000, Uint8Array.of(0xfa, 0xfb, 0x0f, 0x1f, 0x40, 0x00), Uint8Array.of(0x0f, 0x1f, 0x44, 0x00, 0x00, 0x90), 21);
+  assert.deepEqual(k.protocols, ['v1']);
 });
