@@ -14,6 +14,7 @@ import { loadModule } from '../../src/elf/module.ts';
 import { readPatchTables } from '../../src/elf/tables.ts';
 import { extractVmlinux } from '../../src/elf/bzimage.ts';
 import { tinyKernel, SITE_PV, SITE_RET, SITE_RETPOLINE } from './tiny-kernel.ts';
+import { tinyModule } from './tiny-module.ts';
 
 function expectElfError(bytes: Uint8Array, problem: RegExp): void {
   assert.throws(() => ElfFile.parse(bytes, 'x.elf'), (e: unknown) => e instanceof ElfError && e.userFacing && problem.test(e.message));
@@ -122,5 +123,17 @@ test('fuzz: random bytes behind an ELF header never crash the reader (fast-check
       readsOrFailsCleanly(b);
     }),
     { seed: 7, numRuns: 1000 },
+  );
+});
+
+test('fuzz: mutated tiny modules never crash the relocating loader (fast-check, seed 8)', () => {
+  const base = tinyModule();
+  fc.assert(
+    fc.property(fc.array(fc.tuple(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }), (edits) => {
+      const b = base.slice();
+      for (const [at, value] of edits) b[at] = value;
+      readsOrFailsCleanly(b);
+    }),
+    { seed: 8, numRuns: 1500 },
   );
 });
