@@ -9,7 +9,7 @@
  */
 import { Reg, Flag } from '../x86/registers.ts';
 import { load, store, commit, drainAll } from './access.ts';
-import { push64, recordReturn } from './interrupts.ts';
+import { push64, pop64, recordReturn, iret, checkReturn } from './interrupts.ts';
 import { CostClass } from './chooser.ts';
 import type { ExecContext } from './context.ts';
 import type { Vcpu } from './vcpu.ts';
@@ -133,6 +133,39 @@ export class ServiceContext {
   /** local_irq_save/restore around a service section. */
   irqsDisabled(): boolean {
     return (this.cpu.flags & Flag.IF) === 0;
+  }
+
+  /**
+   * A serializing instruction (SERIALIZE, CPUID, IRET-to-self: Linux's sync_core()): drains the
+   * store buffer and synchronizes this vCPU with every text write so far (SDM 8.1.3).
+   */
+  *serialize(): Generator<number, void, void> {
+    drainAll(this.exec.memory, this.cpu);
+    this.cpu.serializedSeq = this.exec.memory.textSeq;
+    yield CostClass.Serializing;
+  }
+
+  /**
+   * Leave an interrupt or exception handler service by IRETQ (the frame at RSP), instead of the
+   * RET every other service ends with; this generator never resumes. `emulate` finishes an
+   * instruction the INT3 handler emulates after the frame is popped, on the interrupted stack:
+   * `push` a return address (int3_emulate_call) or `pop` one into RIP (int3_emulate_ret). Linux
+   * shifts the frame to make room for the push; popping it first is the same state in one step.
+   */
+  *iret(emulate: { push?: number; pop?: boolean } = {}): Generator<number, void, void> {
+    const c = this.cpu;
+    const frames = c.serviceFrames;
+    if (frames[frames.length - 1]?.address === this.address) frames.pop();
+    let hazard = iret(this.exec, c);
+    if (!hazard && emulate.push !== undefined) {
+      push64(this.exec, c, emulate.push);
+      recordReturn(this.exec, c, c.getAddr(Reg.RSP), emulate.push);
+    } else if (!hazard && emulate.pop === true) {
+      const slot = c.getAddr(Reg.RSP);
+      c.rip = pop64(this.exec, c);
+      hazard = checkReturn(this.exec, c, slot, c.rip);
+    }
+    yield hazard ? -1 : CostClass.Serializing;
   }
 
   /**
