@@ -2,6 +2,7 @@
  * The Chooser interface and its strategies (DESIGN.md §3), one file per strategy:
  * - timed.ts: discrete-event simulation over the cost model (performance);
  * - random.ts: seeded uniform choice, spin loops de-prioritised (bug finding);
+ * - pct.ts: probabilistic concurrency testing (priorities with d-1 change points);
  * - replay.ts: a recorded schedule string, decision by decision.
  * The interface itself is declared in src/machine/chooser.ts, where the run loop calls it.
  */

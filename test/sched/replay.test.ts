@@ -82,3 +82,20 @@ test('a schedule that ends early says so', () => {
   assert.equal(r.reason, 'error');
   assert.match(r.error!.message, /schedule ended after 3 decisions/);
 });
+
+test('PCT finds the unsynchronized rewrite, and its schedule replays the hazard', async () => {
+  const { PctChooser } = await import('../../src/sched/pct.ts');
+  const p = new Code(PATCHER).movl(SITE, 0x000001b8).movw(SITE + 4, 0x6600).movb(SITE + 6, 0x90).emit(0xf4);
+  let found = 0;
+  for (let seed = 1; seed <= 20; seed++) {
+    const m = machine(p.bytes);
+    const r = m.run({ chooser: new PctChooser({ seed, depth: 2, length: 200 }), maxInstructions: 50_000, until: done });
+    if (r.reason === 'hazard') {
+      found++;
+      const again = machine(p.bytes);
+      const r2 = again.run({ chooser: new ReplayChooser(formatSchedule(m.decisions), 2), maxInstructions: 50_000, until: done });
+      assert.deepEqual(r2.hazards, r.hazards);
+    }
+  }
+  assert.ok(found > 0);
+});

@@ -171,7 +171,7 @@ export function register(program: Command): void {
     .command('run')
     .description('run a scenario (the bundled default when none is given) and report hazards')
     .argument('[scenario]', 'scenario file (YAML or JSON)')
-    .addOption(new Option('--strategy <name>', 'scheduling strategy').choices(['timed', 'random', 'replay', 'first']))
+    .addOption(new Option('--strategy <name>', 'scheduling strategy').choices(['timed', 'random', 'pct', 'replay', 'first']))
     .option('--seed <n>', 'seed for the strategy (default: the scenario\'s, else 1)')
     .option('--seeds <n>', 'sweep n seeds from --seed, forking from one boot; report failing seeds')
     .option('--schedule <string>', 'replay this schedule string (implies --strategy replay)')

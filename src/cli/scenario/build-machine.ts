@@ -9,11 +9,12 @@ import { FirstEnabled } from '../../machine/chooser.ts';
 import { RandomChooser } from '../../sched/random.ts';
 import { TimedChooser } from '../../sched/timed.ts';
 import { ReplayChooser } from '../../sched/replay.ts';
+import { PctChooser } from '../../sched/pct.ts';
 import { assembleText } from '../../x86/asm-text.ts';
 import { ScenarioError } from './errors.ts';
 import { big, num, type MachineScenario, type Num } from './load.ts';
 
-export type Strategy = 'timed' | 'random' | 'replay' | 'first';
+export type Strategy = 'timed' | 'random' | 'pct' | 'replay' | 'first';
 
 export interface BuiltMachine {
   machine: Machine;
@@ -106,6 +107,7 @@ export function makeChooser(strategy: Strategy, seed: number, vcpus: number, rep
   switch (strategy) {
     case 'timed': return new TimedChooser({ seed });
     case 'random': return new RandomChooser(seed);
+    case 'pct': return new PctChooser({ seed });
     case 'first': return new FirstEnabled();
     case 'replay':
       if (replay === undefined) throw new ScenarioError('strategy replay needs a schedule string (--schedule or schedule.replay)');

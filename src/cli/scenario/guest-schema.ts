@@ -71,6 +71,6 @@ export interface GuestScenario {
   host?: { vendor?: 'intel' | 'amd'; pvUnhalt?: boolean; realtime?: boolean; pcpus?: number; overcommit?: number; sliceUs?: number; switchUs?: number; wakeUs?: number };
   workload?: { iterations?: number; criticalLoops?: number; thinkLoops?: number; taskLocks?: number; irqLockEvery?: number };
   inject?: { nmis?: number; irqs?: number };
-  schedule?: { strategy?: 'timed' | 'random' | 'replay' | 'first'; seed?: number; replay?: string };
+  schedule?: { strategy?: 'timed' | 'random' | 'pct' | 'replay' | 'first'; seed?: number; replay?: string };
   run?: { maxInstructions?: number };
 }

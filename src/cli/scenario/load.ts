@@ -18,7 +18,7 @@ export interface MachineScenario {
   data?: { at: Num; hex: string }[];
   vcpus: { rip: Num; rsp?: Num; gsBase?: Num; interrupts?: boolean; halted?: boolean; regs?: Record<string, Num> }[];
   idt?: Record<string, Num>;
-  schedule?: { strategy?: 'timed' | 'random' | 'replay' | 'first'; seed?: number; replay?: string };
+  schedule?: { strategy?: 'timed' | 'random' | 'pct' | 'replay' | 'first'; seed?: number; replay?: string };
   inject?: { nmis?: number; irqs?: number; vector?: number; cpus?: number[] };
   run?: { maxInstructions?: number; stopWhenHalted?: number[] };
 }

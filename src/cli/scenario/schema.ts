@@ -17,7 +17,7 @@ export const scheduleSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    strategy: { enum: ['timed', 'random', 'replay', 'first'] },
+    strategy: { enum: ['timed', 'random', 'pct', 'replay', 'first'] },
     seed: { type: 'integer', minimum: 0 },
     replay: { type: 'string' },
   },
