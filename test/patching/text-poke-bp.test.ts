@@ -97,3 +97,28 @@ test('switching one op at a time loses wake-ups: kick becomes a NOP while waiter
   assert.ok(g.stats.kicks > 0, 'unlockers called pv_kick');
   assert.equal(g.host!.stats.kicks, 0, 'but no KVM_HC_KICK_CPU reached the host');
 });
+
+for (const [what, bytes] of [
+  ['NOP5 (emulated as JMP32 +0)', Array.from(linuxNop(5))],
+  ['RET padded with INT3 (int3_emulate_ret)', [Opcode.RET, Opcode.INT3, Opcode.INT3, Opcode.INT3, Opcode.INT3]],
+] as const) {
+  test(`the wait site's CALL kvm_wait becomes ${what}: waiters spin instead of halting, no hazard on 100 seeds`, () => {
+    let int3Hits = 0;
+    for (let seed = 1; seed <= 100; seed++) {
+      const g = pvGuest(seed, 4); // short spins: waiters reach pv_wait, so they trap on the site
+      const r = textPokeBp(g, [{ address: site(g, PvOp.Wait).address, bytes }], seed % 4, { chooser: new RandomChooser(seed), inject: INJECT });
+      assert.equal(r.reason, 'ok', `seed ${seed}: ${r.reason} ${r.detail ?? ''}`);
+      int3Hits += r.int3Hits;
+    }
+    assert.ok(int3Hits > 0, 'some waiter trapped and had the new instruction emulated');
+  });
+}
+
+test('an INT3 the handler does not know is a kernel BUG, not a silent resume (DESIGN.md §6)', () => {
+  const g = pvGuest(1);
+  const inlinedUnlock = g.image.sites.filter((s) => s.type === PvOp.QueuedSpinUnlock)[1]!; // the task's spin_unlock
+  g.machine.memory.writeBytes(inlinedUnlock.address, [Opcode.INT3]); // a stray breakpoint
+  const r = textPokeBp(g, [callAt(site(g, PvOp.Wait), g.image.targets.native[PvOp.Wait])], 0, { chooser: new RandomChooser(1) });
+  assert.equal(r.reason, 'kernel-bug');
+  assert.match(r.detail!, /kernel BUG: vCPU \d+: int3 at 0xffffffff81[0-9a-f]+/);
+});
