@@ -349,6 +349,10 @@ export function execute(ctx: ExecContext, c: Vcpu, i: Insn): number {
     case Op.IRETQ:
       return iret(ctx, c) ? -1 : CostClass.Serializing;
     case Op.HLT:
+      if (c.pvUnhalted) {
+        c.pvUnhalted = false; // a kick already arrived: KVM does not block the vCPU
+        return CostClass.Halt;
+      }
       c.halted = true;
       ctx.emit({ type: 'halt', step: ctx.step, cpu: c.id, rip: i.address });
       return CostClass.Halt;

@@ -209,10 +209,17 @@ export class Machine implements ExecContext {
     this.dirty = true;
   }
 
-  /** Wake a halted vCPU without an interrupt (the host's kick, KVM_HC_KICK_CPU). */
+  /**
+   * Wake a halted vCPU without an interrupt (the host's kick, KVM_HC_KICK_CPU). A vCPU that is not
+   * halted yet remembers the kick and its next HLT falls through (KVM's pv_unhalted).
+   */
   kick(cpu: number): void {
     const c = this.vcpu(cpu);
-    if (c.halted) {
+    if (!c.halted) {
+      c.pvUnhalted = true;
+      return;
+    }
+    {
       c.halted = false;
       this.dirty = true;
       this.emit({ type: 'wake', step: this.step, cpu, reason: 'kick' });

@@ -125,6 +125,11 @@ export class ServiceContext {
   *safeHalt(): Generator<number, void, void> {
     const c = this.cpu;
     c.flags |= Flag.IF;
+    if (c.pvUnhalted) {
+      c.pvUnhalted = false;
+      yield CostClass.Halt;
+      return;
+    }
     c.halted = true;
     this.exec.emit({ type: 'halt', step: this.exec.step, cpu: c.id, rip: this.address });
     yield CostClass.Halt;

@@ -54,6 +54,11 @@ export class Vcpu {
   /** Return addresses on the stack, by stack slot address. */
   readonly returns = new Map<number, ReturnRecord>();
 
+  /**
+   * A kick arrived while the vCPU was not halted (KVM's pv_unhalted): its next HLT returns at once,
+   * so a kick that races ahead of the waiter's HLT is not lost.
+   */
+  pvUnhalted = false;
   /** Descheduled by the host: the vCPU does not advance (src/host/). */
   preempted = false;
   /** Kernel services running on this vCPU, innermost last. */
@@ -108,6 +113,7 @@ export class Vcpu {
   copyFrom(o: Vcpu): void {
     if (o.serviceFrames.length > 0) throw new MachineConfigError(`cannot fork: vCPU ${o.id} is inside kernel service '${o.serviceFrames.at(-1)!.name}'`);
     this.preempted = o.preempted;
+    this.pvUnhalted = o.pvUnhalted;
     this.lo.set(o.lo);
     this.hi.set(o.hi);
     this.rip = o.rip;

@@ -96,3 +96,15 @@ test('the host can revoke KVM_HINTS_REALTIME at runtime; CPUID and an interrupt 
   g.run({ chooser: new RandomChooser(1) });
   assert.equal(g.machine.events.filter((e) => e.type === 'interrupt' && e.vector === VECTOR.HINT).length, 2);
 });
+
+test('a kick that arrives before the waiter halts is not lost (KVM pv_unhalted)', async () => {
+  const { Machine } = await import('../../src/machine/machine.ts');
+  const m = new Machine({ vcpus: 1 });
+  m.memory.map(0x1000, 0x1000, 'rx');
+  m.memory.writeBytes(0x1000, [0x90, 0xf4, 0x90, 0xf4]); // nop; hlt; nop; hlt
+  m.vcpu(0).rip = 0x1000;
+  m.kick(0); // the vCPU is running: the kick is remembered
+  m.run();
+  assert.equal(m.vcpu(0).rip, 0x1004, 'the first HLT fell through, the second blocked');
+  assert.ok(m.vcpu(0).halted);
+});
