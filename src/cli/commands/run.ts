@@ -20,6 +20,7 @@ import { disassemble, hexAddress } from '../../x86/format.ts';
 import { REG_NAMES } from '../../x86/registers.ts';
 import type { Machine, RunResult } from '../../machine/machine.ts';
 import { defaultScenarioPath } from '../default-scenario.ts';
+import { chromeTrace } from '../../trace/chrome.ts';
 
 interface RunFlags {
   seed?: string;
@@ -29,6 +30,7 @@ interface RunFlags {
   seeds?: string;
   json?: boolean;
   scheduleOut?: string;
+  traceOut?: string;
   showSites?: boolean;
 }
 
@@ -158,6 +160,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   const m = boot.machine;
   const r = m.run({ ...runOpts, chooser: makeChooser(strategy, seed, m.vcpus.length, replay) });
   if (flags.scheduleOut) writeAtomically(flags.scheduleOut, formatSchedule(m.decisions) + '\n');
+  if (flags.traceOut) writeAtomically(flags.traceOut, JSON.stringify(chromeTrace(m.events, m.vcpus.length, path)) + '\n');
   if (r.reason === 'error' && r.error && !flags.json) {
     throw r.error;
   }
@@ -176,6 +179,7 @@ export function register(program: Command): void {
     .option('--seeds <n>', 'sweep n seeds from --seed, forking from one boot; report failing seeds')
     .option('--schedule <string>', 'replay this schedule string (implies --strategy replay)')
     .option('--schedule-out <file>', 'write the run\'s schedule string to a file')
+    .option('--trace-out <file>', 'write the run\'s events as Chrome/Perfetto trace JSON (open in ui.perfetto.dev)')
     .option('--max-instructions <n>', 'stop after n instructions')
     .option('--show-sites', 'guest scenarios: list every patched pv-op site with its bytes')
     .option('--json', 'print one JSON object instead of text')
