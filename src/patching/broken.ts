@@ -1,0 +1,121 @@
+/**
+ * Broken patching protocols (DESIGN.md §5, negative controls): each drops one rule text_poke_bp
+ * keeps, and the machine's checks must catch it. They run as a kernel service on one vCPU while
+ * the others take locks, on the text_poke_bp machinery (bp_desc/tp_vec, poke_int3_handler,
+ * do_sync_core), so the only difference from the correct batch is the step that is left out.
+ *
+ *  - `no-int3`: write every byte of the site at once while others run it (no breakpoint barrier).
+ *  - `no-sync`: INT3, tail, first byte with no text_poke_sync between them.
+ *  - `skip-one`: every sync IPIs and waits for all vCPUs but `skipCpu`.
+ *  - `first-before-tail`: INT3, sync, first byte, sync, tail, sync (alternative.c writes the tail
+ *    first: the new first byte must never be fetched in front of an old tail).
+ */
+import type { ServiceBody, ServiceContext } from '../machine/service.ts';
+import { CostClass } from '../machine/chooser.ts';
+import { SERVICE_BASE, VECTOR } from '../kernel/layout.ts';
+import { TextPokeBp } from '../kernel/text-poke.ts';
+import { BP_DESC, Opcode, SYNC_ACKS, TP_LOC, TP_VEC, relAddr, textPokeLocInit, type TextPatch, type TextPokeLoc } from '../kernel/text-poke-loc.ts';
+import type { Guest } from '../kernel/guest.ts';
+import type { RunOptions } from '../machine/machine.ts';
+import { enterBeforeTask, runAndJudge, type PatchRunResult } from './run-patcher.ts';
+
+export type BrokenVariant = 'no-int3' | 'no-sync' | 'skip-one' | 'first-before-tail';
+
+/** Where the broken batch service lives (clear of text_poke's services at +0x100..+0x120). */
+export const BROKEN_SERVICE = SERVICE_BASE + 0x400;
+
+/** ICR delivery: fixed, one destination (shorthand 0) or all excluding self (shorthand 3). */
+const ICR_ALL_BUT_SELF = 3 << 18;
+
+export interface BrokenOptions {
+  variant: BrokenVariant;
+  patcherCpu: number;
+  /** `skip-one`: the vCPU every sync leaves out. */
+  skipCpu?: number;
+}
+
+export interface BrokenResult extends PatchRunResult {
+  syncs: number;
+}
+
+function* textPoke(ctx: ServiceContext, address: number, bytes: ArrayLike<number>): Generator<number, void, void> {
+  ctx.exec.memory.poke(address, bytes, ctx.cpu.id);
+  yield CostClass.Store;
+}
+
+function* writeLoc(ctx: ServiceContext, at: number, loc: TextPokeLoc): Generator<number, void, void> {
+  const textWord = (from: number) => loc.text.subarray(from, from + 4).reduce((acc, b, i) => acc + b * 2 ** (8 * i), 0);
+  yield* ctx.store(at + TP_LOC.relAddr, 4, relAddr(loc.address));
+  yield* ctx.store(at + TP_LOC.disp, 4, loc.disp);
+  yield* ctx.store(at + TP_LOC.len, 2, loc.len | (loc.opcode << 8));
+  yield* ctx.store(at + TP_LOC.text, 4, textWord(0));
+  yield* ctx.store(at + TP_LOC.text + 4, 4, textWord(4));
+}
+
+/**
+ * Patch `patches` with `variant` on `patcherCpu`, then run the guest to completion and judge it.
+ * The sites' INT3s (when the variant writes them) are handled by the real poke_int3_handler.
+ */
+export function brokenPatch(guest: Guest, patches: readonly TextPatch[], o: BrokenOptions, opts: RunOptions = {}): BrokenResult {
+  const m = guest.machine;
+  new TextPokeBp(m); // poke_int3_handler at #BP, do_sync_core at the SYNC vector
+  const nCpus = m.vcpus.length;
+  const locs = patches.map(textPokeLocInit).sort((a, b) => a.address - b.address);
+  let syncs = 0;
+  let done = false;
+
+  function* sync(ctx: ServiceContext): Generator<number, void, void> {
+    syncs++;
+    yield* ctx.serialize();
+    if (o.variant === 'no-sync' || nCpus === 1) return;
+    yield* ctx.xchg(SYNC_ACKS, 4, 0);
+    let expected = nCpus - 1;
+    if (o.variant === 'skip-one') {
+      // The bug: one vCPU is left out of the IPI (a stale cpumask), and nobody waits for it.
+      for (let t = 0; t < nCpus; t++) if (t !== ctx.cpu.id && t !== o.skipCpu) ctx.exec.sendIpi(ctx.cpu.id, VECTOR.SYNC, t);
+      expected = nCpus - 2;
+    } else {
+      ctx.exec.sendIpi(ctx.cpu.id, VECTOR.SYNC | ICR_ALL_BUT_SELF, 0);
+    }
+    yield* ctx.work(CostClass.Serializing);
+    while ((yield* ctx.load(SYNC_ACKS, 4)) < expected) yield* ctx.pause();
+  }
+
+  function* batch(ctx: ServiceContext): ServiceBody {
+    if (o.variant === 'no-int3') {
+      // text_poke() of the whole site (a memcpy, byte by byte) while other vCPUs may be
+      // executing it, then the sync: too late for a vCPU that fetched in between.
+      for (const loc of locs) for (let i = 0; i < loc.len; i++) yield* textPoke(ctx, loc.address + i, [loc.text[i]!]);
+      yield* sync(ctx);
+      done = true;
+      return;
+    }
+    for (let i = 0; i < locs.length; i++) yield* writeLoc(ctx, TP_VEC + i * TP_LOC.size, locs[i]!);
+    yield* ctx.store(BP_DESC.vec, 8, TP_VEC);
+    yield* ctx.store(BP_DESC.nrEntries, 4, locs.length);
+    yield* ctx.store(BP_DESC.refs, 4, 1);
+    for (const loc of locs) yield* textPoke(ctx, loc.address, [Opcode.INT3]);
+    yield* sync(ctx);
+    const tails = function* () { for (const loc of locs) if (loc.len > 1) yield* textPoke(ctx, loc.address + 1, loc.text.subarray(1)); };
+    const firsts = function* () { for (const loc of locs) yield* textPoke(ctx, loc.address, loc.text.subarray(0, 1)); };
+    if (o.variant === 'first-before-tail') {
+      yield* firsts();
+      yield* sync(ctx);
+      yield* tails();
+    } else {
+      yield* tails();
+      yield* sync(ctx);
+      yield* firsts();
+    }
+    yield* sync(ctx);
+    if ((yield* ctx.fetchAdd(BP_DESC.refs, 4, -1)) !== 1) {
+      while ((yield* ctx.load(BP_DESC.refs, 4)) !== 0) yield* ctx.pause();
+    }
+    done = true;
+  }
+
+  m.registerService(BROKEN_SERVICE, `text_poke_bp_broken(${o.variant})`, batch);
+  enterBeforeTask(guest, o.patcherCpu, BROKEN_SERVICE);
+  const r = runAndJudge(guest, () => done, opts);
+  return { ...r, syncs };
+}

@@ -1,0 +1,68 @@
+/**
+ * Run a patching service on a live guest and judge the run (shared by v1 and the broken
+ * variants): vCPU `patcherCpu` calls the service at `entry` before its task (its stack returns
+ * into task_entry) while every vCPU keeps taking locks; the machine's hazards, the INT3 handler's
+ * BUGs, the lock counters and task completion decide the verdict.
+ */
+import { Reg } from '../x86/registers.ts';
+import { stackTop } from '../kernel/layout.ts';
+import { Int3EmulationError } from '../kernel/text-poke-errors.ts';
+import { KernelBug } from '../kernel/errors.ts';
+import type { Guest, LockReport } from '../kernel/guest.ts';
+import type { RunOptions, RunResult } from '../machine/machine.ts';
+import type { Hazard } from '../machine/events.ts';
+
+export type PatchRunReason =
+  | 'ok'
+  | 'hazard'
+  | 'not-emulatable'
+  | 'kernel-bug'
+  | 'broken-lock'
+  | 'all-halted'
+  | 'unfinished';
+
+export interface PatchRunResult {
+  ok: boolean;
+  reason: PatchRunReason;
+  detail?: string;
+  hazard?: Hazard;
+  /** The patcher service returned (its work is complete). */
+  patched: boolean;
+  run: RunResult;
+  locks: LockReport[];
+}
+
+/** Make `patcherCpu` CALL `entry` first: push task_entry as its return address. */
+export function enterBeforeTask(guest: Guest, patcherCpu: number, entry: number): void {
+  const c = guest.machine.vcpu(patcherCpu);
+  if (c.getAddr(Reg.RSP) !== stackTop(patcherCpu) || c.rip !== guest.symbol('task_entry')) {
+    throw new KernelBug(`the patcher needs vCPU ${patcherCpu} before its task starts`);
+  }
+  const rsp = c.getAddr(Reg.RSP) - 8;
+  guest.machine.memory.writeBytes(rsp, le64(c.rip));
+  c.setAddr(Reg.RSP, rsp);
+  c.rip = entry;
+}
+
+/** Run the guest to completion and classify the outcome; `patched()` says whether the patcher finished. */
+export function runAndJudge(guest: Guest, patched: () => boolean, opts: RunOptions = {}): PatchRunResult {
+  const run = guest.run(opts);
+  const locks = guest.checkLocks();
+  const base = { patched: patched(), run, locks };
+  const fail = (reason: PatchRunReason, detail?: string, hazard?: Hazard): PatchRunResult =>
+    ({ ok: false, reason, ...(detail ? { detail } : {}), ...(hazard ? { hazard } : {}), ...base });
+  if (run.reason === 'hazard') return fail('hazard', run.hazards[0]?.kind, run.hazards[0]);
+  if (run.error instanceof Int3EmulationError) return fail('not-emulatable', run.error.message);
+  if (run.error instanceof KernelBug) return fail('kernel-bug', run.error.message);
+  const broken = locks.find((l) => !l.ok);
+  if (broken) return fail('broken-lock', `${broken.role} lock ${broken.index}: counter ${broken.counter} != acquisitions ${broken.acquisitions}`);
+  const m = guest.machine;
+  if (run.reason === 'all-halted' && !guest.tasksDone) return fail('all-halted', `${guest.stats.tasksDone} of ${m.vcpus.length} tasks finished`);
+  if (!guest.tasksDone || !base.patched) return fail('unfinished', run.error?.message ?? `${run.reason}; ${guest.stats.tasksDone} of ${m.vcpus.length} tasks finished`);
+  return { ok: true, reason: 'ok', ...base };
+}
+
+export function le64(v: number): number[] {
+  const u = BigInt.asUintN(64, BigInt(v));
+  return Array.from({ length: 8 }, (_, i) => Number((u >> BigInt(8 * i)) & 0xffn));
+}

@@ -1,0 +1,78 @@
+// Negative controls (DESIGN.md §5): each broken patching protocol drops one rule and the machine's
+// checks catch it on a fixed seed, at the step it broke.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Guest } from '../../src/kernel/guest.ts';
+import { RandomChooser } from '../../src/sched/random.ts';
+import { SERVICE_BASE, VECTOR } from '../../src/kernel/layout.ts';
+import { PvOp, directCall, type PatchSite } from '../../src/kernel/pv-ops.ts';
+import { pvSlowpath } from '../../src/kernel/qspinlock-slowpath.ts';
+import { brokenPatch, type BrokenVariant } from '../../src/patching/broken.ts';
+import type { Hazard } from '../../src/machine/events.ts';
+
+const INJECT = { nmis: 2, irqs: 4, irqVector: VECTOR.LOCK_IRQ };
+/** A second copy of __pv_queued_spin_lock_slowpath: the CALL at the slowpath site changes target (bytes 1..4). */
+const PV_SLOWPATH_V2 = SERVICE_BASE + 0x200;
+
+function slowpathSwitch(seed: number, variant: BrokenVariant, skipCpu?: number) {
+  const g = new Guest({ vcpus: 4, flavor: 'pv', spinThreshold: 4, workload: { iterations: 3 }, seed });
+  g.machine.registerService(PV_SLOWPATH_V2, '__pv_queued_spin_lock_slowpath_v2', (ctx) => pvSlowpath(ctx, g.env));
+  const site: PatchSite = g.image.sites.find((s) => s.type === PvOp.QueuedSpinLockSlowpath)!;
+  const bytes = directCall(site, PV_SLOWPATH_V2).subarray(0, 5);
+  const r = brokenPatch(g, [{ address: site.address, bytes }], { variant, patcherCpu: 0, ...(skipCpu !== undefined ? { skipCpu } : {}) },
+    { chooser: new RandomChooser(seed), inject: INJECT });
+  return { g, site, r };
+}
+
+function cmc(h: Hazard | undefined): Extract<Hazard, { kind: 'cmc-unsynchronized' }> {
+  assert.ok(h, 'a hazard was reported');
+  assert.equal(h.kind, 'cmc-unsynchronized');
+  return h as Extract<Hazard, { kind: 'cmc-unsynchronized' }>;
+}
+
+test('broken 1, no INT3: the CALL is rewritten byte by byte while vCPU 1 runs it -> cmc-unsynchronized at the site (seed 9)', () => {
+  const { site, r } = slowpathSwitch(9, 'no-int3');
+  assert.equal(r.reason, 'hazard');
+  const h = cmc(r.hazard);
+  assert.equal(h.address, site.address);
+  assert.equal(h.cpu, 1);
+  assert.ok(h.unsynchronized.every((b) => b.writer === 0), 'the bytes came from the patcher, vCPU 0');
+  assert.ok(h.unsynchronized.some((b) => b.offset > 0), 'a displacement byte nobody synchronized with');
+});
+
+test('broken 2, no sync between the steps: the tail is fetched behind an unsynchronized INT3 -> cmc-unsynchronized (seed 1)', () => {
+  const { site, r } = slowpathSwitch(1, 'no-sync');
+  assert.equal(r.reason, 'hazard');
+  const h = cmc(r.hazard);
+  assert.equal(h.address, site.address);
+  assert.ok(h.unsynchronized.length > 1, 'more than the first byte changed under the fetching vCPU');
+  assert.equal(r.syncs, 3, 'the three text_poke_syncs were reduced to local serializes');
+});
+
+test('broken 3, the sync skips vCPU 2: the hazard is on vCPU 2, the vCPU that never serialized (seed 1)', () => {
+  const { site, r } = slowpathSwitch(1, 'skip-one', 2);
+  assert.equal(r.reason, 'hazard');
+  const h = cmc(r.hazard);
+  assert.equal(h.cpu, 2);
+  assert.equal(h.address, site.address);
+});
+
+test('broken 4, first byte written (and synced) before the tail: the tail write is fetched unsynchronized -> cmc-unsynchronized (seed 1)', () => {
+  const { site, r } = slowpathSwitch(1, 'first-before-tail');
+  assert.equal(r.reason, 'hazard');
+  const h = cmc(r.hazard);
+  assert.equal(h.address, site.address);
+  assert.ok(h.unsynchronized.length > 0 && h.unsynchronized.every((b) => b.offset >= 1 && b.offset <= 4), 'only the tail (the CALL displacement) is unsynchronized');
+  assert.equal(h.bytes[0], 0xe8, 'the new first byte was already in place');
+});
+
+test('control: the correct text_poke_bp makes the same switch cleanly on the same seeds', async () => {
+  const { textPokeBp } = await import('../../src/patching/text-poke-bp.ts');
+  for (const seed of [1, 9]) {
+    const g = new Guest({ vcpus: 4, flavor: 'pv', spinThreshold: 4, workload: { iterations: 3 }, seed });
+    g.machine.registerService(PV_SLOWPATH_V2, '__pv_queued_spin_lock_slowpath_v2', (ctx) => pvSlowpath(ctx, g.env));
+    const site = g.image.sites.find((s) => s.type === PvOp.QueuedSpinLockSlowpath)!;
+    const r = textPokeBp(g, [{ address: site.address, bytes: directCall(site, PV_SLOWPATH_V2).subarray(0, 5) }], 0, { chooser: new RandomChooser(seed), inject: INJECT });
+    assert.equal(r.reason, 'ok', `seed ${seed}: ${r.detail ?? ''}`);
+  }
+});
