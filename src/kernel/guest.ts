@@ -8,7 +8,7 @@ import { Machine, type RunOptions, type RunResult } from '../machine/machine.ts'
 import { drainAll } from '../machine/access.ts';
 import { Reg, Flag } from '../x86/registers.ts';
 import { KvmHost, type KvmOptions, type Vendor } from '../host/kvm.ts';
-import type { ServiceContext } from '../machine/service.ts';
+import type { ServiceContext, ServiceFactory } from '../machine/service.ts';
 import {
   DATA, DATA_BASE, DATA_SIZE, GUEST_MAX_VCPUS, MAX_LOCKS, PERCPU, PERCPU_BASE, PERCPU_SIZE, PV_HASH_ENTRIES,
   PV_HASH_ENTRY_SIZE, STACK_BASE, STACK_SIZE, TEXT_BASE, TEXT_SIZE, VECTOR, counterAddress, percpuBase, stackTop,
@@ -77,6 +77,8 @@ export class Guest {
   readonly stats: GuestStats;
   readonly workload: WorkloadShape;
   readonly env: SlowpathEnv;
+  /** What lockop_checkpoint() runs (workload.lockopCheckpoint); installed by the v2 switch. */
+  lockopCheckpoint: ServiceFactory | undefined;
 
   constructor(readonly options: GuestOptions) {
     checkOptions(options);
@@ -134,6 +136,12 @@ export class Guest {
       yield* ctx.work();
     });
 
+    if (this.workload.lockopCheckpoint) {
+      m.registerService(SERVICE.lockopCheckpoint, 'lockop_checkpoint', (ctx: ServiceContext) => {
+        const f = this.lockopCheckpoint;
+        return f ? f(ctx) : ctx.work();
+      });
+    }
     this.setFlavor(this.decision.flavor);
 
     m.setIdt(VECTOR.LOCK_IRQ, this.symbol('irq_handler'));

@@ -22,6 +22,8 @@ export const SERVICE = {
   recordWait: SERVICE_BASE + 0x30,
   taskDone: SERVICE_BASE + 0x40,
   udelay: SERVICE_BASE + 0x50,
+  /** lockop_checkpoint(): the task loop's no-lock point (v2 global barrier, src/kernel/lockop-barrier.ts). */
+  lockopCheckpoint: SERVICE_BASE + 0x60,
 } as const;
 
 export interface WorkloadShape {
@@ -37,6 +39,11 @@ export interface WorkloadShape {
   taskLocks: number;
   /** Every n-th iteration also takes the IRQ lock with interrupts disabled (0 = never). */
   irqLockEvery: number;
+  /**
+   * Call lockop_checkpoint() between task iterations and in the idle loop, where the CPU holds no
+   * lock (the v2 lock-op switch's global barrier and its trigger poll; default off).
+   */
+  lockopCheckpoint?: boolean;
 }
 
 export interface Image {
@@ -231,6 +238,7 @@ function emitTask(b: ImageBuilder, shape: WorkloadShape, irqLock: number): void 
   // On entry: r13 = iterations, r12 scratch (t0), rbx = this CPU's task lock index * 64.
   a.here('task_entry');
   a.here('.task_loop');
+  if (shape.lockopCheckpoint) a.call(SERVICE.lockopCheckpoint);
   delay(a, shape.thinkLoops, '.think');
   udelay(a, shape.thinkCycles ?? 0);
   rdtsc64(a);
@@ -265,6 +273,11 @@ function emitTask(b: ImageBuilder, shape: WorkloadShape, irqLock: number): void 
   a.mov(byte(gs(PERCPU.done)), 1);
   a.call(SERVICE.taskDone);
   a.here('.task_idle');
+  if (shape.lockopCheckpoint) {
+    // Idle is a no-lock point too; IRQs off across the check so a wake-up IPI cannot slip in
+    // before the HLT (sti; hlt: the STI shadow covers it).
+    a.cli().call(SERVICE.lockopCheckpoint).sti();
+  }
   a.hlt().jmp(a.label('.task_idle'));
 }
 

@@ -31,7 +31,7 @@ export interface TextPokeStats extends Int3Stats {
 }
 
 /** text_poke(): one write through the alias mapping, one scheduling step. */
-function* textPoke(ctx: ServiceContext, address: number, bytes: ArrayLike<number>): Generator<number, void, void> {
+export function* textPoke(ctx: ServiceContext, address: number, bytes: ArrayLike<number>): Generator<number, void, void> {
   ctx.exec.memory.poke(address, bytes, ctx.cpu.id);
   yield CostClass.Store;
 }
@@ -117,18 +117,26 @@ export class TextPokeBp {
   }
 
   /** text_poke_sync(): on_each_cpu(do_sync_core, NULL, 1) — IPI everyone, wait for every ack. */
-  private *sync(ctx: ServiceContext, nCpus: number): Generator<number, void, void> {
-    this.stats.syncs++;
-    yield* ctx.serialize(); // do_sync_core() on this CPU too
-    if (nCpus === 1) return;
-    // Reset the acknowledgements; the locked op is also the fence before the ICR write
-    // (weak_wrmsr_fence), so every text write is visible before any IPI lands.
-    yield* ctx.xchg(SYNC_ACKS, 4, 0);
-    ctx.exec.sendIpi(ctx.cpu.id, VECTOR.SYNC | ICR_ALL_BUT_SELF, 0);
-    this.stats.ipis += nCpus - 1;
-    yield* ctx.work(CostClass.Serializing);
-    while ((yield* ctx.load(SYNC_ACKS, 4)) < nCpus - 1) yield* ctx.pause();
+  private sync(ctx: ServiceContext, nCpus: number): Generator<number, void, void> {
+    return textPokeSync(ctx, nCpus, this.stats);
   }
+}
+
+/**
+ * text_poke_sync(): on_each_cpu(do_sync_core, NULL, 1) — IPI everyone, wait for every ack. Needs
+ * do_sync_core on VECTOR.SYNC (a TextPokeBp installs it). Shared with the v2 lock-op switch.
+ */
+export function* textPokeSync(ctx: ServiceContext, nCpus: number, stats: { syncs: number; ipis: number }): Generator<number, void, void> {
+  stats.syncs++;
+  yield* ctx.serialize(); // do_sync_core() on this CPU too
+  if (nCpus === 1) return;
+  // Reset the acknowledgements; the locked op is also the fence before the ICR write
+  // (weak_wrmsr_fence), so every text write is visible before any IPI lands.
+  yield* ctx.xchg(SYNC_ACKS, 4, 0);
+  ctx.exec.sendIpi(ctx.cpu.id, VECTOR.SYNC | ICR_ALL_BUT_SELF, 0);
+  stats.ipis += nCpus - 1;
+  yield* ctx.work(CostClass.Serializing);
+  while ((yield* ctx.load(SYNC_ACKS, 4)) < nCpus - 1) yield* ctx.pause();
 }
 
 /** tp_vec[i] = loc (the patcher's private data until bp_desc publishes it). */

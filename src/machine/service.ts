@@ -156,12 +156,17 @@ export class ServiceContext {
    * instruction the INT3 handler emulates after the frame is popped, on the interrupted stack:
    * `push` a return address (int3_emulate_call) or `pop` one into RIP (int3_emulate_ret). Linux
    * shifts the frame to make room for the push; popping it first is the same state in one step.
+   * `keepNmiBlocked` leaves NMIs as blocked as they were in the handler (see below).
    */
-  *iret(emulate: { push?: number; pop?: boolean } = {}): Generator<number, void, void> {
+  *iret(emulate: { push?: number; pop?: boolean; keepNmiBlocked?: boolean } = {}): Generator<number, void, void> {
     const c = this.cpu;
     const frames = c.serviceFrames;
     if (frames[frames.length - 1]?.address === this.address) frames.pop();
+    const nmiBlocked = c.nmiBlocked;
     let hazard = iret(this.exec, c);
+    // keepNmiBlocked: the IRET of a #BP taken inside an NMI handler re-opens NMIs in hardware;
+    // Linux's nested-NMI entry code defers a second NMI until the first one returns.
+    if (emulate.keepNmiBlocked === true) c.nmiBlocked = nmiBlocked;
     if (!hazard && emulate.push !== undefined) {
       push64(this.exec, c, emulate.push);
       recordReturn(this.exec, c, c.getAddr(Reg.RSP), emulate.push);

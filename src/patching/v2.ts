@@ -1,0 +1,267 @@
+/**
+ * The v2 runtime switch of all five pv_lock_ops (seed 001 "so now v2"; DESIGN.md §5), with no
+ * stop_machine, while every vCPU keeps taking locks:
+ *
+ *  1. site-local barrier: an INT3 on the first byte of every `.parainstructions` site, sync; the
+ *     INT3 handler (src/kernel/lockop-barrier.ts) emulates the OLD ops;
+ *  2. global barrier: every vCPU passes lockop_checkpoint() — the task loop between iterations, or
+ *     the idle loop — where it holds no lock, and starts counting (we chose a check point of the
+ *     workload over an IPI: an IPI handler may land while its CPU holds a lock, and a Linux worker
+ *     on each CPU is what the talk proposes);
+ *  3. counted slowpath lock-ops: the handler adds one per slowpath entered and drops it at the
+ *     matching unlock (a per-CPU map tells it from a fast-path unlock);
+ *  4. when every vCPU passed and the count is zero, cmpxchg(word, 0, FLIPPED): from then on the
+ *     handler emulates the NEW ops; write the new tails, sync, the new first bytes, sync, wait for
+ *     in-flight handlers;
+ *  5. when load keeps the barrier open past a budget, abort (-EAGAIN): put the old first bytes
+ *     back, sync, wait for the handlers, and retry later, up to `maxRetries` times.
+ *
+ * The switch runs on `patcherCpu` from its own lockop_checkpoint(), when the trigger
+ * (LOCKOP.pending: src/patching/trigger.ts's hint handler, or `request`) asks for a flavour.
+ */
+import type { Guest, LockReport } from '../kernel/guest.ts';
+import type { RunOptions, RunResult } from '../machine/machine.ts';
+import type { ServiceContext } from '../machine/service.ts';
+import { DATA, DATA_BASE, VECTOR } from '../kernel/layout.ts';
+import { TextPokeBp, textPoke, textPokeSync } from '../kernel/text-poke.ts';
+import { FLAVOR_CODE, FLIPPED, LOCKOP, LOCKOP_SERVICE, LockopBarrier, flavorOf } from '../kernel/lockop-barrier.ts';
+import { PV_OPS, patchBytes, type Flavor } from '../kernel/pv-ops.ts';
+import { pvOpsTable } from '../kernel/paravirt.ts';
+import { KernelBug, GuestConfigError } from '../kernel/errors.ts';
+
+export interface V2Options {
+  /** The vCPU that runs the switch from its checkpoint (default 0). */
+  patcherCpu?: number;
+  /** Barrier budget per attempt, in cpu_relax() iterations of the patcher (default 20000). */
+  maxWaitSpins?: number;
+  /** Attempts after the first one before giving up with -EAGAIN (default 3). */
+  maxRetries?: number;
+  /** udelay() cycles between an abort and the next attempt (default 5000). */
+  retryDelay?: number;
+}
+
+export type V2PhaseName = 'start' | 'int3' | 'barrier-open' | 'flip' | 'tails' | 'first-bytes' | 'done' | 'abort' | 'int3-removed';
+
+export interface V2Phase {
+  phase: V2PhaseName;
+  attempt: number;
+  /** Machine step and the patcher's clock when the phase was reached. */
+  step: number;
+  time: number;
+}
+
+/** One requested switch: its attempts, and how it ended. */
+export interface V2Switch {
+  from: Flavor;
+  to: Flavor;
+  ok: boolean;
+  /** switched, or eagain (every attempt aborted under load: the guest stays on `from`). */
+  reason: 'switched' | 'eagain';
+  retries: number;
+  int3Hits: number;
+  /** The patcher's spins waiting on the barrier, per attempt. */
+  waits: number[];
+  phases: V2Phase[];
+}
+
+const EAGAIN = -11;
+
+/** The v2 switcher of one guest: the INT3 handler, the checkpoint, the patcher. */
+export class LockopSwitcher {
+  flavor: Flavor;
+  readonly switches: V2Switch[] = [];
+  readonly barrier: LockopBarrier;
+  readonly patcherCpu: number;
+  private readonly maxWaitSpins: number;
+  private readonly maxRetries: number;
+  private readonly retryDelay: number;
+  private readonly sync = { syncs: 0, ipis: 0 };
+  private epoch = 0;
+  private busy = false;
+
+  constructor(readonly guest: Guest, opts: V2Options = {}) {
+    if (!guest.workload.lockopCheckpoint) throw new GuestConfigError('the v2 lock-op switch needs workload.lockopCheckpoint (its global barrier)');
+    const m = guest.machine;
+    this.flavor = guest.flavor;
+    this.patcherCpu = opts.patcherCpu ?? 0;
+    if (this.patcherCpu < 0 || this.patcherCpu >= m.vcpus.length) throw new GuestConfigError(`no vCPU ${this.patcherCpu} to run the switch`);
+    this.maxWaitSpins = opts.maxWaitSpins ?? 20000;
+    this.maxRetries = opts.maxRetries ?? 3;
+    this.retryDelay = opts.retryDelay ?? 5000;
+    this.barrier = new LockopBarrier(guest.image.sites, guest.image.targets, m.vcpus.length);
+    new TextPokeBp(m); // do_sync_core on the SYNC vector (text_poke_sync's IPI)
+    m.registerService(LOCKOP_SERVICE.int3Handler, 'lockop_int3_handler', (ctx) => this.barrier.handler(ctx));
+    m.setIdt(VECTOR.BP, LOCKOP_SERVICE.int3Handler);
+    guest.lockopCheckpoint = (ctx) => this.checkpoint(ctx);
+  }
+
+  /** Ask for `to` from outside the guest (what the hint handler does from inside). */
+  request(to: Flavor): void {
+    this.guest.machine.memory.writeBytes(LOCKOP.pending, [FLAVOR_CODE[to], 0, 0, 0]);
+  }
+
+  /** Switches that ended, and INT3 hits and retries over all of them. */
+  get int3Hits(): number {
+    return this.barrier.stats.int3Hits;
+  }
+
+  /** lockop_checkpoint(): this CPU holds no lock here. */
+  private *checkpoint(ctx: ServiceContext): Generator<number, void, void> {
+    if (ctx.cpu.id === this.patcherCpu && !this.busy) {
+      const p = yield* ctx.load(LOCKOP.pending, 4);
+      if (p !== 0 && (yield* ctx.cmpxchg(LOCKOP.pending, 4, p, 0)) === p) {
+        const to = flavorOf(p);
+        if (to !== undefined && to !== this.flavor) {
+          this.busy = true;
+          try {
+            yield* this.switchTo(ctx, to);
+          } finally {
+            this.busy = false;
+          }
+        }
+      }
+    }
+    yield* this.barrier.pass(ctx);
+  }
+
+  private *switchTo(ctx: ServiceContext, to: Flavor): Generator<number, number, void> {
+    const from = this.flavor;
+    const n = this.guest.machine.vcpus.length;
+    const { sites, targets } = this.guest.image;
+    const oldBytes = sites.map((s) => patchBytes(s, from, targets));
+    const newBytes = sites.map((s) => patchBytes(s, to, targets));
+    const hits0 = this.barrier.stats.int3Hits;
+    const rec: V2Switch = { from, to, ok: false, reason: 'eagain', retries: 0, int3Hits: 0, waits: [], phases: [] };
+    this.switches.push(rec);
+    let attempt = 0;
+    const mark = (phase: V2PhaseName) => rec.phases.push({ phase, attempt, step: ctx.exec.step, time: ctx.cpu.time });
+    const sync = () => textPokeSync(ctx, n, this.sync);
+    const dropRefs = function* (): Generator<number, void, void> {
+      if ((yield* ctx.fetchAdd(LOCKOP.refs, 4, -1)) !== 1) {
+        while ((yield* ctx.load(LOCKOP.refs, 4)) !== 0) yield* ctx.pause();
+      }
+    };
+
+    for (; attempt <= this.maxRetries; attempt++) {
+      mark('start');
+      // Publish: a fresh count, the flavours, refs = 1 (handlers may run from here on).
+      yield* ctx.store(LOCKOP.word, 4, 0);
+      yield* ctx.store(LOCKOP.passed, 4, 0);
+      yield* ctx.store(LOCKOP.from, 4, FLAVOR_CODE[from]);
+      yield* ctx.store(LOCKOP.to, 4, FLAVOR_CODE[to]);
+      // A locked op: text_poke writes the text at once, so every store above must be visible
+      // before the first 0xCC is (a plain store could still sit in our store buffer).
+      yield* ctx.xchg(LOCKOP.refs, 4, 1);
+      // 1. Site-local barrier.
+      for (const s of sites) yield* textPoke(ctx, s.address, [0xcc]);
+      yield* sync();
+      mark('int3');
+      // 2. Global barrier: open it, pass it ourselves (no lock held here), wake the idle.
+      yield* ctx.store(LOCKOP.epoch, 4, ++this.epoch);
+      yield* this.barrier.pass(ctx);
+      yield* sync();
+      mark('barrier-open');
+      // 3./4. Wait for every CPU and a zero count; the cmpxchg is the switch.
+      let flipped = false, spins = 0;
+      for (; spins < this.maxWaitSpins; spins++) {
+        if ((yield* ctx.load(LOCKOP.passed, 4)) === n && (yield* ctx.cmpxchg(LOCKOP.word, 4, 0, FLIPPED)) === 0) {
+          flipped = true;
+          break;
+        }
+        yield* ctx.pause();
+      }
+      rec.waits.push(spins);
+      if (flipped) {
+        mark('flip');
+        const table = pvOpsTable(to, targets);
+        for (const op of PV_OPS) yield* ctx.store(DATA_BASE + DATA.pvOps + 8 * op, 8, table.get(op)!);
+        let tails = false;
+        for (let i = 0; i < sites.length; i++) {
+          if (sites[i]!.len <= 1) continue;
+          yield* textPoke(ctx, sites[i]!.address + 1, newBytes[i]!.subarray(1));
+          tails = true;
+        }
+        if (tails) yield* sync();
+        mark('tails');
+        for (let i = 0; i < sites.length; i++) yield* textPoke(ctx, sites[i]!.address, newBytes[i]!.subarray(0, 1));
+        yield* sync();
+        mark('first-bytes');
+        yield* ctx.store(LOCKOP.epoch, 4, 0);
+        yield* dropRefs();
+        mark('done');
+        this.flavor = to;
+        rec.ok = true;
+        rec.reason = 'switched';
+        rec.int3Hits = this.barrier.stats.int3Hits - hits0;
+        return 0;
+      }
+      // 5. Abort: stop counting, put the old first bytes back, wait for the handlers.
+      mark('abort');
+      yield* ctx.store(LOCKOP.epoch, 4, 0);
+      for (let i = 0; i < sites.length; i++) yield* textPoke(ctx, sites[i]!.address, oldBytes[i]!.subarray(0, 1));
+      yield* sync();
+      yield* dropRefs();
+      mark('int3-removed');
+      if (attempt < this.maxRetries) {
+        rec.retries++;
+        yield* ctx.delay(this.retryDelay);
+      }
+    }
+    rec.int3Hits = this.barrier.stats.int3Hits - hits0;
+    return EAGAIN;
+  }
+}
+
+/** Install the v2 switcher on a booted guest (once per guest). */
+export function installLockopV2(guest: Guest, opts: V2Options = {}): LockopSwitcher {
+  return new LockopSwitcher(guest, opts);
+}
+
+export type V2Reason = 'ok' | 'eagain' | 'hazard' | 'kernel-bug' | 'broken-lock' | 'all-halted' | 'unfinished';
+
+export interface V2Result {
+  ok: boolean;
+  reason: V2Reason;
+  detail?: string;
+  /** The flavour the guest runs on at the end. */
+  flavor: Flavor;
+  switches: V2Switch[];
+  int3Hits: number;
+  /** Slowpath entries the INT3 handler counted (barrier passed) and their matching unlocks. */
+  counted: number;
+  uncounted: number;
+  retries: number;
+  run: RunResult;
+  locks: LockReport[];
+}
+
+/** Judge a run of a guest with a switcher: the machine's hazards, the kernel, the locks, the tasks. */
+export function judgeV2(guest: Guest, sw: LockopSwitcher, run: RunResult): V2Result {
+  const locks = guest.checkLocks();
+  const base = {
+    flavor: sw.flavor, switches: sw.switches, int3Hits: sw.int3Hits,
+    counted: sw.barrier.stats.counted, uncounted: sw.barrier.stats.uncounted,
+    retries: sw.switches.reduce((a, s) => a + s.retries, 0), run, locks,
+  };
+  const fail = (reason: V2Reason, detail?: string): V2Result => ({ ok: false, reason, ...(detail ? { detail } : {}), ...base });
+  if (run.reason === 'hazard') return fail('hazard', run.hazards[0]?.kind);
+  if (run.error instanceof KernelBug) return fail('kernel-bug', run.error.message);
+  const broken = locks.find((l) => !l.ok);
+  if (broken) return fail('broken-lock', `${broken.role} lock ${broken.index}: counter ${broken.counter} != acquisitions ${broken.acquisitions}`);
+  if (run.reason === 'all-halted' && !guest.tasksDone) return fail('all-halted', `${guest.stats.tasksDone} of ${guest.machine.vcpus.length} tasks finished`);
+  if (!guest.tasksDone) return fail('unfinished', run.error?.message ?? run.reason);
+  const last = sw.switches[sw.switches.length - 1];
+  if (last && !last.ok) return fail('eagain', `${last.from} -> ${last.to}: ${last.retries} retries, the barrier stayed open under load`);
+  return { ok: true, reason: 'ok', ...base };
+}
+
+/**
+ * switchLockOpsV2(): install the switcher, ask for `to` and run the guest until every task
+ * finishes; the switch happens on `patcherCpu` while every vCPU takes locks.
+ */
+export function switchLockOpsV2(guest: Guest, to: Flavor, opts: V2Options & { run?: RunOptions } = {}): V2Result {
+  const sw = installLockopV2(guest, opts);
+  sw.request(to);
+  const run = guest.run(opts.run ?? {});
+  return judgeV2(guest, sw, run);
+}

@@ -1,0 +1,131 @@
+// The v2 runtime switch of all five pv_lock_ops (seed 001 "so now v2", DESIGN.md §5): INT3 at
+// every lock-op site with the old ops emulated, a global barrier passed where no lock is held, a
+// count of active slowpath lock-ops, the switch when every vCPU passed and the count is zero, and
+// -EAGAIN when load keeps the count up. Every vCPU keeps taking locks in task, IRQ and NMI context;
+// the machine's hazard checks (CMC, return into rewritten code) stay on.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Guest, type GuestOptions } from '../../src/kernel/guest.ts';
+import { RandomChooser } from '../../src/sched/random.ts';
+import { TEXT_BASE, VECTOR, counterAddress } from '../../src/kernel/layout.ts';
+import type { Flavor } from '../../src/kernel/pv-ops.ts';
+import { installLockopV2, judgeV2, switchLockOpsV2 } from '../../src/patching/v2.ts';
+import { installHintTrigger } from '../../src/patching/trigger.ts';
+
+const SEEDS = 120;
+const INJECT = { nmis: 2, irqs: 4, irqVector: VECTOR.LOCK_IRQ };
+
+function guest(flavor: Flavor, seed: number, extra: Partial<GuestOptions> = {}, workload: GuestOptions['workload'] = {}): Guest {
+  return new Guest({ vcpus: 4, flavor, spinThreshold: 64, seed, ...extra, workload: { iterations: 4, lockopCheckpoint: true, ...workload } });
+}
+
+/** Every byte of kernel text (all sites included) equals a freshly booted guest of `flavor`. */
+function assertTextOf(g: Guest, flavor: Flavor, seed: number, msg: string): void {
+  const fresh = new Guest({ ...g.options, flavor });
+  const len = g.image.text.length;
+  assert.deepEqual(Buffer.from(g.machine.memory.readBytes(TEXT_BASE, len)), Buffer.from(fresh.machine.memory.readBytes(TEXT_BASE, len)), `seed ${seed}: ${msg}`);
+  for (const s of g.image.sites) {
+    assert.deepEqual(Array.from(g.machine.memory.readBytes(s.address, s.len)), Array.from(fresh.machine.memory.readBytes(s.address, s.len)));
+  }
+}
+
+function readU64(g: Guest, addr: number): number {
+  return g.machine.memory.readBytes(addr, 8).reduce((acc, x, i) => acc + x * 2 ** (8 * i), 0);
+}
+
+for (const [from, to] of [['native', 'pv'], ['pv', 'native']] as const) {
+  test(`v2 switches all five ops ${from} -> ${to} under load: no hazard, locks OK, tasks finish, text as a fresh ${to} guest (${SEEDS} seeds, IRQs and NMIs)`, () => {
+    let int3Hits = 0, counted = 0;
+    for (let seed = 1; seed <= SEEDS; seed++) {
+      const g = guest(from, seed);
+      const r = switchLockOpsV2(g, to, { patcherCpu: seed % 4, run: { chooser: new RandomChooser(seed), inject: INJECT } });
+      assert.equal(r.reason, 'ok', `seed ${seed}: ${r.reason} ${r.detail ?? ''}`);
+      assert.equal(r.run.hazards.length, 0);
+      assert.equal(r.flavor, to);
+      assert.equal(r.switches.length, 1);
+      const sw = r.switches[0]!;
+      assert.equal(sw.ok, true);
+      assert.deepEqual(sw.phases.map((p) => p.phase), ['start', 'int3', 'barrier-open', 'flip', 'tails', 'first-bytes', 'done']);
+      assert.ok(sw.phases.every((p, i) => i === 0 || p.step > sw.phases[i - 1]!.step), 'phases in step order');
+      assertTextOf(g, to, seed, 'final text');
+      int3Hits += r.int3Hits;
+      counted += r.counted;
+    }
+    assert.ok(int3Hits > SEEDS, `vCPUs trapped at lock-op sites and had the ops emulated (${int3Hits} hits)`);
+    assert.ok(counted > 0, `some slowpaths were counted at the barrier (${counted})`);
+  });
+}
+
+test('the host revoking / granting KVM_HINTS_REALTIME triggers the switch through the hint handler', () => {
+  for (let seed = 1; seed <= 20; seed++) {
+    for (const [from, realtime] of [['pv', true], ['native', false]] as const) {
+      const g = guest(from, seed, { host: { realtime: !realtime } });
+      const sw = installLockopV2(g, { patcherCpu: seed % 4 });
+      const trig = installHintTrigger(g, sw);
+      let raised = false;
+      const run = g.run({
+        chooser: new RandomChooser(seed), inject: INJECT,
+        until: (m) => { if (!raised && m.step >= 50 + seed * 7) { g.host!.setRealtimeHint(realtime); raised = true; } return false; },
+      });
+      const r = judgeV2(g, sw, run);
+      const to: Flavor = realtime ? 'native' : 'pv';
+      assert.equal(r.reason, 'ok', `seed ${seed} ${from}: ${r.reason} ${r.detail ?? ''}`);
+      assert.equal(trig.hints, 4, 'every vCPU took the hint interrupt');
+      assert.ok(trig.requests.every((f) => f === to));
+      assert.equal(r.flavor, to);
+      assert.equal(r.switches.length, 1);
+      assertTextOf(g, to, seed, 'after the hint');
+    }
+  }
+});
+
+test('back and forth ten times under load (hint toggled after each switch): no acquisition lost, text as a fresh guest', () => {
+  for (let seed = 1; seed <= 5; seed++) {
+    const iterations = 120;
+    const g = guest('pv', seed, {}, { iterations, taskLocks: 2 });
+    const sw = installLockopV2(g, { patcherCpu: seed % 4 });
+    installHintTrigger(g, sw);
+    let realtime = false, requested = 0, tasksAtTenth = -1;
+    const run = g.run({
+      chooser: new RandomChooser(seed), inject: { ...INJECT, nmis: 6, irqs: 12 },
+      until: () => {
+        const done = sw.switches.filter((s) => s.ok).length;
+        if (done === requested && requested < 10 && !sw.switches.some((s) => !s.ok)) {
+          realtime = !realtime;
+          g.host!.setRealtimeHint(realtime);
+          requested++;
+        }
+        if (done === 10 && tasksAtTenth < 0) tasksAtTenth = g.stats.tasksDone;
+        return false;
+      },
+    });
+    const r = judgeV2(g, sw, run);
+    assert.equal(r.reason, 'ok', `seed ${seed}: ${r.reason} ${r.detail ?? ''}`);
+    assert.equal(r.switches.length, 10);
+    assert.deepEqual(r.switches.map((s) => s.to), ['native', 'pv', 'native', 'pv', 'native', 'pv', 'native', 'pv', 'native', 'pv']);
+    assert.ok(tasksAtTenth >= 0 && tasksAtTenth < 4, `the tenth switch finished under load (${tasksAtTenth} tasks done then)`);
+    // No acquisition lost: both task locks' counters add up to every task iteration.
+    assert.equal(readU64(g, counterAddress(0)) + readU64(g, counterAddress(1)), 4 * iterations);
+    assert.ok(r.locks.every((l) => l.ok));
+    assertTextOf(g, 'pv', seed, 'after ten switches');
+  }
+});
+
+test('abort: a tiny barrier budget under heavy load gives -EAGAIN after the retries, and the guest keeps running on the old ops', () => {
+  for (let seed = 1; seed <= 10; seed++) {
+    for (const [from, to] of [['pv', 'native'], ['native', 'pv']] as const) {
+      const g = guest(from, seed, {}, { iterations: 8, taskLocks: 1, criticalLoops: 40, thinkLoops: 0 });
+      const r = switchLockOpsV2(g, to, { patcherCpu: seed % 4, maxWaitSpins: 1, maxRetries: 2, retryDelay: 50, run: { chooser: new RandomChooser(seed), inject: INJECT } });
+      assert.equal(r.reason, 'eagain', `seed ${seed} ${from}: ${r.reason} ${r.detail ?? ''}`);
+      assert.equal(r.run.hazards.length, 0);
+      assert.equal(r.flavor, from);
+      const sw = r.switches[0]!;
+      assert.deepEqual([sw.ok, sw.reason, sw.retries], [false, 'eagain', 2]);
+      assert.equal(sw.phases.filter((p) => p.phase === 'abort').length, 3);
+      assert.equal(sw.phases.filter((p) => p.phase === 'flip').length, 0);
+      assert.ok(r.locks.every((l) => l.ok), 'locks OK');
+      assert.ok(g.tasksDone, 'every task finished');
+      assertTextOf(g, from, seed, 'the old ops are back');
+    }
+  }
+});
