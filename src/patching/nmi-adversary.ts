@@ -1,0 +1,66 @@
+/**
+ * A scheduling adversary for the nested-NMI case (seeds 000, 002): whenever a vCPU is inside the
+ * #BP handler with NMIs blocked (an INT3 met in an NMI handler) and no NMI is latched yet, inject
+ * one into it; otherwise defer to `inner`. On x86 that NMI stays latched until the next IRET — which,
+ * if it is the INT3's, lets it nest inside the first NMI handler.
+ */
+import { ActionKind, actionCpu, actionKind, type Chooser, type ChoiceKind, type CostClass, type SchedulingPoint } from '../machine/chooser.ts';
+import type { Vcpu } from '../machine/vcpu.ts';
+
+export class NmiInInt3Chooser implements Chooser {
+  readonly name: string;
+  /** NMIs this adversary injected. */
+  injected = 0;
+
+  private randomNmis = 0;
+  private readonly filtered = new Int32Array(1024);
+  private readonly map = new Int32Array(1024);
+
+  /** `randomNmis`: how many NMIs `inner` may inject where it likes; the rest of the budget is kept for the adversary. */
+  constructor(private readonly inner: Chooser, private readonly maxRandomNmis = 2, private readonly int3Handler = 'poke_int3_native') {
+    this.name = `nmi-in-int3(${inner.name})`;
+  }
+
+  next(point: SchedulingPoint): number {
+    for (let i = 0; i < point.count; i++) {
+      const a = point.actions[i]!;
+      if (actionKind(a) !== ActionKind.Nmi) continue;
+      const c = point.vcpus[actionCpu(a)]!;
+      if (c.nmiBlocked && !c.nmiPending && c.serviceFrames.at(-1)?.name === this.int3Handler) {
+        this.injected++;
+        return i;
+      }
+    }
+    const i = this.inner.next(point);
+    if (actionKind(point.actions[i]!) !== ActionKind.Nmi) return i;
+    if (this.randomNmis < this.maxRandomNmis) {
+      this.randomNmis++;
+      return i;
+    }
+    // Keep the rest of the NMI budget: let `inner` choose among the other actions.
+    let n = 0;
+    for (let j = 0; j < point.count; j++) {
+      if (actionKind(point.actions[j]!) === ActionKind.Nmi) continue;
+      this.filtered[n] = point.actions[j]!;
+      this.map[n++] = j;
+    }
+    if (n === 0) return i;
+    return this.map[this.inner.next({ actions: this.filtered, count: n, vcpus: point.vcpus, step: point.step })]!;
+  }
+
+  choose(kind: ChoiceKind, n: number): number {
+    return this.inner.choose(kind, n);
+  }
+
+  observe(vcpu: Vcpu, kind: ActionKind, cost: CostClass): void {
+    this.inner.observe?.(vcpu, kind, cost);
+  }
+
+  forced(a: number): void {
+    this.inner.forced?.(a);
+  }
+
+  idle(vcpus: readonly Vcpu[]): boolean {
+    return this.inner.idle?.(vcpus) ?? false;
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * v1 (DESIGN.md §5, RFC PATCH 15–19): switch every lock-op site of a running guest to another
+ * flavour under stop_machine (src/kernel/stop-machine.ts), then let the guest finish and judge it.
+ */
+import type { Guest } from '../kernel/guest.ts';
+import type { Vcpu } from '../machine/vcpu.ts';
+import type { RunOptions } from '../machine/machine.ts';
+import { Reg } from '../x86/registers.ts';
+import { DATA, DATA_BASE } from '../kernel/layout.ts';
+import { PV_OPS, PvOp, patchBytes, type Flavor } from '../kernel/pv-ops.ts';
+import { pvOpsTable } from '../kernel/paravirt.ts';
+import { StopMachineV1, STOP_MACHINE_SERVICE, type V1Stats } from '../kernel/stop-machine.ts';
+import { GuestConfigError } from '../kernel/errors.ts';
+import { enterBeforeTask, le64, runAndJudge, type PatchRunResult } from './run-patcher.ts';
+
+export interface V1SwitchOptions {
+  primaryCpu?: number;
+  run?: RunOptions;
+  /** Broken variants (src/patching/broken.ts): see V1Options. */
+  nmiIret?: boolean;
+  int3Retry?: boolean;
+}
+
+export interface V1Result extends PatchRunResult {
+  stats: V1Stats;
+  /** Every queued stop_machine finished. */
+  switched: boolean;
+}
+
+/**
+ * preempt_count() == 0 for the interrupted context: no return address on the live stack (nor the
+ * interrupted RIP) inside the lock code, a pv-op site, or the task's critical section. Linux's
+ * stopper thread can only run at such a point; spinlocks disable preemption.
+ */
+export function preemptibleCheck(guest: Guest): (c: Vcpu) => boolean {
+  const m = guest.machine;
+  const regions: [number, number][] = [[guest.symbol('_raw_spin_lock'), guest.symbol('task_entry')]];
+  for (const s of guest.image.sites) regions.push([s.address, s.address + s.len + 1]);
+  // The task's lock call returns to R; it holds the lock until after its inlined unlock site.
+  const task = guest.symbol('task_entry'), lock = guest.symbol('_raw_spin_lock');
+  const unlock = guest.image.sites.find((s) => s.type === PvOp.QueuedSpinUnlock && s.address > task)!;
+  for (let a = task; a < unlock.address;) {
+    const insn = m.instructionAt(a);
+    if (!insn) break;
+    const b = insn.bytes;
+    if (b[0] === 0xe8 && a + 5 + (b[1]! | (b[2]! << 8) | (b[3]! << 16) | (b[4]! << 24)) === lock) {
+      regions.push([a, unlock.address + unlock.len + 1]);
+      break;
+    }
+    a += insn.len;
+  }
+  const inside = (x: number) => regions.some(([lo, hi]) => x >= lo && x < hi);
+  return (c) => {
+    const rsp = c.getAddr(Reg.RSP);
+    for (const [slot, r] of c.returns) if (slot >= rsp && inside(r.returnAddress)) return false;
+    return true;
+  };
+}
+
+/**
+ * Switch every lock-op site to `to` (several flavours: one stop_machine each, in order) with v1 on
+ * `primaryCpu`, which runs them before its own task; then run the guest to completion.
+ */
+export function switchLockOpsV1(guest: Guest, to: Flavor | Flavor[], opts: V1SwitchOptions = {}): V1Result {
+  const m = guest.machine;
+  const flavors = Array.isArray(to) ? to : [to];
+  if (flavors.includes('pv') && !(guest.host?.pvUnhalt ?? false)) throw new GuestConfigError('switching to pv lock ops needs a KVM host with PV_UNHALT');
+  const primaryCpu = opts.primaryCpu ?? 0;
+  const sm = new StopMachineV1(m, {
+    primaryCpu,
+    preemptible: preemptibleCheck(guest),
+    ...(opts.nmiIret ? { nmiIret: true } : {}),
+    ...(opts.int3Retry ? { int3Retry: true } : {}),
+  });
+  for (const f of flavors) {
+    const table = pvOpsTable(f, guest.image.targets);
+    sm.queue({
+      sites: guest.image.sites.map((s) => ({ address: s.address, bytes: patchBytes(s, f, guest.image.targets) })),
+      after: () => { for (const op of PV_OPS) m.memory.writeBytes(DATA_BASE + DATA.pvOps + 8 * op, le64(table.get(op)!)); },
+    });
+  }
+  enterBeforeTask(guest, primaryCpu, STOP_MACHINE_SERVICE.primary);
+  const r = runAndJudge(guest, () => sm.stats.done === flavors.length, opts.run);
+  return { ...r, stats: sm.stats, switched: sm.stats.done === flavors.length };
+}
