@@ -22,7 +22,8 @@
 import type { Guest, LockReport } from '../kernel/guest.ts';
 import type { RunOptions, RunResult } from '../machine/machine.ts';
 import type { ServiceContext } from '../machine/service.ts';
-import { DATA, DATA_BASE, VECTOR } from '../kernel/layout.ts';
+import { DATA, DATA_BASE, VECTOR, stackTop } from '../kernel/layout.ts';
+import { Reg } from '../x86/registers.ts';
 import { TextPokeBp, textPoke, textPokeSync } from '../kernel/text-poke.ts';
 import { FLAVOR_CODE, FLIPPED, LOCKOP, LOCKOP_SERVICE, LockopBarrier, flavorOf } from '../kernel/lockop-barrier.ts';
 import { PV_OPS, patchBytes, type Flavor } from '../kernel/pv-ops.ts';
@@ -256,12 +257,27 @@ export function judgeV2(guest: Guest, sw: LockopSwitcher, run: RunResult): V2Res
 }
 
 /**
+ * Run the guest until every task finishes, then on until every vCPU is back in its idle HLT
+ * (stack empty): the run may end with a vCPU inside an IRQ or NMI handler's critical section,
+ * whose counter is already incremented but not yet its per-CPU acquisition count.
+ */
+export function runSettled(guest: Guest, opts: RunOptions = {}): RunResult {
+  const run = guest.run(opts);
+  if (!guest.tasksDone || run.reason === 'hazard' || run.error !== undefined) return run;
+  const idle = (m: Guest['machine']) => m.vcpus.every((c) => c.halted && c.getAddr(Reg.RSP) === stackTop(c.id));
+  if (idle(guest.machine)) return run;
+  const rest = guest.machine.run({ ...(opts.chooser ? { chooser: opts.chooser } : {}), maxInstructions: 1_000_000, until: idle });
+  if (rest.reason === 'hazard' || rest.error !== undefined) return rest;
+  return run;
+}
+
+/**
  * switchLockOpsV2(): install the switcher, ask for `to` and run the guest until every task
  * finishes; the switch happens on `patcherCpu` while every vCPU takes locks.
  */
 export function switchLockOpsV2(guest: Guest, to: Flavor, opts: V2Options & { run?: RunOptions } = {}): V2Result {
   const sw = installLockopV2(guest, opts);
   sw.request(to);
-  const run = guest.run(opts.run ?? {});
+  const run = runSettled(guest, opts.run ?? {});
   return judgeV2(guest, sw, run);
 }
