@@ -68,7 +68,11 @@ export class LockopBarrier {
   /** Per-CPU map of locks this CPU took through a counted slowpath (a multiset). */
   readonly slowLocks: number[][];
 
-  constructor(sites: readonly PatchSite[], private readonly targets: OpTargets, nCpus: number) {
+  /**
+   * `broken: 'no-map'` (a negative control): every unlock on a counting CPU drops a count, as if
+   * there were no per-CPU map to tell a fast-path unlock from a slowpath one.
+   */
+  constructor(sites: readonly PatchSite[], private readonly targets: OpTargets, nCpus: number, private readonly broken?: 'no-map') {
     for (const s of sites) this.sites.set(s.address, s);
     this.slowLocks = Array.from({ length: nCpus }, () => []);
   }
@@ -141,7 +145,15 @@ export class LockopBarrier {
     // Emulate the op in force: the old one until the switch, the new one after.
     const bytes = patchBytes(site, flipped ? to : from, this.targets);
     const next = site.address + site.len;
+    const noMap = this.broken === 'no-map' && release === 1;
     const put = function* (): Generator<number, void, void> {
+      if (noMap) {
+        // atomic_dec_if_positive() on someone else's count (ours, the +1, is in the word too).
+        for (;;) {
+          const w = yield* ctx.load(LOCKOP.word, 4);
+          if ((w & (FLIPPED - 1)) <= 1 || (yield* ctx.cmpxchg(LOCKOP.word, 4, w, w - 1)) === w) break;
+        }
+      }
       if (release > 0) yield* ctx.fetchAdd(LOCKOP.word, 4, -release);
       yield* ctx.fetchAdd(LOCKOP.refs, 4, -1);
     };

@@ -39,6 +39,12 @@ export interface V2Options {
   maxRetries?: number;
   /** udelay() cycles between an abort and the next attempt (default 5000). */
   retryDelay?: number;
+  /**
+   * Negative controls (DESIGN.md §5 broken variants): 'no-map' drops a count at every unlock
+   * (no per-CPU slowpath map); 'no-barrier' switches on a zero count without waiting for every
+   * vCPU to pass the global barrier.
+   */
+  broken?: 'no-map' | 'no-barrier';
 }
 
 export type V2PhaseName = 'start' | 'int3' | 'barrier-open' | 'flip' | 'tails' | 'first-bytes' | 'done' | 'abort' | 'int3-removed';
@@ -79,6 +85,7 @@ export class LockopSwitcher {
   private readonly sync = { syncs: 0, ipis: 0 };
   private epoch = 0;
   private busy = false;
+  private readonly broken: V2Options['broken'];
 
   constructor(readonly guest: Guest, opts: V2Options = {}) {
     if (!guest.workload.lockopCheckpoint) throw new GuestConfigError('the v2 lock-op switch needs workload.lockopCheckpoint (its global barrier)');
@@ -89,7 +96,8 @@ export class LockopSwitcher {
     this.maxWaitSpins = opts.maxWaitSpins ?? 20000;
     this.maxRetries = opts.maxRetries ?? 3;
     this.retryDelay = opts.retryDelay ?? 5000;
-    this.barrier = new LockopBarrier(guest.image.sites, guest.image.targets, m.vcpus.length);
+    this.broken = opts.broken;
+    this.barrier = new LockopBarrier(guest.image.sites, guest.image.targets, m.vcpus.length, opts.broken === 'no-map' ? 'no-map' : undefined);
     new TextPokeBp(m); // do_sync_core on the SYNC vector (text_poke_sync's IPI)
     m.registerService(LOCKOP_SERVICE.int3Handler, 'lockop_int3_handler', (ctx) => this.barrier.handler(ctx));
     m.setIdt(VECTOR.BP, LOCKOP_SERVICE.int3Handler);
@@ -165,7 +173,8 @@ export class LockopSwitcher {
       // 3./4. Wait for every CPU and a zero count; the cmpxchg is the switch.
       let flipped = false, spins = 0;
       for (; spins < this.maxWaitSpins; spins++) {
-        if ((yield* ctx.load(LOCKOP.passed, 4)) === n && (yield* ctx.cmpxchg(LOCKOP.word, 4, 0, FLIPPED)) === 0) {
+        const passed = this.broken === 'no-barrier' ? n : yield* ctx.load(LOCKOP.passed, 4);
+        if (passed === n && (yield* ctx.cmpxchg(LOCKOP.word, 4, 0, FLIPPED)) === 0) {
           flipped = true;
           break;
         }
