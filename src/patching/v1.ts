@@ -7,7 +7,7 @@ import type { Vcpu } from '../machine/vcpu.ts';
 import type { RunOptions } from '../machine/machine.ts';
 import { Reg } from '../x86/registers.ts';
 import { DATA, DATA_BASE } from '../kernel/layout.ts';
-import { PV_OPS, PvOp, patchBytes, type Flavor } from '../kernel/pv-ops.ts';
+import { PV_OPS, PvOp, patchBytes, type Flavor, type PatchSite } from '../kernel/pv-ops.ts';
 import { pvOpsTable } from '../kernel/paravirt.ts';
 import { StopMachineV1, STOP_MACHINE_SERVICE, type V1Stats } from '../kernel/stop-machine.ts';
 import { GuestConfigError } from '../kernel/errors.ts';
@@ -19,6 +19,8 @@ export interface V1SwitchOptions {
   /** Broken variants (src/patching/broken.ts): see V1Options. */
   nmiIret?: boolean;
   int3Retry?: boolean;
+  /** Patch only the sites this accepts (default: every lock-op site). */
+  sites?: (s: PatchSite) => boolean;
 }
 
 export interface V1Result extends PatchRunResult {
@@ -75,7 +77,7 @@ export function switchLockOpsV1(guest: Guest, to: Flavor | Flavor[], opts: V1Swi
   for (const f of flavors) {
     const table = pvOpsTable(f, guest.image.targets);
     sm.queue({
-      sites: guest.image.sites.map((s) => ({ address: s.address, bytes: patchBytes(s, f, guest.image.targets) })),
+      sites: guest.image.sites.filter(opts.sites ?? (() => true)).map((s) => ({ address: s.address, bytes: patchBytes(s, f, guest.image.targets) })),
       after: () => { for (const op of PV_OPS) m.memory.writeBytes(DATA_BASE + DATA.pvOps + 8 * op, le64(table.get(op)!)); },
     });
   }

@@ -9,6 +9,7 @@ import { PvOp, directCall, type PatchSite } from '../../src/kernel/pv-ops.ts';
 import { pvSlowpath } from '../../src/kernel/qspinlock-slowpath.ts';
 import { brokenPatch, type BrokenVariant } from '../../src/patching/broken.ts';
 import type { Hazard } from '../../src/machine/events.ts';
+import { Reg } from '../../src/x86/registers.ts';
 
 const INJECT = { nmis: 2, irqs: 4, irqVector: VECTOR.LOCK_IRQ };
 /** A second copy of __pv_queued_spin_lock_slowpath: the CALL at the slowpath site changes target (bytes 1..4). */
@@ -75,4 +76,48 @@ test('control: the correct text_poke_bp makes the same switch cleanly on the sam
     const r = textPokeBp(g, [{ address: site.address, bytes: directCall(site, PV_SLOWPATH_V2).subarray(0, 5) }], 0, { chooser: new RandomChooser(seed), inject: INJECT });
     assert.equal(r.reason, 'ok', `seed ${seed}: ${r.detail ?? ''}`);
   }
+});
+
+// ---- v1 without its NMI handling (RFC PATCH 15–19, seeds 000 and 002) ----
+
+import { switchLockOpsV1 } from '../../src/patching/v1.ts';
+import { NmiInInt3Chooser } from '../../src/patching/nmi-adversary.ts';
+
+function v1Guest(seed: number): Guest {
+  return new Guest({ vcpus: 4, flavor: 'native', spinThreshold: 4, workload: { iterations: 3 }, seed });
+}
+
+test('broken 5a, v1 whose #BP handler just returns to the INT3 (no state machine): an NMI meets the INT3 and the machine livelocks (seed 3)', () => {
+  const g = v1Guest(3);
+  const r = switchLockOpsV1(g, ['pv', 'native'], { primaryCpu: 3, int3Retry: true, run: { chooser: new RandomChooser(3), inject: { nmis: 8, irqs: 4, irqVector: VECTOR.LOCK_IRQ }, maxInstructions: 300_000 } });
+  assert.equal(r.reason, 'unfinished');
+  assert.match(r.detail!, /^limit; 0 of 4 tasks finished/);
+  assert.equal(r.switched, false, 'stop_machine never finished');
+  assert.ok(r.stats.int3InNmi > 0 && r.stats.int3Hits > 1000, `the NMI re-executes the INT3 forever (${r.stats.int3Hits} hits)`);
+  const control = switchLockOpsV1(v1Guest(3), ['pv', 'native'], { primaryCpu: 3, run: { chooser: new RandomChooser(3), inject: { nmis: 8, irqs: 4, irqVector: VECTOR.LOCK_IRQ } } });
+  assert.equal(control.reason, 'ok', 'the real v1 on the same seed');
+});
+
+test('broken 5b, v1 returning from an INT3 in NMI context with IRET: NMIs re-open, a nested NMI spins on the NMI lock its own outer NMI holds (seed 35)', () => {
+  const run = (nmiIret: boolean) => {
+    const g = v1Guest(35);
+    const nmiUnlock = g.image.sites.at(-1)!; // nmi_handler's spin_unlock
+    const r = switchLockOpsV1(g, ['pv', 'native'], {
+      primaryCpu: 0, nmiIret, sites: (s) => s.address === nmiUnlock.address,
+      run: { chooser: new NmiInInt3Chooser(new RandomChooser(35), 6), inject: { nmis: 10, irqs: 4, irqVector: VECTOR.LOCK_IRQ, cpus: [1] }, maxInstructions: 100_000 },
+    });
+    return { g, r, nmiUnlock };
+  };
+  const { g, r, nmiUnlock } = run(true);
+  assert.equal(r.reason, 'unfinished');
+  assert.match(r.detail!, /^limit/);
+  assert.equal(r.stats.int3InNmi, 1);
+  const c = g.machine.vcpu(1);
+  const lo = g.symbol('nmi_handler'), hi = g.symbol('hint_handler');
+  const rsp = c.getAddr(Reg.RSP);
+  const inNmi = [...c.returns.entries()].filter(([slot]) => slot >= rsp).map(([, x]) => x.returnAddress).filter((a) => a >= lo && a < hi);
+  assert.ok(inNmi.includes(nmiUnlock.address), 'the outer NMI was interrupted at its unlock site (lock held), where the INT3 was');
+  assert.ok(inNmi.length >= 2, 'a second NMI handler runs nested inside the first');
+  assert.equal(c.serviceFrames.at(-1)?.name, 'native_queued_spin_lock_slowpath', 'the nested NMI spins on the NMI lock');
+  assert.equal(run(false).r.reason, 'ok', 'v1 returning without IRET (NMIs stay blocked) on the same schedule');
 });

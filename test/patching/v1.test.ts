@@ -77,3 +77,18 @@ test('state names follow the RFC', () => {
   assert.equal(stateName(8, 9), 'site 1 PATCH_SYNC_DONE');
   assert.equal(stateName(37, 9), 'PATCH_DONE');
 });
+
+test('v1\'s known limit (RFC cover letter: "patching can potentially deadlock in case of multiple NMIs"): NMIs on two vCPUs wait for the NMI lock a third holds at the INT3; they cannot acknowledge, so the primary never finishes (seed 24)', () => {
+  const g = guest(24);
+  const nmiUnlock = g.image.sites.at(-1)!;
+  const r = switchLockOpsV1(g, ['pv', 'native'], {
+    primaryCpu: 0, sites: (s) => s.address === nmiUnlock.address,
+    run: { chooser: new NmiInInt3Chooser(new RandomChooser(24), 6), inject: { nmis: 10, irqs: 4, irqVector: VECTOR.LOCK_IRQ, cpus: [1, 2, 3] }, maxInstructions: 100_000 },
+  });
+  assert.equal(r.reason, 'unfinished');
+  assert.equal(r.switched, false);
+  const frames = g.machine.vcpus.map((c) => c.serviceFrames.at(-1)?.name);
+  assert.equal(frames[0], 'text_poke_late', 'the primary waits for acknowledgements');
+  assert.deepEqual(frames.slice(1).sort(), ['native_queued_spin_lock_slowpath', 'native_queued_spin_lock_slowpath', 'poke_int3_native'],
+    'two NMI handlers spin on the NMI lock; the holder waits in the #BP handler for the site to finish');
+});
