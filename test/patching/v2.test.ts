@@ -172,3 +172,19 @@ for (const [broken, seed, reason] of [
     assert.equal(good.reason, 'ok');
   });
 }
+
+test('abort then retry: a small barrier budget aborts (-EAGAIN) and a later attempt switches, both directions, 20 seeds each', () => {
+  for (const [from, to] of [['native', 'pv'], ['pv', 'native']] as const) {
+    for (let seed = 1; seed <= 20; seed++) {
+      const g = new Guest({ vcpus: 4, flavor: from, spinThreshold: 4, seed, workload: { iterations: 12, lockopCheckpoint: true, taskLocks: 1, criticalLoops: 10, thinkLoops: 0 } });
+      const r = switchLockOpsV2(g, to, { patcherCpu: seed % 4, maxWaitSpins: 30, maxRetries: 5, retryDelay: 200, run: { chooser: new RandomChooser(seed), inject: HEAVY, maxInstructions: 3_000_000 } });
+      assert.equal(r.reason, 'ok', `seed ${seed} ${from}: ${r.reason} ${r.detail ?? ''}`);
+      const sw = r.switches[0]!;
+      assert.ok(sw.retries >= 1, `seed ${seed}: aborted at least once (${sw.retries})`);
+      const names = sw.phases.map((p) => p.phase);
+      assert.equal(names.filter((p) => p === 'abort').length, sw.retries);
+      assert.ok(names.lastIndexOf('int3-removed') < names.indexOf('flip'), 'every abort finished before the attempt that switched');
+      assertTextOf(g, to, seed, 'switched after retries');
+    }
+  }
+});
