@@ -18,6 +18,8 @@ import { BP_DESC, Opcode, SYNC_ACKS, TP_LOC, TP_VEC, relAddr, textPokeLocInit, t
 import type { Guest } from '../kernel/guest.ts';
 import type { RunOptions } from '../machine/machine.ts';
 import { enterBeforeTask, runAndJudge, type PatchRunResult } from './run-patcher.ts';
+import { PvOp, directCall } from '../kernel/pv-ops.ts';
+import { nopPadding } from '../x86/nops.ts';
 
 export type BrokenVariant = 'no-int3' | 'no-sync' | 'skip-one' | 'first-before-tail';
 
@@ -118,4 +120,39 @@ export function brokenPatch(guest: Guest, patches: readonly TextPatch[], o: Brok
   enterBeforeTask(guest, o.patcherCpu, BROKEN_SERVICE);
   const r = runAndJudge(guest, () => done, opts);
   return { ...r, syncs };
+}
+
+// ---- an incompatible lock implementation (seed 000: "both implementations agree what an unlocked spinlock looks like") ----
+
+/** The ticket slowpath service (clear of v1's services at +0x480..+0x4a0). */
+export const TICKET_SLOWPATH = SERVICE_BASE + 0x4c0;
+
+/**
+ * A ticket lock's ops at the qspinlock sites: the lock word is {head u16, tail u16} and the lock is
+ * free when head == tail — not when the word is 0. Unlock is `lock incw (%rdi)` (head++); the
+ * slowpath takes a ticket (tail++) and waits for head to reach it. The fast path inlined in
+ * _raw_spin_lock stays qspinlock's cmpxchg 0 -> 1, as it would after a runtime switch that only
+ * rewrites the pv-op sites.
+ */
+export function ticketLockSites(guest: Guest): { address: number; bytes: Uint8Array }[] {
+  const m = guest.machine;
+  if (!m.services.has(TICKET_SLOWPATH)) {
+    m.registerService(TICKET_SLOWPATH, 'ticket_spin_lock_slowpath', function* (ctx: ServiceContext): ServiceBody {
+      const lock = ctx.arg(0);
+      const old = yield* ctx.fetchAdd(lock, 4, 0x10000);
+      const ticket = (old >>> 16) & 0xffff;
+      while (((yield* ctx.load(lock, 4)) & 0xffff) !== ticket) yield* ctx.pause();
+    });
+  }
+  const out: { address: number; bytes: Uint8Array }[] = [];
+  for (const s of guest.image.sites) {
+    if (s.type === PvOp.QueuedSpinLockSlowpath) out.push({ address: s.address, bytes: directCall(s, TICKET_SLOWPATH) });
+    else if (s.type === PvOp.QueuedSpinUnlock) {
+      const b = new Uint8Array(s.len);
+      b.set([0x66, 0xf0, 0xff, 0x07]); // lock incw (%rdi)
+      b.set(nopPadding(s.len - 4), 4);
+      out.push({ address: s.address, bytes: b });
+    }
+  }
+  return out;
 }

@@ -9,7 +9,7 @@ import { Reg } from '../x86/registers.ts';
 import { DATA, DATA_BASE } from '../kernel/layout.ts';
 import { PV_OPS, PvOp, patchBytes, type Flavor, type PatchSite } from '../kernel/pv-ops.ts';
 import { pvOpsTable } from '../kernel/paravirt.ts';
-import { StopMachineV1, STOP_MACHINE_SERVICE, type V1Stats } from '../kernel/stop-machine.ts';
+import { StopMachineV1, STOP_MACHINE_SERVICE, type V1Generation, type V1Stats } from '../kernel/stop-machine.ts';
 import { GuestConfigError } from '../kernel/errors.ts';
 import { enterBeforeTask, le64, runAndJudge, type PatchRunResult } from './run-patcher.ts';
 
@@ -67,6 +67,19 @@ export function switchLockOpsV1(guest: Guest, to: Flavor | Flavor[], opts: V1Swi
   const m = guest.machine;
   const flavors = Array.isArray(to) ? to : [to];
   if (flavors.includes('pv') && !(guest.host?.pvUnhalt ?? false)) throw new GuestConfigError('switching to pv lock ops needs a KVM host with PV_UNHALT');
+  const gens = flavors.map((f): V1Generation => {
+    const table = pvOpsTable(f, guest.image.targets);
+    return {
+      sites: guest.image.sites.filter(opts.sites ?? (() => true)).map((s) => ({ address: s.address, bytes: patchBytes(s, f, guest.image.targets) })),
+      after: () => { for (const op of PV_OPS) m.memory.writeBytes(DATA_BASE + DATA.pvOps + 8 * op, le64(table.get(op)!)); },
+    };
+  });
+  return runV1(guest, gens, opts);
+}
+
+/** v1 with explicit site bytes per stop_machine (for lock implementations outside the two flavours). */
+export function runV1(guest: Guest, gens: V1Generation[], opts: V1SwitchOptions = {}): V1Result {
+  const m = guest.machine;
   const primaryCpu = opts.primaryCpu ?? 0;
   const sm = new StopMachineV1(m, {
     primaryCpu,
@@ -74,14 +87,8 @@ export function switchLockOpsV1(guest: Guest, to: Flavor | Flavor[], opts: V1Swi
     ...(opts.nmiIret ? { nmiIret: true } : {}),
     ...(opts.int3Retry ? { int3Retry: true } : {}),
   });
-  for (const f of flavors) {
-    const table = pvOpsTable(f, guest.image.targets);
-    sm.queue({
-      sites: guest.image.sites.filter(opts.sites ?? (() => true)).map((s) => ({ address: s.address, bytes: patchBytes(s, f, guest.image.targets) })),
-      after: () => { for (const op of PV_OPS) m.memory.writeBytes(DATA_BASE + DATA.pvOps + 8 * op, le64(table.get(op)!)); },
-    });
-  }
+  for (const g of gens) sm.queue(g);
   enterBeforeTask(guest, primaryCpu, STOP_MACHINE_SERVICE.primary);
-  const r = runAndJudge(guest, () => sm.stats.done === flavors.length, opts.run);
-  return { ...r, stats: sm.stats, switched: sm.stats.done === flavors.length };
+  const r = runAndJudge(guest, () => sm.stats.done === gens.length, opts.run);
+  return { ...r, stats: sm.stats, switched: sm.stats.done === gens.length };
 }

@@ -121,3 +121,24 @@ test('broken 5b, v1 returning from an INT3 in NMI context with IRET: NMIs re-ope
   assert.equal(c.serviceFrames.at(-1)?.name, 'native_queued_spin_lock_slowpath', 'the nested NMI spins on the NMI lock');
   assert.equal(run(false).r.reason, 'ok', 'v1 returning without IRET (NMIs stay blocked) on the same schedule');
 });
+
+// ---- an incompatible lock flavour (seed 000: ticket vs test-and-set) ----
+
+import { runV1 } from '../../src/patching/v1.ts';
+import { ticketLockSites } from '../../src/patching/broken.ts';
+import { lockAddress } from '../../src/kernel/layout.ts';
+
+test('broken 6, switching qspinlock sites to a ticket lock (free when head == tail, not when 0): v1 patches cleanly but the lock state does not carry over and lockers wait forever (seed 2)', () => {
+  const g = v1Guest(2);
+  const r = runV1(g, [{ sites: ticketLockSites(g) }], { primaryCpu: 0, run: { chooser: new RandomChooser(2), inject: { nmis: 2, irqs: 4, irqVector: VECTOR.LOCK_IRQ }, maxInstructions: 300_000 } });
+  assert.equal(r.switched, true, 'the patching protocol itself finished');
+  assert.equal(r.run.hazards.length, 0, 'and was clean');
+  assert.equal(r.reason, 'unfinished');
+  assert.match(r.detail!, /^limit; 0 of 4 tasks finished/);
+  // The fast path's cmpxchg 0 -> 1 (qspinlock: locked) released by `lock incw` (ticket: head++) leaves
+  // head 2 behind tail 0: ticket holders 0 and 1 wait for a head that already passed them.
+  const word = Array.from(g.machine.memory.readBytes(lockAddress(0), 4)).reduce((a, b, k) => a + b * 256 ** k, 0);
+  assert.equal(word, 0x20002, 'task lock: tail 2 (tickets 0 and 1 taken), head 2 (two qspinlock-style releases)');
+  const waiting = g.machine.vcpus.filter((c) => c.serviceFrames.at(-1)?.name === 'ticket_spin_lock_slowpath').length;
+  assert.ok(waiting >= 2, `${waiting} vCPUs wait in the ticket slowpath on a lock nobody holds`);
+});
