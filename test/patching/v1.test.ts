@@ -25,15 +25,16 @@ function assertSites(g: Guest, flavor: Flavor, seed: number): void {
   }
 }
 
-function sweep(seeds: number, chooser: (seed: number) => Chooser) {
+function sweep(seeds: number, chooser: (seed: number) => Chooser, from: Flavor = 'native') {
   const totals = { int3Hits: 0, int3InNmi: 0, primaryDrives: 0, deferred: 0 };
+  const to: Flavor = from === 'native' ? 'pv' : 'native';
   for (let seed = 1; seed <= seeds; seed++) {
-    const g = guest(seed);
-    const r = switchLockOpsV1(g, ['pv', 'native'], { primaryCpu: seed % 4, run: { chooser: chooser(seed), inject: INJECT } });
+    const g = guest(seed, from);
+    const r = switchLockOpsV1(g, [to, from], { primaryCpu: seed % 4, run: { chooser: chooser(seed), inject: INJECT } });
     assert.equal(r.reason, 'ok', `seed ${seed}: ${r.reason} ${r.detail ?? ''}`);
     assert.equal(r.switched, true);
     assert.equal(r.run.hazards.length, 0);
-    assertSites(g, 'native', seed);
+    assertSites(g, from, seed);
     for (const k of Object.keys(totals) as (keyof typeof totals)[]) totals[k] += r.stats[k];
   }
   return totals;
@@ -57,6 +58,12 @@ test('v1 with an NMI injected while a vCPU handles an INT3 inside an NMI (the ne
   });
   t.diagnostic(`INT3 hits in NMI ${tot.int3InNmi}; NMIs injected inside the #BP handler ${injected}`);
   assert.ok(injected > 0, 'the adversary found vCPUs in the #BP handler in NMI context');
+});
+
+test('v1 switches PV -> native -> PV under load with IRQs and NMIs cleanly on 150 seeds', (t) => {
+  const tot = sweep(150, (seed) => new RandomChooser(seed), 'pv');
+  t.diagnostic(`INT3 hits in NMI ${tot.int3InNmi}`);
+  assert.ok(tot.int3InNmi > 0);
 });
 
 test('v1 native -> PV leaves every site PV, and stops every vCPU (time stopped reported)', (t) => {
