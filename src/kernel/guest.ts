@@ -178,10 +178,14 @@ export class Guest {
     return this.stats.tasksDone === this.machine.vcpus.length;
   }
 
-  /** Run until every task finishes (or the run stops for another reason). */
+  /**
+   * Run until every task has finished and every vCPU is back in its idle HLT (so no IRQ or NMI
+   * handler is stopped half-way through a critical section), or the run stops for another reason.
+   */
   run(opts: RunOptions = {}): RunResult {
     const until = opts.until;
-    return this.machine.run({ maxInstructions: 50_000_000, ...opts, until: (m) => this.tasksDone || (until?.(m) ?? false) });
+    const settled = (m: Machine) => this.tasksDone && m.vcpus.every((c) => c.halted);
+    return this.machine.run({ maxInstructions: 50_000_000, ...opts, until: (m) => settled(m) || (until?.(m) ?? false) });
   }
 
   private readU64(addr: number): number {

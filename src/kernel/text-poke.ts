@@ -70,12 +70,13 @@ export class TextPokeBp {
     const tp = this.queued.shift();
     if (tp === undefined) throw new TextPokeError('text_poke_bp_batch called with nothing queued');
 
-    // Publish the batch: tp_vec, then bp_desc.{vec,nr_entries}, then refs = 1 with release
-    // order (a plain store under TSO), so an INT3 handler that sees refs != 0 sees the batch.
+    // Publish the batch: tp_vec, then bp_desc.{vec,nr_entries}, then refs = 1. The text writes
+    // below go through the alias mapping (memory.poke), not this vCPU's store buffer, so refs is
+    // published with a locked xchg: it must be visible before the first 0xCC can be hit.
     for (let i = 0; i < tp.length; i++) yield* writeLoc(ctx, TP_VEC + i * TP_LOC.size, tp[i]!);
     yield* ctx.store(BP_DESC.vec, 8, TP_VEC);
     yield* ctx.store(BP_DESC.nrEntries, 4, tp.length);
-    yield* ctx.store(BP_DESC.refs, 4, 1);
+    yield* ctx.xchg(BP_DESC.refs, 4, 1);
 
     // First step: an INT3 on every site's first byte. From here a vCPU reaching a site either
     // runs the old instruction (it has not seen the 0xCC yet: legal, DESIGN.md §2) or traps and
