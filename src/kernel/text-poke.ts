@@ -141,7 +141,7 @@ export function* textPokeSync(ctx: ServiceContext, nCpus: number, stats: { syncs
 }
 
 /** tp_vec[i] = loc (the patcher's private data until bp_desc publishes it). */
-function* writeLoc(ctx: ServiceContext, at: number, loc: TextPokeLoc): Generator<number, void, void> {
+export function* writeLoc(ctx: ServiceContext, at: number, loc: TextPokeLoc): Generator<number, void, void> {
   const textWord = (from: number) => loc.text.subarray(from, from + 4).reduce((acc, b, i) => acc + b * 2 ** (8 * i), 0);
   yield* ctx.store(at + TP_LOC.relAddr, 4, relAddr(loc.address));
   yield* ctx.store(at + TP_LOC.disp, 4, loc.disp);

@@ -13,7 +13,7 @@
 import type { ServiceBody, ServiceContext } from '../machine/service.ts';
 import { CostClass } from '../machine/chooser.ts';
 import { SERVICE_BASE, VECTOR } from '../kernel/layout.ts';
-import { TextPokeBp } from '../kernel/text-poke.ts';
+import { TextPokeBp, writeLoc } from '../kernel/text-poke.ts';
 import { BP_DESC, Opcode, SYNC_ACKS, TP_LOC, TP_VEC, relAddr, textPokeLocInit, type TextPatch, type TextPokeLoc } from '../kernel/text-poke-loc.ts';
 import type { Guest } from '../kernel/guest.ts';
 import type { RunOptions } from '../machine/machine.ts';
@@ -45,14 +45,6 @@ function* textPoke(ctx: ServiceContext, address: number, bytes: ArrayLike<number
   yield CostClass.Store;
 }
 
-function* writeLoc(ctx: ServiceContext, at: number, loc: TextPokeLoc): Generator<number, void, void> {
-  const textWord = (from: number) => loc.text.subarray(from, from + 4).reduce((acc, b, i) => acc + b * 2 ** (8 * i), 0);
-  yield* ctx.store(at + TP_LOC.relAddr, 4, relAddr(loc.address));
-  yield* ctx.store(at + TP_LOC.disp, 4, loc.disp);
-  yield* ctx.store(at + TP_LOC.len, 2, loc.len | (loc.opcode << 8));
-  yield* ctx.store(at + TP_LOC.text, 4, textWord(0));
-  yield* ctx.store(at + TP_LOC.text + 4, 4, textWord(4));
-}
 
 /**
  * Patch `patches` with `variant` on `patcherCpu`, then run the guest to completion and judge it.

@@ -4,6 +4,7 @@
  * into task_entry) while every vCPU keeps taking locks; the machine's hazards, the INT3 handler's
  * BUGs, the lock counters and task completion decide the verdict.
  */
+import type { TextPokeBpReason } from './text-poke-bp.ts';
 import { Reg } from '../x86/registers.ts';
 import { stackTop } from '../kernel/layout.ts';
 import { Int3EmulationError } from '../kernel/text-poke-errors.ts';
@@ -12,14 +13,8 @@ import type { Guest, LockReport } from '../kernel/guest.ts';
 import type { RunOptions, RunResult } from '../machine/machine.ts';
 import type { Hazard } from '../machine/events.ts';
 
-export type PatchRunReason =
-  | 'ok'
-  | 'hazard'
-  | 'not-emulatable'
-  | 'kernel-bug'
-  | 'broken-lock'
-  | 'all-halted'
-  | 'unfinished';
+/** How a patcher run ended: the same verdicts as text_poke_bp's. */
+export type PatchRunReason = TextPokeBpReason;
 
 export interface PatchRunResult {
   ok: boolean;
