@@ -29,6 +29,26 @@ function oneLine(r: { code: number | null; err: string }, re: RegExp): void {
   assert.match(lines[0]!, re);
 }
 
+test('pvpatch run (the bundled default): the host revokes REALTIME and the guest switches all five ops with v2', () => {
+  const r = pvpatch('run');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /PV spinlocks disabled with KVM_HINTS_REALTIME hints → native/);
+  assert.match(r.out, /pv_lock_ops switch \(v2\): ok, now pv/);
+  const phases = [...r.out.matchAll(/step\s+\d+(?: \(\+\d+\))?\s+([a-z0-9-]+)/g)].map((m) => m[1]);
+  assert.deepEqual(phases, ['start', 'int3', 'barrier-open', 'flip', 'tails', 'first-bytes', 'done']);
+  assert.match(r.out, /hazards: none/);
+  assert.doesNotMatch(r.out, /BROKEN/);
+});
+
+test('the default switch as JSON: the checks, the switch and the final site bytes', () => {
+  const o = JSON.parse(pvpatch('run', '--seed', '3', '--json').out) as { switch: { ok: boolean; flavor: string }; locks: { ok: boolean }[]; hazards: unknown[]; sites: { op: string; bytes: string }[] };
+  assert.equal(o.switch.ok, true);
+  assert.equal(o.switch.flavor, 'pv');
+  assert.ok(o.locks.every((l) => l.ok));
+  assert.equal(o.hazards.length, 0);
+  assert.ok(o.sites.filter((s) => s.op === 'queued_spin_unlock').every((s) => / 66 90$/.test(s.bytes)), 'unlock sites are PV calls now');
+});
+
 test('--show-sites lists every pv-op site with Linux\'s bytes', () => {
   const r = pvpatch('run', join(ROOT, 'scenarios', 'guest-pv.yaml'), '--show-sites');
   assert.equal(r.code, 0, r.err);

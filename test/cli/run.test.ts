@@ -9,6 +9,7 @@ import { join } from 'node:path';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'pvpatch.js');
 const dir = mkdtempSync(join(tmpdir(), 'pvpatch-cli-'));
+const TPO = join(import.meta.dirname, '..', '..', 'scenarios', 'text-poke-order.yaml');
 
 function pvpatch(...args: string[]) {
   const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, PVPATCH_DEBUG: '' } });
@@ -37,20 +38,20 @@ function assertOneLineError(r: { code: number | null; err: string }, pattern: Re
   assert.doesNotMatch(r.err, /\n\s+at /, 'no stack trace');
 }
 
-test('pvpatch run with no scenario runs the bundled default and finds no hazard', () => {
-  const r = pvpatch('run');
+test('the text_poke_bp-order machine scenario finds no hazard', () => {
+  const r = pvpatch('run', TPO);
   assert.equal(r.code, 0, r.err);
-  assert.match(r.out, /default\.yaml: 2 vCPUs/);
+  assert.match(r.out, /text-poke-order\.yaml: 2 vCPUs/);
   assert.match(r.out, /hazards: none/);
 });
 
 test('pvpatch run --json prints one JSON object with the verdict and a replayable schedule', () => {
-  const r = pvpatch('run', '--json', '--seed', '4');
+  const r = pvpatch('run', TPO, '--json', '--seed', '4');
   assert.equal(r.code, 0, r.err);
   const o = JSON.parse(r.out) as { reason: string; hazards: unknown[]; schedule: string; vcpus: unknown[] };
   assert.equal(o.hazards.length, 0);
   assert.equal(o.vcpus.length, 2);
-  const again = JSON.parse(pvpatch('run', '--json', '--schedule', o.schedule).out) as { vcpus: unknown[] };
+  const again = JSON.parse(pvpatch('run', TPO, '--json', '--schedule', o.schedule).out) as { vcpus: unknown[] };
   assert.deepEqual(again.vcpus, o.vcpus, 'the schedule replays the same run');
 });
 
@@ -61,7 +62,7 @@ test('the no-sync rewrite exits 1 with the hazard explained', () => {
 });
 
 test('a seed sweep reports how many seeds failed', () => {
-  const r = pvpatch('run', '--seeds', '20', '--json');
+  const r = pvpatch('run', TPO, '--seeds', '20', '--json');
   assert.equal(r.code, 0, r.err);
   assert.equal((JSON.parse(r.out) as { failing: number }).failing, 0);
 });
@@ -75,11 +76,11 @@ test('a jump to unmapped memory is one line', () => {
 });
 
 test('a malformed schedule string is one line naming the bad token', () => {
-  assertOneLineError(pvpatch('run', '--schedule', 's0*3 x1'), /token 2 'x1'/);
+  assertOneLineError(pvpatch('run', TPO, '--schedule', 's0*3 x1'), /token 2 'x1'/);
 });
 
 test('a schedule that does not fit is one line saying where', () => {
-  assertOneLineError(pvpatch('run', '--schedule', 'n0'), /decision 1 'n0' does not fit/);
+  assertOneLineError(pvpatch('run', TPO, '--schedule', 'n0'), /decision 1 'n0' does not fit/);
 });
 
 test('a typo in a scenario key suggests the right one', () => {

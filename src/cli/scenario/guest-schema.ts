@@ -55,6 +55,19 @@ export const guestScenarioSchema = {
       additionalProperties: false,
       properties: { nmis: { type: 'integer', minimum: 0 }, irqs: { type: 'integer', minimum: 0 } },
     },
+    switch: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['hint', 'atStep'],
+      description: 'the host changes KVM_HINTS_REALTIME at a step; the guest switches its pv_lock_ops with v2',
+      properties: {
+        protocol: { enum: ['v2'] },
+        hint: { enum: ['revoke', 'grant'] },
+        atStep: { type: 'integer', minimum: 0 },
+        patcherCpu: { type: 'integer', minimum: 0 },
+        maxRetries: { type: 'integer', minimum: 0 },
+      },
+    },
     schedule: scheduleSchema,
     run: {
       type: 'object',
@@ -71,6 +84,7 @@ export interface GuestScenario {
   host?: { vendor?: 'intel' | 'amd'; pvUnhalt?: boolean; realtime?: boolean; pcpus?: number; overcommit?: number; sliceUs?: number; switchUs?: number; wakeUs?: number };
   workload?: { iterations?: number; criticalLoops?: number; thinkLoops?: number; taskLocks?: number; irqLockEvery?: number };
   inject?: { nmis?: number; irqs?: number };
+  switch?: { protocol?: 'v2'; hint: 'revoke' | 'grant'; atStep: number; patcherCpu?: number; maxRetries?: number };
   schedule?: { strategy?: 'timed' | 'random' | 'pct' | 'replay' | 'first'; seed?: number; replay?: string };
   run?: { maxInstructions?: number };
 }
