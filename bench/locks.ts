@@ -29,11 +29,6 @@ export interface LockRow {
   wall_s: number;
 }
 
-function percentile(xs: number[], p: number): number {
-  if (xs.length === 0) return 0;
-  const s = Float64Array.from(xs).sort();
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-}
 
 export function runOne(flavor: 'native' | 'pv', ratio: number, simMs: number): LockRow {
   const g = new Guest({
@@ -51,15 +46,14 @@ export function runOne(flavor: 'native' | 'pv', ratio: number, simMs: number): L
   const locks = g.checkLocks();
   if (!locks.every((l) => l.ok)) throw new Error(`${flavor} at ratio ${ratio}: a lock lost an increment`);
   const acquisitions = locks[0]!.acquisitions;
-  const kvmWait = [g.symbol('kvm_wait'), g.symbol('kvm_kick_cpu')] as const;
   return {
     ratio,
     pcpus: sched.opts.pcpus,
     flavor,
     acquisitions_per_sim_s: Math.round(acquisitions / (simMs / 1000)),
-    p99_wait_ns: Math.round(percentile(g.stats.waitCycles, 99) / CYCLES_PER_NS),
+    p99_wait_ns: Math.round(g.waitPercentile(99) / CYCLES_PER_NS),
     acquisitions,
-    halts: g.machine.events.filter((e) => e.type === 'halt' && e.rip >= kvmWait[0] && e.rip < kvmWait[1]).length,
+    halts: g.haltsInKvmWait(),
     kicks: g.host!.stats.kicks,
     preemptions: sched.stats.preemptions,
     instructions: r.instructions,

@@ -95,7 +95,7 @@ export class Guest {
     const hypercall = options.hypercall ?? (vendor === 'amd' ? 'vmmcall' : 'vmcall');
     this.image = buildImage(this.workload, hypercall);
     m.memory.writeBytes(TEXT_BASE, this.image.text);
-    for (let i = 0; i < options.vcpus; i++) m.memory.writeBytes(DATA_BASE + DATA.perCpuOffset + 8 * i, le64(percpuBase(i)));
+    for (let i = 0; i < options.vcpus; i++) m.memory.writeU64(DATA_BASE + DATA.perCpuOffset + 8 * i, percpuBase(i));
 
     this.host = platform === 'kvm' ? new KvmHost(m, options.host) : undefined;
     if (this.host) for (let i = 0; i < options.vcpus; i++) this.host.stealTime[i] = percpuBase(i) + PERCPU.stealTime;
@@ -159,9 +159,14 @@ export class Guest {
 
   /** Boot-time: the pv_ops table and every site for `flavor` (apply_paravirt). */
   private setFlavor(flavor: Flavor): void {
-    const table = pvOpsTable(flavor, this.image.targets);
-    for (const op of PV_OPS) this.machine.memory.writeBytes(DATA_BASE + DATA.pvOps + 8 * op, le64(table.get(op)!));
+    this.writePvOps(flavor);
     applyParavirt(this.machine.memory, this.image.sites, flavor, this.image.targets);
+  }
+
+  /** Point every pv_ops slot at `flavor`'s implementation (boot, or the end of a runtime switch). */
+  writePvOps(flavor: Flavor): void {
+    const table = pvOpsTable(flavor, this.image.targets);
+    for (const op of PV_OPS) this.machine.memory.writeU64(DATA_BASE + DATA.pvOps + 8 * op, table.get(op)!);
   }
 
   get flavor(): Flavor {
@@ -188,9 +193,18 @@ export class Guest {
     return this.machine.run({ maxInstructions: 50_000_000, ...opts, until: (m) => settled(m) || (until?.(m) ?? false) });
   }
 
-  private readU64(addr: number): number {
-    const b = this.machine.memory.readBytes(addr, 8);
-    return b.reduce((acc, x, i) => acc + x * 2 ** (8 * i), 0);
+  /** The p-th percentile of the task-context lock wait times, in TSC cycles (0 with no samples). */
+  waitPercentile(p: number): number {
+    const xs = this.stats.waitCycles;
+    if (xs.length === 0) return 0;
+    const sorted = Float64Array.from(xs).sort();
+    return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+  }
+
+  /** HLTs executed inside kvm_wait (PV waiters that halted), from the trace. */
+  haltsInKvmWait(): number {
+    const lo = this.symbol('kvm_wait'), hi = this.symbol('kvm_kick_cpu');
+    return this.machine.events.filter((e) => e.type === 'halt' && e.rip >= lo && e.rip < hi).length;
   }
 
   /** Mutual exclusion per lock: shared counter == sum of per-CPU acquisitions. */
@@ -199,9 +213,9 @@ export class Guest {
     const out: LockReport[] = [];
     const n = this.workload.taskLocks + 2;
     for (let i = 0; i < n; i++) {
-      const counter = this.readU64(counterAddress(i));
+      const counter = this.machine.memory.readU64(counterAddress(i));
       let acquisitions = 0;
-      for (const c of this.machine.vcpus) acquisitions += this.readU64(percpuBase(c.id) + PERCPU.acquisitions + 8 * i);
+      for (const c of this.machine.vcpus) acquisitions += this.machine.memory.readU64(percpuBase(c.id) + PERCPU.acquisitions + 8 * i);
       const role = i === this.image.irqLock ? 'irq' : i === this.image.nmiLock ? 'nmi' : 'task';
       out.push({ index: i, role, counter, acquisitions, ok: counter === acquisitions });
     }
@@ -209,7 +223,3 @@ export class Guest {
   }
 }
 
-function le64(v: number): number[] {
-  const u = BigInt.asUintN(64, BigInt(v));
-  return Array.from({ length: 8 }, (_, i) => Number((u >> BigInt(8 * i)) & 0xffn));
-}

@@ -265,24 +265,25 @@ export class Machine implements ExecContext {
   /** Whether the current run keeps its decision log. */
   private recording = true;
 
-  private flushBurst(): void {
-    if (this.burstCount === 0) return;
-    if (!this.recording) { this.burstCount = 0; return; }
-    const a = this.burstAction, k = this.burstCount;
-    this.burstCount = 0;
+  /** Append `k` repeats of decision `d` to the run-length encoded log. */
+  private append(d: Decision, k: number): void {
+    if (!this.recording) return;
     const log = this.decisions;
     const n = log.length;
-    if (n > 0 && log[n - 2] === a) log[n - 1]! += k;
-    else log.push(a, k);
+    if (n > 0 && log[n - 2] === d) log[n - 1]! += k;
+    else log.push(d, k);
+  }
+
+  private flushBurst(): void {
+    if (this.burstCount === 0) return;
+    const k = this.burstCount;
+    this.burstCount = 0;
+    this.append(this.burstAction, k);
   }
 
   private record(d: Decision): void {
     this.flushBurst();
-    if (!this.recording) return;
-    const log = this.decisions;
-    const n = log.length;
-    if (n > 0 && log[n - 2] === d) log[n - 1]!++;
-    else log.push(d, 1);
+    this.append(d, 1);
   }
 
   private enabled(budget: Required<Omit<InjectionBudget, 'cpus'>> & { cpus: number[] | undefined }): number {

@@ -9,7 +9,6 @@ import type { DecodeEntry } from './decode-cache.ts';
 import { hexAddress } from '../x86/format.ts';
 
 export const PAGE_SIZE = 4096;
-export const PAGE_SHIFT_DIV = 4096;
 
 export const enum Perm {
   R = 1,
@@ -206,6 +205,17 @@ export class Memory {
       p.data[o] = bytes[i]!;
       p.gen = ++this.lineage.generation;
     }
+  }
+
+  /** A little-endian 64-bit value (an address or a counter) as the loader writes it. */
+  writeU64(addr: number, value: number | bigint): void {
+    const u = BigInt.asUintN(64, BigInt(value));
+    this.writeBytes(addr, Array.from({ length: 8 }, (_, i) => Number((u >> BigInt(8 * i)) & 0xffn)));
+  }
+
+  /** A committed little-endian 64-bit value, as a canonical signed number (exact below 2^53). */
+  readU64(addr: number): number {
+    return Number(BigInt.asIntN(64, this.readBytes(addr, 8).reduce((acc, b, i) => acc | (BigInt(b) << BigInt(8 * i)), 0n)));
   }
 
   /**

@@ -4,7 +4,6 @@
  * into task_entry) while every vCPU keeps taking locks; the machine's hazards, the INT3 handler's
  * BUGs, the lock counters and task completion decide the verdict.
  */
-import type { TextPokeBpReason } from './text-poke-bp.ts';
 import { Reg } from '../x86/registers.ts';
 import { stackTop } from '../kernel/layout.ts';
 import { Int3EmulationError } from '../kernel/text-poke-errors.ts';
@@ -13,8 +12,21 @@ import type { Guest, LockReport } from '../kernel/guest.ts';
 import type { RunOptions, RunResult } from '../machine/machine.ts';
 import type { Hazard } from '../machine/events.ts';
 
-/** How a patcher run ended: the same verdicts as text_poke_bp's. */
-export type PatchRunReason = TextPokeBpReason;
+/** How a patcher run (text_poke_bp, v1, a broken variant) ended. */
+export type PatchRunReason =
+  | 'ok'
+  /** The machine reported a hazard (cmc-unsynchronized, return-into-rewritten). */
+  | 'hazard'
+  /** The INT3 handler trapped on a site whose new instruction it cannot emulate. */
+  | 'not-emulatable'
+  /** Another kernel BUG (an INT3 the handler does not know). */
+  | 'kernel-bug'
+  /** A lock's counter disagrees with its acquisitions: mutual exclusion broke. */
+  | 'broken-lock'
+  /** Every vCPU halted with tasks unfinished: a lost wake-up. */
+  | 'all-halted'
+  /** The run ended otherwise (instruction limit, another error) before the tasks finished. */
+  | 'unfinished';
 
 export interface PatchRunResult {
   ok: boolean;
@@ -34,7 +46,7 @@ export function enterBeforeTask(guest: Guest, patcherCpu: number, entry: number)
     throw new KernelBug(`the patcher needs vCPU ${patcherCpu} before its task starts`);
   }
   const rsp = c.getAddr(Reg.RSP) - 8;
-  guest.machine.memory.writeBytes(rsp, le64(c.rip));
+  guest.machine.memory.writeU64(rsp, c.rip);
   c.setAddr(Reg.RSP, rsp);
   c.rip = entry;
 }
@@ -57,7 +69,3 @@ export function runAndJudge(guest: Guest, patched: () => boolean, opts: RunOptio
   return { ok: true, reason: 'ok', ...base };
 }
 
-export function le64(v: number): number[] {
-  const u = BigInt.asUintN(64, BigInt(v));
-  return Array.from({ length: 8 }, (_, i) => Number((u >> BigInt(8 * i)) & 0xffn));
-}

@@ -6,12 +6,10 @@ import type { Guest } from '../kernel/guest.ts';
 import type { Vcpu } from '../machine/vcpu.ts';
 import type { RunOptions } from '../machine/machine.ts';
 import { Reg } from '../x86/registers.ts';
-import { DATA, DATA_BASE } from '../kernel/layout.ts';
-import { PV_OPS, PvOp, patchBytes, type Flavor, type PatchSite } from '../kernel/pv-ops.ts';
-import { pvOpsTable } from '../kernel/paravirt.ts';
+import { PvOp, patchBytes, type Flavor, type PatchSite } from '../kernel/pv-ops.ts';
 import { StopMachineV1, STOP_MACHINE_SERVICE, type V1Generation, type V1Stats } from '../kernel/stop-machine.ts';
 import { GuestConfigError } from '../kernel/errors.ts';
-import { enterBeforeTask, le64, runAndJudge, type PatchRunResult } from './run-patcher.ts';
+import { enterBeforeTask, runAndJudge, type PatchRunResult } from './run-patcher.ts';
 
 export interface V1SwitchOptions {
   primaryCpu?: number;
@@ -64,16 +62,12 @@ export function preemptibleCheck(guest: Guest): (c: Vcpu) => boolean {
  * `primaryCpu`, which runs them before its own task; then run the guest to completion.
  */
 export function switchLockOpsV1(guest: Guest, to: Flavor | Flavor[], opts: V1SwitchOptions = {}): V1Result {
-  const m = guest.machine;
   const flavors = Array.isArray(to) ? to : [to];
   if (flavors.includes('pv') && !(guest.host?.pvUnhalt ?? false)) throw new GuestConfigError('switching to pv lock ops needs a KVM host with PV_UNHALT');
-  const gens = flavors.map((f): V1Generation => {
-    const table = pvOpsTable(f, guest.image.targets);
-    return {
-      sites: guest.image.sites.filter(opts.sites ?? (() => true)).map((s) => ({ address: s.address, bytes: patchBytes(s, f, guest.image.targets) })),
-      after: () => { for (const op of PV_OPS) m.memory.writeBytes(DATA_BASE + DATA.pvOps + 8 * op, le64(table.get(op)!)); },
-    };
-  });
+  const gens = flavors.map((f): V1Generation => ({
+    sites: guest.image.sites.filter(opts.sites ?? (() => true)).map((s) => ({ address: s.address, bytes: patchBytes(s, f, guest.image.targets) })),
+    after: () => guest.writePvOps(f),
+  }));
   return runV1(guest, gens, opts);
 }
 

@@ -39,7 +39,7 @@ function assertTextOf(g: Guest, flavor: Flavor, seed: number, msg: string): void
 }
 
 function readU64(g: Guest, addr: number): number {
-  return g.machine.memory.readBytes(addr, 8).reduce((acc, x, i) => acc + x * 2 ** (8 * i), 0);
+  return g.machine.memory.readU64(addr);
 }
 
 for (const [from, to] of [['native', 'pv'], ['pv', 'native']] as const) {

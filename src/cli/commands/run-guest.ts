@@ -56,11 +56,6 @@ function switchLines(v: V2Result): string[] {
   return out;
 }
 
-function percentile(xs: number[], p: number): number {
-  if (xs.length === 0) return 0;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-}
 
 function sitesTable(g: Guest): string[] {
   const out = ['', `patched sites (${g.image.sites.length}, flavor ${g.flavor}):`];
@@ -120,8 +115,7 @@ export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRun
   if (r.reason === 'error' && r.error && !flags.json) throw r.error;
   const locks = g.checkLocks();
   const simCycles = Math.max(...g.machine.vcpus.map((c) => c.time));
-  const waits = g.stats.waitCycles;
-  const halts = g.machine.events.filter((e) => e.type === 'halt' && e.rip >= g.symbol('kvm_wait') && e.rip < g.symbol('kvm_kick_cpu')).length;
+  const halts = g.haltsInKvmWait();
   const lostWakeup = r.reason === 'all-halted' && !g.tasksDone;
   const summary = {
     scenario: file,
@@ -141,8 +135,8 @@ export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRun
       spins: g.stats.spins,
       halts,
       kicks: g.host?.stats.kicks ?? 0,
-      waitP50Cycles: percentile(waits, 50),
-      waitP99Cycles: percentile(waits, 99),
+      waitP50Cycles: g.waitPercentile(50),
+      waitP99Cycles: g.waitPercentile(99),
       ...(sched ? { pcpus: sched.opts.pcpus, preemptions: sched.stats.preemptions } : {}),
     },
     hazards: r.hazards,

@@ -7,11 +7,9 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { machineScenarioSchema } from '../scenario/schema.ts';
-import { readScenarioFile, parseScenario, type MachineScenario } from '../scenario/load.ts';
+import { readScenarioDoc, validateScenario, type MachineScenario } from '../scenario/load.ts';
 import { guestScenarioSchema, type GuestScenario } from '../scenario/guest-schema.ts';
 import { runGuestScenario } from './run-guest.ts';
-import { readFileSync, existsSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
 import { buildMachine, makeChooser, type Strategy } from '../scenario/build-machine.ts';
 import { ScenarioError } from '../scenario/errors.ts';
 import { formatSchedule } from '../../sched/schedule.ts';
@@ -35,14 +33,8 @@ interface RunFlags {
 }
 
 /** A guest scenario has a top-level `guest:` section; anything else is a machine scenario. */
-function isGuestScenario(path: string): boolean {
-  if (!existsSync(path)) return false;
-  try {
-    const doc = parseYaml(readFileSync(path, 'utf8')) as unknown;
-    return typeof doc === 'object' && doc !== null && 'guest' in doc;
-  } catch {
-    return false;
-  }
+function isGuestScenario(doc: unknown): boolean {
+  return typeof doc === 'object' && doc !== null && 'guest' in doc;
 }
 
 function intFlag(v: string | undefined, name: string, min: number): number | undefined {
@@ -114,9 +106,10 @@ function writeAtomically(path: string, text: string): void {
 
 export async function runCommand(file: string | undefined, flags: RunFlags): Promise<number> {
   const path = file ?? defaultScenarioPath();
-  if (isGuestScenario(path)) {
+  const doc = readScenarioDoc(path);
+  if (isGuestScenario(doc)) {
     if (flags.seeds !== undefined) throw new ScenarioError('--seeds is for machine scenarios; run a guest scenario once per seed');
-    const gs = parseScenario<GuestScenario>(path, readFileSync(path, 'utf8'), guestScenarioSchema);
+    const gs = validateScenario<GuestScenario>(path, doc, guestScenarioSchema);
     return runGuestScenario(path, gs, {
       seed: intFlag(flags.seed, 'seed', 0) ?? gs.schedule?.seed ?? 1,
       ...(flags.strategy ? { strategy: flags.strategy } : {}),
@@ -126,7 +119,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
       showSites: flags.showSites ?? false,
     });
   }
-  const scenario = readScenarioFile<MachineScenario>(path, machineScenarioSchema);
+  const scenario = validateScenario<MachineScenario>(path, doc, machineScenarioSchema);
   const strategy: Strategy = flags.strategy ?? (flags.schedule ? 'replay' : scenario.schedule?.strategy ?? 'random');
   const seed = intFlag(flags.seed, 'seed', 0) ?? scenario.schedule?.seed ?? 1;
   const seeds = intFlag(flags.seeds, 'seeds', 1);

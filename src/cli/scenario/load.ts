@@ -70,15 +70,18 @@ function describe(file: string, err: ErrorObject, schema: unknown): string {
   return `${file}: ${where}: ${err.message ?? 'is invalid'}`;
 }
 
-/** Parse and validate scenario text (YAML is a superset of JSON). */
-export function parseScenario<T>(file: string, text: string, schema: object): T {
-  let doc: unknown;
+/** Parse scenario text (YAML is a superset of JSON) into a document, not yet validated. */
+function parseDoc(file: string, text: string): unknown {
   try {
-    doc = parseYaml(text, { prettyErrors: false });
+    return parseYaml(text, { prettyErrors: false });
   } catch (e) {
     const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
     throw new ScenarioError(`${file}: not valid YAML or JSON: ${msg}`);
   }
+}
+
+/** Validate a parsed document against `schema`; the first (most specific) complaint becomes the error. */
+export function validateScenario<T>(file: string, doc: unknown, schema: object): T {
   const ajv = new Ajv({ allErrors: false, strict: false });
   const validate = ajv.compile(schema);
   if (!validate(doc)) {
@@ -90,10 +93,11 @@ export function parseScenario<T>(file: string, text: string, schema: object): T 
   return doc as T;
 }
 
-export function readScenarioFile<T>(file: string, schema: object): T {
+/** Read and parse a scenario file once; validate it with validateScenario(). */
+export function readScenarioDoc(file: string): unknown {
   if (!existsSync(file)) throw new ScenarioError(`${file}: no such scenario file`);
   if (!statSync(file).isFile()) throw new ScenarioError(`${file}: not a file`);
-  return parseScenario<T>(file, readFileSync(file, 'utf8'), schema);
+  return parseDoc(file, readFileSync(file, 'utf8'));
 }
 
 function parseBig(v: Num, what: string): bigint {
