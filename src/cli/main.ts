@@ -16,7 +16,8 @@ export function buildProgram(): Command {
         'simulate a guest on real x86 machine code, switch its pv-ops, verify and measure.',
     )
     .version('0.1.0')
-    .showHelpAfterError('(run with --help for usage)')
+    // Usage errors are one line, like every other bad input.
+    .configureOutput({ outputError: (str, write) => write(`pvpatch: ${str.replace(/^error: /, '').trim()} (see pvpatch --help)\n`) })
     .exitOverride();
   registerRun(program);
   registerInspect(program);
