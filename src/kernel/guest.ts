@@ -18,6 +18,7 @@ import { applyParavirt, kvmSpinlockInit, pvOpsTable, type SpinlockDecision } fro
 import { PV_OPS, type Flavor } from './pv-ops.ts';
 import { nativeSlowpath, newSlowpathStats, pvSlowpath, pvUnlockSlowpath, type SlowpathEnv, type SlowpathStats } from './qspinlock-slowpath.ts';
 import { GuestConfigError } from './errors.ts';
+import { AtomicSwitchOracle } from './atomic-switch.ts';
 import { Prng } from '../sched/prng.ts';
 
 export type Platform = 'bare-metal' | 'kvm';
@@ -77,6 +78,8 @@ export class Guest {
   readonly stats: GuestStats;
   readonly workload: WorkloadShape;
   readonly env: SlowpathEnv;
+  /** The atomic-switch oracle (DESIGN.md §6), on for every guest. */
+  readonly atomicSwitch: AtomicSwitchOracle;
   /** What lockop_checkpoint() runs (workload.lockopCheckpoint); installed by the v2 switch. */
   lockopCheckpoint: ServiceFactory | undefined;
 
@@ -118,6 +121,8 @@ export class Guest {
       spinThreshold: options.spinThreshold ?? 1 << 15,
       stats,
     };
+    this.atomicSwitch = new AtomicSwitchOracle(m, this.image.sites, this.symbol('kvm_kick_cpu'));
+    this.env.ops = this.atomicSwitch;
     const env = this.env;
     m.registerService(SERVICE.nativeSlowpath, 'native_queued_spin_lock_slowpath', (ctx) => nativeSlowpath(ctx, env));
     m.registerService(SERVICE.pvSlowpath, '__pv_queued_spin_lock_slowpath', (ctx) => pvSlowpath(ctx, env));

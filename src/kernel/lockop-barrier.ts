@@ -21,6 +21,8 @@ import { hexAddress } from '../x86/format.ts';
 import { KernelBug } from './errors.ts';
 import { DATA_BASE, PERCPU, SERVICE_BASE, percpuBase } from './layout.ts';
 import { PvOp, patchBytes, type Flavor, type OpTargets, type PatchSite } from './pv-ops.ts';
+import { isNativeUnlock } from './atomic-switch.ts';
+import type { Hazard } from '../machine/events.ts';
 
 /** The v2 services (after text_poke_bp's at +0x100..). */
 export const LOCKOP_SERVICE = {
@@ -72,7 +74,14 @@ export class LockopBarrier {
    * `broken: 'no-map'` (a negative control): every unlock on a counting CPU drops a count, as if
    * there were no per-CPU map to tell a fast-path unlock from a slowpath one.
    */
-  constructor(sites: readonly PatchSite[], private readonly targets: OpTargets, nCpus: number, private readonly broken?: 'no-map') {
+  constructor(
+    sites: readonly PatchSite[],
+    private readonly targets: OpTargets,
+    nCpus: number,
+    private readonly broken?: 'no-map',
+    /** Told of every native unlock the handler emulates (the atomic-switch oracle); a hazard stops the run. */
+    private readonly onNativeUnlock?: (cpu: number, lock: number, address: number) => Hazard | undefined,
+  ) {
     for (const s of sites) this.sites.set(s.address, s);
     this.slowLocks = Array.from({ length: nCpus }, () => []);
   }
@@ -165,7 +174,9 @@ export class LockopBarrier {
       yield* put();
       return yield* ctx.iret({ push: next, keepNmiBlocked });
     }
-    if (bytes[0] === 0xc6 && bytes[1] === 0x07 && bytes[2] === 0x00) {
+    if (isNativeUnlock(bytes)) {
+      const h = this.onNativeUnlock?.(c.id, lock, site.address);
+      if (h !== undefined && ctx.exec.hazard(h)) yield -1;
       yield* ctx.store(lock, 1, 0); // native_queued_spin_unlock: movb $0,(%rdi)
     } else if (bytes[0] === 0x48 && bytes[1] === 0x31 && bytes[2] === 0xc0) {
       c.setReg64(Reg.RAX, 0n); // native vcpu_is_preempted: xor %rax,%rax

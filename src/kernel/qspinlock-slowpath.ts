@@ -11,6 +11,7 @@ import {
   Q_TAIL_MASK, VcpuState, decodeTail, encodeTail,
 } from './qspinlock-word.ts';
 import { pvHash, pvUnhash, type PvHashTable } from './pv-hash.ts';
+import type { Hazard } from '../machine/events.ts';
 
 /** What the slowpaths need to know about the image they run in. */
 export interface SlowpathEnv {
@@ -21,6 +22,31 @@ export interface SlowpathEnv {
   /** SPIN_THRESHOLD: spins before a PV waiter halts (Linux: 1 << 15). */
   spinThreshold: number;
   stats: SlowpathStats;
+  /** Told when a slowpath starts and ends (the atomic-switch oracle, src/kernel/atomic-switch.ts). */
+  ops?: SlowpathObserver;
+}
+
+/** Sees every slowpath of either flavour start and end, per vCPU (they nest under interrupts). */
+export interface SlowpathObserver {
+  /** A slowpath of `flavor` starts on `lock` at `address`; a hazard stops the run. */
+  slowpathEnter(cpu: number, lock: number, flavor: 'native' | 'pv', address: number): Hazard | undefined;
+  slowpathExit(cpu: number): void;
+  /** pv_kick(target) from `cpu` begins, and ends (a hazard stops the run). */
+  kickBegin(cpu: number): void;
+  kickEnd(cpu: number, target: number, address: number): Hazard | undefined;
+}
+
+/** Run a slowpath body under env.ops: entry (maybe a hazard) and exit. */
+function* observed(ctx: ServiceContext, env: SlowpathEnv, flavor: 'native' | 'pv', body: ServiceBody): ServiceBody {
+  const ops = env.ops;
+  if (ops === undefined) return yield* body;
+  const h = ops.slowpathEnter(ctx.cpu.id, ctx.arg(0), flavor, ctx.address);
+  if (h !== undefined && ctx.exec.hazard(h)) yield -1;
+  try {
+    return yield* body;
+  } finally {
+    ops.slowpathExit(ctx.cpu.id);
+  }
 }
 
 export interface SlowpathStats {
@@ -60,7 +86,10 @@ function* pvWait(ctx: ServiceContext, env: SlowpathEnv, ptr: number, val: number
 
 function* pvKick(ctx: ServiceContext, env: SlowpathEnv, cpu: number): Generator<number, void, void> {
   env.stats.kicks++;
+  env.ops?.kickBegin(ctx.cpu.id);
   yield* ctx.call(env.pvKickStub, cpu);
+  const h = env.ops?.kickEnd(ctx.cpu.id, cpu, env.pvKickStub);
+  if (h !== undefined && ctx.exec.hazard(h)) yield -1;
 }
 
 /** pv_wait_node(): spin on node->locked, then halt until the predecessor kicks us. */
@@ -177,7 +206,11 @@ function* releaseNode(ctx: ServiceContext): Generator<number, void, void> {
 }
 
 /** native_queued_spin_lock_slowpath(lock, val): pending bit, then the MCS queue. */
-export function* nativeSlowpath(ctx: ServiceContext, env: SlowpathEnv): ServiceBody {
+export function nativeSlowpath(ctx: ServiceContext, env: SlowpathEnv): ServiceBody {
+  return observed(ctx, env, 'native', nativeSlowpathBody(ctx, env));
+}
+
+function* nativeSlowpathBody(ctx: ServiceContext, env: SlowpathEnv): ServiceBody {
   env.stats.slowpaths++;
   const lock = ctx.arg(0);
   let val = ctx.arg(1) >>> 0;
@@ -198,7 +231,11 @@ export function* nativeSlowpath(ctx: ServiceContext, env: SlowpathEnv): ServiceB
 }
 
 /** __pv_queued_spin_lock_slowpath(lock, val): straight to the queue, halting instead of spinning forever. */
-export function* pvSlowpath(ctx: ServiceContext, env: SlowpathEnv): ServiceBody {
+export function pvSlowpath(ctx: ServiceContext, env: SlowpathEnv): ServiceBody {
+  return observed(ctx, env, 'pv', pvSlowpathBody(ctx, env));
+}
+
+function* pvSlowpathBody(ctx: ServiceContext, env: SlowpathEnv): ServiceBody {
   env.stats.slowpaths++;
   yield* queue(ctx, env, ctx.arg(0), true);
   yield* releaseNode(ctx);

@@ -37,6 +37,21 @@ export type Hazard =
       before: number[];
       /** The same bytes now. */
       after: number[];
+    }
+  | {
+      /**
+       * An oracle of the guest kernel (src/kernel/atomic-switch.ts): vCPU `cpu` started an op at
+       * `address` whose flavour is incompatible with an op another vCPU still runs on the same lock.
+       */
+      kind: 'non-atomic-switch';
+      cpu: number;
+      address: number;
+      lock: number;
+      /** The op that started, and the one in flight it depends on. */
+      op: string;
+      other: { cpu: number; op: string; since: number };
+      /** Why the two cannot overlap. */
+      why: string;
     };
 
 export type HazardKind = Hazard['kind'];

@@ -70,6 +70,9 @@ export interface RunResult {
   error?: Error & { userFacing?: boolean };
 }
 
+/** An instruction probe (Machine.probe): a hazard to report, or undefined. */
+export type Probe = (c: Vcpu, insn: Insn) => Hazard | undefined;
+
 /** One decision of a run: an action (>= 0), or a choice value v encoded as -(v + 1). */
 export type Decision = number;
 
@@ -162,6 +165,21 @@ export class Machine implements ExecContext {
   /** The hazard that made the last fetch return null. */
   fetchHazard: Hazard | null = null;
 
+  /** Probes by address (none: `undefined`, so a run without probes pays one field test per step). */
+  private probes: Map<number, Probe> | undefined;
+
+  /**
+   * Call `probe` whenever a vCPU is about to execute the instruction at `address`, with the
+   * instruction it fetched (the old or the new one at a legal INT3 first-byte fetch). A probe
+   * changes nothing a vCPU can see (unlike a kprobe, it writes no INT3); it returns a hazard to
+   * report one — an oracle of a layer above the machine. One probe per address.
+   */
+  probe(address: number, probe: Probe): void {
+    this.probes ??= new Map();
+    if (this.probes.has(address)) throw new MachineConfigError(`two probes at 0x${address.toString(16)}`);
+    this.probes.set(address, probe);
+  }
+
   hazard(h: Hazard): boolean {
     this.hazards.push(h);
     this.emit({ type: 'hazard', step: this.step, cpu: h.cpu, hazard: h });
@@ -251,6 +269,14 @@ export class Machine implements ExecContext {
     if (insn === null) {
       if (this.hazard(this.fetchHazard!)) return -1;
       insn = decodeAt(this.memory, c.rip)!;
+    }
+    const probes = this.probes;
+    if (probes !== undefined) {
+      const p = probes.get(rip);
+      if (p !== undefined) {
+        const h = p(c, insn);
+        if (h !== undefined && this.hazard(h)) return -1;
+      }
     }
     const fast = insn.fast;
     const cost = fast !== undefined ? fast.run(this, c, insn) : execute(this, c, insn);
@@ -399,6 +425,7 @@ export class Machine implements ExecContext {
     for (let i = 0; i < this.vcpus.length; i++) m.vcpus[i]!.copyFrom(this.vcpus[i]!);
     for (const [k, v] of this.idt) m.idt.set(k, v);
     m.hooks = this.hooks;
+    if (this.probes) for (const [a, p] of this.probes) m.probe(a, p);
     return m;
   }
 }

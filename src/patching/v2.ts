@@ -97,7 +97,8 @@ export class LockopSwitcher {
     this.maxRetries = opts.maxRetries ?? 3;
     this.retryDelay = opts.retryDelay ?? 5000;
     this.broken = opts.broken;
-    this.barrier = new LockopBarrier(guest.image.sites, guest.image.targets, m.vcpus.length, opts.broken === 'no-map' ? 'no-map' : undefined);
+    this.barrier = new LockopBarrier(guest.image.sites, guest.image.targets, m.vcpus.length, opts.broken === 'no-map' ? 'no-map' : undefined,
+      (cpu, lock, address) => guest.atomicSwitch.nativeUnlock(cpu, lock, address));
     new TextPokeBp(m); // do_sync_core on the SYNC vector (text_poke_sync's IPI)
     m.registerService(LOCKOP_SERVICE.int3Handler, 'lockop_int3_handler', (ctx) => this.barrier.handler(ctx));
     m.setIdt(VECTOR.BP, LOCKOP_SERVICE.int3Handler);

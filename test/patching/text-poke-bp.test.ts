@@ -13,6 +13,7 @@ import { linuxNop } from '../../src/x86/nops.ts';
 import { Opcode, textPokeLocInit } from '../../src/kernel/text-poke-loc.ts';
 import { TextPokeError } from '../../src/kernel/text-poke-errors.ts';
 import { textPokeBp } from '../../src/patching/text-poke-bp.ts';
+import { describeHazard } from '../../src/cli/hazard-text.ts';
 
 const SEEDS = 500;
 const INJECT = { nmis: 2, irqs: 4, irqVector: VECTOR.LOCK_IRQ };
@@ -85,15 +86,23 @@ test('switching the unlock sites PV -> native fails: the INT3 handler meets movb
   assert.equal(r.patched, false);
 });
 
-test('switching one op at a time loses wake-ups: kick becomes a NOP while waiters still halt in PV wait', () => {
+test('switching one op at a time loses wake-ups: kick becomes a NOP while waiters still halt in PV wait; the atomic-switch oracle names the first native kick', () => {
   // The kick site's CALL kvm_kick_cpu becomes NOP5 (native kick = paravirt_nop): text_poke_bp
   // does it cleanly, but the slowpath and wait ops are still PV, so waiters halt and nobody wakes them.
+  const caught = pvGuest(1, 4);
+  const kick = site(caught, PvOp.Kick);
+  const first = textPokeBp(caught, [{ address: kick.address, bytes: linuxNop(5) }], 0, { chooser: new RandomChooser(1) });
+  assert.equal(first.reason, 'hazard');
+  assert.equal(first.hazard?.kind, 'non-atomic-switch');
+  assert.match(describeHazard(first.hazard!), /native pv_kick \(a NOP\) of vCPU \d+ .* PV slowpath/);
+
   const g = pvGuest(1, 4);
-  const kick = site(g, PvOp.Kick);
+  g.atomicSwitch.mode = 'record'; // let the run go on to the harm
   const r = textPokeBp(g, [{ address: kick.address, bytes: linuxNop(5) }], 0, { chooser: new RandomChooser(1) });
   assert.equal(r.patched, true);
   assert.equal(r.run.hazards.length, 0, 'the patching itself was clean');
   assert.equal(r.reason, 'all-halted');
+  assert.ok(g.atomicSwitch.findings.length > 0);
   assert.ok(g.stats.kicks > 0, 'unlockers called pv_kick');
   assert.equal(g.host!.stats.kicks, 0, 'but no KVM_HC_KICK_CPU reached the host');
 });

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Guest } from '../../src/kernel/guest.ts';
 import { RandomChooser } from '../../src/sched/random.ts';
-import { VECTOR } from '../../src/kernel/layout.ts';
+import { VECTOR, lockAddress } from '../../src/kernel/layout.ts';
 import { patchBytes, type Flavor } from '../../src/kernel/pv-ops.ts';
 import { switchLockOpsV1 } from '../../src/patching/v1.ts';
 import { NmiInInt3Chooser } from '../../src/patching/nmi-adversary.ts';
@@ -25,24 +25,33 @@ function assertSites(g: Guest, flavor: Flavor, seed: number): void {
   }
 }
 
+/**
+ * Sweep v1 with the atomic-switch oracle recording, not stopping: v1 walks the sites one by one,
+ * and an NMI handler that meets a finished site while another NMI still runs an old op on the
+ * same lock mixes flavours (the RFC's admitted NMI limit). Every such finding must be between two
+ * NMI handlers (task and IRQ context are stopped), and none may do harm on these seeds.
+ */
 function sweep(seeds: number, chooser: (seed: number) => Chooser, from: Flavor = 'native') {
-  const totals = { int3Hits: 0, int3InNmi: 0, primaryDrives: 0, deferred: 0 };
+  const totals = { int3Hits: 0, int3InNmi: 0, primaryDrives: 0, deferred: 0, mixedSeeds: 0 };
   const to: Flavor = from === 'native' ? 'pv' : 'native';
   for (let seed = 1; seed <= seeds; seed++) {
     const g = guest(seed, from);
+    g.atomicSwitch.mode = 'record';
     const r = switchLockOpsV1(g, [to, from], { primaryCpu: seed % 4, run: { chooser: chooser(seed), inject: INJECT } });
     assert.equal(r.reason, 'ok', `seed ${seed}: ${r.reason} ${r.detail ?? ''}`);
     assert.equal(r.switched, true);
     assert.equal(r.run.hazards.length, 0);
     assertSites(g, from, seed);
-    for (const k of Object.keys(totals) as (keyof typeof totals)[]) totals[k] += r.stats[k];
+    for (const f of g.atomicSwitch.findings) assert.deepEqual(f.inNmi, { cpu: true, other: true }, `seed ${seed}: a flavour mix outside NMI context at step ${f.step}`);
+    if (g.atomicSwitch.findings.length > 0) totals.mixedSeeds++;
+    for (const k of ['int3Hits', 'int3InNmi', 'primaryDrives', 'deferred'] as const) totals[k] += r.stats[k];
   }
   return totals;
 }
 
 test('v1 switches native -> PV -> native under load with IRQs and NMIs: no hazard, locks OK, tasks finish on 450 seeds', (t) => {
   const tot = sweep(450, (seed) => new RandomChooser(seed));
-  t.diagnostic(`INT3 hits ${tot.int3Hits} (in NMI ${tot.int3InNmi}), driven by the primary ${tot.primaryDrives}, STOP IPIs deferred to a preemptible point ${tot.deferred}`);
+  t.diagnostic(`INT3 hits ${tot.int3Hits} (in NMI ${tot.int3InNmi}), driven by the primary ${tot.primaryDrives}, STOP IPIs deferred to a preemptible point ${tot.deferred}; seeds where two NMI handlers mixed flavours on a lock ${tot.mixedSeeds}`);
   assert.ok(tot.int3InNmi > 10, 'NMI handlers met the INT3s and drove the state machine');
   assert.ok(tot.primaryDrives > 0, 'the primary met its own INT3 in an NMI and finished the site from its #BP handler');
   assert.ok(tot.deferred > 0, 'some STOP IPIs landed inside a lock op or critical section and waited');
@@ -76,6 +85,19 @@ test('v1 native -> PV leaves every site PV, and stops every vCPU (time stopped r
   const window = r.stats.windowSteps[0]!;
   for (let i = 0; i < 4; i++) assert.ok(r.stats.stoppedSteps[i]! <= window + 50, `vCPU ${i} was stopped no longer than the window`);
   t.diagnostic(`stop_machine window ${window} steps of ${r.run.steps}; stopped per vCPU: ${r.stats.stoppedSteps.join(', ')} steps (${g.image.sites.length} sites, ${4 * g.image.sites.length + 1} states)`);
+});
+
+test('v1 is not atomic for NMI handlers (seed 7): an NMI runs the old native unlock of the NMI lock while another NMI waits in the new PV slowpath; the atomic-switch oracle stops the run there', () => {
+  const g = guest(7);
+  const r = switchLockOpsV1(g, ['pv', 'native'], { primaryCpu: 3, run: { chooser: new RandomChooser(7), inject: INJECT } });
+  assert.equal(r.reason, 'hazard');
+  const h = r.hazard!;
+  assert.equal(h.kind, 'non-atomic-switch');
+  if (h.kind !== 'non-atomic-switch') return;
+  assert.equal(h.lock, lockAddress(g.image.nmiLock));
+  assert.ok(g.machine.vcpu(h.cpu).nmiBlocked && g.machine.vcpu(h.other.cpu).nmiBlocked, 'both sides run in NMI context');
+  assert.match(h.op, /native unlock/);
+  assert.match(h.other.op, /PV slowpath/);
 });
 
 test('state names follow the RFC', () => {

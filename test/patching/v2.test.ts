@@ -156,18 +156,27 @@ test('v2 under heavy contention (one lock, waiters halting early), both directio
   }
 });
 
-// Negative controls: each half of the global barrier is needed, and the checks catch its absence
-// (the same seeds pass with the full protocol, above and here).
-for (const [broken, seed, reason] of [
+// Negative controls: each half of the global barrier is needed. The atomic-switch oracle (DESIGN.md
+// §6) stops the run at the step the flavours mix on one lock; with the oracle only recording, the
+// harm itself shows (a lost wake-up, a broken lock, a hazard). The same seeds pass with the full
+// protocol, above and here.
+for (const [broken, seed, harm] of [
   ['no-map', 1, 'all-halted'],
   ['no-map', 182, 'broken-lock'],
   ['no-barrier', 32, 'all-halted'],
   ['no-barrier', 80, 'hazard'],
 ] as const) {
-  test(`broken v2 '${broken}' (native -> pv, seed ${seed}) is caught: ${reason}`, () => {
+  test(`broken v2 '${broken}' (native -> pv, seed ${seed}) is caught: the oracle names the step, and the harm is ${harm}`, () => {
     const run = () => ({ chooser: new RandomChooser(seed), inject: HEAVY, maxInstructions: 3_000_000 });
     const bad = switchLockOpsV2(contended('native', seed), 'pv', { patcherCpu: seed % 4, broken, run: run() });
-    assert.equal(bad.reason, reason, `${bad.reason} ${bad.detail ?? ''}`);
+    assert.equal(bad.reason, 'hazard', `${bad.reason} ${bad.detail ?? ''}`);
+    const h = bad.run.hazards[0]!;
+    assert.equal(h.kind, 'non-atomic-switch');
+    const g = contended('native', seed);
+    g.atomicSwitch.mode = 'record';
+    const harmed = switchLockOpsV2(g, 'pv', { patcherCpu: seed % 4, broken, run: run() });
+    assert.equal(harmed.reason, harm, `${harmed.reason} ${harmed.detail ?? ''}`);
+    assert.ok(g.atomicSwitch.findings.length > 0, 'the recording oracle saw the mix too');
     const good = switchLockOpsV2(contended('native', seed), 'pv', { patcherCpu: seed % 4, run: run() });
     assert.equal(good.reason, 'ok');
   });
