@@ -5,6 +5,8 @@
  */
 import { nopPadding } from '../x86/nops.ts';
 
+import { hexAddress } from '../x86/format.ts';
+
 export enum PvOp {
   QueuedSpinLockSlowpath = 0,
   QueuedSpinUnlock = 1,
@@ -90,4 +92,21 @@ export function patchBytes(site: PatchSite, flavor: Flavor, targets: OpTargets):
 /** The unpatched site: `call *pv_ops+8*type(%rip)` (ff 15 rel32), NOP-padded. */
 export function indirectCall(site: PatchSite, pvOpsBase: number): Uint8Array {
   return pad([0xff, 0x15, ...rel32(site.address + 6, pvOpsBase + 8 * site.type)], site.len);
+}
+
+/**
+ * The first site whose bytes in `text` are not `flavor`'s (what a patcher expects before it
+ * switches away from `flavor`), as a one-line description; undefined when every site matches.
+ * Linux's jump_label code BUG()s on such a site; the switches here refuse and report it.
+ */
+export function unexpectedSite(read: (address: number, len: number) => Uint8Array, sites: readonly PatchSite[], flavor: Flavor, targets: OpTargets): string | undefined {
+  for (const s of sites) {
+    const want = patchBytes(s, flavor, targets);
+    const have = read(s.address, s.len);
+    if (have.some((b, i) => b !== want[i])) {
+      const hex = (xs: Uint8Array) => Array.from(xs, (b) => b.toString(16).padStart(2, '0')).join(' ');
+      return `${PV_OP_NAMES[s.type]} site at ${hexAddress(s.address)} holds [${hex(have)}], not the ${flavor} bytes [${hex(want)}]`;
+    }
+  }
+  return undefined;
 }

@@ -101,6 +101,9 @@ export interface V1Stats {
   stoppedSteps: number[];
   /** Steps from the primary's local_irq_disable to PATCH_DONE, per generation. */
   windowSteps: number[];
+  /** The same two in simulated cycles (each vCPU's own clock, `Vcpu.time`; 0 under untimed strategies). */
+  stoppedCycles: number[];
+  windowCycles: number[];
 }
 
 /** text_poke() writing only the bytes that differ (a byte rewritten with its own value changes nothing any CPU can fetch). */
@@ -130,7 +133,7 @@ export class StopMachineV1 {
 
   constructor(private readonly machine: { vcpus: Vcpu[]; registerService: (a: number, n: string, f: (ctx: ServiceContext) => ServiceBody) => void; setIdt: (v: number, h: number) => void; step: number }, private readonly o: V1Options) {
     const n = machine.vcpus.length;
-    this.stats = { done: 0, int3Hits: 0, int3InNmi: 0, primaryDrives: 0, ipis: 0, deferred: 0, stoppedSteps: Array(n).fill(0), windowSteps: [] };
+    this.stats = { done: 0, int3Hits: 0, int3InNmi: 0, primaryDrives: 0, ipis: 0, deferred: 0, stoppedSteps: Array(n).fill(0), windowSteps: [], stoppedCycles: Array(n).fill(0), windowCycles: [] };
     machine.registerService(STOP_MACHINE_SERVICE.primary, 'text_poke_late', (ctx) => this.primary(ctx));
     machine.registerService(STOP_MACHINE_SERVICE.multiCpuStop, 'multi_cpu_stop', (ctx) => this.secondary(ctx));
     machine.registerService(STOP_MACHINE_SERVICE.pokeInt3, 'poke_int3_native', (ctx) => this.int3(ctx));
@@ -155,13 +158,13 @@ export class StopMachineV1 {
   /** The primary: every queued generation, one stop_machine each. */
   private *primary(ctx: ServiceContext): ServiceBody {
     const c = ctx.cpu, n = this.machine.vcpus.length;
-    for (let g = 0; g < this.gens.length; g++) {
+    for (let g = this.stats.done; g < this.gens.length; g++) {
       const b = block(g);
       const savedIf = c.flags & Flag.IF;
       c.flags &= ~Flag.IF; // local_irq_save
       yield* ctx.work();
       this.windowStart = this.machine.step;
-      const t0 = this.machine.step;
+      const t0 = this.machine.step, c0 = c.time;
       // A locked op: the fence before the ICR write (weak_wrmsr_fence), so a vCPU taking the IPI sees this generation.
       yield* ctx.xchg(GEN, 4, g);
       this.gen = g;
@@ -174,7 +177,9 @@ export class StopMachineV1 {
       this.gens[g]!.after?.();
       yield* this.advance(ctx, g, this.last(g)); // smp_store_release(&tps->state, PATCH_DONE)
       this.stats.windowSteps.push(this.machine.step - this.windowStart);
+      this.stats.windowCycles.push(c.time - c0);
       this.stats.stoppedSteps[c.id]! += this.machine.step - t0;
+      this.stats.stoppedCycles[c.id]! += c.time - c0;
       this.stats.done++;
       c.flags |= savedIf; // local_irq_restore
       yield* ctx.work();
@@ -239,7 +244,7 @@ export class StopMachineV1 {
     }
     const g = yield* ctx.load(GEN, 4);
     const b = block(g), last = this.last(g);
-    const t0 = this.machine.step;
+    const t0 = this.machine.step, c0 = c.time;
     yield* ctx.fetchAdd(b.stopped, 4, 1);
     let acked = -1;
     for (;;) {
@@ -250,6 +255,7 @@ export class StopMachineV1 {
     }
     yield* ctx.serialize();
     this.stats.stoppedSteps[c.id]! += this.machine.step - t0;
+    this.stats.stoppedCycles[c.id]! += c.time - c0;
     return yield* leave(ctx, false);
   }
 

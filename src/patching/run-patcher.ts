@@ -26,7 +26,9 @@ export type PatchRunReason =
   /** Every vCPU halted with tasks unfinished: a lost wake-up. */
   | 'all-halted'
   /** The run ended otherwise (instruction limit, another error) before the tasks finished. */
-  | 'unfinished';
+  | 'unfinished'
+  /** A site did not hold the bytes the patcher expected: it refused and wrote nothing. */
+  | 'unexpected-bytes';
 
 export interface PatchRunResult {
   ok: boolean;
@@ -53,9 +55,13 @@ export function enterBeforeTask(guest: Guest, patcherCpu: number, entry: number)
 
 /** Run the guest to completion and classify the outcome; `patched()` says whether the patcher finished. */
 export function runAndJudge(guest: Guest, patched: () => boolean, opts: RunOptions = {}): PatchRunResult {
-  const run = guest.run(opts);
+  return judgePatchRun(guest, guest.run(opts), patched());
+}
+
+/** Classify a finished run of a guest with a patcher: hazards, kernel BUGs, locks, tasks, the patcher. */
+export function judgePatchRun(guest: Guest, run: RunResult, patched: boolean): PatchRunResult {
   const locks = guest.checkLocks();
-  const base = { patched: patched(), run, locks };
+  const base = { patched, run, locks };
   const fail = (reason: PatchRunReason, detail?: string, hazard?: Hazard): PatchRunResult =>
     ({ ok: false, reason, ...(detail ? { detail } : {}), ...(hazard ? { hazard } : {}), ...base });
   if (run.reason === 'hazard') return fail('hazard', run.hazards[0]?.kind, run.hazards[0]);

@@ -13,7 +13,6 @@ import { FLAVOR_CODE, LOCKOP, LOCKOP_SERVICE } from '../kernel/lockop-barrier.ts
 import { kvmSpinlockInit } from '../kernel/paravirt.ts';
 import { CostClass } from '../machine/chooser.ts';
 import { GuestConfigError } from '../kernel/errors.ts';
-import type { LockopSwitcher } from './v2.ts';
 
 export interface TriggerStats {
   /** Hint interrupts handled, and the flavour each asked for. */
@@ -21,8 +20,8 @@ export interface TriggerStats {
   requests: string[];
 }
 
-/** Replace the guest's bare `iretq` hint handler with one that schedules the v2 switch. */
-export function installHintTrigger(guest: Guest, _sw: LockopSwitcher): TriggerStats {
+/** Replace the guest's bare `iretq` hint handler with one that schedules the switch (any protocol). */
+export function installHintTrigger(guest: Guest, _legacy?: unknown): TriggerStats {
   const host = guest.host;
   if (!host) throw new GuestConfigError('the KVM_HINTS_REALTIME trigger needs a KVM host');
   const stats: TriggerStats = { hints: 0, requests: [] };

@@ -26,7 +26,7 @@ import { DATA, DATA_BASE, VECTOR, stackTop } from '../kernel/layout.ts';
 import { Reg } from '../x86/registers.ts';
 import { TextPokeBp, textPoke, textPokeSync } from '../kernel/text-poke.ts';
 import { FLAVOR_CODE, FLIPPED, LOCKOP, LOCKOP_SERVICE, LockopBarrier, flavorOf } from '../kernel/lockop-barrier.ts';
-import { PV_OPS, patchBytes, type Flavor } from '../kernel/pv-ops.ts';
+import { PV_OPS, patchBytes, unexpectedSite, type Flavor } from '../kernel/pv-ops.ts';
 import { pvOpsTable } from '../kernel/paravirt.ts';
 import { KernelBug, GuestConfigError } from '../kernel/errors.ts';
 
@@ -62,8 +62,12 @@ export interface V2Switch {
   from: Flavor;
   to: Flavor;
   ok: boolean;
-  /** switched, or eagain (every attempt aborted under load: the guest stays on `from`). */
-  reason: 'switched' | 'eagain';
+  /**
+   * switched; eagain (every attempt aborted under load: the guest stays on `from`); or
+   * unexpected-bytes (a site did not hold `from`'s bytes: nothing was written, see `detail`).
+   */
+  reason: 'switched' | 'eagain' | 'unexpected-bytes';
+  detail?: string;
   retries: number;
   int3Hits: number;
   /** The patcher's spins waiting on the barrier, per attempt. */
@@ -72,6 +76,7 @@ export interface V2Switch {
 }
 
 const EAGAIN = -11;
+const EINVAL = -22;
 
 /** The v2 switcher of one guest: the INT3 handler, the checkpoint, the patcher. */
 export class LockopSwitcher {
@@ -110,6 +115,11 @@ export class LockopSwitcher {
     this.guest.machine.memory.writeBytes(LOCKOP.pending, [FLAVOR_CODE[to], 0, 0, 0]);
   }
 
+  /** SYNC IPIs sent by every switch so far (one per other vCPU per text_poke_sync). */
+  get ipis(): number {
+    return this.sync.ipis;
+  }
+
   /** Switches that ended, and INT3 hits and retries over all of them. */
   get int3Hits(): number {
     return this.barrier.stats.int3Hits;
@@ -145,6 +155,16 @@ export class LockopSwitcher {
     this.switches.push(rec);
     let attempt = 0;
     const mark = (phase: V2PhaseName) => rec.phases.push({ phase, attempt, step: ctx.exec.step, time: ctx.cpu.time });
+    // Refuse a site that does not hold the old bytes (another patcher was there): write nothing.
+    const mem = ctx.exec.memory;
+    const wrong = unexpectedSite((a, n) => mem.readBytes(a, n), sites, from, targets);
+    if (wrong !== undefined) {
+      mark('start');
+      rec.reason = 'unexpected-bytes';
+      rec.detail = wrong;
+      yield* ctx.work();
+      return EINVAL;
+    }
     const sync = () => textPokeSync(ctx, n, this.sync);
     const dropRefs = function* (): Generator<number, void, void> {
       if ((yield* ctx.fetchAdd(LOCKOP.refs, 4, -1)) !== 1) {
@@ -228,7 +248,7 @@ export function installLockopV2(guest: Guest, opts: V2Options = {}): LockopSwitc
   return new LockopSwitcher(guest, opts);
 }
 
-export type V2Reason = 'ok' | 'eagain' | 'hazard' | 'kernel-bug' | 'broken-lock' | 'all-halted' | 'unfinished';
+export type V2Reason = 'ok' | 'eagain' | 'unexpected-bytes' | 'hazard' | 'kernel-bug' | 'broken-lock' | 'all-halted' | 'unfinished';
 
 export interface V2Result {
   ok: boolean;
@@ -262,7 +282,11 @@ export function judgeV2(guest: Guest, sw: LockopSwitcher, run: RunResult): V2Res
   if (run.reason === 'all-halted' && !guest.tasksDone) return fail('all-halted', `${guest.stats.tasksDone} of ${guest.machine.vcpus.length} tasks finished`);
   if (!guest.tasksDone) return fail('unfinished', run.error?.message ?? run.reason);
   const last = sw.switches[sw.switches.length - 1];
-  if (last && !last.ok) return fail('eagain', `${last.from} -> ${last.to}: ${last.retries} retries, the barrier stayed open under load`);
+  if (last && !last.ok) {
+    return last.reason === 'unexpected-bytes'
+      ? fail('unexpected-bytes', `${last.from} -> ${last.to} refused: ${last.detail}`)
+      : fail('eagain', `${last.from} -> ${last.to}: ${last.retries} retries, the barrier stayed open under load`);
+  }
   return { ok: true, reason: 'ok', ...base };
 }
 

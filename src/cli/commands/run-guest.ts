@@ -13,8 +13,11 @@ import { disassemble, hexAddress, hexBytes } from '../../x86/format.ts';
 import { describeHazard } from '../hazard-text.ts';
 import { makeChooser, type Strategy } from '../scenario/build-machine.ts';
 import { ScenarioError } from '../scenario/errors.ts';
-import { installLockopV2, judgeV2, runSettled, type V2Result } from '../../patching/v2.ts';
-import { installHintTrigger } from '../../patching/trigger.ts';
+import { installHintSwitch, runHintSwitch, type HintSwitchResult, type SwitchProtocol } from '../../patching/hint-switch.ts';
+import type { RunResult } from '../../machine/machine.ts';
+import type { HostScheduler } from '../../host/scheduler.ts';
+import type { LockReport } from '../../kernel/guest.ts';
+import cliProgress from 'cli-progress';
 import type { GuestScenario } from '../scenario/guest-schema.ts';
 
 export interface GuestRunFlags {
@@ -24,10 +27,15 @@ export interface GuestRunFlags {
   maxInstructions?: number;
   json?: boolean;
   showSites?: boolean;
+  /** Override the scenario's switch protocol. */
+  protocol?: SwitchProtocol;
+  /** Rewrite this site's NOP padding before the run (a site the patcher does not expect). */
+  corruptSite?: number;
 }
 
-export function bootGuest(s: GuestScenario): Guest {
+export function bootGuest(s: GuestScenario, seed = 1): Guest {
   return new Guest({
+    seed,
     vcpus: s.guest.vcpus,
     platform: (s.guest.platform ?? 'kvm') as Platform,
     flavor: (s.guest.flavor ?? 'auto') as FlavorChoice,
@@ -41,21 +49,21 @@ export function bootGuest(s: GuestScenario): Guest {
 }
 
 /** The switch section of the report: each switch's phases, with the steps between them. */
-function switchLines(v: V2Result): string[] {
-  const out = ['', `pv_lock_ops switch (v2): ${v.ok ? 'ok' : `FAILED: ${v.reason}${v.detail ? ` (${v.detail})` : ''}`}, now ${v.flavor}`];
+function switchLines(v: HintSwitchResult): string[] {
+  const out = ['', `pv_lock_ops switch (${v.protocol}): ${v.ok ? 'ok' : `FAILED: ${v.reason}${v.detail ? ` (${v.detail})` : ''}`}, now ${v.flavor}`];
   if (v.switches.length === 0) out.push('  no switch was requested');
   for (const sw of v.switches) {
-    out.push(`  ${sw.from} → ${sw.to}: ${sw.reason}, ${sw.retries} retries, ${sw.int3Hits} INT3 hits, barrier waits ${sw.waits.join('/')} spins`);
+    out.push(`  ${sw.from} → ${sw.to}: ${sw.reason}, ${sw.retries} retries, ${sw.int3Hits} INT3 hits${sw.detail ? `; ${sw.detail}` : ''}`);
     let prev: number | undefined;
     for (const p of sw.phases) {
       out.push(`    step ${String(p.step).padStart(8)}${prev === undefined ? '' : ` (+${p.step - prev})`.padEnd(10)}  ${p.phase}${p.attempt > 0 ? ` (attempt ${p.attempt + 1})` : ''}`);
       prev = p.step;
     }
   }
-  out.push(`  slowpath lock-ops counted at the barrier ${v.counted}, their unlocks ${v.uncounted}; INT3 hits in all ${v.int3Hits}`);
+  const stopped = v.stoppedSteps.some((x) => x > 0) ? `steps stopped per vCPU ${v.stoppedSteps.join('/')}` : 'no vCPU stopped';
+  out.push(`  INT3 hits ${v.int3Hits}, IPIs ${v.ipis}, ${stopped}`);
   return out;
 }
-
 
 function sitesTable(g: Guest): string[] {
   const out = ['', `patched sites (${g.image.sites.length}, flavor ${g.flavor}):`];
@@ -67,8 +75,25 @@ function sitesTable(g: Guest): string[] {
   return out;
 }
 
-export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRunFlags): number {
-  const g = bootGuest(s);
+/** One run of a guest scenario: the guest, the run, the switch verdict, and the report's data. */
+interface GuestOutcome {
+  g: Guest;
+  r: RunResult;
+  hs: HintSwitchResult | undefined;
+  sched: HostScheduler | undefined;
+  strategy: Strategy;
+  failed: boolean;
+  lostWakeup: boolean;
+  summary: Record<string, unknown> & { simulatedMicroseconds: number; locks: LockReport[]; stats: Record<string, number> };
+}
+
+function protocolOf(file: string, s: GuestScenario, flags: GuestRunFlags): SwitchProtocol | undefined {
+  if (flags.protocol !== undefined && !s.switch) throw new ScenarioError(`${file}: --protocol needs a switch section in the scenario (what triggers the switch)`);
+  return s.switch ? flags.protocol ?? s.switch.protocol ?? 'v2' : undefined;
+}
+
+function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags): GuestOutcome {
+  const g = bootGuest(s, flags.seed);
   const strategy: Strategy = flags.strategy ?? (flags.schedule ? 'replay' : s.schedule?.strategy ?? 'timed');
   const wantsHost = s.host?.pcpus !== undefined || s.host?.overcommit !== undefined;
   if (wantsHost && strategy !== 'timed') throw new ScenarioError(`${file}: host over-commit (host.pcpus/overcommit) needs the timed strategy, not ${strategy}`);
@@ -88,34 +113,22 @@ export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRun
     maxInstructions: flags.maxInstructions ?? s.run?.maxInstructions ?? 50_000_000,
     inject: { nmis: s.inject?.nmis ?? 0, irqs: s.inject?.irqs ?? 0, irqVector: VECTOR.LOCK_IRQ },
   };
-  let v2: V2Result | undefined;
-  let r;
-  if (s.switch) {
+  let hs: HintSwitchResult | undefined;
+  let r: RunResult;
+  const protocol = protocolOf(file, s, flags);
+  if (s.switch && protocol) {
     const sw = s.switch;
     if (sw.patcherCpu !== undefined && sw.patcherCpu >= g.machine.vcpus.length) throw new ScenarioError(`${file}: /switch/patcherCpu: there is no vCPU ${sw.patcherCpu}`);
     if (!g.host) throw new ScenarioError(`${file}: a hint-triggered switch needs platform kvm`);
-    const switcher = installLockopV2(g, { patcherCpu: sw.patcherCpu ?? 0, ...(sw.maxRetries !== undefined ? { maxRetries: sw.maxRetries } : {}) });
-    installHintTrigger(g, switcher);
-    let raised = false;
-    const host = g.host;
-    r = runSettled(g, {
-      ...runOpts,
-      until: (m) => {
-        if (!raised && m.step >= sw.atStep) {
-          raised = true;
-          host.setRealtimeHint(sw.hint === 'grant');
-        }
-        return false;
-      },
-    });
-    v2 = judgeV2(g, switcher, r);
+    const installed = installHintSwitch(g, protocol, { patcherCpu: sw.patcherCpu ?? 0, ...(sw.maxRetries !== undefined ? { maxRetries: sw.maxRetries } : {}) });
+    if (flags.corruptSite !== undefined) corruptSite(file, g, flags.corruptSite);
+    hs = runHintSwitch(g, installed, { atStep: sw.atStep, hint: sw.hint }, runOpts);
+    r = hs.run;
   } else {
     r = g.run(runOpts);
   }
-  if (r.reason === 'error' && r.error && !flags.json) throw r.error;
   const locks = g.checkLocks();
   const simCycles = Math.max(...g.machine.vcpus.map((c) => c.time));
-  const halts = g.haltsInKvmWait();
   const lostWakeup = r.reason === 'all-halted' && !g.tasksDone;
   const summary = {
     scenario: file,
@@ -133,34 +146,102 @@ export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRun
       acquisitions: locks.reduce((a, l) => a + l.acquisitions, 0),
       slowpaths: g.stats.slowpaths,
       spins: g.stats.spins,
-      halts,
+      halts: g.haltsInKvmWait(),
       kicks: g.host?.stats.kicks ?? 0,
       waitP50Cycles: g.waitPercentile(50),
       waitP99Cycles: g.waitPercentile(99),
       ...(sched ? { pcpus: sched.opts.pcpus, preemptions: sched.stats.preemptions } : {}),
     },
     hazards: r.hazards,
-    ...(v2 ? { switch: { ok: v2.ok, reason: v2.reason, detail: v2.detail, flavor: v2.flavor, switches: v2.switches, int3Hits: v2.int3Hits, retries: v2.retries } } : {}),
+    ...(hs ? { switch: { protocol: hs.protocol, ok: hs.ok, reason: hs.reason, detail: hs.detail, flavor: hs.flavor, switches: hs.switches, int3Hits: hs.int3Hits, ipis: hs.ipis, retries: hs.retries, stoppedSteps: hs.stoppedSteps } } : {}),
     sites: g.image.sites.map((site) => ({ address: hexAddress(site.address), op: PV_OP_NAMES[site.type], len: site.len, bytes: hexBytes(g.machine.memory.readBytes(site.address, site.len)) })),
     schedule: strategy === 'timed' ? undefined : formatSchedule(g.machine.decisions),
   };
-  const failed = r.hazards.length > 0 || locks.some((l) => !l.ok) || lostWakeup || r.reason === 'error' || (v2 !== undefined && !v2.ok);
+  const failed = r.hazards.length > 0 || locks.some((l) => !l.ok) || lostWakeup || r.reason === 'error' || (hs !== undefined && !hs.ok);
+  return { g, r, hs, sched, strategy, failed, lostWakeup, summary };
+}
+
+/**
+ * --corrupt-site N: before the run, rewrite site N's NOP padding with another NOP of the same
+ * length (the code still runs; the bytes are not the ones the patcher wrote), as if another
+ * patcher had been there: the switch must refuse and say so.
+ */
+function corruptSite(file: string, g: Guest, index: number): void {
+  const site = g.image.sites[index];
+  if (site === undefined) throw new ScenarioError(`${file}: --corrupt-site ${index}: the guest has sites 0..${g.image.sites.length - 1}`);
+  const mem = g.machine.memory;
+  const bytes = mem.readBytes(site.address, site.len);
+  const at = bytes.indexOf(0x0f) >= 0 && bytes[bytes.indexOf(0x0f) + 1] === 0x1f ? bytes.indexOf(0x0f) : -1;
+  if (at < 0 || site.len - at < 2) throw new ScenarioError(`${file}: --corrupt-site ${index}: site ${index} has no NOP padding to rewrite`);
+  // 0x66 prefixes + 0x90: the same length, another encoding.
+  const n = site.len - at;
+  mem.writeBytes(site.address + at, [...Array<number>(n - 1).fill(0x66), 0x90]);
+}
+
+export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRunFlags): number {
+  const o = runGuestOnce(file, s, flags);
+  const { g, r, hs, sched, strategy, failed, lostWakeup, summary } = o;
+  if (r.reason === 'error' && r.error && !flags.json) throw r.error;
   if (flags.json) {
     process.stdout.write(JSON.stringify(summary) + '\n');
     return r.reason === 'error' ? 2 : failed ? 1 : 0;
   }
+  const locks = summary.locks;
   const out: string[] = [];
   out.push(`${file}: ${g.machine.vcpus.length} vCPUs${sched ? ` on ${sched.opts.pcpus} pCPUs` : ''}, ${g.decision.reason} → ${g.flavor} pv_lock_ops`);
   if (flags.showSites) out.push(...sitesTable(g));
-  const simulated = simCycles > 0 ? `, ${summary.simulatedMicroseconds} µs simulated` : '';
+  const simulated = summary.simulatedMicroseconds > 0 ? `, ${summary.simulatedMicroseconds} µs simulated` : '';
   out.push('', `stopped: ${r.reason} after ${r.instructions.toLocaleString('en-US')} instructions${simulated} (strategy ${strategy}, seed ${flags.seed})`);
   out.push('', 'lock   role  counter  acquisitions  mutual exclusion');
   for (const l of locks) out.push(`${String(l.index).padStart(4)}   ${l.role.padEnd(4)}  ${String(l.counter).padStart(7)}  ${String(l.acquisitions).padStart(12)}  ${l.ok ? 'ok' : 'BROKEN'}`);
   const st = summary.stats;
   out.push('', `slowpaths ${st.slowpaths}, spins ${st.spins}, halts in kvm_wait ${st.halts}, kicks ${st.kicks}, wait p50 ${st.waitP50Cycles} / p99 ${st.waitP99Cycles} cycles${sched ? `, host preemptions ${sched.stats.preemptions}` : ''}`);
-  if (v2) out.push(...switchLines(v2), '');
+  if (hs) out.push(...switchLines(hs), '');
   out.push(lostWakeup ? 'lost wake-up: every vCPU halted before all tasks finished' : `tasks finished: ${g.stats.tasksDone}/${g.machine.vcpus.length}`);
-  out.push(r.hazards.length === 0 ? 'hazards: none' : r.hazards.map(describeHazard).join('\n'));
+  out.push(r.hazards.length === 0 ? 'hazards: none (CMC, return into rewritten code, atomic switch)' : r.hazards.map(describeHazard).join('\n'));
   process.stdout.write(out.join('\n') + '\n');
   return failed ? 1 : 0;
+}
+
+/**
+ * --seeds N on a guest scenario: boot and run it once per seed (the strategy's and the workload's),
+ * with a progress bar; report every failing seed with its reason and the command that replays it.
+ */
+export function sweepGuestScenario(file: string, s: GuestScenario, flags: GuestRunFlags, seeds: number): number {
+  if (flags.schedule) throw new ScenarioError('--seeds sweeps seeds; it cannot be combined with a replay schedule');
+  const protocol = protocolOf(file, s, flags);
+  const bar = !flags.json && process.stderr.isTTY
+    ? new cliProgress.SingleBar({ format: `seeds {bar} {value}/{total} | failing {failing}`, hideCursor: true }, cliProgress.Presets.shades_classic)
+    : undefined;
+  bar?.start(seeds, 0, { failing: 0 });
+  const failing: { seed: number; reason: string; detail?: string }[] = [];
+  const totals = { acquisitions: 0, int3Hits: 0, ipis: 0, retries: 0, switched: 0 };
+  for (let seed = flags.seed; seed < flags.seed + seeds; seed++) {
+    const o = runGuestOnce(file, s, { ...flags, seed });
+    totals.acquisitions += o.summary.stats.acquisitions ?? 0;
+    if (o.hs) {
+      totals.int3Hits += o.hs.int3Hits;
+      totals.ipis += o.hs.ipis;
+      totals.retries += o.hs.retries;
+      if (o.hs.ok && o.hs.switches.length > 0 && o.hs.switches.every((x) => x.ok)) totals.switched++;
+    }
+    if (o.failed) {
+      const reason = o.r.hazards[0]?.kind ?? (o.hs && !o.hs.ok ? o.hs.reason : o.lostWakeup ? 'lost-wakeup' : o.r.reason === 'error' ? 'error' : 'broken-lock');
+      const detail = o.r.hazards[0] ? describeHazard(o.r.hazards[0]).split('\n')[0]!.replace(/^[a-z-]+: /, '') : o.hs?.detail ?? o.r.error?.message;
+      failing.push({ seed, reason, ...(detail ? { detail } : {}) });
+    }
+    bar?.increment(1, { failing: failing.length });
+  }
+  bar?.stop();
+  const range = `${flags.seed}..${flags.seed + seeds - 1}`;
+  if (flags.json) {
+    process.stdout.write(JSON.stringify({ scenario: file, protocol: protocol ?? null, seeds: { from: flags.seed, count: seeds }, failing, totals }) + '\n');
+  } else {
+    const out = [`${file}: ${seeds} seeds (${range})${protocol ? `, switch protocol ${protocol}` : ''}: ${failing.length} failing`];
+    out.push(`  acquisitions ${totals.acquisitions}${protocol ? `, switches completed ${totals.switched}/${seeds}, INT3 hits ${totals.int3Hits}, IPIs ${totals.ipis}, v2 retries ${totals.retries}` : ''}`);
+    for (const f of failing.slice(0, 20)) out.push(`  seed ${f.seed}: ${f.reason}${f.detail ? ` — ${f.detail}` : ''}\n    replay: pvpatch run ${file} --seed ${f.seed}${flags.protocol ? ` --protocol ${flags.protocol}` : ''}`);
+    if (failing.length > 20) out.push(`  … and ${failing.length - 20} more (--json lists them all)`);
+    process.stdout.write(out.join('\n') + '\n');
+  }
+  return failing.length > 0 ? 1 : 0;
 }

@@ -9,7 +9,8 @@ import cliProgress from 'cli-progress';
 import { machineScenarioSchema } from '../scenario/schema.ts';
 import { readScenarioDoc, validateScenario, type MachineScenario } from '../scenario/load.ts';
 import { guestScenarioSchema, type GuestScenario } from '../scenario/guest-schema.ts';
-import { runGuestScenario } from './run-guest.ts';
+import { runGuestScenario, sweepGuestScenario } from './run-guest.ts';
+import { SWITCH_PROTOCOLS, type SwitchProtocol } from '../../patching/hint-switch.ts';
 import { buildMachine, makeChooser, type Strategy } from '../scenario/build-machine.ts';
 import { ScenarioError } from '../scenario/errors.ts';
 import { formatSchedule } from '../../sched/schedule.ts';
@@ -26,6 +27,8 @@ interface RunFlags {
   schedule?: string;
   maxInstructions?: string;
   seeds?: string;
+  protocol?: SwitchProtocol;
+  corruptSite?: string;
   json?: boolean;
   scheduleOut?: string;
   traceOut?: string;
@@ -108,16 +111,19 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   const path = file ?? defaultScenarioPath();
   const doc = readScenarioDoc(path);
   if (isGuestScenario(doc)) {
-    if (flags.seeds !== undefined) throw new ScenarioError('--seeds is for machine scenarios; run a guest scenario once per seed');
     const gs = validateScenario<GuestScenario>(path, doc, guestScenarioSchema);
-    return runGuestScenario(path, gs, {
+    const seeds = intFlag(flags.seeds, 'seeds', 1);
+    const gflags = {
       seed: intFlag(flags.seed, 'seed', 0) ?? gs.schedule?.seed ?? 1,
+      ...(flags.protocol ? { protocol: flags.protocol } : {}),
+      ...(flags.corruptSite !== undefined ? { corruptSite: intFlag(flags.corruptSite, 'corrupt-site', 0)! } : {}),
       ...(flags.strategy ? { strategy: flags.strategy } : {}),
       ...(flags.schedule ? { schedule: flags.schedule } : {}),
       ...(flags.maxInstructions ? { maxInstructions: intFlag(flags.maxInstructions, 'max-instructions', 1)! } : {}),
       json: flags.json ?? false,
       showSites: flags.showSites ?? false,
-    });
+    };
+    return seeds !== undefined ? sweepGuestScenario(path, gs, gflags, seeds) : runGuestScenario(path, gs, gflags);
   }
   const scenario = validateScenario<MachineScenario>(path, doc, machineScenarioSchema);
   const strategy: Strategy = flags.strategy ?? (flags.schedule ? 'replay' : scenario.schedule?.strategy ?? 'random');
@@ -169,7 +175,9 @@ export function register(program: Command): void {
     .argument('[scenario]', 'scenario file (YAML or JSON)')
     .addOption(new Option('--strategy <name>', 'scheduling strategy').choices(['timed', 'random', 'pct', 'replay', 'first']))
     .option('--seed <n>', 'seed for the strategy (default: the scenario\'s, else 1)')
-    .option('--seeds <n>', 'sweep n seeds from --seed, forking from one boot; report failing seeds')
+    .option('--seeds <n>', 'sweep n seeds from --seed (machine scenarios fork one boot; guest scenarios boot per seed); report failing seeds')
+    .addOption(new Option('--protocol <name>', 'guest scenarios with a switch: the patching protocol (default: the scenario\'s, else v2)').choices([...SWITCH_PROTOCOLS]))
+    .option('--corrupt-site <n>', 'guest scenarios: rewrite site n\'s NOP padding first, so the switch meets bytes it does not expect')
     .option('--schedule <string>', 'replay this schedule string (implies --strategy replay)')
     .option('--schedule-out <file>', 'write the run\'s schedule string to a file')
     .option('--trace-out <file>', 'write the run\'s events as Chrome/Perfetto trace JSON (open in ui.perfetto.dev)')

@@ -59,9 +59,9 @@ export const guestScenarioSchema = {
       type: 'object',
       additionalProperties: false,
       required: ['hint', 'atStep'],
-      description: 'the host changes KVM_HINTS_REALTIME at a step; the guest switches its pv_lock_ops with v2',
+      description: 'the host changes KVM_HINTS_REALTIME at a step; the guest switches its pv_lock_ops (v2, v1) or retargets its slowpath (text-poke-bp)',
       properties: {
-        protocol: { enum: ['v2'] },
+        protocol: { enum: ['v2', 'v1', 'text-poke-bp'] },
         hint: { enum: ['revoke', 'grant'] },
         atStep: { type: 'integer', minimum: 0 },
         patcherCpu: { type: 'integer', minimum: 0 },
@@ -84,7 +84,7 @@ export interface GuestScenario {
   host?: { vendor?: 'intel' | 'amd'; pvUnhalt?: boolean; realtime?: boolean; pcpus?: number; overcommit?: number; sliceUs?: number; switchUs?: number; wakeUs?: number };
   workload?: { iterations?: number; criticalLoops?: number; thinkLoops?: number; taskLocks?: number; irqLockEvery?: number };
   inject?: { nmis?: number; irqs?: number };
-  switch?: { protocol?: 'v2'; hint: 'revoke' | 'grant'; atStep: number; patcherCpu?: number; maxRetries?: number };
+  switch?: { protocol?: 'v2' | 'v1' | 'text-poke-bp'; hint: 'revoke' | 'grant'; atStep: number; patcherCpu?: number; maxRetries?: number };
   schedule?: { strategy?: 'timed' | 'random' | 'pct' | 'replay' | 'first'; seed?: number; replay?: string };
   run?: { maxInstructions?: number };
 }

@@ -1,0 +1,270 @@
+/**
+ * The host changes KVM_HINTS_REALTIME while the guest runs, and the guest answers with one of the
+ * three patching protocols (seed 000's scenario; DESIGN.md §5). The hint handler
+ * (src/patching/trigger.ts) only posts the wanted flavour; the patcher vCPU acts on it at its next
+ * lockop_checkpoint(), where it holds no lock:
+ *
+ *  - v2: the barrier design (src/patching/v2.ts) switches all five ops;
+ *  - v1: stop_machine (src/kernel/stop-machine.ts) walks every site through PATCH_SYNC_0/1/2;
+ *  - text-poke-bp: text_poke_bp cannot switch the lock ops (the native unlock is not emulatable
+ *    and the ops would change one at a time: test/patching/text-poke-bp.test.ts), so it does what
+ *    it can at the same moment under the same load: it retargets every slowpath CALL to a second
+ *    copy of the running flavour's slowpath, as a livepatch of queued_spin_lock_slowpath would.
+ *
+ * Every run is judged the same way: machine hazards (the atomic-switch oracle's included), kernel
+ * BUGs, the lock counters, the tasks, and whether each requested switch finished.
+ */
+import type { Guest, LockReport } from '../kernel/guest.ts';
+import type { RunOptions, RunResult } from '../machine/machine.ts';
+import type { ServiceContext } from '../machine/service.ts';
+import type { Hazard } from '../machine/events.ts';
+import { SERVICE_BASE } from '../kernel/layout.ts';
+import { LOCKOP, flavorOf } from '../kernel/lockop-barrier.ts';
+import { PvOp, directCall, patchBytes, unexpectedSite, type Flavor } from '../kernel/pv-ops.ts';
+import { StopMachineV1, STOP_MACHINE_SERVICE, type V1Stats } from '../kernel/stop-machine.ts';
+import { TextPokeBp, TEXT_POKE_SERVICE, type TextPokeStats } from '../kernel/text-poke.ts';
+import { nativeSlowpath, pvSlowpath } from '../kernel/qspinlock-slowpath.ts';
+import { GuestConfigError } from '../kernel/errors.ts';
+import { installLockopV2, judgeV2, runSettled, type LockopSwitcher } from './v2.ts';
+import { preemptibleCheck } from './v1.ts';
+import { judgePatchRun } from './run-patcher.ts';
+import { installHintTrigger } from './trigger.ts';
+
+export const SWITCH_PROTOCOLS = ['v2', 'v1', 'text-poke-bp'] as const;
+export type SwitchProtocol = (typeof SWITCH_PROTOCOLS)[number];
+
+/** The second copy of the slowpath text_poke_bp retargets to (livepatch-style). */
+export const LIVEPATCHED_SLOWPATH = SERVICE_BASE + 0x300;
+
+/** One requested switch, whatever the protocol. */
+export interface SwitchRecord {
+  from: Flavor;
+  /** The flavour asked for (text-poke-bp: unchanged, it retargets the slowpath instead). */
+  to: Flavor;
+  ok: boolean;
+  reason: 'switched' | 'retargeted' | 'eagain' | 'unexpected-bytes' | 'unfinished';
+  detail?: string;
+  retries: number;
+  int3Hits: number;
+  /** Phases with the machine step and the patcher's clock (cycles). */
+  phases: { phase: string; attempt: number; step: number; time: number }[];
+}
+
+export interface HintSwitchResult {
+  protocol: SwitchProtocol;
+  ok: boolean;
+  reason: string;
+  detail?: string;
+  hazard?: Hazard;
+  /** The flavour the guest runs on at the end. */
+  flavor: Flavor;
+  switches: SwitchRecord[];
+  int3Hits: number;
+  ipis: number;
+  retries: number;
+  /** v1: steps each vCPU spent stopped (v2 and text_poke_bp stop none). */
+  stoppedSteps: number[];
+  run: RunResult;
+  locks: LockReport[];
+}
+
+export interface HintSwitchOptions {
+  patcherCpu?: number;
+  /** v2: attempts after the first before -EAGAIN. */
+  maxRetries?: number;
+}
+
+/** A protocol installed on a guest, waiting for the hint. */
+export interface HintSwitch {
+  readonly protocol: SwitchProtocol;
+  judge(run: RunResult): HintSwitchResult;
+}
+
+/** Install `protocol` and the hint handler that triggers it. The guest needs lockop checkpoints. */
+export function installHintSwitch(guest: Guest, protocol: SwitchProtocol, o: HintSwitchOptions = {}): HintSwitch {
+  if (!guest.host) throw new GuestConfigError('a hint-triggered switch needs platform kvm');
+  if (!guest.workload.lockopCheckpoint) throw new GuestConfigError('a hint-triggered switch needs workload.lockopCheckpoint (where the patcher picks the request up)');
+  const patcherCpu = o.patcherCpu ?? 0;
+  if (patcherCpu < 0 || patcherCpu >= guest.machine.vcpus.length) throw new GuestConfigError(`no vCPU ${patcherCpu} to run the switch`);
+  let sw: HintSwitch;
+  if (protocol === 'v2') {
+    const v2 = installLockopV2(guest, { patcherCpu, ...(o.maxRetries !== undefined ? { maxRetries: o.maxRetries } : {}) });
+    sw = v2Switch(guest, v2);
+  } else {
+    sw = protocol === 'v1' ? new V1AtCheckpoint(guest, patcherCpu) : new TextPokeBpAtCheckpoint(guest, patcherCpu);
+  }
+  installHintTrigger(guest);
+  return sw;
+}
+
+/**
+ * Run the guest with `sw` installed: at step `atStep` the host grants or revokes the hint; run
+ * until every task finished and every vCPU is back in its idle loop; judge.
+ */
+export function runHintSwitch(guest: Guest, sw: HintSwitch, at: { atStep: number; hint: 'revoke' | 'grant' }, opts: RunOptions = {}): HintSwitchResult {
+  const host = guest.host!;
+  let raised = false;
+  const outer = opts.until;
+  const run = runSettled(guest, {
+    ...opts,
+    until: (m) => {
+      if (!raised && m.step >= at.atStep) {
+        raised = true;
+        host.setRealtimeHint(at.hint === 'grant');
+      }
+      return outer?.(m) ?? false;
+    },
+  });
+  return sw.judge(run);
+}
+
+function v2Switch(guest: Guest, v2: LockopSwitcher): HintSwitch {
+  return {
+    protocol: 'v2',
+    judge(run) {
+      const r = judgeV2(guest, v2, run);
+      const switches: SwitchRecord[] = r.switches.map((s) => ({
+        from: s.from, to: s.to, ok: s.ok, reason: s.reason, ...(s.detail ? { detail: s.detail } : {}),
+        retries: s.retries, int3Hits: s.int3Hits, phases: s.phases,
+      }));
+      return {
+        protocol: 'v2', ok: r.ok, reason: r.reason, ...(r.detail ? { detail: r.detail } : {}),
+        ...(run.hazards[0] ? { hazard: run.hazards[0] } : {}),
+        flavor: r.flavor, switches, int3Hits: r.int3Hits, ipis: v2.ipis, retries: r.retries,
+        stoppedSteps: guest.machine.vcpus.map(() => 0), run, locks: r.locks,
+      };
+    },
+  };
+}
+
+/** What v1 and text_poke_bp share: taking the request at the patcher's checkpoint, the verdict. */
+abstract class CheckpointPatcher implements HintSwitch {
+  abstract readonly protocol: SwitchProtocol;
+  flavor: Flavor;
+  readonly switches: SwitchRecord[] = [];
+  private busy = false;
+
+  constructor(protected readonly guest: Guest, private readonly patcherCpu: number) {
+    this.flavor = guest.flavor;
+    guest.lockopCheckpoint = (ctx) => this.checkpoint(ctx);
+  }
+
+  private *checkpoint(ctx: ServiceContext): Generator<number, void, void> {
+    if (ctx.cpu.id !== this.patcherCpu || this.busy) return yield* ctx.work();
+    const p = yield* ctx.load(LOCKOP.pending, 4);
+    if (p === 0 || (yield* ctx.cmpxchg(LOCKOP.pending, 4, p, 0)) !== p) return;
+    const to = flavorOf(p);
+    if (to === undefined) return;
+    this.busy = true;
+    try {
+      yield* this.patch(ctx, to);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Act on a request for `to` from the patcher's checkpoint. */
+  protected abstract patch(ctx: ServiceContext, to: Flavor): Generator<number, void, void>;
+  protected abstract get stats(): { int3Hits: number; ipis: number; stoppedSteps?: number[] };
+
+  protected record(ctx: ServiceContext, to: Flavor): { rec: SwitchRecord; mark: (phase: string) => void } {
+    const rec: SwitchRecord = { from: this.flavor, to, ok: false, reason: 'unfinished', retries: 0, int3Hits: 0, phases: [] };
+    this.switches.push(rec);
+    return { rec, mark: (phase) => rec.phases.push({ phase, attempt: 0, step: ctx.exec.step, time: ctx.cpu.time }) };
+  }
+
+  judge(run: RunResult): HintSwitchResult {
+    const unfinished = this.switches.find((s) => s.reason === 'unfinished');
+    const r = judgePatchRun(this.guest, run, unfinished === undefined);
+    const refused = this.switches.find((s) => s.reason === 'unexpected-bytes');
+    const [reason, detail] = r.ok && refused ? ['unexpected-bytes', `${refused.from} -> ${refused.to} refused: ${refused.detail}`] : [r.reason, r.detail];
+    const st = this.stats;
+    return {
+      protocol: this.protocol, ok: reason === 'ok', reason, ...(detail ? { detail } : {}), ...(r.hazard ? { hazard: r.hazard } : {}),
+      flavor: this.flavor, switches: this.switches, int3Hits: st.int3Hits, ipis: st.ipis, retries: 0,
+      stoppedSteps: st.stoppedSteps ?? this.guest.machine.vcpus.map(() => 0), run, locks: r.locks,
+    };
+  }
+}
+
+/** v1 on request: one stop_machine per switch, called from the patcher's checkpoint. */
+class V1AtCheckpoint extends CheckpointPatcher {
+  readonly protocol = 'v1';
+  private readonly sm: StopMachineV1;
+
+  constructor(guest: Guest, patcherCpu: number) {
+    super(guest, patcherCpu);
+    this.sm = new StopMachineV1(guest.machine, { primaryCpu: patcherCpu, preemptible: preemptibleCheck(guest) });
+  }
+
+  protected get stats(): V1Stats {
+    return this.sm.stats;
+  }
+
+  protected *patch(ctx: ServiceContext, to: Flavor): Generator<number, void, void> {
+    if (to === this.flavor) return yield* ctx.work();
+    const { rec, mark } = this.record(ctx, to);
+    const { sites, targets } = this.guest.image;
+    const mem = ctx.exec.memory;
+    mark('start');
+    const wrong = unexpectedSite((a, n) => mem.readBytes(a, n), sites, this.flavor, targets);
+    if (wrong !== undefined) {
+      rec.reason = 'unexpected-bytes';
+      rec.detail = wrong;
+      return yield* ctx.work();
+    }
+    const hits0 = this.sm.stats.int3Hits;
+    this.sm.queue({ sites: sites.map((s) => ({ address: s.address, bytes: patchBytes(s, to, targets) })), after: () => this.guest.writePvOps(to) });
+    yield* ctx.call(STOP_MACHINE_SERVICE.primary);
+    mark('done');
+    rec.int3Hits = this.sm.stats.int3Hits - hits0;
+    rec.ok = true;
+    rec.reason = 'switched';
+    this.flavor = to;
+  }
+}
+
+/** text_poke_bp on request: retarget every slowpath CALL to the second slowpath copy. */
+class TextPokeBpAtCheckpoint extends CheckpointPatcher {
+  readonly protocol = 'text-poke-bp';
+  private readonly tp: TextPokeBp;
+
+  constructor(guest: Guest, patcherCpu: number) {
+    super(guest, patcherCpu);
+    this.tp = new TextPokeBp(guest.machine);
+    const env = guest.env;
+    const flavor = this.flavor;
+    guest.machine.registerService(LIVEPATCHED_SLOWPATH, 'queued_spin_lock_slowpath_livepatched', (ctx) => (flavor === 'pv' ? pvSlowpath(ctx, env) : nativeSlowpath(ctx, env)));
+  }
+
+  protected get stats(): TextPokeStats {
+    return this.tp.stats;
+  }
+
+  /** The flavour the last request asked for: every vCPU's hint handler posts the same request. */
+  private asked: Flavor | undefined;
+
+  protected *patch(ctx: ServiceContext, to: Flavor): Generator<number, void, void> {
+    if (to === this.asked) return yield* ctx.work();
+    this.asked = to;
+    const { rec, mark } = this.record(ctx, to);
+    const sites = this.guest.image.sites.filter((s) => s.type === PvOp.QueuedSpinLockSlowpath);
+    const mem = ctx.exec.memory;
+    mark('start');
+    const wrong = unexpectedSite((a, n) => mem.readBytes(a, n), sites, this.flavor, this.guest.image.targets);
+    if (wrong !== undefined) {
+      rec.reason = 'unexpected-bytes';
+      rec.detail = wrong;
+      return yield* ctx.work();
+    }
+    const hits0 = this.tp.stats.int3Hits;
+    // One instruction per text_poke_loc: the CALL; the site's NOP padding stays.
+    this.tp.queue(sites.map((s) => ({ address: s.address, bytes: directCall(s, LIVEPATCHED_SLOWPATH).subarray(0, 5) })));
+    yield* ctx.call(TEXT_POKE_SERVICE.textPokeBpBatch);
+    mark('done');
+    rec.int3Hits = this.tp.stats.int3Hits - hits0;
+    rec.ok = true;
+    rec.reason = 'retargeted';
+    rec.detail = `text_poke_bp cannot switch the lock ops; it retargeted ${sites.length} slowpath CALL${sites.length === 1 ? '' : 's'} to a second ${this.flavor} slowpath`;
+  }
+}
