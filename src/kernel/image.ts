@@ -10,9 +10,10 @@ import {
   type AsmReg,
 } from '../x86/asm.ts';
 import { DATA, DATA_BASE, PERCPU, SERVICE_BASE, TEXT_BASE, counterAddress, lockAddress } from './layout.ts';
-import { PvOp, SITE_LENGTH, type OpTargets, type PatchSite } from './pv-ops.ts';
+import { PV_OPS, PvOp, SITE_LENGTH, type OpTargets, type PatchSite } from './pv-ops.ts';
 import { Q_LOCKED_VAL } from './qspinlock-word.ts';
 import { KvmHypercall, STEAL_TIME_PREEMPTED_OFFSET } from '../host/kvm-abi.ts';
+import { GuestConfigError } from './errors.ts';
 
 /** Kernel services (TypeScript coroutines) and their fixed addresses. */
 export const SERVICE = {
@@ -44,6 +45,47 @@ export interface WorkloadShape {
    * lock (the v2 lock-op switch's global barrier and its trigger poll; default off).
    */
   lockopCheckpoint?: boolean;
+  /**
+   * Extra `.parainstructions` lock-op sites in cold_lock_sites(), a function no vCPU calls, so a
+   * switch can be measured on 10, 100 or 1,000 sites while the live ones stay the same (default 0).
+   * They mix the five ops in the proportions of a real kernel's lock-op sites (EXTRA_SITE_MIX), so
+   * a switch writes every form patchBytes makes (a CALL, the inlined `movb`/`xor`, NOPs) at the
+   * 6- and 7-byte site lengths as often as it would there.
+   */
+  extraSites?: number;
+}
+
+/**
+ * Lock-op sites per op in Debian's 6.1 cloud kernel (6.1.0-56-cloud-amd64; `pvpatch inspect
+ * vmlinux`: slots 79..83): 35 slowpath, 39 unlock, 2 wait, 1 kick, 9 vcpu_is_preempted of 86.
+ */
+export const EXTRA_SITE_MIX: Readonly<Record<PvOp, number>> = {
+  [PvOp.QueuedSpinLockSlowpath]: 35,
+  [PvOp.QueuedSpinUnlock]: 39,
+  [PvOp.Wait]: 2,
+  [PvOp.Kick]: 1,
+  [PvOp.VcpuIsPreempted]: 9,
+};
+
+/**
+ * The op of each of `n` extra sites: at every prefix, each op has its share of EXTRA_SITE_MIX
+ * rounded as closely as possible (the op furthest below its share comes next; ties by op order).
+ */
+export function extraSiteTypes(n: number): PvOp[] {
+  const ops = PV_OPS;
+  const total = ops.reduce((a, op) => a + EXTRA_SITE_MIX[op], 0);
+  const emitted = ops.map(() => 0);
+  const out: PvOp[] = [];
+  for (let i = 1; i <= n; i++) {
+    let best = 0, bestDeficit = -Infinity;
+    ops.forEach((op, k) => {
+      const deficit = (EXTRA_SITE_MIX[op] * i) / total - emitted[k]!;
+      if (deficit > bestDeficit) { bestDeficit = deficit; best = k; }
+    });
+    emitted[best]!++;
+    out.push(ops[best]!);
+  }
+  return out;
 }
 
 export interface Image {
@@ -83,8 +125,20 @@ function rdtsc64(a: Asm): void {
   a.ins('rdtsc').ins('shl', rdx, 32).ins('or', rax, rdx);
 }
 
+/** Kernel text below the kernel services (SERVICE_BASE): all the image may occupy. */
+const TEXT_ROOM = SERVICE_BASE - TEXT_BASE;
+
+function doesNotFit(what: string): GuestConfigError {
+  return new GuestConfigError(`the guest text does not fit: ${what}, and there are ${TEXT_ROOM} bytes (0x${TEXT_ROOM.toString(16)}) below the kernel services`);
+}
+
 /** Build the guest kernel text for `shape`, using `hypercall` for KVM hypercalls. */
 export function buildImage(shape: WorkloadShape, hypercall: 'vmcall' | 'vmmcall'): Image {
+  const extra = shape.extraSites ?? 0;
+  if (!Number.isInteger(extra) || extra < 0) throw new GuestConfigError(`workload extraSites must be a non-negative integer, not ${extra}`);
+  // Before assembling, so an absurd request fails at once instead of after building a huge image.
+  const maxLen = Math.max(...PV_OPS.map((op) => SITE_LENGTH[op]));
+  if (extra * maxLen > TEXT_ROOM) throw doesNotFit(`${extra} extra sites of up to ${maxLen} bytes need ${extra * maxLen}`);
   const b = new ImageBuilder();
   const a = b.a;
   const irqLock = shape.taskLocks;
@@ -180,8 +234,10 @@ export function buildImage(shape: WorkloadShape, hypercall: 'vmcall' | 'vmmcall'
   emitHandler(b, 'nmi_handler', nmiLock, 'iretq');
   a.here('hint_handler');
   a.iretq();
+  emitColdSites(b, extra);
 
   const out = a.assemble();
+  if (out.bytes.length > TEXT_ROOM) throw doesNotFit(`the image is ${out.bytes.length} bytes`);
   const sym = (n: string) => out.address(n);
   const symbols = new Map<string, number>();
   for (const [k] of out.labels) if (!k.startsWith('.')) symbols.set(k, out.address(k));
@@ -279,6 +335,14 @@ function emitTask(b: ImageBuilder, shape: WorkloadShape, irqLock: number): void 
     a.cli().call(SERVICE.lockopCheckpoint).sti();
   }
   a.hlt().jmp(a.label('.task_idle'));
+}
+
+/** cold_lock_sites(): the extra lock-op sites back to back, then RET. Nothing calls it. */
+function emitColdSites(b: ImageBuilder, n: number): void {
+  if (n <= 0) return;
+  b.a.here('cold_lock_sites');
+  for (const type of extraSiteTypes(n)) b.site(type);
+  b.a.ret();
 }
 
 function emitHandler(b: ImageBuilder, name: string, lock: number, ret: 'iretq'): void {
