@@ -158,7 +158,7 @@ export class StopMachineV1 {
   /** The primary: every queued generation, one stop_machine each. */
   private *primary(ctx: ServiceContext): ServiceBody {
     const c = ctx.cpu, n = this.machine.vcpus.length;
-    for (let g = 0; g < this.gens.length; g++) {
+    for (let g = this.stats.done; g < this.gens.length; g++) {
       const b = block(g);
       const savedIf = c.flags & Flag.IF;
       c.flags &= ~Flag.IF; // local_irq_save
