@@ -10,6 +10,7 @@
  *  - `first-before-tail`: INT3, sync, first byte, sync, tail, sync (alternative.c writes the tail
  *    first: the new first byte must never be fetched in front of an old tail).
  */
+import { GuestConfigError } from '../kernel/errors.ts';
 import type { ServiceBody, ServiceContext } from '../machine/service.ts';
 import { CostClass } from '../machine/chooser.ts';
 import { SERVICE_BASE, VECTOR } from '../kernel/layout.ts';
@@ -147,4 +148,29 @@ export function ticketLockSites(guest: Guest): { address: number; bytes: Uint8Ar
     }
   }
   return out;
+}
+
+/**
+ * A site another patcher has been at: rewrite site `index` into an equivalent encoding that no
+ * flavour's patching writes — its NOP padding as 0x66 prefixes and 0x90, or `call X; nop` as
+ * `nop; call X` (the return address stays the site's end). The code runs the same; a switch must
+ * refuse the site, as Linux's jump_label code BUG()s on a site whose bytes it does not expect.
+ */
+export function foreignEncoding(guest: Guest, index: number): void {
+  const site = guest.image.sites[index];
+  if (site === undefined) throw new GuestConfigError(`the guest has sites 0..${guest.image.sites.length - 1}, not ${index}`);
+  const mem = guest.machine.memory;
+  const bytes = mem.readBytes(site.address, site.len);
+  let at = -1;
+  for (let i = 0; i + 1 < bytes.length; i++) if (bytes[i] === 0x0f && bytes[i + 1] === 0x1f) at = i;
+  if (at >= 0) {
+    mem.writeBytes(site.address + at, [...Array<number>(site.len - at - 1).fill(0x66), 0x90]);
+    return;
+  }
+  if (site.len === 6 && bytes[0] === 0xe8 && bytes[5] === 0x90) {
+    const disp = (bytes[1]! | (bytes[2]! << 8) | (bytes[3]! << 16) | (bytes[4]! << 24)) - 1;
+    mem.writeBytes(site.address, [0x90, 0xe8, disp & 0xff, (disp >>> 8) & 0xff, (disp >>> 16) & 0xff, (disp >>> 24) & 0xff]);
+    return;
+  }
+  throw new GuestConfigError(`site ${index} has no padding to re-encode`);
 }

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -86,4 +86,37 @@ test('an over-commit ratio that cannot be built is one line', () => {
 
 test('pv locks on a host without PV_UNHALT is one line', () => {
   oneLine(pvpatch('run', scenario('guest: { vcpus: 2, flavor: pv }\nhost: { pvUnhalt: false }')), /needs a KVM host with PV_UNHALT/);
+});
+
+test('pvpatch run --seeds sweeps a guest scenario with each protocol and reports the count; --json gives the failing list', () => {
+  for (const protocol of ['v2', 'v1', 'text-poke-bp']) {
+    const r = pvpatch('run', '--seeds', '8', '--protocol', protocol);
+    assert.equal(r.code, 0, r.err + r.out);
+    assert.match(r.out, new RegExp(`8 seeds \\(1\\.\\.8\\), switch protocol ${protocol}: 0 failing`));
+    assert.match(r.out, /switches completed 8\/8/);
+  }
+  const j = pvpatch('run', '--seeds', '3', '--seed', '5', '--json');
+  assert.equal(j.code, 0, j.err);
+  const o = JSON.parse(j.out);
+  assert.deepEqual([o.protocol, o.seeds, o.failing], ['v2', { from: 5, count: 3 }, []]);
+});
+
+test('pvpatch run --corrupt-site: the switch refuses the site, names it and its bytes, exits 1, and the guest finishes', () => {
+  const r = pvpatch('run', '--corrupt-site', '1');
+  assert.equal(r.code, 1, r.err);
+  assert.match(r.out, /pv_lock_ops switch \(v2\): FAILED: unexpected-bytes \(native -> pv refused: queued_spin_unlock site at 0x[0-9a-f]+ holds \[c6 07 00 66 66 66 90\], not the native bytes \[c6 07 00 0f 1f 40 00\]\), now native/);
+  assert.match(r.out, /tasks finished: 4\/4/);
+  oneLine(pvpatch('run', '--corrupt-site', '999'), /--corrupt-site 999: the guest has sites 0\.\.\d+, not 999/);
+  oneLine(pvpatch('run', '--protocol', 'v3'), /protocol/);
+});
+
+test('a v1 sweep with more NMIs reports the seeds where the atomic-switch oracle caught v1\'s NMI window, with the command that replays each', () => {
+  const p = scenario(readFileSync(join(ROOT, 'scenarios', 'default.yaml'), 'utf8').replace('nmis: 3', 'nmis: 12'));
+  const r = pvpatch('run', p, '--seeds', '14', '--protocol', 'v1');
+  assert.equal(r.code, 1, r.err);
+  assert.match(r.out, /seed 13: non-atomic-switch — vCPU \d started the native unlock .* still runs the PV slowpath/);
+  assert.match(r.out, new RegExp(`replay: pvpatch run ${p.replace(/[.]/g, '\\.')} --seed 13 --protocol v1`));
+  const one = pvpatch('run', p, '--seed', '13', '--protocol', 'v1');
+  assert.equal(one.code, 1);
+  assert.match(one.out, /non-atomic-switch: vCPU \d started the native unlock/);
 });

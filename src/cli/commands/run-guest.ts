@@ -18,6 +18,8 @@ import type { RunResult } from '../../machine/machine.ts';
 import type { HostScheduler } from '../../host/scheduler.ts';
 import type { LockReport } from '../../kernel/guest.ts';
 import cliProgress from 'cli-progress';
+import { foreignEncoding } from '../../patching/broken.ts';
+import { GuestConfigError } from '../../kernel/errors.ts';
 import type { GuestScenario } from '../scenario/guest-schema.ts';
 
 export interface GuestRunFlags {
@@ -161,21 +163,14 @@ function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags): Gue
   return { g, r, hs, sched, strategy, failed, lostWakeup, summary };
 }
 
-/**
- * --corrupt-site N: before the run, rewrite site N's NOP padding with another NOP of the same
- * length (the code still runs; the bytes are not the ones the patcher wrote), as if another
- * patcher had been there: the switch must refuse and say so.
- */
+/** --corrupt-site N: another patcher's NOPs in site N's padding (src/patching/broken.ts). */
 function corruptSite(file: string, g: Guest, index: number): void {
-  const site = g.image.sites[index];
-  if (site === undefined) throw new ScenarioError(`${file}: --corrupt-site ${index}: the guest has sites 0..${g.image.sites.length - 1}`);
-  const mem = g.machine.memory;
-  const bytes = mem.readBytes(site.address, site.len);
-  const at = bytes.indexOf(0x0f) >= 0 && bytes[bytes.indexOf(0x0f) + 1] === 0x1f ? bytes.indexOf(0x0f) : -1;
-  if (at < 0 || site.len - at < 2) throw new ScenarioError(`${file}: --corrupt-site ${index}: site ${index} has no NOP padding to rewrite`);
-  // 0x66 prefixes + 0x90: the same length, another encoding.
-  const n = site.len - at;
-  mem.writeBytes(site.address + at, [...Array<number>(n - 1).fill(0x66), 0x90]);
+  try {
+    foreignEncoding(g, index);
+  } catch (e) {
+    if (e instanceof GuestConfigError) throw new ScenarioError(`${file}: --corrupt-site ${index}: ${e.message}`);
+    throw e;
+  }
 }
 
 export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRunFlags): number {
