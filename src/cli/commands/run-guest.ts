@@ -186,7 +186,8 @@ export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRun
   out.push(`${file}: ${g.machine.vcpus.length} vCPUs${sched ? ` on ${sched.opts.pcpus} pCPUs` : ''}, ${g.decision.reason} → ${g.flavor} pv_lock_ops`);
   if (flags.showSites) out.push(...sitesTable(g));
   const simulated = summary.simulatedMicroseconds > 0 ? `, ${summary.simulatedMicroseconds} µs simulated` : '';
-  out.push('', `stopped: ${r.reason} after ${r.instructions.toLocaleString('en-US')} instructions${simulated} (strategy ${strategy}, seed ${flags.seed})`);
+  const why = g.tasksDone && (r.reason === 'until' || r.reason === 'all-halted') ? 'every task finished, every vCPU idle' : r.reason;
+  out.push('', `stopped: ${why} after ${r.instructions.toLocaleString('en-US')} instructions${simulated} (strategy ${strategy}, seed ${flags.seed})`);
   out.push('', 'lock   role  counter  acquisitions  mutual exclusion');
   for (const l of locks) out.push(`${String(l.index).padStart(4)}   ${l.role.padEnd(4)}  ${String(l.counter).padStart(7)}  ${String(l.acquisitions).padStart(12)}  ${l.ok ? 'ok' : 'BROKEN'}`);
   const st = summary.stats;
