@@ -17,7 +17,7 @@
  * number of sites from one CALL to another: the live slowpath site to a second copy of the PV
  * slowpath, the other live sites to the CALL they hold (the batch costs the same whatever the
  * target), the cold sites to the native function of their op. Its batches hold TP_VEC_MAX sites
- * (64 here; Linux 6.x: PAGE_SIZE / sizeof(struct text_poke_loc) = 256), one batch after another.
+ * (256, as Linux 6.x: PAGE_SIZE / sizeof(struct text_poke_loc)), one batch after another.
  *
  * Stopped time is stop_machine's (V1Stats.stoppedCycles: a secondary from joining the stop to
  * PATCH_DONE, the primary its IRQs-off window); v2 and text_poke_bp have no such state and report

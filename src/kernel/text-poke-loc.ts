@@ -14,9 +14,12 @@ export const TEXT_POKE_DATA = DATA_BASE + 0x8000;
 export const BP_DESC = { vec: TEXT_POKE_DATA, nrEntries: TEXT_POKE_DATA + 8, refs: TEXT_POKE_DATA + 12 } as const;
 /** Counter the sync IPI handlers increment (on_each_cpu(..., wait=1)'s completion). */
 export const SYNC_ACKS = TEXT_POKE_DATA + 0x40;
-/** tp_vec[]: TP_VEC_MAX entries of TP_LOC_SIZE bytes. */
-export const TP_VEC = TEXT_POKE_DATA + 0x100;
-export const TP_VEC_MAX = 64;
+/**
+ * tp_vec[]: TP_VEC_MAX entries of TP_LOC.size bytes, in its own 8 KiB (clear of v2's data at
+ * +0x9000 and v1's at +0xc000). Linux 6.x: PAGE_SIZE / sizeof(struct text_poke_loc) = 4096 / 16.
+ */
+export const TP_VEC = DATA_BASE + 0xa000;
+export const TP_VEC_MAX = 256;
 
 /** Our struct text_poke_loc: rel_addr s32, disp s32, len u8, opcode u8, old u8, text[8] at +16. */
 export const TP_LOC = { size: 32, relAddr: 0, disp: 4, len: 8, opcode: 9, old: 10, text: 16 } as const;
