@@ -67,6 +67,8 @@ export interface RunResult {
   steps: number;
   instructions: number;
   hazards: Hazard[];
+  /** The machine step of each hazard (the violating step a report names). */
+  hazardSteps: number[];
   error?: Error & { userFacing?: boolean };
 }
 
@@ -86,6 +88,8 @@ export class Machine implements ExecContext {
   readonly events: MachineEvent[] = [];
   droppedEvents = 0;
   readonly hazards: Hazard[] = [];
+  /** The step at which each hazard was raised. */
+  readonly hazardSteps: number[] = [];
   /**
    * Every decision the chooser made in the runs so far (points with one enabled action are not
    * decisions), run-length encoded as [decision, count] pairs; src/sched/schedule.ts prints it.
@@ -182,6 +186,7 @@ export class Machine implements ExecContext {
 
   hazard(h: Hazard): boolean {
     this.hazards.push(h);
+    this.hazardSteps.push(this.step);
     this.emit({ type: 'hazard', step: this.step, cpu: h.cpu, hazard: h });
     if (this.stopOnHazard) this.stopRequested = true;
     return this.stopOnHazard;
@@ -404,6 +409,7 @@ export class Machine implements ExecContext {
       steps: this.step - stepsBefore,
       instructions: this.retired() - retiredBefore,
       hazards: this.hazards.slice(hazardsBefore),
+      hazardSteps: this.hazardSteps.slice(hazardsBefore),
       ...(error ? { error } : {}),
     };
   }

@@ -64,6 +64,8 @@ export interface HintSwitchResult {
   retries: number;
   /** v1: steps each vCPU spent stopped (v2 and text_poke_bp stop none). */
   stoppedSteps: number[];
+  /** The violating step: the hazard's, else the step where the run ended and the checks ran. */
+  step: number;
   run: RunResult;
   locks: LockReport[];
 }
@@ -131,7 +133,7 @@ function v2Switch(guest: Guest, v2: LockopSwitcher): HintSwitch {
         protocol: 'v2', ok: r.ok, reason: r.reason, ...(r.detail ? { detail: r.detail } : {}),
         ...(run.hazards[0] ? { hazard: run.hazards[0] } : {}),
         flavor: r.flavor, switches, int3Hits: r.int3Hits, ipis: v2.ipis, retries: r.retries,
-        stoppedSteps: guest.machine.vcpus.map(() => 0), run, locks: r.locks,
+        stoppedSteps: guest.machine.vcpus.map(() => 0), step: r.step, run, locks: r.locks,
       };
     },
   };
@@ -182,7 +184,7 @@ abstract class CheckpointPatcher implements HintSwitch {
     return {
       protocol: this.protocol, ok: reason === 'ok', reason, ...(detail ? { detail } : {}), ...(r.hazard ? { hazard: r.hazard } : {}),
       flavor: this.flavor, switches: this.switches, int3Hits: st.int3Hits, ipis: st.ipis, retries: 0,
-      stoppedSteps: st.stoppedSteps ?? this.guest.machine.vcpus.map(() => 0), run, locks: r.locks,
+      stoppedSteps: st.stoppedSteps ?? this.guest.machine.vcpus.map(() => 0), step: r.step, run, locks: r.locks,
     };
   }
 }

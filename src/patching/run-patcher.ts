@@ -37,6 +37,8 @@ export interface PatchRunResult {
   hazard?: Hazard;
   /** The patcher service returned (its work is complete). */
   patched: boolean;
+  /** The violating step: the hazard's, else the step where the run ended and the checks ran. */
+  step: number;
   run: RunResult;
   locks: LockReport[];
 }
@@ -61,7 +63,7 @@ export function runAndJudge(guest: Guest, patched: () => boolean, opts: RunOptio
 /** Classify a finished run of a guest with a patcher: hazards, kernel BUGs, locks, tasks, the patcher. */
 export function judgePatchRun(guest: Guest, run: RunResult, patched: boolean): PatchRunResult {
   const locks = guest.checkLocks();
-  const base = { patched, run, locks };
+  const base = { patched, run, locks, step: run.hazardSteps[0] ?? guest.machine.step };
   const fail = (reason: PatchRunReason, detail?: string, hazard?: Hazard): PatchRunResult =>
     ({ ok: false, reason, ...(detail ? { detail } : {}), ...(hazard ? { hazard } : {}), ...base });
   if (run.reason === 'hazard') return fail('hazard', run.hazards[0]?.kind, run.hazards[0]);

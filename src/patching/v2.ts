@@ -262,6 +262,8 @@ export interface V2Result {
   counted: number;
   uncounted: number;
   retries: number;
+  /** The violating step: the hazard's, else the step where the run ended and the checks ran. */
+  step: number;
   run: RunResult;
   locks: LockReport[];
 }
@@ -273,6 +275,7 @@ export function judgeV2(guest: Guest, sw: LockopSwitcher, run: RunResult): V2Res
     flavor: sw.flavor, switches: sw.switches, int3Hits: sw.int3Hits,
     counted: sw.barrier.stats.counted, uncounted: sw.barrier.stats.uncounted,
     retries: sw.switches.reduce((a, s) => a + s.retries, 0), run, locks,
+    step: run.hazardSteps[0] ?? guest.machine.step,
   };
   const fail = (reason: V2Reason, detail?: string): V2Result => ({ ok: false, reason, ...(detail ? { detail } : {}), ...base });
   if (run.reason === 'hazard') return fail('hazard', run.hazards[0]?.kind);

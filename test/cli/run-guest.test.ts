@@ -114,9 +114,9 @@ test('a v1 sweep with more NMIs reports the seeds where the atomic-switch oracle
   const p = scenario(readFileSync(join(ROOT, 'scenarios', 'default.yaml'), 'utf8').replace('nmis: 3', 'nmis: 12'));
   const r = pvpatch('run', p, '--seeds', '14', '--protocol', 'v1');
   assert.equal(r.code, 1, r.err);
-  assert.match(r.out, /seed 13: non-atomic-switch — vCPU \d started the native unlock .* still runs the PV slowpath/);
+  assert.match(r.out, /seed 13: non-atomic-switch at step \d+ — vCPU \d started the native unlock .* still runs the PV slowpath/);
   assert.match(r.out, new RegExp(`replay: pvpatch run ${p.replace(/[.]/g, '\\.')} --seed 13 --protocol v1`));
   const one = pvpatch('run', p, '--seed', '13', '--protocol', 'v1');
   assert.equal(one.code, 1);
-  assert.match(one.out, /non-atomic-switch: vCPU \d started the native unlock/);
+  assert.match(one.out, /step \d+: non-atomic-switch: vCPU \d started the native unlock/);
 });

@@ -22,6 +22,7 @@ function slowpathSwitch(seed: number, variant: BrokenVariant, skipCpu?: number) 
   const bytes = directCall(site, PV_SLOWPATH_V2).subarray(0, 5);
   const r = brokenPatch(g, [{ address: site.address, bytes }], { variant, patcherCpu: 0, ...(skipCpu !== undefined ? { skipCpu } : {}) },
     { chooser: new RandomChooser(seed), inject: INJECT });
+  if (r.reason === 'hazard') assert.ok(r.step > 0 && r.step === r.run.hazardSteps[0], 'the verdict names the violating step');
   return { g, site, r };
 }
 

@@ -172,6 +172,7 @@ for (const [broken, seed, harm] of [
     assert.equal(bad.reason, 'hazard', `${bad.reason} ${bad.detail ?? ''}`);
     const h = bad.run.hazards[0]!;
     assert.equal(h.kind, 'non-atomic-switch');
+    assert.equal(bad.step, bad.run.hazardSteps[0], 'the verdict names the step where the flavours mixed');
     const g = contended('native', seed);
     g.atomicSwitch.mode = 'record';
     const harmed = switchLockOpsV2(g, 'pv', { patcherCpu: seed % 4, broken, run: run() });

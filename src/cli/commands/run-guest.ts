@@ -194,7 +194,7 @@ export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRun
   out.push('', `slowpaths ${st.slowpaths}, spins ${st.spins}, halts in kvm_wait ${st.halts}, kicks ${st.kicks}, wait p50 ${st.waitP50Cycles} / p99 ${st.waitP99Cycles} cycles${sched ? `, host preemptions ${sched.stats.preemptions}` : ''}`);
   if (hs) out.push(...switchLines(hs), '');
   out.push(lostWakeup ? 'lost wake-up: every vCPU halted before all tasks finished' : `tasks finished: ${g.stats.tasksDone}/${g.machine.vcpus.length}`);
-  out.push(r.hazards.length === 0 ? 'hazards: none (CMC, return into rewritten code, atomic switch)' : r.hazards.map(describeHazard).join('\n'));
+  out.push(r.hazards.length === 0 ? 'hazards: none (CMC, return into rewritten code, atomic switch)' : r.hazards.map((h, i) => `step ${r.hazardSteps[i]}: ${describeHazard(h)}`).join('\n'));
   process.stdout.write(out.join('\n') + '\n');
   return failed ? 1 : 0;
 }
@@ -210,7 +210,7 @@ export function sweepGuestScenario(file: string, s: GuestScenario, flags: GuestR
     ? new cliProgress.SingleBar({ format: `seeds {bar} {value}/{total} | failing {failing}`, hideCursor: true }, cliProgress.Presets.shades_classic)
     : undefined;
   bar?.start(seeds, 0, { failing: 0 });
-  const failing: { seed: number; reason: string; detail?: string }[] = [];
+  const failing: { seed: number; reason: string; step: number; detail?: string }[] = [];
   const totals = { acquisitions: 0, int3Hits: 0, ipis: 0, retries: 0, switched: 0 };
   for (let seed = flags.seed; seed < flags.seed + seeds; seed++) {
     const o = runGuestOnce(file, s, { ...flags, seed });
@@ -224,7 +224,7 @@ export function sweepGuestScenario(file: string, s: GuestScenario, flags: GuestR
     if (o.failed) {
       const reason = o.r.hazards[0]?.kind ?? (o.hs && !o.hs.ok ? o.hs.reason : o.lostWakeup ? 'lost-wakeup' : o.r.reason === 'error' ? 'error' : 'broken-lock');
       const detail = o.r.hazards[0] ? describeHazard(o.r.hazards[0]).split('\n')[0]!.replace(/^[a-z-]+: /, '') : o.hs?.detail ?? o.r.error?.message;
-      failing.push({ seed, reason, ...(detail ? { detail } : {}) });
+      failing.push({ seed, reason, step: o.r.hazardSteps[0] ?? o.g.machine.step, ...(detail ? { detail } : {}) });
     }
     bar?.increment(1, { failing: failing.length });
   }
@@ -235,7 +235,7 @@ export function sweepGuestScenario(file: string, s: GuestScenario, flags: GuestR
   } else {
     const out = [`${file}: ${seeds} seeds (${range})${protocol ? `, switch protocol ${protocol}` : ''}: ${failing.length} failing`];
     out.push(`  acquisitions ${totals.acquisitions}${protocol ? `, switches completed ${totals.switched}/${seeds}, INT3 hits ${totals.int3Hits}, IPIs ${totals.ipis}, v2 retries ${totals.retries}` : ''}`);
-    for (const f of failing.slice(0, 20)) out.push(`  seed ${f.seed}: ${f.reason}${f.detail ? ` — ${f.detail}` : ''}\n    replay: pvpatch run ${file} --seed ${f.seed}${flags.protocol ? ` --protocol ${flags.protocol}` : ''}`);
+    for (const f of failing.slice(0, 20)) out.push(`  seed ${f.seed}: ${f.reason} at step ${f.step}${f.detail ? ` — ${f.detail}` : ''}\n    replay: pvpatch run ${file} --seed ${f.seed}${flags.protocol ? ` --protocol ${flags.protocol}` : ''}`);
     if (failing.length > 20) out.push(`  … and ${failing.length - 20} more (--json lists them all)`);
     process.stdout.write(out.join('\n') + '\n');
   }
