@@ -120,3 +120,12 @@ test('a v1 sweep with more NMIs reports the seeds where the atomic-switch oracle
   assert.equal(one.code, 1);
   assert.match(one.out, /step \d+: non-atomic-switch: vCPU \d started the native unlock/);
 });
+
+test('workload.extraSites in a guest scenario: 91 cold sites more, switched with the live ones', () => {
+  const p = scenario(readFileSync(join(ROOT, 'scenarios', 'default.yaml'), 'utf8').replace('irqLockEvery: 4 }', 'irqLockEvery: 4, extraSites: 91 }'));
+  const r = pvpatch('run', p, '--json');
+  assert.equal(r.code, 0, r.err);
+  const o = JSON.parse(r.out);
+  assert.equal(o.sites.length, 100);
+  assert.equal(o.switch.flavor, 'pv');
+});

@@ -48,6 +48,7 @@ export const guestScenarioSchema = {
         thinkLoops: { type: 'integer', minimum: 0 },
         taskLocks: { type: 'integer', minimum: 1 },
         irqLockEvery: { type: 'integer', minimum: 0 },
+        extraSites: { type: 'integer', minimum: 0, description: 'cold .parainstructions lock-op sites to add (Debian 6.1 per-op mix)' },
       },
     },
     inject: {
@@ -82,7 +83,7 @@ export interface GuestScenario {
   description?: string;
   guest: { vcpus: number; platform?: string; flavor?: string; nopvspin?: boolean; hypercall?: 'vmcall' | 'vmmcall'; spinThreshold?: number; tso?: boolean };
   host?: { vendor?: 'intel' | 'amd'; pvUnhalt?: boolean; realtime?: boolean; pcpus?: number; overcommit?: number; sliceUs?: number; switchUs?: number; wakeUs?: number };
-  workload?: { iterations?: number; criticalLoops?: number; thinkLoops?: number; taskLocks?: number; irqLockEvery?: number };
+  workload?: { iterations?: number; criticalLoops?: number; thinkLoops?: number; taskLocks?: number; irqLockEvery?: number; extraSites?: number };
   inject?: { nmis?: number; irqs?: number };
   switch?: { protocol?: 'v2' | 'v1' | 'text-poke-bp'; hint: 'revoke' | 'grant'; atStep: number; patcherCpu?: number; maxRetries?: number };
   schedule?: { strategy?: 'timed' | 'random' | 'pct' | 'replay' | 'first'; seed?: number; replay?: string };
