@@ -129,3 +129,16 @@ test('workload.extraSites in a guest scenario: 91 cold sites more, switched with
   assert.equal(o.sites.length, 100);
   assert.equal(o.switch.flavor, 'pv');
 });
+
+test('a guest run writes its schedule and trace; replaying the schedule gives the same run, switch included', () => {
+  const sched = join(dir, 'default.sched'), trace = join(dir, 'default.trace.json');
+  const a = pvpatch('run', '--seed', '4', '--json', '--schedule-out', sched, '--trace-out', trace);
+  assert.equal(a.code, 0, a.err);
+  const events = JSON.parse(readFileSync(trace, 'utf8')).traceEvents as { name: string }[];
+  assert.ok(events.some((e) => e.name.startsWith('exception')) || events.length > 10, 'the trace has the run\'s events');
+  const b = pvpatch('run', '--seed', '4', '--json', '--schedule', readFileSync(sched, 'utf8').trim());
+  assert.equal(b.code, 0, b.err);
+  const [x, y] = [JSON.parse(a.out), JSON.parse(b.out)];
+  for (const k of ['instructions', 'locks', 'stats', 'switch', 'sites']) assert.deepEqual(y[k], x[k], k);
+  oneLine(pvpatch('run', '--seeds', '2', '--trace-out', trace), /write one run/);
+});

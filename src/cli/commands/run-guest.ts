@@ -18,6 +18,8 @@ import type { RunResult } from '../../machine/machine.ts';
 import type { HostScheduler } from '../../host/scheduler.ts';
 import type { LockReport } from '../../kernel/guest.ts';
 import cliProgress from 'cli-progress';
+import { writeAtomically } from '../write-file.ts';
+import { chromeTrace } from '../../trace/chrome.ts';
 import { foreignEncoding } from '../../patching/broken.ts';
 import { GuestConfigError } from '../../kernel/errors.ts';
 import type { GuestScenario } from '../scenario/guest-schema.ts';
@@ -33,6 +35,9 @@ export interface GuestRunFlags {
   protocol?: SwitchProtocol;
   /** Rewrite this site's NOP padding before the run (a site the patcher does not expect). */
   corruptSite?: number;
+  /** Write the run's schedule string / Chrome trace here (single runs only). */
+  scheduleOut?: string;
+  traceOut?: string;
 }
 
 export function bootGuest(s: GuestScenario, seed = 1): Guest {
@@ -174,8 +179,12 @@ function corruptSite(file: string, g: Guest, index: number): void {
 }
 
 export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRunFlags): number {
+  const strategy0 = flags.strategy ?? (flags.schedule ? 'replay' : s.schedule?.strategy ?? 'timed');
+  if (flags.scheduleOut && strategy0 === 'timed') throw new ScenarioError('--schedule-out needs a replayable strategy (random, pct, first); the timed strategy replays from its seed');
   const o = runGuestOnce(file, s, flags);
   const { g, r, hs, sched, strategy, failed, lostWakeup, summary } = o;
+  if (flags.scheduleOut) writeAtomically(flags.scheduleOut, formatSchedule(g.machine.decisions) + '\n');
+  if (flags.traceOut) writeAtomically(flags.traceOut, JSON.stringify(chromeTrace(g.machine.events, g.machine.vcpus.length, file)) + '\n');
   if (r.reason === 'error' && r.error && !flags.json) throw r.error;
   if (flags.json) {
     process.stdout.write(JSON.stringify(summary) + '\n');
@@ -205,6 +214,7 @@ export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRun
  */
 export function sweepGuestScenario(file: string, s: GuestScenario, flags: GuestRunFlags, seeds: number): number {
   if (flags.schedule) throw new ScenarioError('--seeds sweeps seeds; it cannot be combined with a replay schedule');
+  if (flags.scheduleOut || flags.traceOut) throw new ScenarioError('--schedule-out and --trace-out write one run; replay a failing seed with --seed to get them');
   const protocol = protocolOf(file, s, flags);
   const bar = !flags.json && process.stderr.isTTY
     ? new cliProgress.SingleBar({ format: `seeds {bar} {value}/{total} | failing {failing}`, hideCursor: true }, cliProgress.Presets.shades_classic)

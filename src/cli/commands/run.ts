@@ -2,7 +2,7 @@
  * `pvpatch run <scenario>`: build the scenario's machine, run it under a strategy (or sweep many
  * seeds), print a per-vCPU summary, every hazard, the stop reason and the replayable schedule.
  */
-import { writeFileSync, renameSync } from 'node:fs';
+import { writeAtomically } from '../write-file.ts';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import cliProgress from 'cli-progress';
@@ -101,11 +101,6 @@ function printRun(file: string, m: Machine, r: RunResult, strategy: string, seed
   process.stdout.write(out.join('\n') + '\n');
 }
 
-function writeAtomically(path: string, text: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
-}
 
 export async function runCommand(file: string | undefined, flags: RunFlags): Promise<number> {
   const path = file ?? defaultScenarioPath();
@@ -122,6 +117,8 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
       ...(flags.maxInstructions ? { maxInstructions: intFlag(flags.maxInstructions, 'max-instructions', 1)! } : {}),
       json: flags.json ?? false,
       showSites: flags.showSites ?? false,
+      ...(flags.scheduleOut ? { scheduleOut: flags.scheduleOut } : {}),
+      ...(flags.traceOut ? { traceOut: flags.traceOut } : {}),
     };
     return seeds !== undefined ? sweepGuestScenario(path, gs, gflags, seeds) : runGuestScenario(path, gs, gflags);
   }
