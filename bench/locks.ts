@@ -12,8 +12,10 @@ import { HOST_COSTS } from '../src/host/costs.ts';
 
 export const describe = 'native vs PV qspinlock throughput and p99 wait under host over-commit (8 vCPUs)';
 
-const VCPUS = 8;
-const RATIOS = [0.5, 1, 1.5, 2, 3, 4];
+export const VCPUS = 8;
+export const RATIOS = [0.5, 1, 1.5, 2, 3, 4];
+/** Task loop: one shared lock, udelay() critical section 200 ns and think time 1 µs (±50 % jitter). */
+export const LOCK_WORKLOAD = { iterations: 1e9, criticalLoops: 0, thinkLoops: 0, criticalCycles: 600, thinkCycles: 3000, taskLocks: 1, irqLockEvery: 0 } as const;
 
 export interface LockRow {
   ratio: number;
@@ -34,7 +36,7 @@ export function runOne(flavor: 'native' | 'pv', ratio: number, simMs: number): L
   const g = new Guest({
     vcpus: VCPUS,
     flavor,
-    workload: { iterations: 1e9, criticalLoops: 0, thinkLoops: 0, criticalCycles: 600, thinkCycles: 3000, taskLocks: 1, irqLockEvery: 0 },
+    workload: LOCK_WORKLOAD,
   });
   const sched = hostScheduler(g, { overcommit: ratio });
   const chooser = new TimedChooser({ seed: 1, host: sched });

@@ -4,13 +4,16 @@
  * the slice ends and another vCPU is waiting, the host deschedules it (its steal-time `preempted`
  * byte is set and it does not advance) and runs the next. A vCPU that halts blocks and gives its
  * pCPU away (KVM's halt exit); an interrupt or a kick makes it runnable again.
- * Driven by the timed strategy, which owns time (src/sched/timed.ts).
+ * The host may add or take away physical CPUs while the guest runs (setPcpus): that is how it
+ * moves between under- and over-commit. Driven by the timed strategy, which owns time
+ * (src/sched/timed.ts).
  */
 import type { Vcpu } from '../machine/vcpu.ts';
 import { canWake } from '../machine/interrupts.ts';
 import { drainAll } from '../machine/access.ts';
 import type { Memory } from '../machine/memory.ts';
 import { MachineConfigError } from '../machine/errors.ts';
+import { cfsSliceCycles } from './costs.ts';
 
 export interface HostSchedulerOptions {
   pcpus: number;
@@ -37,12 +40,16 @@ export class HostScheduler {
   private readonly pcpuOf: number[];
   private readonly running: (number | null)[];
   private readonly sliceEnd: number[];
+  /** When each pCPU's current vCPU was picked: its slice is measured from there. */
+  private readonly sliceStart: number[];
   private readonly queue: number[] = [];
   private readonly queuedAt: number[];
   readonly stats: SchedulerStats;
+  /** The current configuration (a copy: setPcpus changes pcpus and sliceCycles). */
+  readonly opts: HostSchedulerOptions;
 
   constructor(
-    readonly opts: HostSchedulerOptions,
+    opts: HostSchedulerOptions,
     private readonly vcpus: readonly Vcpu[],
     private readonly memory: Memory,
     /** Called when a vCPU is descheduled (true) or scheduled (false): steal time's preempted byte. */
@@ -50,11 +57,13 @@ export class HostScheduler {
   ) {
     if (!Number.isInteger(opts.pcpus) || opts.pcpus < 1) throw new MachineConfigError(`the host needs at least one physical CPU, not ${opts.pcpus}`);
     if (!(opts.sliceCycles > 0)) throw new MachineConfigError('the host time slice must be positive');
+    this.opts = { ...opts };
     const n = vcpus.length;
     this.state = new Array<State>(n).fill('queued');
     this.pcpuOf = new Array<number>(n).fill(-1);
     this.running = new Array<number | null>(opts.pcpus).fill(null);
     this.sliceEnd = new Array<number>(opts.pcpus).fill(0);
+    this.sliceStart = new Array<number>(opts.pcpus).fill(0);
     this.queuedAt = new Array<number>(n).fill(0);
     this.stats = { preemptions: 0, blocks: 0, wakeups: 0, steal: new Array<number>(n).fill(0) };
     for (const c of vcpus) {
@@ -83,6 +92,7 @@ export class HostScheduler {
     this.state[id] = 'running';
     this.stats.steal[id]! += Math.max(0, now - this.queuedAt[id]!);
     c.time = Math.max(c.time, now);
+    this.sliceStart[p] = c.time;
     this.sliceEnd[p] = c.time + this.opts.sliceCycles;
     c.preempted = false;
     this.onPreempt(id, false);
@@ -93,6 +103,44 @@ export class HostScheduler {
     this.running[p] = null;
     this.pcpuOf[id] = -1;
     return p;
+  }
+
+  /**
+   * Change the number of physical CPUs at time `now` (the host starts or stops over-committing).
+   * The vCPUs on removed pCPUs are descheduled at `now` (a VM exit: steal time's preempted byte
+   * set, store buffer drained) and queue for the remaining ones; added pCPUs take queued vCPUs
+   * after a context switch. The slice becomes `sliceCycles` (default: CFS's for the new count,
+   * cfsSliceCycles) and applies to the running vCPUs too, measured from when each was picked, as
+   * CFS's check_preempt_tick compares the runtime so far with the current sched_slice.
+   */
+  setPcpus(pcpus: number, now: number, sliceCycles?: number): void {
+    if (!Number.isInteger(pcpus) || pcpus < 1) throw new MachineConfigError(`the host needs at least one physical CPU, not ${pcpus}`);
+    const slice = sliceCycles ?? cfsSliceCycles(pcpus, Math.ceil(this.vcpus.length / pcpus));
+    if (!(slice > 0)) throw new MachineConfigError('the host time slice must be positive');
+    for (let p = this.running.length - 1; p >= pcpus; p--) {
+      const id = this.running[p];
+      if (id !== null && id !== undefined) this.deschedule(id, now);
+    }
+    const old = this.running.length;
+    this.running.length = this.sliceEnd.length = this.sliceStart.length = pcpus;
+    for (let p = old; p < pcpus; p++) { this.running[p] = null; this.sliceEnd[p] = 0; this.sliceStart[p] = 0; }
+    this.opts.pcpus = pcpus;
+    this.opts.sliceCycles = slice;
+    for (let p = 0; p < pcpus; p++) if (this.running[p] !== null) this.sliceEnd[p] = this.sliceStart[p]! + slice;
+    this.fill(now + this.opts.switchCycles);
+  }
+
+  /** Take a running vCPU off its pCPU at `at` and queue it (a VM exit drains the store buffer). */
+  private deschedule(id: number, at: number): void {
+    const c = this.vcpus[id]!;
+    this.stats.preemptions++;
+    drainAll(this.memory, c);
+    this.vacate(id);
+    this.state[id] = 'queued';
+    this.queuedAt[id] = at;
+    c.preempted = true;
+    this.onPreempt(id, true);
+    this.queue.push(id);
   }
 
   /** Bring the host up to date with the vCPUs at time `now`: halts, wake-ups, expired slices. */
@@ -121,15 +169,8 @@ export class HostScheduler {
       if (id === null || id === undefined || this.queue.length === 0) continue;
       const c = this.vcpus[id]!;
       if (c.time < this.sliceEnd[p]!) continue;
-      // The slice is over and someone is waiting: deschedule (a VM exit drains the store buffer).
-      this.stats.preemptions++;
-      drainAll(this.memory, c);
-      this.vacate(id);
-      this.state[id] = 'queued';
-      this.queuedAt[id] = this.sliceEnd[p]!;
-      c.preempted = true;
-      this.onPreempt(id, true);
-      this.queue.push(id);
+      // The slice is over and someone is waiting: deschedule.
+      this.deschedule(id, this.sliceEnd[p]!);
       this.run(this.queue.shift()!, p, this.sliceEnd[p]! + this.opts.switchCycles);
     }
   }
