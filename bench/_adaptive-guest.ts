@@ -120,7 +120,7 @@ export function runGuest(kind: GuestKind, cfg: AdaptiveConfig): GuestRun {
   let sw: LockopSwitcher | undefined;
   if (kind === 'adaptive') {
     sw = installLockopV2(g, { ...V2_OPTIONS, ...cfg.v2 });
-    installHintTrigger(g, sw);
+    installHintTrigger(g);
   }
   const pcpusOf = (c: Commit) => Math.round(VCPUS / (c === 'under' ? UNDER_RATIO : cfg.ratio));
   const slice = cfg.sliceUs === undefined ? undefined : Math.round(cfg.sliceUs * 1000 * CYCLES_PER_NS);

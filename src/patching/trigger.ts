@@ -21,7 +21,7 @@ export interface TriggerStats {
 }
 
 /** Replace the guest's bare `iretq` hint handler with one that schedules the switch (any protocol). */
-export function installHintTrigger(guest: Guest, _legacy?: unknown): TriggerStats {
+export function installHintTrigger(guest: Guest): TriggerStats {
   const host = guest.host;
   if (!host) throw new GuestConfigError('the KVM_HINTS_REALTIME trigger needs a KVM host');
   const stats: TriggerStats = { hints: 0, requests: [] };

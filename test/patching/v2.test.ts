@@ -70,7 +70,7 @@ test('the host revoking / granting KVM_HINTS_REALTIME triggers the switch throug
     for (const [from, realtime] of [['pv', true], ['native', false]] as const) {
       const g = guest(from, seed, { host: { realtime: !realtime } });
       const sw = installLockopV2(g, { patcherCpu: seed % 4 });
-      const trig = installHintTrigger(g, sw);
+      const trig = installHintTrigger(g);
       let raised = false;
       const run = runSettled(g, {
         chooser: new RandomChooser(seed), inject: INJECT,
@@ -93,7 +93,7 @@ test('back and forth ten times under load (hint toggled after each switch): no a
     const iterations = 120;
     const g = guest('pv', seed, {}, { iterations, taskLocks: 2 });
     const sw = installLockopV2(g, { patcherCpu: seed % 4 });
-    installHintTrigger(g, sw);
+    installHintTrigger(g);
     let realtime = false, requested = 0, tasksAtTenth = -1;
     const run = runSettled(g, {
       chooser: new RandomChooser(seed), inject: { ...INJECT, nmis: 6, irqs: 12 },
