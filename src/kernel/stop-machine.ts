@@ -45,13 +45,17 @@ export const STOP_MACHINE_SERVICE = {
 /** The stop_machine IPI vector (below text_poke's SYNC at 0xf0). */
 export const STOP_VECTOR = 0xf2;
 
-/** struct text_poke_state per stop_machine generation, in guest data clear of text_poke_bp's and v2's. */
+/**
+ * struct text_poke_state per stop_machine generation, in guest data clear of text_poke_bp's and
+ * v2's: a ring of GEN_SLOTS blocks. A block is reused GEN_SLOTS generations later, zeroed before
+ * its generation is published; every vCPU left it long before (each later generation stopped it).
+ */
 const V1_DATA = DATA_BASE + 0xc000;
 const GEN = V1_DATA;
 const GEN_BLOCK = 0x400;
-const MAX_GENS = 8;
+const GEN_SLOTS = 8;
 function block(gen: number) {
-  const b = V1_DATA + 0x100 + gen * GEN_BLOCK;
+  const b = V1_DATA + 0x100 + (gen % GEN_SLOTS) * GEN_BLOCK;
   return { state: b, stopped: b + 0x40, ack: (cpu: number) => b + 0x80 + 8 * cpu };
 }
 
@@ -143,7 +147,6 @@ export class StopMachineV1 {
 
   /** Queue one stop_machine; the primary service runs them in order. */
   queue(g: V1Generation): void {
-    if (this.gens.length >= MAX_GENS) throw new KernelBug(`at most ${MAX_GENS} stop_machine generations`);
     this.gens.push(g);
   }
 
@@ -160,6 +163,11 @@ export class StopMachineV1 {
     const c = ctx.cpu, n = this.machine.vcpus.length;
     for (let g = this.stats.done; g < this.gens.length; g++) {
       const b = block(g);
+      // A fresh text_poke_state (the ring slot's last use ended GEN_SLOTS generations ago).
+      const mem = ctx.exec.memory;
+      mem.writeBytes(b.state, [0, 0, 0, 0]);
+      mem.writeBytes(b.stopped, [0, 0, 0, 0]);
+      for (let i = 0; i < n; i++) mem.writeBytes(b.ack(i), [0, 0, 0, 0]);
       const savedIf = c.flags & Flag.IF;
       c.flags &= ~Flag.IF; // local_irq_save
       yield* ctx.work();

@@ -79,6 +79,8 @@ export interface HintSwitchOptions {
 /** A protocol installed on a guest, waiting for the hint. */
 export interface HintSwitch {
   readonly protocol: SwitchProtocol;
+  /** Switches that finished so far (for callers that change the hint again after each). */
+  completed(): number;
   judge(run: RunResult): HintSwitchResult;
 }
 
@@ -123,6 +125,7 @@ export function runHintSwitch(guest: Guest, sw: HintSwitch, at: { atStep: number
 function v2Switch(guest: Guest, v2: LockopSwitcher): HintSwitch {
   return {
     protocol: 'v2',
+    completed: () => v2.switches.filter((s) => s.ok).length,
     judge(run) {
       const r = judgeV2(guest, v2, run);
       const switches: SwitchRecord[] = r.switches.map((s) => ({
@@ -149,6 +152,10 @@ abstract class CheckpointPatcher implements HintSwitch {
   constructor(protected readonly guest: Guest, private readonly patcherCpu: number) {
     this.flavor = guest.flavor;
     guest.lockopCheckpoint = (ctx) => this.checkpoint(ctx);
+  }
+
+  completed(): number {
+    return this.switches.filter((s) => s.ok).length;
   }
 
   private *checkpoint(ctx: ServiceContext): Generator<number, void, void> {

@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Guest } from '../../src/kernel/guest.ts';
 import { RandomChooser } from '../../src/sched/random.ts';
-import { VECTOR, lockAddress } from '../../src/kernel/layout.ts';
+import { TEXT_BASE, VECTOR, counterAddress, lockAddress } from '../../src/kernel/layout.ts';
+import { installHintSwitch, runHintSwitch } from '../../src/patching/hint-switch.ts';
 import { patchBytes, type Flavor } from '../../src/kernel/pv-ops.ts';
 import { switchLockOpsV1 } from '../../src/patching/v1.ts';
 import { NmiInInt3Chooser } from '../../src/patching/nmi-adversary.ts';
@@ -120,4 +121,31 @@ test('v1\'s known limit (RFC cover letter: "patching can potentially deadlock in
   assert.equal(frames[0], 'text_poke_late', 'the primary waits for acknowledgements');
   assert.deepEqual(frames.slice(1).sort(), ['native_queued_spin_lock_slowpath', 'native_queued_spin_lock_slowpath', 'poke_int3_native'],
     'two NMI handlers spin on the NMI lock; the holder waits in the #BP handler for the site to finish');
+});
+
+test('v1 from the hint, back and forth ten times under load (the host toggles REALTIME after each switch): no acquisition lost, text as a fresh guest', () => {
+  for (let seed = 1; seed <= 3; seed++) {
+    const iterations = 150;
+    const g = new Guest({ vcpus: 4, host: { realtime: false }, spinThreshold: 64, seed, workload: { iterations, taskLocks: 2, lockopCheckpoint: true } });
+    const sw = installHintSwitch(g, 'v1', { patcherCpu: seed % 4 });
+    let realtime = false, requested = 0;
+    const r = runHintSwitch(g, sw, { atStep: 0, hint: 'grant' }, {
+      chooser: new RandomChooser(seed), inject: { nmis: 6, irqs: 12, irqVector: VECTOR.LOCK_IRQ },
+      until: () => {
+        if (sw.completed() === requested + 1 && requested < 9) {
+          realtime = !realtime;
+          g.host!.setRealtimeHint(!realtime);
+          requested++;
+        }
+        return false;
+      },
+    });
+    assert.equal(r.reason, 'ok', `seed ${seed}: ${r.reason} ${r.detail ?? ''}`);
+    assert.deepEqual(r.switches.map((s) => s.to), ['native', 'pv', 'native', 'pv', 'native', 'pv', 'native', 'pv', 'native', 'pv']);
+    assert.equal(g.machine.memory.readU64(counterAddress(0)) + g.machine.memory.readU64(counterAddress(1)), 4 * iterations, 'no acquisition lost');
+    assert.ok(r.locks.every((l) => l.ok));
+    const fresh = new Guest({ ...g.options, flavor: 'pv' });
+    const len = g.image.text.length;
+    assert.ok(Buffer.from(g.machine.memory.readBytes(TEXT_BASE, len)).equals(Buffer.from(fresh.machine.memory.readBytes(TEXT_BASE, len))), `seed ${seed}: text as a fresh PV guest`);
+  }
 });
