@@ -36,17 +36,10 @@ export interface SlowpathObserver {
   kickEnd(cpu: number, target: number, address: number): Hazard | undefined;
 }
 
-/** Run a slowpath body under env.ops: entry (maybe a hazard) and exit. */
-function* observed(ctx: ServiceContext, env: SlowpathEnv, flavor: 'native' | 'pv', body: ServiceBody): ServiceBody {
-  const ops = env.ops;
-  if (ops === undefined) return yield* body;
-  const h = ops.slowpathEnter(ctx.cpu.id, ctx.arg(0), flavor, ctx.address);
-  if (h !== undefined && ctx.exec.hazard(h)) yield -1;
-  try {
-    return yield* body;
-  } finally {
-    ops.slowpathExit(ctx.cpu.id);
-  }
+/** Tell env.ops a slowpath starts; true when its hazard must stop the run. */
+function entered(ctx: ServiceContext, env: SlowpathEnv, flavor: 'native' | 'pv'): boolean {
+  const h = env.ops?.slowpathEnter(ctx.cpu.id, ctx.arg(0), flavor, ctx.address);
+  return h !== undefined && ctx.exec.hazard(h);
 }
 
 export interface SlowpathStats {
@@ -206,39 +199,41 @@ function* releaseNode(ctx: ServiceContext): Generator<number, void, void> {
 }
 
 /** native_queued_spin_lock_slowpath(lock, val): pending bit, then the MCS queue. */
-export function nativeSlowpath(ctx: ServiceContext, env: SlowpathEnv): ServiceBody {
-  return observed(ctx, env, 'native', nativeSlowpathBody(ctx, env));
-}
-
-function* nativeSlowpathBody(ctx: ServiceContext, env: SlowpathEnv): ServiceBody {
-  env.stats.slowpaths++;
-  const lock = ctx.arg(0);
-  let val = ctx.arg(1) >>> 0;
-  if (val === Q_PENDING_VAL) val = yield* ctx.load(lock, 4); // wait for a pending->locked hand-over (_Q_PENDING_LOOPS = 1)
-  if ((val & ~Q_LOCKED_MASK) === 0) {
-    val = yield* ctx.fetchOr(lock, 4, Q_PENDING_VAL); // queued_fetch_set_pending_acquire
+export function* nativeSlowpath(ctx: ServiceContext, env: SlowpathEnv): ServiceBody {
+  if (entered(ctx, env, 'native')) yield -1;
+  try {
+    env.stats.slowpaths++;
+    const lock = ctx.arg(0);
+    let val = ctx.arg(1) >>> 0;
+    if (val === Q_PENDING_VAL) val = yield* ctx.load(lock, 4); // wait for a pending->locked hand-over (_Q_PENDING_LOOPS = 1)
     if ((val & ~Q_LOCKED_MASK) === 0) {
-      if ((val & Q_LOCKED_MASK) !== 0) {
-        while ((yield* ctx.load(lock, 1)) !== 0) yield* relax(ctx, env); // smp_cond_load_acquire(&lock->locked, !VAL)
+      val = yield* ctx.fetchOr(lock, 4, Q_PENDING_VAL); // queued_fetch_set_pending_acquire
+      if ((val & ~Q_LOCKED_MASK) === 0) {
+        if ((val & Q_LOCKED_MASK) !== 0) {
+          while ((yield* ctx.load(lock, 1)) !== 0) yield* relax(ctx, env); // smp_cond_load_acquire(&lock->locked, !VAL)
+        }
+        yield* ctx.store(lock, 2, Q_LOCKED_VAL); // clear_pending_set_locked
+        return;
       }
-      yield* ctx.store(lock, 2, Q_LOCKED_VAL); // clear_pending_set_locked
-      return;
+      if ((val & Q_PENDING_MASK) === 0) yield* ctx.store(lock + 1, 1, 0); // undo our pending bit
     }
-    if ((val & Q_PENDING_MASK) === 0) yield* ctx.store(lock + 1, 1, 0); // undo our pending bit
+    yield* queue(ctx, env, lock, false);
+    yield* releaseNode(ctx);
+  } finally {
+    env.ops?.slowpathExit(ctx.cpu.id);
   }
-  yield* queue(ctx, env, lock, false);
-  yield* releaseNode(ctx);
 }
 
 /** __pv_queued_spin_lock_slowpath(lock, val): straight to the queue, halting instead of spinning forever. */
-export function pvSlowpath(ctx: ServiceContext, env: SlowpathEnv): ServiceBody {
-  return observed(ctx, env, 'pv', pvSlowpathBody(ctx, env));
-}
-
-function* pvSlowpathBody(ctx: ServiceContext, env: SlowpathEnv): ServiceBody {
-  env.stats.slowpaths++;
-  yield* queue(ctx, env, ctx.arg(0), true);
-  yield* releaseNode(ctx);
+export function* pvSlowpath(ctx: ServiceContext, env: SlowpathEnv): ServiceBody {
+  if (entered(ctx, env, 'pv')) yield -1;
+  try {
+    env.stats.slowpaths++;
+    yield* queue(ctx, env, ctx.arg(0), true);
+    yield* releaseNode(ctx);
+  } finally {
+    env.ops?.slowpathExit(ctx.cpu.id);
+  }
 }
 
 /** __pv_queued_spin_unlock_slowpath(lock, locked): the lock was hashed; unhash, release, kick. */

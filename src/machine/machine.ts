@@ -171,6 +171,9 @@ export class Machine implements ExecContext {
 
   /** Probes by address (none: `undefined`, so a run without probes pays one field test per step). */
   private probes: Map<number, Probe> | undefined;
+  /** Their address range, and a byte per address of it saying whether one is there (the hot test). */
+  private probeLo = 0;
+  private probeBits = new Uint8Array(0);
 
   /**
    * Call `probe` whenever a vCPU is about to execute the instruction at `address`, with the
@@ -181,7 +184,13 @@ export class Machine implements ExecContext {
   probe(address: number, probe: Probe): void {
     this.probes ??= new Map();
     if (this.probes.has(address)) throw new MachineConfigError(`two probes at 0x${address.toString(16)}`);
+    const addrs = [...this.probes.keys(), address];
+    const lo = Math.min(...addrs), hi = Math.max(...addrs);
+    if (hi - lo >= 1 << 24) throw new MachineConfigError('probes must lie within 16 MiB of each other');
     this.probes.set(address, probe);
+    this.probeLo = lo;
+    this.probeBits = new Uint8Array(hi - lo + 1);
+    for (const a of addrs) this.probeBits[a - lo] = 1;
   }
 
   hazard(h: Hazard): boolean {
@@ -275,13 +284,9 @@ export class Machine implements ExecContext {
       if (this.hazard(this.fetchHazard!)) return -1;
       insn = decodeAt(this.memory, c.rip)!;
     }
-    const probes = this.probes;
-    if (probes !== undefined) {
-      const p = probes.get(rip);
-      if (p !== undefined) {
-        const h = p(c, insn);
-        if (h !== undefined && this.hazard(h)) return -1;
-      }
+    if (this.probes !== undefined && this.probeBits[rip - this.probeLo] === 1) {
+      const h = this.probes!.get(rip)!(c, insn);
+      if (h !== undefined && this.hazard(h)) return -1;
     }
     const fast = insn.fast;
     const cost = fast !== undefined ? fast.run(this, c, insn) : execute(this, c, insn);
