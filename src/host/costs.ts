@@ -25,6 +25,14 @@ export const HOST_COSTS = {
     cycles: 6_000,
     source: 'host context switch between vCPU threads incl. VM exit/entry: ~2 µs (kvm-unit-tests, LWN measurements of KVM switch costs)',
   },
+  pleWindow: {
+    cycles: 4_096,
+    source: 'pause-loop exiting: KVM ple_window default 4096 (arch/x86/kvm/vmx/vmx.c); a VM exit after spinning this long in a PAUSE loop',
+  },
+  pleGap: {
+    cycles: 128,
+    source: 'KVM ple_gap default 128: PAUSEs closer than this belong to one spin loop',
+  },
   wakeup: {
     cycles: 15_000,
     source: 'kick → halted vCPU running again: IPI + wake-up + VM entry, ~5 µs (KVM halt-polling discussions report 5-20 µs)',

@@ -21,6 +21,13 @@ export interface HostSchedulerOptions {
   sliceCycles: number;
   /** Cost of a host context switch between vCPUs, in cycles. */
   switchCycles: number;
+  /**
+   * Pause-loop exiting (Intel PLE, AMD pause filter): a vCPU that spins in a PAUSE loop for
+   * `window` cycles (PAUSEs at most `gap` cycles apart) exits, and KVM's kvm_vcpu_on_spin() yields
+   * its pCPU to a descheduled vCPU of the guest (a directed yield, most often to the preempted
+   * lock holder). Undefined: no PLE.
+   */
+  ple?: { window: number; gap: number };
   /** Latency from a wake-up (kick, interrupt) to the vCPU running, when a pCPU is free. */
   wakeCycles: number;
 }
@@ -29,6 +36,8 @@ type State = 'running' | 'queued' | 'blocked';
 
 export interface SchedulerStats {
   preemptions: number;
+  /** PAUSE-loop exits that yielded the pCPU to a descheduled vCPU. */
+  pleYields: number;
   blocks: number;
   wakeups: number;
   /** Cycles each vCPU spent runnable but descheduled (steal time). */
@@ -65,7 +74,9 @@ export class HostScheduler {
     this.sliceEnd = new Array<number>(opts.pcpus).fill(0);
     this.sliceStart = new Array<number>(opts.pcpus).fill(0);
     this.queuedAt = new Array<number>(n).fill(0);
-    this.stats = { preemptions: 0, blocks: 0, wakeups: 0, steal: new Array<number>(n).fill(0) };
+    this.spinFrom = new Array<number>(n).fill(-1);
+    this.lastPauseEnd = new Array<number>(n).fill(-Infinity);
+    this.stats = { preemptions: 0, pleYields: 0, blocks: 0, wakeups: 0, steal: new Array<number>(n).fill(0) };
     for (const c of vcpus) {
       c.preempted = true;
       this.queue.push(c.id);
@@ -173,6 +184,30 @@ export class HostScheduler {
       this.deschedule(id, this.sliceEnd[p]!);
       this.run(this.queue.shift()!, p, this.sliceEnd[p]! + this.opts.switchCycles);
     }
+  }
+
+  /** Per vCPU: start of its current PAUSE loop (-1: none), and the end of its last PAUSE. */
+  private readonly spinFrom: number[];
+  private readonly lastPauseEnd: number[];
+
+  /**
+   * vCPU `cpu` executed a PAUSE over [start, end). With PLE on, a loop of PAUSEs lasting the
+   * window exits to the host, which yields this pCPU to the longest-waiting descheduled vCPU.
+   * Returns true when it did (the vCPU is descheduled).
+   */
+  pause(cpu: number, start: number, end: number): boolean {
+    const ple = this.opts.ple;
+    if (ple === undefined) return false;
+    if (this.spinFrom[cpu]! < 0 || start - this.lastPauseEnd[cpu]! > ple.gap) this.spinFrom[cpu] = start;
+    this.lastPauseEnd[cpu] = end;
+    if (end - this.spinFrom[cpu]! < ple.window) return false;
+    this.spinFrom[cpu] = -1;
+    const p = this.pcpuOf[cpu]!;
+    if (p < 0 || this.queue.length === 0) return false;
+    this.stats.pleYields++;
+    this.deschedule(cpu, end);
+    this.run(this.queue.shift()!, p, end + this.opts.switchCycles);
+    return true;
   }
 
   /** Has vCPU `cpu` used up its slice while others wait? (cheap check before a full sync) */

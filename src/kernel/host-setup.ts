@@ -14,6 +14,8 @@ export interface OvercommitOptions {
   sliceCycles?: number;
   switchCycles?: number;
   wakeCycles?: number;
+  /** Pause-loop exiting (default on, KVM's ple_window and ple_gap); false turns it off. */
+  ple?: boolean;
 }
 
 /** Physical CPUs for `vcpus` at `ratio` vCPUs per pCPU (rounded to the nearest whole CPU). */
@@ -37,6 +39,7 @@ export function hostScheduler(g: Guest, o: OvercommitOptions): HostScheduler {
       sliceCycles: o.sliceCycles ?? cfsSliceCycles(pcpus, Math.ceil(n / pcpus)),
       switchCycles: o.switchCycles ?? HOST_COSTS.contextSwitch.cycles,
       wakeCycles: o.wakeCycles ?? HOST_COSTS.wakeup.cycles,
+      ...(o.ple === false ? {} : { ple: { window: HOST_COSTS.pleWindow.cycles, gap: HOST_COSTS.pleGap.cycles } }),
     },
     g.machine.vcpus,
     g.machine.memory,

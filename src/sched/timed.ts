@@ -100,7 +100,9 @@ export class TimedChooser implements Chooser {
       return;
     }
     const base = this.costs[cost]!;
+    const start = c.time;
     c.time += this.jitter > 0 ? base * (1 + this.jitter * (this.rng.float() - 0.5)) : base;
+    if (host !== undefined && cost === Cost.Pause && host.pause(c.id, start, c.time)) return;
     // Tell the host when something it schedules by may have changed: a halt, a kick (hypercall), an
     // interrupt, an IPI (sent by a serializing ICR write: a halted target becomes runnable), a slice used up.
     if (host !== undefined && (cost === Cost.Halt || cost === Cost.Hypercall || cost === Cost.Interrupt || cost === Cost.Serializing || host.sliceOver(c.id, c.time))) {

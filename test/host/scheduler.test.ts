@@ -82,3 +82,23 @@ test('the slice follows the pCPU count (CFS) and applies to the running vCPUs fr
   assert.ok(host.stats.preemptions - before > 2, 'the running vCPUs were over the new slice');
   assert.throws(() => host.setPcpus(0, chooser.now), /at least one physical CPU/);
 });
+
+/**
+ * Lock-holder preemption: 4 vCPUs on one native lock, 2 pCPUs, long slices (10 ms). Without PLE a
+ * waiter that spins on a descheduled holder burns its whole slice; with PLE (KVM's ple_window 4096,
+ * ple_gap 128) it exits after ~4096 cycles of PAUSEs and yields its pCPU to a descheduled vCPU.
+ */
+function contended(ple: boolean) {
+  const g = new Guest({ vcpus: 4, flavor: 'native', workload: { iterations: 1e9, criticalLoops: 0, thinkLoops: 0, criticalCycles: 600, thinkCycles: 3000, taskLocks: 1, irqLockEvery: 0 } });
+  const host = new HostScheduler({ pcpus: 2, sliceCycles: 30_000_000, switchCycles: 6000, wakeCycles: 15000, ...(ple ? { ple: { window: 4096, gap: 128 } } : {}) }, g.machine.vcpus, g.machine.memory, (c, p) => g.host!.setPreempted(c, p));
+  const chooser = new TimedChooser({ seed: 1, host });
+  runFor(g, chooser, 60_000_000);
+  return { host, acquisitions: g.checkLocks()[0]!.acquisitions };
+}
+
+test('pause-loop exiting: a waiter spinning on a descheduled holder yields its pCPU, so the lock moves on', () => {
+  const off = contended(false), on = contended(true);
+  assert.equal(off.host.stats.pleYields, 0);
+  assert.ok(on.host.stats.pleYields > 100, `PLE yields ${on.host.stats.pleYields}`);
+  assert.ok(on.acquisitions > 1.2 * off.acquisitions, `acquisitions with PLE ${on.acquisitions}, without ${off.acquisitions}`);
+});
