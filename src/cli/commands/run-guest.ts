@@ -112,6 +112,7 @@ function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags): Gue
         ...(us(s.host?.sliceUs) !== undefined ? { sliceCycles: us(s.host?.sliceUs)! } : {}),
         ...(us(s.host?.switchUs) !== undefined ? { switchCycles: us(s.host?.switchUs)! } : {}),
         ...(us(s.host?.wakeUs) !== undefined ? { wakeCycles: us(s.host?.wakeUs)! } : {}),
+        ...(s.host?.ple !== undefined ? { ple: s.host.ple } : {}),
       })
     : undefined;
   const chooser = strategy === 'timed' ? new TimedChooser({ seed: flags.seed, ...(sched ? { host: sched } : {}) }) : makeChooser(strategy, flags.seed, g.machine.vcpus.length, flags.schedule ?? s.schedule?.replay);
@@ -157,7 +158,7 @@ function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags): Gue
       kicks: g.host?.stats.kicks ?? 0,
       waitP50Cycles: g.waitPercentile(50),
       waitP99Cycles: g.waitPercentile(99),
-      ...(sched ? { pcpus: sched.opts.pcpus, preemptions: sched.stats.preemptions } : {}),
+      ...(sched ? { pcpus: sched.opts.pcpus, preemptions: sched.stats.preemptions, pleYields: sched.stats.pleYields } : {}),
     },
     hazards: r.hazards,
     ...(hs ? { switch: { protocol: hs.protocol, ok: hs.ok, reason: hs.reason, detail: hs.detail, flavor: hs.flavor, switches: hs.switches, int3Hits: hs.int3Hits, ipis: hs.ipis, retries: hs.retries, stoppedSteps: hs.stoppedSteps } } : {}),
@@ -200,7 +201,7 @@ export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRun
   out.push('', 'lock   role  counter  acquisitions  mutual exclusion');
   for (const l of locks) out.push(`${String(l.index).padStart(4)}   ${l.role.padEnd(4)}  ${String(l.counter).padStart(7)}  ${String(l.acquisitions).padStart(12)}  ${l.ok ? 'ok' : 'BROKEN'}`);
   const st = summary.stats;
-  out.push('', `slowpaths ${st.slowpaths}, spins ${st.spins}, halts in kvm_wait ${st.halts}, kicks ${st.kicks}, wait p50 ${st.waitP50Cycles} / p99 ${st.waitP99Cycles} cycles${sched ? `, host preemptions ${sched.stats.preemptions}` : ''}`);
+  out.push('', `slowpaths ${st.slowpaths}, spins ${st.spins}, halts in kvm_wait ${st.halts}, kicks ${st.kicks}, wait p50 ${st.waitP50Cycles} / p99 ${st.waitP99Cycles} cycles${sched ? `, host preemptions ${sched.stats.preemptions}, PLE yields ${sched.stats.pleYields}` : ''}`);
   if (hs) out.push(...switchLines(hs), '');
   out.push(lostWakeup ? 'lost wake-up: every vCPU halted before all tasks finished' : `tasks finished: ${g.stats.tasksDone}/${g.machine.vcpus.length}`);
   out.push(r.hazards.length === 0 ? 'hazards: none (CMC, return into rewritten code, atomic switch)' : r.hazards.map((h, i) => `step ${r.hazardSteps[i]}: ${describeHazard(h)}`).join('\n'));

@@ -37,6 +37,7 @@ export const guestScenarioSchema = {
         sliceUs: { type: 'number', exclusiveMinimum: 0 },
         switchUs: { type: 'number', minimum: 0 },
         wakeUs: { type: 'number', minimum: 0 },
+        ple: { type: 'boolean', description: 'pause-loop exiting (default true, KVM ple_window 4096 / ple_gap 128)' },
       },
     },
     workload: {
@@ -82,7 +83,7 @@ export interface GuestScenario {
   name?: string;
   description?: string;
   guest: { vcpus: number; platform?: string; flavor?: string; nopvspin?: boolean; hypercall?: 'vmcall' | 'vmmcall'; spinThreshold?: number; tso?: boolean };
-  host?: { vendor?: 'intel' | 'amd'; pvUnhalt?: boolean; realtime?: boolean; pcpus?: number; overcommit?: number; sliceUs?: number; switchUs?: number; wakeUs?: number };
+  host?: { vendor?: 'intel' | 'amd'; pvUnhalt?: boolean; realtime?: boolean; pcpus?: number; overcommit?: number; sliceUs?: number; switchUs?: number; wakeUs?: number; ple?: boolean };
   workload?: { iterations?: number; criticalLoops?: number; thinkLoops?: number; taskLocks?: number; irqLockEvery?: number; extraSites?: number };
   inject?: { nmis?: number; irqs?: number };
   switch?: { protocol?: 'v2' | 'v1' | 'text-poke-bp'; hint: 'revoke' | 'grant'; atStep: number; patcherCpu?: number; maxRetries?: number };
