@@ -5,7 +5,7 @@
  * counts (mutual exclusion), and every task must finish (no lost wake-up).
  */
 import { Machine, type RunOptions, type RunResult } from '../machine/machine.ts';
-import { drainAll } from '../machine/access.ts';
+import { drainAll, load, type Halves } from '../machine/access.ts';
 import { Reg, Flag } from '../x86/registers.ts';
 import { KvmHost, type KvmOptions, type Vendor } from '../host/kvm.ts';
 import type { ServiceContext, ServiceFactory } from '../machine/service.ts';
@@ -52,6 +52,17 @@ export interface LockReport {
   counter: number;
   acquisitions: number;
   ok: boolean;
+}
+
+export interface GuestSnapshot {
+  step: number;
+  /** The latest vCPU clock, in cycles (timed strategy; 0 otherwise). */
+  time: number;
+  acquisitions: number;
+  slowpaths: number;
+  spins: number;
+  waits: number;
+  kicks: number;
 }
 
 export interface GuestStats extends SlowpathStats {
@@ -210,6 +221,25 @@ export class Guest {
   haltsInKvmWait(): number {
     const lo = this.symbol('kvm_wait'), hi = this.symbol('kvm_kick_cpu');
     return this.machine.events.filter((e) => e.type === 'halt' && e.rip >= lo && e.rip < hi).length;
+  }
+
+  /**
+   * The guest's counters now, without disturbing the run: every lock's acquisitions as each vCPU
+   * sees its own per-CPU counts (its store buffer included), the slowpath statistics, kicks, and
+   * the step and latest vCPU clock. For before/after comparisons around a switch.
+   */
+  snapshot(): GuestSnapshot {
+    const m = this.machine;
+    const out: Halves = { lo: 0, hi: 0 };
+    let acquisitions = 0;
+    for (const c of m.vcpus) {
+      for (let i = 0; i < this.workload.taskLocks + 2; i++) {
+        load(m.memory, c, percpuBase(c.id) + PERCPU.acquisitions + 8 * i, 8, out);
+        acquisitions += out.lo + out.hi * 2 ** 32;
+      }
+    }
+    const st = this.stats;
+    return { step: m.step, time: Math.max(...m.vcpus.map((c) => c.time)), acquisitions, slowpaths: st.slowpaths, spins: st.spins, waits: st.waits, kicks: st.kicks };
   }
 
   /** Mutual exclusion per lock: shared counter == sum of per-CPU acquisitions. */

@@ -14,7 +14,7 @@
  * Every run is judged the same way: machine hazards (the atomic-switch oracle's included), kernel
  * BUGs, the lock counters, the tasks, and whether each requested switch finished.
  */
-import type { Guest, LockReport } from '../kernel/guest.ts';
+import type { Guest, GuestSnapshot, LockReport } from '../kernel/guest.ts';
 import type { RunOptions, RunResult } from '../machine/machine.ts';
 import type { ServiceContext } from '../machine/service.ts';
 import type { Hazard } from '../machine/events.ts';
@@ -66,6 +66,8 @@ export interface HintSwitchResult {
   stoppedSteps: number[];
   /** The violating step: the hazard's, else the step where the run ended and the checks ran. */
   step: number;
+  /** The guest's counters when the hint changed, when the first switch ended, and at the end. */
+  timeline: { atHint?: GuestSnapshot; switched?: GuestSnapshot; end: GuestSnapshot };
   run: RunResult;
   locks: LockReport[];
 }
@@ -81,7 +83,7 @@ export interface HintSwitch {
   readonly protocol: SwitchProtocol;
   /** Switches that finished so far (for callers that change the hint again after each). */
   completed(): number;
-  judge(run: RunResult): HintSwitchResult;
+  judge(run: RunResult): Omit<HintSwitchResult, 'timeline'>;
 }
 
 /** Install `protocol` and the hint handler that triggers it. The guest needs lockop checkpoints. */
@@ -107,26 +109,31 @@ export function installHintSwitch(guest: Guest, protocol: SwitchProtocol, o: Hin
  */
 export function runHintSwitch(guest: Guest, sw: HintSwitch, at: { atStep: number; hint: 'revoke' | 'grant' }, opts: RunOptions = {}): HintSwitchResult {
   const host = guest.host!;
-  let raised = false;
+  let atHint: GuestSnapshot | undefined, switched: GuestSnapshot | undefined;
   const outer = opts.until;
   const run = runSettled(guest, {
     ...opts,
     until: (m) => {
-      if (!raised && m.step >= at.atStep) {
-        raised = true;
+      if (atHint === undefined && m.step >= at.atStep) {
+        atHint = guest.snapshot();
         host.setRealtimeHint(at.hint === 'grant');
       }
+      if (switched === undefined && sw.completed() > 0) switched = guest.snapshot();
       return outer?.(m) ?? false;
     },
   });
-  return sw.judge(run);
+  return { ...sw.judge(run), timeline: { ...(atHint ? { atHint } : {}), ...(switched ? { switched } : {}), end: guest.snapshot() } };
 }
 
 function v2Switch(guest: Guest, v2: LockopSwitcher): HintSwitch {
   return {
     protocol: 'v2',
-    completed: () => v2.switches.filter((s) => s.ok).length,
-    judge(run) {
+    completed: () => {
+      let n = 0;
+      for (const s of v2.switches) if (s.ok) n++;
+      return n;
+    },
+    judge(run): Omit<HintSwitchResult, 'timeline'> {
       const r = judgeV2(guest, v2, run);
       const switches: SwitchRecord[] = r.switches.map((s) => ({
         from: s.from, to: s.to, ok: s.ok, reason: s.reason, ...(s.detail ? { detail: s.detail } : {}),
@@ -155,7 +162,9 @@ abstract class CheckpointPatcher implements HintSwitch {
   }
 
   completed(): number {
-    return this.switches.filter((s) => s.ok).length;
+    let n = 0;
+    for (const s of this.switches) if (s.ok) n++;
+    return n;
   }
 
   private *checkpoint(ctx: ServiceContext): Generator<number, void, void> {
@@ -182,7 +191,7 @@ abstract class CheckpointPatcher implements HintSwitch {
     return { rec, mark: (phase) => rec.phases.push({ phase, attempt: 0, step: ctx.exec.step, time: ctx.cpu.time }) };
   }
 
-  judge(run: RunResult): HintSwitchResult {
+  judge(run: RunResult): Omit<HintSwitchResult, 'timeline'> {
     const unfinished = this.switches.find((s) => s.reason === 'unfinished');
     const r = judgePatchRun(this.guest, run, unfinished === undefined);
     const refused = this.switches.find((s) => s.reason === 'unexpected-bytes');

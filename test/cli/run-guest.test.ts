@@ -142,3 +142,14 @@ test('a guest run writes its schedule and trace; replaying the schedule gives th
   for (const k of ['instructions', 'locks', 'stats', 'switch', 'sites']) assert.deepEqual(y[k], x[k], k);
   oneLine(pvpatch('run', '--seeds', '2', '--trace-out', trace), /write one run/);
 });
+
+test('the default run shows the workload before the hint, while the switch ran, and after it', () => {
+  const r = pvpatch('run', '--json');
+  const t = JSON.parse(r.out).switch.timeline;
+  assert.ok(t.atHint.step >= 2000 && t.switched.step > t.atHint.step && t.end.step >= t.switched.step);
+  assert.ok(t.atHint.acquisitions > 0 && t.switched.acquisitions > t.atHint.acquisitions, 'the workload kept taking locks through the switch');
+  const text = pvpatch('run').out;
+  assert.match(text, /until the hint +0\.\.\d+ +\d+/);
+  assert.match(text, /hint → switched +\d+\.\.\d+ +\d+/);
+  assert.match(text, /after the switch +\d+\.\.\d+ +\d+/);
+});

@@ -16,7 +16,7 @@ import { ScenarioError } from '../scenario/errors.ts';
 import { installHintSwitch, runHintSwitch, type HintSwitchResult, type SwitchProtocol } from '../../patching/hint-switch.ts';
 import type { RunResult } from '../../machine/machine.ts';
 import type { HostScheduler } from '../../host/scheduler.ts';
-import type { LockReport } from '../../kernel/guest.ts';
+import type { GuestSnapshot, LockReport } from '../../kernel/guest.ts';
 import cliProgress from 'cli-progress';
 import { writeAtomically } from '../write-file.ts';
 import { chromeTrace } from '../../trace/chrome.ts';
@@ -69,6 +69,25 @@ function switchLines(v: HintSwitchResult): string[] {
   }
   const stopped = v.stoppedSteps.some((x) => x > 0) ? `steps stopped per vCPU ${v.stoppedSteps.join('/')}` : 'no vCPU stopped';
   out.push(`  INT3 hits ${v.int3Hits}, IPIs ${v.ipis}, ${stopped}`);
+  out.push(...timelineLines(v.timeline));
+  return out;
+}
+
+/** The workload before the hint, while the switch ran, and after it: acquisitions and slowpaths per 1,000 steps. */
+function timelineLines(t: HintSwitchResult['timeline']): string[] {
+  const zero: GuestSnapshot = { step: 0, time: 0, acquisitions: 0, slowpaths: 0, spins: 0, waits: 0, kicks: 0 };
+  const spans: [string, GuestSnapshot, GuestSnapshot][] = [];
+  if (t.atHint) spans.push(['until the hint', zero, t.atHint]);
+  if (t.atHint && t.switched) spans.push(['hint → switched', t.atHint, t.switched]);
+  if (t.switched) spans.push(['after the switch', t.switched, t.end]);
+  else if (t.atHint) spans.push(['after the hint', t.atHint, t.end]);
+  if (spans.length === 0) return [];
+  const out = ['  workload              steps              acquisitions  per 1k steps  slowpaths  kicks'];
+  for (const [name, a, b] of spans) {
+    const steps = b.step - a.step, acq = b.acquisitions - a.acquisitions;
+    const rate = steps > 0 ? ((1000 * acq) / steps).toFixed(1) : '-';
+    out.push(`  ${name.padEnd(20)}  ${`${a.step}..${b.step}`.padEnd(17)}  ${String(acq).padStart(12)}  ${rate.padStart(12)}  ${String(b.slowpaths - a.slowpaths).padStart(9)}  ${String(b.kicks - a.kicks).padStart(5)}`);
+  }
   return out;
 }
 
@@ -161,7 +180,7 @@ function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags): Gue
       ...(sched ? { pcpus: sched.opts.pcpus, preemptions: sched.stats.preemptions, pleYields: sched.stats.pleYields } : {}),
     },
     hazards: r.hazards,
-    ...(hs ? { switch: { protocol: hs.protocol, ok: hs.ok, reason: hs.reason, detail: hs.detail, flavor: hs.flavor, switches: hs.switches, int3Hits: hs.int3Hits, ipis: hs.ipis, retries: hs.retries, stoppedSteps: hs.stoppedSteps } } : {}),
+    ...(hs ? { switch: { protocol: hs.protocol, ok: hs.ok, reason: hs.reason, detail: hs.detail, flavor: hs.flavor, switches: hs.switches, int3Hits: hs.int3Hits, ipis: hs.ipis, retries: hs.retries, stoppedSteps: hs.stoppedSteps, timeline: hs.timeline } } : {}),
     sites: g.image.sites.map((site) => ({ address: hexAddress(site.address), op: PV_OP_NAMES[site.type], len: site.len, bytes: hexBytes(g.machine.memory.readBytes(site.address, site.len)) })),
     schedule: strategy === 'timed' ? undefined : formatSchedule(g.machine.decisions),
   };
