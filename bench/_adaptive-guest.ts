@@ -16,8 +16,6 @@ import { Guest } from '../src/kernel/guest.ts';
 import { hostScheduler } from '../src/kernel/host-setup.ts';
 import { TimedChooser } from '../src/sched/timed.ts';
 import { CYCLES_PER_NS } from '../src/sched/cost-model.ts';
-import { PERCPU, percpuBase } from '../src/kernel/layout.ts';
-import { load, type Halves } from '../src/machine/access.ts';
 import { Reg } from '../src/x86/registers.ts';
 import type { Flavor } from '../src/kernel/pv-ops.ts';
 import type { RunResult } from '../src/machine/machine.ts';
@@ -87,17 +85,9 @@ function commitOf(phase: number): Commit {
   return phase % 2 === 0 ? 'under' : 'over';
 }
 
-/** Task-lock acquisitions so far, as each vCPU sees its own per-CPU counts (store buffer included). */
+/** Task-lock acquisitions so far (Guest.acquisitionsSoFar over the task locks). */
 function acquisitions(g: Guest): number {
-  const out: Halves = { lo: 0, hi: 0 };
-  let n = 0;
-  for (const c of g.machine.vcpus) {
-    for (let i = 0; i < g.workload.taskLocks; i++) {
-      load(g.machine.memory, c, percpuBase(c.id) + PERCPU.acquisitions + 8 * i, 8, out);
-      n += out.lo + out.hi * 2 ** 32;
-    }
-  }
-  return n;
+  return g.acquisitionsSoFar(g.workload.taskLocks);
 }
 
 /**

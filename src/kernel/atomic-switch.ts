@@ -36,13 +36,6 @@ interface Running {
   since: number;
 }
 
-export interface AtomicSwitchStats {
-  slowpaths: { native: number; pv: number };
-  nativeUnlocks: number;
-  /** Checks made while another vCPU ran a slowpath of the other flavour (any lock). */
-  mixedMoments: number;
-}
-
 /** `movb $0,(%rdi)`: native_queued_spin_unlock as Linux patches it inline. */
 export function isNativeUnlock(bytes: ArrayLike<number>): boolean {
   return bytes[0] === 0xc6 && bytes[1] === 0x07 && bytes[2] === 0x00;
@@ -67,7 +60,6 @@ export class AtomicSwitchOracle implements SlowpathObserver {
   private readonly running: Running[][];
   /** Per vCPU: kvm_kick_cpu() ran since its pv_kick() began. */
   private readonly kicked: boolean[];
-  readonly stats: AtomicSwitchStats = { slowpaths: { native: 0, pv: 0 }, nativeUnlocks: 0, mixedMoments: 0 };
 
   constructor(private readonly machine: Machine, sites: readonly PatchSite[], kvmKickCpu: number) {
     this.running = machine.vcpus.map(() => []);
@@ -83,7 +75,6 @@ export class AtomicSwitchOracle implements SlowpathObserver {
   }
 
   slowpathEnter(cpu: number, lock: number, flavor: Flavor, address: number): Hazard | undefined {
-    this.stats.slowpaths[flavor]++;
     const h = flavor === 'pv'
       ? this.conflict(cpu, lock, 'native', address, 'the PV slowpath', 'the native slowpath',
           'a native MCS predecessor hands the queue over without pv_kick_node(), so a PV waiter that halted in pv_wait_node() is never woken')
@@ -98,7 +89,6 @@ export class AtomicSwitchOracle implements SlowpathObserver {
 
   /** A native unlock of `lock` by `cpu` at `address` (executed, or emulated by an INT3 handler). */
   nativeUnlock(cpu: number, lock: number, address: number): Hazard | undefined {
-    this.stats.nativeUnlocks++;
     return this.conflict(cpu, lock, 'pv', address, 'the native unlock movb $0,(%rdi)', 'the PV slowpath',
       'the PV head may have set _Q_SLOW_VAL and halted; a plain byte store releases the lock without the unhash and kick of __pv_queued_spin_unlock_slowpath()');
   }
@@ -127,16 +117,12 @@ export class AtomicSwitchOracle implements SlowpathObserver {
 
   /** Is another vCPU running a slowpath of flavour `other` on `lock`? */
   private conflict(cpu: number, lock: number, other: Flavor, address: number, op: string, otherOp: string, why: string): Hazard | undefined {
-    let mixed = false;
     for (const list of this.running) {
       for (const r of list) {
-        if (r.cpu === cpu || r.flavor !== other) continue;
-        mixed = true;
-        if (r.lock !== lock) continue;
+        if (r.cpu === cpu || r.flavor !== other || r.lock !== lock) continue;
         return this.report(cpu, { kind: 'non-atomic-switch', cpu, address, lock, op, other: { cpu: r.cpu, op: otherOp, since: r.since }, why }, r.cpu);
       }
     }
-    if (mixed) this.stats.mixedMoments++;
     return undefined;
   }
 }

@@ -230,16 +230,25 @@ export class Guest {
    */
   snapshot(): GuestSnapshot {
     const m = this.machine;
+    const st = this.stats;
+    return { step: m.step, time: Math.max(...m.vcpus.map((c) => c.time)), acquisitions: this.acquisitionsSoFar(), slowpaths: st.slowpaths, spins: st.spins, waits: st.waits, kicks: st.kicks };
+  }
+
+  /**
+   * Acquisitions of locks 0..locks-1 so far (default: every lock; the task locks come first), as
+   * each vCPU sees its own per-CPU counts, store buffer included: readable mid-run.
+   */
+  acquisitionsSoFar(locks = this.workload.taskLocks + 2): number {
+    const m = this.machine;
     const out: Halves = { lo: 0, hi: 0 };
-    let acquisitions = 0;
+    let n = 0;
     for (const c of m.vcpus) {
-      for (let i = 0; i < this.workload.taskLocks + 2; i++) {
+      for (let i = 0; i < locks; i++) {
         load(m.memory, c, percpuBase(c.id) + PERCPU.acquisitions + 8 * i, 8, out);
-        acquisitions += out.lo + out.hi * 2 ** 32;
+        n += out.lo + out.hi * 2 ** 32;
       }
     }
-    const st = this.stats;
-    return { step: m.step, time: Math.max(...m.vcpus.map((c) => c.time)), acquisitions, slowpaths: st.slowpaths, spins: st.spins, waits: st.waits, kicks: st.kicks };
+    return n;
   }
 
   /** Mutual exclusion per lock: shared counter == sum of per-CPU acquisitions. */

@@ -175,8 +175,7 @@ export class LockopBarrier {
       return yield* ctx.iret({ push: next, keepNmiBlocked });
     }
     if (isNativeUnlock(bytes)) {
-      const h = this.onNativeUnlock?.(c.id, lock, site.address);
-      if (h !== undefined && ctx.exec.hazard(h)) yield -1;
+      yield* ctx.report(this.onNativeUnlock?.(c.id, lock, site.address));
       yield* ctx.store(lock, 1, 0); // native_queued_spin_unlock: movb $0,(%rdi)
     } else if (bytes[0] === 0x48 && bytes[1] === 0x31 && bytes[2] === 0xc0) {
       c.setReg64(Reg.RAX, 0n); // native vcpu_is_preempted: xor %rax,%rax

@@ -99,10 +99,10 @@ export function indirectCall(site: PatchSite, pvOpsBase: number): Uint8Array {
  * switches away from `flavor`), as a one-line description; undefined when every site matches.
  * Linux's jump_label code BUG()s on such a site; the switches here refuse and report it.
  */
-export function unexpectedSite(read: (address: number, len: number) => Uint8Array, sites: readonly PatchSite[], flavor: Flavor, targets: OpTargets): string | undefined {
+export function unexpectedSite(text: { readBytes(address: number, len: number): Uint8Array }, sites: readonly PatchSite[], flavor: Flavor, targets: OpTargets): string | undefined {
   for (const s of sites) {
     const want = patchBytes(s, flavor, targets);
-    const have = read(s.address, s.len);
+    const have = text.readBytes(s.address, s.len);
     if (have.some((b, i) => b !== want[i])) {
       const hex = (xs: Uint8Array) => Array.from(xs, (b) => b.toString(16).padStart(2, '0')).join(' ');
       return `${PV_OP_NAMES[s.type]} site at ${hexAddress(s.address)} holds [${hex(have)}], not the ${flavor} bytes [${hex(want)}]`;

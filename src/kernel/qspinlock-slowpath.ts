@@ -36,12 +36,6 @@ export interface SlowpathObserver {
   kickEnd(cpu: number, target: number, address: number): Hazard | undefined;
 }
 
-/** Tell env.ops a slowpath starts; true when its hazard must stop the run. */
-function entered(ctx: ServiceContext, env: SlowpathEnv, flavor: 'native' | 'pv'): boolean {
-  const h = env.ops?.slowpathEnter(ctx.cpu.id, ctx.arg(0), flavor, ctx.address);
-  return h !== undefined && ctx.exec.hazard(h);
-}
-
 export interface SlowpathStats {
   slowpaths: number;
   /** cpu_relax() iterations in slowpaths. */
@@ -81,8 +75,7 @@ function* pvKick(ctx: ServiceContext, env: SlowpathEnv, cpu: number): Generator<
   env.stats.kicks++;
   env.ops?.kickBegin(ctx.cpu.id);
   yield* ctx.call(env.pvKickStub, cpu);
-  const h = env.ops?.kickEnd(ctx.cpu.id, cpu, env.pvKickStub);
-  if (h !== undefined && ctx.exec.hazard(h)) yield -1;
+  yield* ctx.report(env.ops?.kickEnd(ctx.cpu.id, cpu, env.pvKickStub));
 }
 
 /** pv_wait_node(): spin on node->locked, then halt until the predecessor kicks us. */
@@ -200,7 +193,7 @@ function* releaseNode(ctx: ServiceContext): Generator<number, void, void> {
 
 /** native_queued_spin_lock_slowpath(lock, val): pending bit, then the MCS queue. */
 export function* nativeSlowpath(ctx: ServiceContext, env: SlowpathEnv): ServiceBody {
-  if (entered(ctx, env, 'native')) yield -1;
+  yield* ctx.report(env.ops?.slowpathEnter(ctx.cpu.id, ctx.arg(0), 'native', ctx.address));
   try {
     env.stats.slowpaths++;
     const lock = ctx.arg(0);
@@ -226,7 +219,7 @@ export function* nativeSlowpath(ctx: ServiceContext, env: SlowpathEnv): ServiceB
 
 /** __pv_queued_spin_lock_slowpath(lock, val): straight to the queue, halting instead of spinning forever. */
 export function* pvSlowpath(ctx: ServiceContext, env: SlowpathEnv): ServiceBody {
-  if (entered(ctx, env, 'pv')) yield -1;
+  yield* ctx.report(env.ops?.slowpathEnter(ctx.cpu.id, ctx.arg(0), 'pv', ctx.address));
   try {
     env.stats.slowpaths++;
     yield* queue(ctx, env, ctx.arg(0), true);

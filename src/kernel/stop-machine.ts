@@ -110,6 +110,11 @@ export interface V1Stats {
   windowCycles: number[];
 }
 
+/** Statistics of no stop_machine yet, for `n` vCPUs. */
+export function newV1Stats(n: number): V1Stats {
+  return { done: 0, int3Hits: 0, int3InNmi: 0, primaryDrives: 0, ipis: 0, deferred: 0, stoppedSteps: Array(n).fill(0), windowSteps: [], stoppedCycles: Array(n).fill(0), windowCycles: [] };
+}
+
 /** text_poke() writing only the bytes that differ (a byte rewritten with its own value changes nothing any CPU can fetch). */
 function* poke(ctx: ServiceContext, address: number, bytes: ArrayLike<number>): Generator<number, void, void> {
   const mem = ctx.exec.memory;
@@ -137,7 +142,7 @@ export class StopMachineV1 {
 
   constructor(private readonly machine: { vcpus: Vcpu[]; registerService: (a: number, n: string, f: (ctx: ServiceContext) => ServiceBody) => void; setIdt: (v: number, h: number) => void; step: number }, private readonly o: V1Options) {
     const n = machine.vcpus.length;
-    this.stats = { done: 0, int3Hits: 0, int3InNmi: 0, primaryDrives: 0, ipis: 0, deferred: 0, stoppedSteps: Array(n).fill(0), windowSteps: [], stoppedCycles: Array(n).fill(0), windowCycles: [] };
+    this.stats = newV1Stats(n);
     machine.registerService(STOP_MACHINE_SERVICE.primary, 'text_poke_late', (ctx) => this.primary(ctx));
     machine.registerService(STOP_MACHINE_SERVICE.multiCpuStop, 'multi_cpu_stop', (ctx) => this.secondary(ctx));
     machine.registerService(STOP_MACHINE_SERVICE.pokeInt3, 'poke_int3_native', (ctx) => this.int3(ctx));

@@ -44,7 +44,7 @@ export class TextPokeBp {
   readonly stats: TextPokeStats = { int3Hits: 0, ipis: 0, syncs: 0, batchesDone: 0 };
   private readonly queued: TextPokeLoc[][] = [];
 
-  constructor(private readonly machine: Machine) {
+  constructor(machine: Machine) {
     const stats = this.stats;
     const nCpus = machine.vcpus.length;
     machine.registerService(TEXT_POKE_SERVICE.textPokeBpBatch, 'text_poke_bp_batch', (ctx) => this.batch(ctx, nCpus));

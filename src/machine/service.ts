@@ -13,6 +13,7 @@ import { push64, pop64, recordReturn, iret, checkReturn } from './interrupts.ts'
 import { CostClass } from './chooser.ts';
 import type { ExecContext } from './context.ts';
 import type { Vcpu } from './vcpu.ts';
+import type { Hazard } from './events.ts';
 
 /** A service body: yields a CostClass per step; may return a value for RAX. */
 export type ServiceBody = Generator<number, number | bigint | void, void>;
@@ -176,6 +177,14 @@ export class ServiceContext {
       hazard = checkReturn(this.exec, c, slot, c.rip);
     }
     yield hazard ? -1 : CostClass.Serializing;
+  }
+
+  /**
+   * Report a hazard an oracle above the machine found (undefined: none). The run stops here when
+   * the machine stops on hazards.
+   */
+  *report(h: Hazard | undefined): Generator<number, void, void> {
+    if (h !== undefined && this.exec.hazard(h)) yield -1;
   }
 
   /**

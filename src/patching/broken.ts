@@ -15,7 +15,7 @@ import type { ServiceBody, ServiceContext } from '../machine/service.ts';
 import { CostClass } from '../machine/chooser.ts';
 import { SERVICE_BASE, VECTOR } from '../kernel/layout.ts';
 import { TextPokeBp, writeLoc } from '../kernel/text-poke.ts';
-import { BP_DESC, Opcode, SYNC_ACKS, TP_LOC, TP_VEC, relAddr, textPokeLocInit, type TextPatch, type TextPokeLoc } from '../kernel/text-poke-loc.ts';
+import { BP_DESC, Opcode, SYNC_ACKS, TP_LOC, TP_VEC, textPokeLocInit, type TextPatch } from '../kernel/text-poke-loc.ts';
 import type { Guest } from '../kernel/guest.ts';
 import type { RunOptions } from '../machine/machine.ts';
 import { enterBeforeTask, runAndJudge, type PatchRunResult } from './run-patcher.ts';

@@ -20,7 +20,7 @@ import type { ServiceContext } from '../machine/service.ts';
 import type { Hazard } from '../machine/events.ts';
 import { SERVICE_BASE } from '../kernel/layout.ts';
 import { LOCKOP, flavorOf } from '../kernel/lockop-barrier.ts';
-import { PvOp, directCall, patchBytes, unexpectedSite, type Flavor } from '../kernel/pv-ops.ts';
+import { PvOp, directCall, patchBytes, unexpectedSite, type Flavor, type PatchSite } from '../kernel/pv-ops.ts';
 import { StopMachineV1, STOP_MACHINE_SERVICE, type V1Stats } from '../kernel/stop-machine.ts';
 import { TextPokeBp, TEXT_POKE_SERVICE, type TextPokeStats } from '../kernel/text-poke.ts';
 import { nativeSlowpath, pvSlowpath } from '../kernel/qspinlock-slowpath.ts';
@@ -191,6 +191,15 @@ abstract class CheckpointPatcher implements HintSwitch {
     return { rec, mark: (phase) => rec.phases.push({ phase, attempt: 0, step: ctx.exec.step, time: ctx.cpu.time }) };
   }
 
+  /** A site that does not hold the running flavour's bytes: record the refusal (nothing is written). */
+  protected refuses(ctx: ServiceContext, rec: SwitchRecord, sites: readonly PatchSite[]): boolean {
+    const wrong = unexpectedSite(ctx.exec.memory, sites, this.flavor, this.guest.image.targets);
+    if (wrong === undefined) return false;
+    rec.reason = 'unexpected-bytes';
+    rec.detail = wrong;
+    return true;
+  }
+
   judge(run: RunResult): Omit<HintSwitchResult, 'timeline'> {
     const unfinished = this.switches.find((s) => s.reason === 'unfinished');
     const r = judgePatchRun(this.guest, run, unfinished === undefined);
@@ -223,14 +232,8 @@ class V1AtCheckpoint extends CheckpointPatcher {
     if (to === this.flavor) return yield* ctx.work();
     const { rec, mark } = this.record(ctx, to);
     const { sites, targets } = this.guest.image;
-    const mem = ctx.exec.memory;
     mark('start');
-    const wrong = unexpectedSite((a, n) => mem.readBytes(a, n), sites, this.flavor, targets);
-    if (wrong !== undefined) {
-      rec.reason = 'unexpected-bytes';
-      rec.detail = wrong;
-      return yield* ctx.work();
-    }
+    if (this.refuses(ctx, rec, sites)) return yield* ctx.work();
     const hits0 = this.sm.stats.int3Hits;
     this.sm.queue({ sites: sites.map((s) => ({ address: s.address, bytes: patchBytes(s, to, targets) })), after: () => this.guest.writePvOps(to) });
     yield* ctx.call(STOP_MACHINE_SERVICE.primary);
@@ -267,14 +270,8 @@ class TextPokeBpAtCheckpoint extends CheckpointPatcher {
     this.asked = to;
     const { rec, mark } = this.record(ctx, to);
     const sites = this.guest.image.sites.filter((s) => s.type === PvOp.QueuedSpinLockSlowpath);
-    const mem = ctx.exec.memory;
     mark('start');
-    const wrong = unexpectedSite((a, n) => mem.readBytes(a, n), sites, this.flavor, this.guest.image.targets);
-    if (wrong !== undefined) {
-      rec.reason = 'unexpected-bytes';
-      rec.detail = wrong;
-      return yield* ctx.work();
-    }
+    if (this.refuses(ctx, rec, sites)) return yield* ctx.work();
     const hits0 = this.tp.stats.int3Hits;
     // One instruction per text_poke_loc: the CALL; the site's NOP padding stays.
     this.tp.queue(sites.map((s) => ({ address: s.address, bytes: directCall(s, LIVEPATCHED_SLOWPATH).subarray(0, 5) })));

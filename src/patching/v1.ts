@@ -7,7 +7,7 @@ import type { Vcpu } from '../machine/vcpu.ts';
 import type { RunOptions } from '../machine/machine.ts';
 import { Reg } from '../x86/registers.ts';
 import { PvOp, patchBytes, unexpectedSite, type Flavor, type PatchSite } from '../kernel/pv-ops.ts';
-import { StopMachineV1, STOP_MACHINE_SERVICE, type V1Generation, type V1Stats } from '../kernel/stop-machine.ts';
+import { StopMachineV1, STOP_MACHINE_SERVICE, newV1Stats, type V1Generation, type V1Stats } from '../kernel/stop-machine.ts';
 import { GuestConfigError } from '../kernel/errors.ts';
 import { enterBeforeTask, judgePatchRun, runAndJudge, type PatchRunResult } from './run-patcher.ts';
 
@@ -65,13 +65,11 @@ export function switchLockOpsV1(guest: Guest, to: Flavor | Flavor[], opts: V1Swi
   const flavors = Array.isArray(to) ? to : [to];
   if (flavors.includes('pv') && !(guest.host?.pvUnhalt ?? false)) throw new GuestConfigError('switching to pv lock ops needs a KVM host with PV_UNHALT');
   // Refuse when a site does not hold the current flavour's bytes: no stop_machine, the guest runs on.
-  const mem = guest.machine.memory;
-  const wrong = unexpectedSite((a, n) => mem.readBytes(a, n), guest.image.sites.filter(opts.sites ?? (() => true)), guest.flavor, guest.image.targets);
+  const wrong = unexpectedSite(guest.machine.memory, guest.image.sites.filter(opts.sites ?? (() => true)), guest.flavor, guest.image.targets);
   if (wrong !== undefined) {
-    const sm = new StopMachineV1(guest.machine, { primaryCpu: opts.primaryCpu ?? 0, preemptible: () => true });
     const r = judgePatchRun(guest, guest.run(opts.run), false);
     const refused = r.reason === 'unfinished' ? { ok: false, reason: 'unexpected-bytes' as const, detail: `refused: ${wrong}` } : {};
-    return { ...r, ...refused, stats: sm.stats, switched: false };
+    return { ...r, ...refused, stats: newV1Stats(guest.machine.vcpus.length), switched: false };
   }
   const gens = flavors.map((f): V1Generation => ({
     sites: guest.image.sites.filter(opts.sites ?? (() => true)).map((s) => ({ address: s.address, bytes: patchBytes(s, f, guest.image.targets) })),

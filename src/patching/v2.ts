@@ -156,8 +156,7 @@ export class LockopSwitcher {
     let attempt = 0;
     const mark = (phase: V2PhaseName) => rec.phases.push({ phase, attempt, step: ctx.exec.step, time: ctx.cpu.time });
     // Refuse a site that does not hold the old bytes (another patcher was there): write nothing.
-    const mem = ctx.exec.memory;
-    const wrong = unexpectedSite((a, n) => mem.readBytes(a, n), sites, from, targets);
+    const wrong = unexpectedSite(ctx.exec.memory, sites, from, targets);
     if (wrong !== undefined) {
       mark('start');
       rec.reason = 'unexpected-bytes';

@@ -118,9 +118,14 @@ function protocolOf(file: string, s: GuestScenario, flags: GuestRunFlags): Switc
   return s.switch ? flags.protocol ?? s.switch.protocol ?? 'v2' : undefined;
 }
 
+/** The strategy a run uses: the flag's, replay for a schedule, else the scenario's, else timed. */
+function strategyOf(s: GuestScenario, flags: GuestRunFlags): Strategy {
+  return flags.strategy ?? (flags.schedule ? 'replay' : s.schedule?.strategy ?? 'timed');
+}
+
 function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags): GuestOutcome {
   const g = bootGuest(s, flags.seed);
-  const strategy: Strategy = flags.strategy ?? (flags.schedule ? 'replay' : s.schedule?.strategy ?? 'timed');
+  const strategy = strategyOf(s, flags);
   const wantsHost = s.host?.pcpus !== undefined || s.host?.overcommit !== undefined;
   if (wantsHost && strategy !== 'timed') throw new ScenarioError(`${file}: host over-commit (host.pcpus/overcommit) needs the timed strategy, not ${strategy}`);
   const us = (v: number | undefined) => (v === undefined ? undefined : Math.round(v * 1000 * CYCLES_PER_NS));
@@ -199,8 +204,7 @@ function corruptSite(file: string, g: Guest, index: number): void {
 }
 
 export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRunFlags): number {
-  const strategy0 = flags.strategy ?? (flags.schedule ? 'replay' : s.schedule?.strategy ?? 'timed');
-  if (flags.scheduleOut && strategy0 === 'timed') throw new ScenarioError('--schedule-out needs a replayable strategy (random, pct, first); the timed strategy replays from its seed');
+  if (flags.scheduleOut && strategyOf(s, flags) === 'timed') throw new ScenarioError('--schedule-out needs a replayable strategy (random, pct, first); the timed strategy replays from its seed');
   const o = runGuestOnce(file, s, flags);
   const { g, r, hs, sched, strategy, failed, lostWakeup, summary } = o;
   if (flags.scheduleOut) writeAtomically(flags.scheduleOut, formatSchedule(g.machine.decisions) + '\n');
