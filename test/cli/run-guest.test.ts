@@ -153,3 +153,7 @@ test('the default run shows the workload before the hint, while the switch ran, 
   assert.match(text, /hint → switched +\d+\.\.\d+ +\d+/);
   assert.match(text, /after the switch +\d+\.\.\d+ +\d+/);
 });
+
+test('--corrupt-site on a scenario with no switch is one line, not ignored', () => {
+  oneLine(pvpatch('run', join(ROOT, 'scenarios', 'guest-pv.yaml'), '--corrupt-site', '1'), /--corrupt-site needs a switch section/);
+});

@@ -115,6 +115,7 @@ interface GuestOutcome {
 
 function protocolOf(file: string, s: GuestScenario, flags: GuestRunFlags): SwitchProtocol | undefined {
   if (flags.protocol !== undefined && !s.switch) throw new ScenarioError(`${file}: --protocol needs a switch section in the scenario (what triggers the switch)`);
+  if (flags.corruptSite !== undefined && !s.switch) throw new ScenarioError(`${file}: --corrupt-site needs a switch section in the scenario (a switch to refuse the site)`);
   return s.switch ? flags.protocol ?? s.switch.protocol ?? 'v2' : undefined;
 }
 
