@@ -1,0 +1,39 @@
+/**
+ * What an explorer explores (DESIGN.md §3): a booted system that starts any number of executions
+ * from one snapshot. Every strategy (random, PCT, DPOR, replay) drives an Execution through the
+ * machine's Chooser and reads back one Verdict; machine scenarios and guests both implement it.
+ */
+import type { Chooser } from '../machine/chooser.ts';
+import type { InjectionBudget, Machine, RunResult } from '../machine/machine.ts';
+import type { Verdict } from './verdict.ts';
+
+export interface ExecutionLimits {
+  /** Stop after this many instructions (the depth bound of a run). */
+  maxInstructions?: number;
+  /** NMIs and IRQs the chooser may inject. */
+  inject?: InjectionBudget;
+}
+
+export interface ExecutionResult {
+  verdict: Verdict;
+  run: RunResult;
+  /** A canonical text of the final state the scenario observes (registers, memory, lock counters). */
+  finalState: string;
+}
+
+export interface Execution {
+  /** The execution's own machine, forked from the snapshot (its trace and decision log start empty). */
+  readonly machine: Machine;
+  /** Run to the end under `chooser` and judge the run; called once per execution. */
+  run(chooser: Chooser, limits?: ExecutionLimits): ExecutionResult;
+}
+
+export interface Subject {
+  /** What a user calls it (the scenario file, or a test's name). */
+  readonly name: string;
+  readonly vcpus: number;
+  /** The run's limits unless a caller overrides them (the scenario's injections and bound). */
+  readonly limits: ExecutionLimits;
+  /** A fresh execution from the boot snapshot: everything a guest, protocol, oracle or host keeps is forked. */
+  start(): Execution;
+}
