@@ -13,9 +13,8 @@ import type { Flavor } from '../src/kernel/pv-ops.ts';
 import { RATIOS, VCPUS } from './locks.ts';
 import { SEED, TASK_LOCKS, THINK_CYCLES, UNDER_RATIO, V2_OPTIONS, runGuest, type AdaptiveConfig, type Commit, type GuestKind, type GuestRun, type PhaseMeasure } from './_adaptive-guest.ts';
 import { spawn } from 'node:child_process';
+import { childArgs } from './_child.ts';
 import { availableParallelism } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 export const describe = 'adaptive (v2 switch on the REALTIME hint) vs static native and PV locks while the host alternates under/over-commit (8 vCPUs)';
 
@@ -28,7 +27,6 @@ const OVER_RATIOS = RATIOS.filter((r) => r > 1);
  */
 const FULL: Omit<AdaptiveConfig, 'ratio'> = { phases: 3, underMs: 5, overMs: 150 };
 const QUICK: Omit<AdaptiveConfig, 'ratio'> = { phases: 3, underMs: 0.5, overMs: 10, sliceUs: 200 };
-const here = dirname(fileURLToPath(import.meta.url));
 
 export interface AdaptiveRow {
   ratio: number;
@@ -119,7 +117,7 @@ export function runRatio(cfg: AdaptiveConfig): { rows: AdaptiveRow[]; runs: Gues
 /** runGuest in a child process (bench/_adaptive-child.ts). */
 function runGuestChild(kind: GuestKind, cfg: AdaptiveConfig): Promise<GuestRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(here, '_adaptive-child.ts'), JSON.stringify({ kind, cfg })], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, childArgs('_adaptive-child', JSON.stringify({ kind, cfg })), { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '', err = '';
     child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
     child.stderr.on('data', (d: Buffer) => { err += d.toString(); });

@@ -6,12 +6,13 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { childArgs } from './_child.ts';
+import { packageRoot } from '../src/cli/package-root.ts';
 
 export const describe = 'inspect of the Debian 6.1 vmlinux with boot-patching reproduction: seconds, peak RSS, sites';
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
+const repo = packageRoot();
 
 function cachedVmlinux(): string | undefined {
   const root = join(process.env.PVPATCH_CACHE ?? join(repo, '.cache'), 'kernel');
@@ -25,7 +26,7 @@ export async function run(_opts: { json: boolean; quick: boolean }): Promise<Rec
   const vmlinux = cachedVmlinux();
   if (vmlinux === undefined) return { skipped: 'no cached Debian kernel (run scripts/get-kernel.sh)' };
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, ['--import', 'tsx', join(repo, 'bench/_inspect-child.ts'), 'inspect', vmlinux, '--json'], {
+  const r = spawnSync(process.execPath, childArgs('_inspect-child', 'inspect', vmlinux, '--json'), {
     cwd: repo,
     encoding: 'utf8',
     maxBuffer: 1 << 28,

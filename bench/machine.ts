@@ -4,8 +4,7 @@
  * comparison, and the resident memory of a 64-vCPU machine running the lock loop.
  */
 import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
+import { childArgs } from './_child.ts';
 import { Decoder, DecoderOptions, Instruction } from 'iced-x86';
 import { Machine } from '../src/machine/machine.ts';
 import { TimedChooser } from '../src/sched/timed.ts';
@@ -66,8 +65,7 @@ function fourVcpu(iterations: number) {
 }
 
 function rss64(iterations: number) {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, '_rss64.ts'), String(iterations)], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, childArgs('_rss64', String(iterations)), { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`64-vCPU child failed: ${r.stderr.trim().split('\n').pop()}`);
   const out = JSON.parse(r.stdout) as { reason: string; instructions: number; counter: number; expected: number; rss: number };
   if (out.counter !== out.expected) throw new Error(`64-vCPU lock loop lost increments: ${out.counter} != ${out.expected}`);

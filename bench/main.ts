@@ -6,6 +6,7 @@
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { packageRoot } from '../src/cli/package-root.ts';
 
 export interface BenchModule {
   /** One line saying what the benchmark measures. */
@@ -18,10 +19,13 @@ export interface BenchModule {
 
 const here = dirname(fileURLToPath(import.meta.url));
 
+/** Bundled (dist/bench, npm run bench) or the sources through tsx: the benchmarks' own extension. */
+const ext = import.meta.url.endsWith('.js') ? '.js' : '.ts';
+
 function available(): string[] {
   return readdirSync(here)
-    .filter((f) => f.endsWith('.ts') && f !== 'main.ts' && !f.startsWith('_'))
-    .map((f) => f.slice(0, -3))
+    .filter((f) => f.endsWith(ext) && f !== `main${ext}` && !f.startsWith('_'))
+    .map((f) => f.slice(0, -ext.length))
     .sort();
 }
 
@@ -38,9 +42,9 @@ async function main(): Promise<number> {
       return 2;
     }
   }
-  const outDir = join(here, '..', 'bench-results');
+  const outDir = join(packageRoot(), 'bench-results');
   for (const name of chosen) {
-    const mod = (await import(pathToFileURL(join(here, `${name}.ts`)).href)) as BenchModule;
+    const mod = (await import(pathToFileURL(join(here, `${name}${ext}`)).href)) as BenchModule;
     if (!json) console.error(`bench ${name}: ${mod.describe}`);
     const result = await mod.run({ json, quick });
     if (!existsSync(outDir)) mkdirSync(outDir, { recursive: true });

@@ -1,8 +1,8 @@
 /** Where the bundled scenarios live, and which one `pvpatch run` uses by default. */
-import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { packageRoot } from './package-root.ts';
 
-export const SCENARIO_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scenarios');
+export const SCENARIO_DIR = join(packageRoot(), 'scenarios');
 
 export function defaultScenarioPath(): string {
   return join(SCENARIO_DIR, 'default.yaml');
