@@ -377,6 +377,17 @@ export function execute(ctx: ExecContext, c: Vcpu, i: Insn): number {
       drainAll(ctx.memory, c);
       c.serializedSeq = ctx.memory.textSeq;
       return CostClass.Serializing;
+    case Op.MOV_TO_CR:
+      // SDM 8.3 / 9.3.1: MOV to a control register (other than CR8) is serializing.
+      c.crLo[i.r0] = c.lo[i.r1]! >>> 0;
+      c.crHi[i.r0] = c.hi[i.r1]! >>> 0;
+      if (i.r0 === 8) return CostClass.Plain;
+      drainAll(ctx.memory, c);
+      c.serializedSeq = ctx.memory.textSeq;
+      return CostClass.Serializing;
+    case Op.MOV_FROM_CR:
+      writeReg(c, i.r0, 8, c.crLo[i.r1]! | 0, c.crHi[i.r1]! | 0);
+      return CostClass.Plain;
     case Op.VMCALL:
     case Op.VMMCALL: {
       const kind = i.op === Op.VMCALL ? 'vmcall' : 'vmmcall';

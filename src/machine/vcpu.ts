@@ -35,6 +35,9 @@ export class Vcpu {
   flags = RFLAGS_FIXED;
   gsBase = 0;
   fsBase = 0;
+  /** Control registers CR0..CR15 as 32-bit halves (CR3 may carry bit 63, PCID's no-flush). */
+  readonly crLo = new Uint32Array(16);
+  readonly crHi = new Uint32Array(16);
 
   halted = false;
   /** NMIs are blocked from delivery until the next IRET (SDM 6.7.1). */
@@ -120,6 +123,8 @@ export class Vcpu {
     this.flags = o.flags;
     this.gsBase = o.gsBase;
     this.fsBase = o.fsBase;
+    this.crLo.set(o.crLo);
+    this.crHi.set(o.crHi);
     this.halted = o.halted;
     this.nmiBlocked = o.nmiBlocked;
     this.nmiPending = o.nmiPending;

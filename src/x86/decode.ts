@@ -7,7 +7,11 @@ import { Decoder, DecoderOptions, Instruction, Mnemonic, MemorySize, OpKind, Reg
 import { Op, Opd, Seg, BASE_RIP, NO_REG, type Insn } from './insn.ts';
 
 const MNEMONIC_OP: ReadonlyMap<Mnemonic, Op> = new Map<Mnemonic, Op>([
-  [Mnemonic.Nop, Op.NOP], [Mnemonic.Endbr64, Op.NOP], [Mnemonic.Prefetchw, Op.NOP],
+  [Mnemonic.Nop, Op.NOP], [Mnemonic.Endbr64, Op.NOP],
+  // Prefetches are hints with no architectural effect (SDM: PREFETCHh, PREFETCHW); Linux runs
+  // prefetcht0 in its lock slowpaths where the CPU model lacks 3dnowprefetch.
+  [Mnemonic.Prefetchw, Op.NOP], [Mnemonic.Prefetcht0, Op.NOP], [Mnemonic.Prefetcht1, Op.NOP],
+  [Mnemonic.Prefetcht2, Op.NOP], [Mnemonic.Prefetchnta, Op.NOP],
   [Mnemonic.Mov, Op.MOV], [Mnemonic.Movzx, Op.MOVZX], [Mnemonic.Movsx, Op.MOVSX],
   [Mnemonic.Movsxd, Op.MOVSX], [Mnemonic.Lea, Op.LEA],
   [Mnemonic.Add, Op.ADD], [Mnemonic.Or, Op.OR], [Mnemonic.Adc, Op.ADC], [Mnemonic.Sbb, Op.SBB],
@@ -151,9 +155,19 @@ function translate(ins: Instruction, bytes: Uint8Array, address: number): Insn {
   for (let i = 0; i < ins.opCount; i++) {
     const k = ins.opKind(i);
     if (k === OpKind.Register) {
-      const g = gpr(ins.opRegister(i));
-      if (!g) return out; // segment/control/vector registers: unsupported
-      if (slot === 0) { out.k0 = g.high ? Opd.REGH : Opd.REG; out.r0 = g.r; }
+      const reg = ins.opRegister(i);
+      if (op === Op.MOV && reg >= Register.CR0 && reg <= Register.CR15) {
+        // MOV to/from a control register: the GPR is the other operand, always 64-bit here.
+        const n = reg - Register.CR0;
+        if (slot === 0) { op = Op.MOV_TO_CR; out.r0 = n; } else { op = Op.MOV_FROM_CR; out.r1 = n; }
+        slot++;
+        continue;
+      }
+      const g = gpr(reg);
+      if (!g) return out; // segment/debug/vector registers: unsupported
+      if (op === Op.MOV_TO_CR) { out.k1 = Opd.REG; out.r1 = g.r; }
+      else if (op === Op.MOV_FROM_CR) { out.k0 = Opd.REG; out.r0 = g.r; }
+      else if (slot === 0) { out.k0 = g.high ? Opd.REGH : Opd.REG; out.r0 = g.r; }
       else if (slot === 1) { out.k1 = g.high ? Opd.REGH : Opd.REG; out.r1 = g.r; if (op === Op.MOVZX || op === Op.MOVSX) out.srcSize = g.size; }
       slot++;
     } else if (k === OpKind.Memory) {

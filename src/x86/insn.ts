@@ -23,6 +23,10 @@ export enum Op {
   VMCALL, VMMCALL, UD2,
   BSF, BSR, POPCNT,
   WRMSR, RDMSR, RDTSC,
+  /** MOV to CRn (`r0` = n, `r1` = the source GPR): serializing (SDM 9.3.1 / 8.3). */
+  MOV_TO_CR,
+  /** MOV from CRn (`r0` = the destination GPR, `r1` = n). */
+  MOV_FROM_CR,
 }
 
 /** Operand kinds. */
