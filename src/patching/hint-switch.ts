@@ -25,9 +25,10 @@ import { StopMachineV1, STOP_MACHINE_SERVICE, type V1Stats } from '../kernel/sto
 import { TextPokeBp, TEXT_POKE_SERVICE, type TextPokeStats } from '../kernel/text-poke.ts';
 import { nativeSlowpath, pvSlowpath } from '../kernel/qspinlock-slowpath.ts';
 import { GuestConfigError } from '../kernel/errors.ts';
-import { installLockopV2, judgeV2, runSettled, type LockopSwitcher } from './v2.ts';
+import { installLockopV2, judgeV2, runSettled, switchVerdict, type LockopSwitcher } from './v2.ts';
 import { preemptibleCheck } from './v1.ts';
-import { judgePatchRun } from './run-patcher.ts';
+import { judgePatchRun, patchRunReason, verdictFields } from './run-patcher.ts';
+import type { Verdict } from '../kernel/verdict.ts';
 import { installHintTrigger } from './trigger.ts';
 
 export const SWITCH_PROTOCOLS = ['v2', 'v1', 'text-poke-bp'] as const;
@@ -52,6 +53,8 @@ export interface SwitchRecord {
 
 export interface HintSwitchResult {
   protocol: SwitchProtocol;
+  /** What the checks said; `ok`, `reason`, `detail`, `hazard` and `step` are derived from it. */
+  verdict: Verdict;
   ok: boolean;
   reason: string;
   detail?: string;
@@ -140,7 +143,7 @@ function v2Switch(guest: Guest, v2: LockopSwitcher): HintSwitch {
         retries: s.retries, int3Hits: s.int3Hits, phases: s.phases,
       }));
       return {
-        protocol: 'v2', ok: r.ok, reason: r.reason, ...(r.detail ? { detail: r.detail } : {}),
+        protocol: 'v2', verdict: r.verdict, ok: r.ok, reason: r.reason, ...(r.detail ? { detail: r.detail } : {}),
         ...(run.hazards[0] ? { hazard: run.hazards[0] } : {}),
         flavor: r.flavor, switches, int3Hits: r.int3Hits, ipis: v2.ipis, retries: r.retries,
         stoppedSteps: guest.machine.vcpus.map(() => 0), step: r.step, run, locks: r.locks,
@@ -204,12 +207,12 @@ abstract class CheckpointPatcher implements HintSwitch {
     const unfinished = this.switches.find((s) => s.reason === 'unfinished');
     const r = judgePatchRun(this.guest, run, unfinished === undefined);
     const refused = this.switches.find((s) => s.reason === 'unexpected-bytes');
-    const [reason, detail] = r.ok && refused ? ['unexpected-bytes', `${refused.from} -> ${refused.to} refused: ${refused.detail}`] : [r.reason, r.detail];
+    const verdict = switchVerdict(r.verdict, refused);
     const st = this.stats;
     return {
-      protocol: this.protocol, ok: reason === 'ok', reason, ...(detail ? { detail } : {}), ...(r.hazard ? { hazard: r.hazard } : {}),
+      protocol: this.protocol, verdict, ...verdictFields(verdict), reason: patchRunReason(verdict),
       flavor: this.flavor, switches: this.switches, int3Hits: st.int3Hits, ipis: st.ipis, retries: 0,
-      stoppedSteps: st.stoppedSteps ?? this.guest.machine.vcpus.map(() => 0), step: r.step, run, locks: r.locks,
+      stoppedSteps: st.stoppedSteps ?? this.guest.machine.vcpus.map(() => 0), run, locks: r.locks,
     };
   }
 }

@@ -29,6 +29,9 @@ import { FLAVOR_CODE, FLIPPED, LOCKOP, LOCKOP_SERVICE, LockopBarrier, flavorOf }
 import { PV_OPS, patchBytes, unexpectedSite, type Flavor } from '../kernel/pv-ops.ts';
 import { pvOpsTable } from '../kernel/paravirt.ts';
 import { KernelBug, GuestConfigError } from '../kernel/errors.ts';
+import { judgeGuestRun } from '../kernel/judge.ts';
+import { violation, type Verdict } from '../kernel/verdict.ts';
+import { hazardName } from '../machine/events.ts';
 
 export interface V2Options {
   /** The vCPU that runs the switch from its checkpoint (default 0). */
@@ -250,6 +253,8 @@ export function installLockopV2(guest: Guest, opts: V2Options = {}): LockopSwitc
 export type V2Reason = 'ok' | 'eagain' | 'unexpected-bytes' | 'hazard' | 'kernel-bug' | 'broken-lock' | 'all-halted' | 'unfinished';
 
 export interface V2Result {
+  /** What the checks said; `ok`, `reason`, `detail` and `step` are derived from it. */
+  verdict: Verdict;
   ok: boolean;
   reason: V2Reason;
   detail?: string;
@@ -267,29 +272,39 @@ export interface V2Result {
   locks: LockReport[];
 }
 
-/** Judge a run of a guest with a switcher: the machine's hazards, the kernel, the locks, the tasks. */
+/** A v2 run's reason for its Verdict (the names V2Result has always used). */
+export function v2Reason(v: Verdict): V2Reason {
+  if (v.ok) return 'ok';
+  switch (v.check) {
+    case 'hazard': return 'hazard';
+    case 'int3-bug':
+    case 'kernel-bug': return 'kernel-bug';
+    case 'broken-lock': return 'broken-lock';
+    case 'lost-wakeup': return 'all-halted';
+    case 'unexpected-bytes': return 'unexpected-bytes';
+    case 'switch-aborted': return 'eagain';
+    default: return 'unfinished';
+  }
+}
+
+/** The guest's verdict, then the last requested switch's: refused, or given up under load. */
+export function switchVerdict(v: Verdict, last: { ok: boolean; reason: string; from: Flavor; to: Flavor; detail?: string; retries: number } | undefined): Verdict {
+  if (!v.ok || last === undefined || last.ok) return v;
+  return last.reason === 'unexpected-bytes'
+    ? violation('unexpected-bytes', v.step, `${last.from} -> ${last.to} refused: ${last.detail}`)
+    : violation('switch-aborted', v.step, `${last.from} -> ${last.to}: ${last.retries} retries, the barrier stayed open under load`);
+}
+
+/** Judge a run of a guest with a switcher: the guest's checks (src/kernel/judge.ts), then the switch. */
 export function judgeV2(guest: Guest, sw: LockopSwitcher, run: RunResult): V2Result {
-  const locks = guest.checkLocks();
-  const base = {
+  const j = judgeGuestRun(guest, run);
+  const verdict = switchVerdict(j.verdict, sw.switches[sw.switches.length - 1]);
+  return {
+    verdict, ok: verdict.ok, reason: v2Reason(verdict), ...(verdict.ok ? {} : { detail: verdict.hazard ? hazardName(verdict.hazard) : verdict.message }),
     flavor: sw.flavor, switches: sw.switches, int3Hits: sw.int3Hits,
     counted: sw.barrier.stats.counted, uncounted: sw.barrier.stats.uncounted,
-    retries: sw.switches.reduce((a, s) => a + s.retries, 0), run, locks,
-    step: run.hazardSteps[0] ?? guest.machine.step,
+    retries: sw.switches.reduce((a, s) => a + s.retries, 0), run, locks: j.locks, step: verdict.step,
   };
-  const fail = (reason: V2Reason, detail?: string): V2Result => ({ ok: false, reason, ...(detail ? { detail } : {}), ...base });
-  if (run.reason === 'hazard') return fail('hazard', run.hazards[0]?.kind);
-  if (run.error instanceof KernelBug) return fail('kernel-bug', run.error.message);
-  const broken = locks.find((l) => !l.ok);
-  if (broken) return fail('broken-lock', `${broken.role} lock ${broken.index}: counter ${broken.counter} != acquisitions ${broken.acquisitions}`);
-  if (run.reason === 'all-halted' && !guest.tasksDone) return fail('all-halted', `${guest.stats.tasksDone} of ${guest.machine.vcpus.length} tasks finished`);
-  if (!guest.tasksDone) return fail('unfinished', run.error?.message ?? run.reason);
-  const last = sw.switches[sw.switches.length - 1];
-  if (last && !last.ok) {
-    return last.reason === 'unexpected-bytes'
-      ? fail('unexpected-bytes', `${last.from} -> ${last.to} refused: ${last.detail}`)
-      : fail('eagain', `${last.from} -> ${last.to}: ${last.retries} retries, the barrier stayed open under load`);
-  }
-  return { ok: true, reason: 'ok', ...base };
 }
 
 /**

@@ -76,7 +76,7 @@ test('v1 with more NMIs on the default scenario (12 instead of 3, 150 seeds): th
     assert.equal(r.reason, 'ok', `seed ${seed}: ${r.reason} ${r.detail ?? ''}`);
     for (const f of g.atomicSwitch.findings) {
       assert.deepEqual(f.inNmi, { cpu: true, other: true }, `seed ${seed}`);
-      assert.equal(f.hazard.lock, lockAddress(g.image.nmiLock), 'on the NMI lock');
+      assert.equal(f.hazard.data.lock, lockAddress(g.image.nmiLock), 'on the NMI lock');
     }
     if (g.atomicSwitch.findings.length > 0) mixedSeeds.push(seed);
   }

@@ -23,6 +23,9 @@ import { chromeTrace } from '../../trace/chrome.ts';
 import { foreignEncoding } from '../../patching/broken.ts';
 import { GuestConfigError } from '../../kernel/errors.ts';
 import type { GuestScenario } from '../scenario/guest-schema.ts';
+import { judgeGuestRun } from '../../kernel/judge.ts';
+import type { CheckKind, Verdict } from '../../check/verdict.ts';
+import { hazardName } from '../../machine/events.ts';
 
 export interface GuestRunFlags {
   strategy?: Strategy;
@@ -108,6 +111,8 @@ interface GuestOutcome {
   hs: HintSwitchResult | undefined;
   sched: HostScheduler | undefined;
   strategy: Strategy;
+  /** The checks' verdict (src/kernel/judge.ts; with a switch, the protocol's). */
+  verdict: Verdict;
   failed: boolean;
   lostWakeup: boolean;
   summary: Record<string, unknown> & { simulatedMicroseconds: number; locks: LockReport[]; stats: Record<string, number> };
@@ -160,7 +165,9 @@ function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags): Gue
   } else {
     r = g.run(runOpts);
   }
-  const locks = g.checkLocks();
+  const judged = judgeGuestRun(g, r);
+  const locks = judged.locks;
+  const verdict = hs ? hs.verdict : judged.verdict;
   const simCycles = Math.max(...g.machine.vcpus.map((c) => c.time));
   const lostWakeup = r.reason === 'all-halted' && !g.tasksDone;
   const summary = {
@@ -190,8 +197,7 @@ function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags): Gue
     sites: g.image.sites.map((site) => ({ address: hexAddress(site.address), op: PV_OP_NAMES[site.type], len: site.len, bytes: hexBytes(g.machine.memory.readBytes(site.address, site.len)) })),
     schedule: strategy === 'timed' ? undefined : formatSchedule(g.machine.decisions),
   };
-  const failed = r.hazards.length > 0 || locks.some((l) => !l.ok) || lostWakeup || r.reason === 'error' || (hs !== undefined && !hs.ok);
-  return { g, r, hs, sched, strategy, failed, lostWakeup, summary };
+  return { g, r, hs, sched, strategy, verdict, failed: !verdict.ok, lostWakeup, summary };
 }
 
 /** --corrupt-site N: another patcher's NOPs in site N's padding (src/patching/broken.ts). */
@@ -245,7 +251,7 @@ export function sweepGuestScenario(file: string, s: GuestScenario, flags: GuestR
     ? new cliProgress.SingleBar({ format: `seeds {bar} {value}/{total} | failing {failing}`, hideCursor: true }, cliProgress.Presets.shades_classic)
     : undefined;
   bar?.start(seeds, 0, { failing: 0 });
-  const failing: { seed: number; reason: string; step: number; detail?: string }[] = [];
+  const failing: { seed: number; check: CheckKind; reason: string; step: number; detail?: string }[] = [];
   const totals = { acquisitions: 0, int3Hits: 0, ipis: 0, retries: 0, switched: 0 };
   for (let seed = flags.seed; seed < flags.seed + seeds; seed++) {
     const o = runGuestOnce(file, s, { ...flags, seed });
@@ -256,10 +262,11 @@ export function sweepGuestScenario(file: string, s: GuestScenario, flags: GuestR
       totals.retries += o.hs.retries;
       if (o.hs.ok && o.hs.switches.length > 0 && o.hs.switches.every((x) => x.ok)) totals.switched++;
     }
-    if (o.failed) {
-      const reason = o.r.hazards[0]?.kind ?? (o.hs && !o.hs.ok ? o.hs.reason : o.lostWakeup ? 'lost-wakeup' : o.r.reason === 'error' ? 'error' : 'broken-lock');
-      const detail = o.r.hazards[0] ? describeHazard(o.r.hazards[0]).split('\n')[0]!.replace(/^[a-z-]+: /, '') : o.hs?.detail ?? o.r.error?.message;
-      failing.push({ seed, reason, step: o.r.hazardSteps[0] ?? o.g.machine.step, ...(detail ? { detail } : {}) });
+    const v = o.verdict;
+    if (!v.ok) {
+      const reason = v.hazard ? hazardName(v.hazard) : v.check;
+      const detail = v.hazard ? describeHazard(v.hazard).split('\n')[0]!.replace(/^[a-z-]+: /, '') : v.message;
+      failing.push({ seed, check: v.check, reason, step: v.step, ...(detail ? { detail } : {}) });
     }
     bar?.increment(1, { failing: failing.length });
   }

@@ -20,6 +20,8 @@ import { REG_NAMES } from '../../x86/registers.ts';
 import type { Machine, RunResult } from '../../machine/machine.ts';
 import { defaultScenarioPath } from '../default-scenario.ts';
 import { chromeTrace } from '../../trace/chrome.ts';
+import { judgeMachineRun } from '../../check/judge-machine.ts';
+import type { CheckKind } from '../../check/verdict.ts';
 
 interface RunFlags {
   seed?: string;
@@ -135,12 +137,13 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
     if (strategy === 'replay') throw new ScenarioError('--seeds sweeps seeds; it cannot be combined with a replay schedule');
     const bar = !flags.json && process.stderr.isTTY ? new cliProgress.SingleBar({ format: 'seeds {bar} {value}/{total} | hazards {hazards}', hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
     bar?.start(seeds, 0, { hazards: 0 });
-    const failing: { seed: number; reason: string; hazard?: string; schedule: string }[] = [];
+    const failing: { seed: number; reason: string; check: CheckKind; hazard: string; schedule: string }[] = [];
     for (let s = seed; s < seed + seeds; s++) {
       const m = boot.machine.fork();
       const r = m.run({ ...runOpts, chooser: makeChooser(strategy, s, m.vcpus.length) });
-      if (r.hazards.length > 0 || r.reason === 'error') {
-        failing.push({ seed: s, reason: r.reason, ...(r.hazards[0] ? { hazard: describeHazard(r.hazards[0]) } : r.error ? { hazard: r.error.message } : {}), schedule: formatSchedule(m.decisions) });
+      const v = judgeMachineRun(m, r);
+      if (!v.ok) {
+        failing.push({ seed: s, reason: r.reason, check: v.check, hazard: v.hazard ? describeHazard(v.hazard) : v.message, schedule: formatSchedule(m.decisions) });
       }
       bar?.increment(1, { hazards: failing.length });
     }
@@ -162,7 +165,8 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   }
   if (flags.json) process.stdout.write(JSON.stringify(summary(m, r, strategy, seed)) + '\n');
   else printRun(path, m, r, strategy, seed);
-  return r.reason === 'error' ? 2 : r.hazards.length > 0 ? 1 : 0;
+  const v = judgeMachineRun(m, r);
+  return v.ok ? 0 : v.check === 'machine-fault' ? 2 : 1;
 }
 
 export function register(program: Command): void {
