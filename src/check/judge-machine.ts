@@ -11,5 +11,6 @@ export function judgeMachineRun(m: Machine, run: RunResult): Verdict {
   const h = run.hazards[0];
   if (h !== undefined) return violation('hazard', run.hazardSteps[0] ?? m.step, `${hazardName(h)} on vCPU ${h.cpu}`, { cpu: h.cpu, hazard: h });
   if (run.error !== undefined) return violation('machine-fault', m.step, run.error.message);
+  if (run.reason === 'misfit') return violation('unfinished', m.step, `the schedule no longer fits: ${run.misfit?.message ?? 'the chooser stopped'}`);
   return clean(m.step);
 }

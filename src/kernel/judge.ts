@@ -33,6 +33,8 @@ export function judgeGuestRun(guest: Guest, run: RunResult): GuestJudgement {
   const e = run.error;
   if (e instanceof Int3EmulationError) return { locks, verdict: violation('int3-bug', step, e.message, { cpu: e.cpu }) };
   if (e instanceof KernelBug) return { locks, verdict: violation('kernel-bug', step, e.message) };
+  // A replay that stopped fitting ends the run wherever it was: only what it found before counts.
+  if (run.reason === 'misfit') return { locks, verdict: violation('unfinished', step, `the schedule no longer fits: ${run.misfit?.message ?? 'the chooser stopped'}`) };
   const broken = locks.find((l) => !l.ok);
   if (broken) return { locks, verdict: violation('broken-lock', step, `${broken.role} lock ${broken.index}: counter ${broken.counter} != acquisitions ${broken.acquisitions}`) };
   if (run.reason === 'all-halted' && !guest.tasksDone) return { locks, verdict: violation('lost-wakeup', step, `${guest.stats.tasksDone} of ${guest.machine.vcpus.length} tasks finished`) };

@@ -8,7 +8,7 @@ import { PV_OP_NAMES } from '../../kernel/pv-ops.ts';
 import { VECTOR } from '../../kernel/layout.ts';
 import { TimedChooser } from '../../sched/timed.ts';
 import { CYCLES_PER_NS } from '../../sched/cost-model.ts';
-import { formatSchedule } from '../../sched/schedule.ts';
+import { ScheduleError, formatSchedule, type Schedule } from '../../sched/schedule.ts';
 import { disassemble, hexAddress, hexBytes } from '../../x86/format.ts';
 import { describeHazard } from '../hazard-text.ts';
 import { makeChooser, type Strategy } from '../scenario/build-machine.ts';
@@ -30,7 +30,8 @@ import { hazardName } from '../../machine/events.ts';
 export interface GuestRunFlags {
   strategy?: Strategy;
   seed: number;
-  schedule?: string;
+  /** A schedule to replay (--schedule's string, or --schedule-file's parsed Schedule). */
+  schedule?: string | Schedule;
   maxInstructions?: number;
   json?: boolean;
   showSites?: boolean;
@@ -177,6 +178,7 @@ function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags): Gue
     seed: flags.seed,
     reason: r.reason,
     error: r.error?.message,
+    ...(r.misfit ? { misfit: r.misfit } : {}),
     tasksDone: g.stats.tasksDone,
     lostWakeup,
     instructions: r.instructions,
@@ -217,9 +219,10 @@ export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRun
   if (flags.scheduleOut) writeAtomically(flags.scheduleOut, formatSchedule(g.machine.decisions) + '\n');
   if (flags.traceOut) writeAtomically(flags.traceOut, JSON.stringify(chromeTrace(g.machine.events, g.machine.vcpus.length, file)) + '\n');
   if (r.reason === 'error' && r.error && !flags.json) throw r.error;
+  if (r.reason === 'misfit' && !flags.json) throw new ScheduleError(r.misfit?.message ?? 'the schedule does not fit the run');
   if (flags.json) {
     process.stdout.write(JSON.stringify(summary) + '\n');
-    return r.reason === 'error' ? 2 : failed ? 1 : 0;
+    return r.reason === 'error' || r.reason === 'misfit' ? 2 : failed ? 1 : 0;
   }
   const locks = summary.locks;
   const out: string[] = [];

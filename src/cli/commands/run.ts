@@ -13,7 +13,8 @@ import { runGuestScenario, sweepGuestScenario } from './run-guest.ts';
 import { SWITCH_PROTOCOLS, type SwitchProtocol } from '../../patching/hint-switch.ts';
 import { buildMachine, makeChooser, type Strategy } from '../scenario/build-machine.ts';
 import { ScenarioError } from '../scenario/errors.ts';
-import { formatSchedule } from '../../sched/schedule.ts';
+import { ScheduleError, formatSchedule, type Schedule } from '../../sched/schedule.ts';
+import { readScheduleFile } from '../schedule-file.ts';
 import { describeHazard } from '../hazard-text.ts';
 import { disassemble, hexAddress } from '../../x86/format.ts';
 import { REG_NAMES } from '../../x86/registers.ts';
@@ -27,6 +28,7 @@ interface RunFlags {
   seed?: string;
   strategy?: Strategy;
   schedule?: string;
+  scheduleFile?: string;
   maxInstructions?: string;
   seeds?: string;
   protocol?: SwitchProtocol;
@@ -65,6 +67,7 @@ function summary(m: Machine, r: RunResult, strategy: string, seed: number) {
     })),
     hazards: r.hazards,
     error: r.error?.message,
+    ...(r.misfit ? { misfit: r.misfit } : {}),
     events: countEvents(m),
     schedule: formatSchedule(m.decisions),
   };
@@ -104,6 +107,12 @@ function printRun(file: string, m: Machine, r: RunResult, strategy: string, seed
 }
 
 
+/** --schedule or --schedule-file (not both): the schedule to replay. */
+function replayOf(flags: RunFlags, vcpus: number): string | Schedule | undefined {
+  if (flags.schedule !== undefined && flags.scheduleFile !== undefined) throw new ScenarioError('give --schedule or --schedule-file, not both');
+  return flags.scheduleFile !== undefined ? readScheduleFile(flags.scheduleFile, vcpus) : flags.schedule;
+}
+
 export async function runCommand(file: string | undefined, flags: RunFlags): Promise<number> {
   const path = file ?? defaultScenarioPath();
   const doc = readScenarioDoc(path);
@@ -115,7 +124,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
       ...(flags.protocol ? { protocol: flags.protocol } : {}),
       ...(flags.corruptSite !== undefined ? { corruptSite: intFlag(flags.corruptSite, 'corrupt-site', 0)! } : {}),
       ...(flags.strategy ? { strategy: flags.strategy } : {}),
-      ...(flags.schedule ? { schedule: flags.schedule } : {}),
+      ...(replayOf(flags, gs.guest.vcpus) !== undefined ? { schedule: replayOf(flags, gs.guest.vcpus)! } : {}),
       ...(flags.maxInstructions ? { maxInstructions: intFlag(flags.maxInstructions, 'max-instructions', 1)! } : {}),
       json: flags.json ?? false,
       showSites: flags.showSites ?? false,
@@ -125,13 +134,14 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
     return seeds !== undefined ? sweepGuestScenario(path, gs, gflags, seeds) : runGuestScenario(path, gs, gflags);
   }
   const scenario = validateScenario<MachineScenario>(path, doc, machineScenarioSchema);
-  const strategy: Strategy = flags.strategy ?? (flags.schedule ? 'replay' : scenario.schedule?.strategy ?? 'random');
+  const flagReplay = replayOf(flags, scenario.machine.vcpus);
+  const strategy: Strategy = flags.strategy ?? (flagReplay !== undefined ? 'replay' : scenario.schedule?.strategy ?? 'random');
   const seed = intFlag(flags.seed, 'seed', 0) ?? scenario.schedule?.seed ?? 1;
   const seeds = intFlag(flags.seeds, 'seeds', 1);
   const maxInstructions = intFlag(flags.maxInstructions, 'max-instructions', 1);
   const boot = buildMachine(path, scenario);
   const runOpts = { ...boot.run, ...(maxInstructions ? { maxInstructions } : {}) };
-  const replay = flags.schedule ?? scenario.schedule?.replay;
+  const replay = flagReplay ?? scenario.schedule?.replay;
 
   if (seeds !== undefined) {
     if (strategy === 'replay') throw new ScenarioError('--seeds sweeps seeds; it cannot be combined with a replay schedule');
@@ -163,10 +173,11 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   if (r.reason === 'error' && r.error && !flags.json) {
     throw r.error;
   }
+  if (r.reason === 'misfit' && !flags.json) throw new ScheduleError(r.misfit?.message ?? 'the schedule does not fit the run');
   if (flags.json) process.stdout.write(JSON.stringify(summary(m, r, strategy, seed)) + '\n');
   else printRun(path, m, r, strategy, seed);
   const v = judgeMachineRun(m, r);
-  return v.ok ? 0 : v.check === 'machine-fault' ? 2 : 1;
+  return r.reason === 'misfit' ? 2 : v.ok ? 0 : v.check === 'machine-fault' ? 2 : 1;
 }
 
 export function register(program: Command): void {
@@ -180,6 +191,7 @@ export function register(program: Command): void {
     .addOption(new Option('--protocol <name>', 'guest scenarios with a switch: the patching protocol (default: the scenario\'s, else v2)').choices([...SWITCH_PROTOCOLS]))
     .option('--corrupt-site <n>', 'guest scenarios: rewrite site n\'s NOP padding first, so the switch meets bytes it does not expect')
     .option('--schedule <string>', 'replay this schedule string (implies --strategy replay)')
+    .option('--schedule-file <file>', 'replay the schedule in this file (any length; implies --strategy replay)')
     .option('--schedule-out <file>', 'write the run\'s schedule string to a file')
     .option('--trace-out <file>', 'write the run\'s events as Chrome/Perfetto trace JSON (open in ui.perfetto.dev)')
     .option('--max-instructions <n>', 'stop after n instructions')
