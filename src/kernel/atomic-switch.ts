@@ -87,7 +87,17 @@ export class AtomicSwitchOracle implements SlowpathObserver {
   /** Per vCPU: kvm_kick_cpu() ran since its pv_kick() began. */
   private readonly kicked: boolean[];
 
-  constructor(private readonly machine: Machine, sites: readonly PatchSite[], kvmKickCpu: number) {
+  /** The oracle with the same state watching a fork of the machine (its probes registered there). */
+  fork(machine: Machine): AtomicSwitchOracle {
+    const o = new AtomicSwitchOracle(machine, this.sites, this.kvmKickCpu);
+    o.mode = this.mode;
+    o.findings.push(...this.findings);
+    this.running.forEach((list, cpu) => o.running[cpu]!.push(...list.map((r) => ({ ...r }))));
+    this.kicked.forEach((k, cpu) => { o.kicked[cpu] = k; });
+    return o;
+  }
+
+  constructor(private readonly machine: Machine, private readonly sites: readonly PatchSite[], private readonly kvmKickCpu: number) {
     this.running = machine.vcpus.map(() => []);
     this.kicked = machine.vcpus.map(() => false);
     machine.probe(kvmKickCpu, (c) => {

@@ -439,16 +439,26 @@ export class Machine implements ExecContext {
 
   /**
    * A copy-on-write fork: same memory contents, vCPU states, IDT and hooks; empty trace and
-   * decision log. Cost: O(pages + vCPUs), no page data copied.
+   * decision log. Cost: O(pages + vCPUs), no page data copied. Services, probes and hooks are
+   * shared closures; `bare` leaves them out, for a caller that re-registers each over its own
+   * copies of the state they close over (Guest.fork).
    */
-  fork(): Machine {
+  fork(opts: { bare?: boolean } = {}): Machine {
     const m = new Machine({ vcpus: this.vcpus.length, tso: this.tso, stopOnHazard: this.stopOnHazard, maxEvents: this.maxEvents });
-    for (const [addr, svc] of this.services) m.registerService(addr, svc.name, svc.factory);
+    const bare = opts.bare ?? false;
+    if (!bare) for (const [addr, svc] of this.services) m.registerService(addr, svc.name, svc.factory);
     m.memory = this.memory.fork();
     for (let i = 0; i < this.vcpus.length; i++) m.vcpus[i]!.copyFrom(this.vcpus[i]!);
     for (const [k, v] of this.idt) m.idt.set(k, v);
-    m.hooks = this.hooks;
-    if (this.probes) for (const [a, p] of this.probes) m.probe(a, p);
+    if (!bare) {
+      m.hooks = this.hooks;
+      if (this.probes) for (const [a, p] of this.probes) m.probe(a, p);
+    }
     return m;
+  }
+
+  /** Addresses with a probe (Machine.probe), for a fork that must re-register every one. */
+  probeAddresses(): number[] {
+    return this.probes === undefined ? [] : [...this.probes.keys()];
   }
 }

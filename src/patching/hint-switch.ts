@@ -14,7 +14,7 @@
  * Every run is judged the same way: machine hazards (the atomic-switch oracle's included), kernel
  * BUGs, the lock counters, the tasks, and whether each requested switch finished.
  */
-import type { Guest, GuestSnapshot, LockReport } from '../kernel/guest.ts';
+import type { Guest, GuestComponent, GuestSnapshot, LockReport } from '../kernel/guest.ts';
 import type { RunOptions, RunResult } from '../machine/machine.ts';
 import type { ServiceContext } from '../machine/service.ts';
 import type { Hazard } from '../machine/events.ts';
@@ -81,8 +81,8 @@ export interface HintSwitchOptions {
   maxRetries?: number;
 }
 
-/** A protocol installed on a guest, waiting for the hint. */
-export interface HintSwitch {
+/** A protocol installed on a guest, waiting for the hint (it forks with the guest: Guest.fork). */
+export interface HintSwitch extends GuestComponent {
   readonly protocol: SwitchProtocol;
   /** Switches that finished so far (for callers that change the hint again after each). */
   completed(): number;
@@ -98,7 +98,7 @@ export function installHintSwitch(guest: Guest, protocol: SwitchProtocol, o: Hin
   let sw: HintSwitch;
   if (protocol === 'v2') {
     const v2 = installLockopV2(guest, { patcherCpu, ...(o.maxRetries !== undefined ? { maxRetries: o.maxRetries } : {}) });
-    sw = v2Switch(guest, v2);
+    sw = new V2AtCheckpoint(guest, v2);
   } else {
     sw = protocol === 'v1' ? new V1AtCheckpoint(guest, patcherCpu) : new TextPokeBpAtCheckpoint(guest, patcherCpu);
   }
@@ -128,28 +128,38 @@ export function runHintSwitch(guest: Guest, sw: HintSwitch, at: { atStep: number
   return { ...sw.judge(run), timeline: { ...(atHint ? { atHint } : {}), ...(switched ? { switched } : {}), end: guest.snapshot() } };
 }
 
-function v2Switch(guest: Guest, v2: LockopSwitcher): HintSwitch {
-  return {
-    protocol: 'v2',
-    completed: () => {
-      let n = 0;
-      for (const s of v2.switches) if (s.ok) n++;
-      return n;
-    },
-    judge(run): Omit<HintSwitchResult, 'timeline'> {
-      const r = judgeV2(guest, v2, run);
-      const switches: SwitchRecord[] = r.switches.map((s) => ({
-        from: s.from, to: s.to, ok: s.ok, reason: s.reason, ...(s.detail ? { detail: s.detail } : {}),
-        retries: s.retries, int3Hits: s.int3Hits, phases: s.phases,
-      }));
-      return {
-        protocol: 'v2', verdict: r.verdict, ok: r.ok, reason: r.reason, ...(r.detail ? { detail: r.detail } : {}),
-        ...(run.hazards[0] ? { hazard: run.hazards[0] } : {}),
-        flavor: r.flavor, switches, int3Hits: r.int3Hits, ipis: v2.ipis, retries: r.retries,
-        stoppedSteps: guest.machine.vcpus.map(() => 0), step: r.step, run, locks: r.locks,
-      };
-    },
-  };
+/** v2 on request: the switcher takes the request at its own checkpoint (src/patching/v2.ts). */
+class V2AtCheckpoint implements HintSwitch {
+  readonly protocol = 'v2';
+
+  constructor(private readonly guest: Guest, private readonly v2: LockopSwitcher) {
+    guest.install(this);
+  }
+
+  forkInto(fork: Guest): V2AtCheckpoint {
+    return new V2AtCheckpoint(fork, fork.counterpart(this.v2));
+  }
+
+  completed(): number {
+    let n = 0;
+    for (const s of this.v2.switches) if (s.ok) n++;
+    return n;
+  }
+
+  judge(run: RunResult): Omit<HintSwitchResult, 'timeline'> {
+    const guest = this.guest, v2 = this.v2;
+    const r = judgeV2(guest, v2, run);
+    const switches: SwitchRecord[] = r.switches.map((s) => ({
+      from: s.from, to: s.to, ok: s.ok, reason: s.reason, ...(s.detail ? { detail: s.detail } : {}),
+      retries: s.retries, int3Hits: s.int3Hits, phases: s.phases,
+    }));
+    return {
+      protocol: 'v2', verdict: r.verdict, ok: r.ok, reason: r.reason, ...(r.detail ? { detail: r.detail } : {}),
+      ...(run.hazards[0] ? { hazard: run.hazards[0] } : {}),
+      flavor: r.flavor, switches, int3Hits: r.int3Hits, ipis: v2.ipis, retries: r.retries,
+      stoppedSteps: guest.machine.vcpus.map(() => 0), step: r.step, run, locks: r.locks,
+    };
+  }
 }
 
 /** What v1 and text_poke_bp share: taking the request at the patcher's checkpoint, the verdict. */
@@ -159,9 +169,20 @@ abstract class CheckpointPatcher implements HintSwitch {
   readonly switches: SwitchRecord[] = [];
   private busy = false;
 
-  constructor(protected readonly guest: Guest, private readonly patcherCpu: number) {
+  constructor(protected readonly guest: Guest, protected readonly patcherCpu: number) {
     this.flavor = guest.flavor;
     guest.lockopCheckpoint = (ctx) => this.checkpoint(ctx);
+    guest.install(this);
+  }
+
+  abstract forkInto(fork: Guest): CheckpointPatcher;
+
+  /** A fork's copy takes over what this one recorded. */
+  protected copyStateInto<T extends CheckpointPatcher>(copy: T): T {
+    copy.flavor = this.flavor;
+    copy.switches.push(...structuredClone(this.switches));
+    copy.busy = this.busy;
+    return copy;
   }
 
   completed(): number {
@@ -227,6 +248,12 @@ class V1AtCheckpoint extends CheckpointPatcher {
     this.sm = new StopMachineV1(guest.machine, { primaryCpu: patcherCpu, preemptible: preemptibleCheck(guest) });
   }
 
+  forkInto(fork: Guest): V1AtCheckpoint {
+    const copy = this.copyStateInto(new V1AtCheckpoint(fork, this.patcherCpu));
+    copy.sm.copyStateFrom(this.sm);
+    return copy;
+  }
+
   protected get stats(): V1Stats {
     return this.sm.stats;
   }
@@ -259,6 +286,13 @@ class TextPokeBpAtCheckpoint extends CheckpointPatcher {
     const env = guest.env;
     const flavor = this.flavor;
     guest.machine.registerService(LIVEPATCHED_SLOWPATH, 'queued_spin_lock_slowpath_livepatched', (ctx) => (flavor === 'pv' ? pvSlowpath(ctx, env) : nativeSlowpath(ctx, env)));
+  }
+
+  forkInto(fork: Guest): TextPokeBpAtCheckpoint {
+    const copy = this.copyStateInto(new TextPokeBpAtCheckpoint(fork, this.patcherCpu));
+    copy.tp.copyStateFrom(this.tp);
+    copy.asked = this.asked;
+    return copy;
   }
 
   protected get stats(): TextPokeStats {

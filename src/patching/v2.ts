@@ -19,7 +19,7 @@
  * The switch runs on `patcherCpu` from its own lockop_checkpoint(), when the trigger
  * (LOCKOP.pending: src/patching/trigger.ts's hint handler, or `request`) asks for a flavour.
  */
-import type { Guest, LockReport } from '../kernel/guest.ts';
+import type { Guest, GuestComponent, LockReport } from '../kernel/guest.ts';
 import type { RunOptions, RunResult } from '../machine/machine.ts';
 import type { ServiceContext } from '../machine/service.ts';
 import { DATA, DATA_BASE, VECTOR, stackTop } from '../kernel/layout.ts';
@@ -82,9 +82,10 @@ const EAGAIN = -11;
 const EINVAL = -22;
 
 /** The v2 switcher of one guest: the INT3 handler, the checkpoint, the patcher. */
-export class LockopSwitcher {
+export class LockopSwitcher implements GuestComponent {
   flavor: Flavor;
   readonly switches: V2Switch[] = [];
+  private readonly tp: TextPokeBp;
   readonly barrier: LockopBarrier;
   readonly patcherCpu: number;
   private readonly maxWaitSpins: number;
@@ -95,7 +96,7 @@ export class LockopSwitcher {
   private busy = false;
   private readonly broken: V2Options['broken'];
 
-  constructor(readonly guest: Guest, opts: V2Options = {}) {
+  constructor(readonly guest: Guest, private readonly opts: V2Options = {}) {
     if (!guest.workload.lockopCheckpoint) throw new GuestConfigError('the v2 lock-op switch needs workload.lockopCheckpoint (its global barrier)');
     const m = guest.machine;
     this.flavor = guest.flavor;
@@ -107,10 +108,23 @@ export class LockopSwitcher {
     this.broken = opts.broken;
     this.barrier = new LockopBarrier(guest.image.sites, guest.image.targets, m.vcpus.length, opts.broken === 'no-map' ? 'no-map' : undefined,
       (cpu, lock, address) => guest.atomicSwitch.nativeUnlock(cpu, lock, address));
-    new TextPokeBp(m); // do_sync_core on the SYNC vector (text_poke_sync's IPI)
+    this.tp = new TextPokeBp(m); // do_sync_core on the SYNC vector (text_poke_sync's IPI)
     m.registerService(LOCKOP_SERVICE.int3Handler, 'lockop_int3_handler', (ctx) => this.barrier.handler(ctx));
     m.setIdt(VECTOR.BP, LOCKOP_SERVICE.int3Handler);
     guest.lockopCheckpoint = (ctx) => this.checkpoint(ctx);
+    guest.install(this);
+  }
+
+  forkInto(fork: Guest): LockopSwitcher {
+    const sw = new LockopSwitcher(fork, this.opts);
+    sw.flavor = this.flavor;
+    sw.switches.push(...structuredClone(this.switches));
+    sw.barrier.copyStateFrom(this.barrier);
+    sw.tp.copyStateFrom(this.tp);
+    Object.assign(sw.sync, this.sync);
+    sw.epoch = this.epoch;
+    sw.busy = this.busy;
+    return sw;
   }
 
   /** Ask for `to` from outside the guest (what the hint handler does from inside). */
