@@ -187,7 +187,7 @@ export function register(program: Command): void {
     .argument('[scenario]', 'scenario file (YAML or JSON)')
     .addOption(new Option('--strategy <name>', 'scheduling strategy').choices(['timed', 'random', 'pct', 'replay', 'first']))
     .option('--seed <n>', 'seed for the strategy (default: the scenario\'s, else 1)')
-    .option('--seeds <n>', 'sweep n seeds from --seed (machine scenarios fork one boot; guest scenarios boot per seed); report failing seeds')
+    .option('--seeds <n>', 'sweep n seeds from --seed, each a fork of one boot; report failing seeds with the command that replays each')
     .addOption(new Option('--protocol <name>', 'guest scenarios with a switch: the patching protocol (default: the scenario\'s, else v2)').choices([...SWITCH_PROTOCOLS]))
     .option('--corrupt-site <n>', 'guest scenarios: rewrite site n\'s NOP padding first, so the switch meets bytes it does not expect')
     .option('--schedule <string>', 'replay this schedule string (implies --strategy replay)')
