@@ -252,11 +252,12 @@ export class Guest {
    * service cannot be forked (its coroutine is not copyable) and fork() says so.
    */
   fork(opts: GuestForkOptions = {}): Guest {
-    const g = new Guest(this.options, { parent: this, seed: opts.seed });
+    const g = new Guest(opts.seed !== undefined ? { ...this.options, seed: opts.seed } : this.options, { parent: this, seed: opts.seed });
     for (const c of this.components) g.counterparts.set(c, c.forkInto(g));
     const missing = [...this.machine.services].filter(([a]) => !g.machine.services.has(a)).map(([a, svc]) => `service '${svc.name}' at ${hexAddress(a)}`);
     const probes = new Set(g.machine.probeAddresses());
     missing.push(...this.machine.probeAddresses().filter((a) => !probes.has(a)).map((a) => `a probe at ${hexAddress(a)}`));
+    if (this.lockopCheckpoint !== undefined && g.lockopCheckpoint === undefined) missing.push('the lockop_checkpoint handler');
     if (this.machine.hooks !== (this.host ?? this.machine.hooks) || (this.host === undefined && Object.keys(this.machine.hooks).length > 0)) missing.push('host hooks installed outside the guest\'s host');
     if (missing.length > 0) throw new GuestConfigError(`cannot fork this guest: ${missing.join(', ')} belong${missing.length === 1 ? 's' : ''} to nothing that forks (install it as a GuestComponent)`);
     return g;

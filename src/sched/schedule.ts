@@ -94,6 +94,16 @@ export class Schedule {
     return new Schedule(out);
   }
 
+  /** A flat list of machine codes (one per decision), run-length encoded. */
+  static fromCodes(codes: Iterable<number>): Schedule {
+    const log: number[] = [];
+    for (const c of codes) {
+      if (log.length > 0 && log[log.length - 2] === c) log[log.length - 1]!++;
+      else log.push(c, 1);
+    }
+    return Schedule.fromLog(log);
+  }
+
   /** Parse a schedule string; throws ScheduleError naming the bad token. */
   static parse(text: string, maxCpus = 256): Schedule {
     return parseScheduleChunks([text], maxCpus);

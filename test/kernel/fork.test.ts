@@ -104,3 +104,9 @@ test('the host scheduler forks with the guest: an over-committed timed run of th
   assert.ok(forked.stats.preemptions > 0, 'the host preempted vCPUs');
   assert.deepEqual(run(g, sched), forked);
 });
+
+test('a lockop_checkpoint handler set outside a component makes fork() refuse too', () => {
+  const g = new Guest({ vcpus: 2, workload: { iterations: 2, lockopCheckpoint: true } });
+  g.lockopCheckpoint = (ctx) => ctx.work();
+  assert.throws(() => g.fork(), (e: unknown) => e instanceof GuestConfigError && /the lockop_checkpoint handler belongs to nothing that forks/.test(e.message));
+});

@@ -12,6 +12,7 @@ test('every decision kind has its letter and survives the machine encoding', () 
   const all: Decision[] = [{ kind: 'step', cpu: 3 }, { kind: 'drain', cpu: 1 }, { kind: 'nmi', cpu: 2 }, { kind: 'irq', cpu: 0 }, { kind: 'choice', value: 1 }];
   assert.equal(new Schedule(all.map((decision) => ({ decision, count: 1 }))).toString(), 's3 d1 n2 i0 c1');
   for (const d of all) assert.deepEqual(decodeDecision(encodeDecision(d)), d);
+  assert.equal(Schedule.fromCodes([0, 0, 0, 5, -2, -2]).toString(), 's0*3 d1 c1*2');
   assert.equal(Schedule.parse('s0*12 d1 n2 i3 c0').toString(), 's0*12 d1 n2 i3 c0');
 });
 
