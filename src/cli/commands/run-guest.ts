@@ -8,7 +8,7 @@ import { PV_OP_NAMES } from '../../kernel/pv-ops.ts';
 import { VECTOR } from '../../kernel/layout.ts';
 import { TimedChooser } from '../../sched/timed.ts';
 import { CYCLES_PER_NS } from '../../sched/cost-model.ts';
-import { ScheduleError, formatSchedule, type Schedule } from '../../sched/schedule.ts';
+import { ScheduleError, recordedSchedule, type Schedule } from '../../sched/schedule.ts';
 import { disassemble, hexAddress, hexBytes } from '../../x86/format.ts';
 import { describeHazard } from '../hazard-text.ts';
 import { makeChooser, type Strategy } from '../scenario/build-machine.ts';
@@ -211,7 +211,7 @@ function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags, subj
     ...(hs ? { switch: { protocol: hs.protocol, ok: hs.ok, reason: hs.reason, detail: hs.detail, flavor: hs.flavor, switches: hs.switches, int3Hits: hs.int3Hits, ipis: hs.ipis, retries: hs.retries, stoppedSteps: hs.stoppedSteps, timeline: hs.timeline } } : {}),
     sites: g.image.sites.map((site) => ({ address: hexAddress(site.address), op: PV_OP_NAMES[site.type], len: site.len, bytes: hexBytes(g.machine.memory.readBytes(site.address, site.len)) })),
     finalState: result.finalState,
-    schedule: strategy === 'timed' ? undefined : formatSchedule(g.machine.decisions),
+    schedule: strategy === 'timed' ? undefined : recordedSchedule(g.machine).toString(),
   };
   return { g, r, hs, sched, strategy, verdict, failed: !verdict.ok, lostWakeup, summary };
 }
@@ -230,7 +230,7 @@ export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRun
   if (flags.scheduleOut && strategyOf(s, flags) === 'timed') throw new ScenarioError('--schedule-out needs a replayable strategy (random, pct, first); the timed strategy replays from its seed');
   const o = runGuestOnce(file, s, flags, subjectOf(file, s, flags), flags.seed);
   const { g, r, hs, sched, strategy, failed, lostWakeup, summary } = o;
-  if (flags.scheduleOut) writeAtomically(flags.scheduleOut, formatSchedule(g.machine.decisions) + '\n');
+  if (flags.scheduleOut) writeAtomically(flags.scheduleOut, recordedSchedule(g.machine).toString() + '\n');
   if (flags.traceOut) writeAtomically(flags.traceOut, JSON.stringify(chromeTrace(g.machine.events, g.machine.vcpus.length, file)) + '\n');
   if (r.reason === 'error' && r.error && !flags.json) throw r.error;
   if (r.reason === 'misfit' && !flags.json) throw new ScheduleError(r.misfit?.message ?? 'the schedule does not fit the run');

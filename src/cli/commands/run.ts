@@ -13,7 +13,7 @@ import { runGuestScenario, sweepGuestScenario } from './run-guest.ts';
 import { SWITCH_PROTOCOLS, type SwitchProtocol } from '../../patching/hint-switch.ts';
 import { buildMachine, makeChooser, type Strategy } from '../scenario/build-machine.ts';
 import { ScenarioError } from '../scenario/errors.ts';
-import { ScheduleError, formatSchedule, type Schedule } from '../../sched/schedule.ts';
+import { ScheduleError, recordedSchedule, type Schedule } from '../../sched/schedule.ts';
 import { readScheduleFile } from '../schedule-file.ts';
 import { describeHazard } from '../hazard-text.ts';
 import { disassemble, hexAddress } from '../../x86/format.ts';
@@ -69,7 +69,7 @@ function summary(m: Machine, r: RunResult, strategy: string, seed: number) {
     error: r.error?.message,
     ...(r.misfit ? { misfit: r.misfit } : {}),
     events: countEvents(m),
-    schedule: formatSchedule(m.decisions),
+    schedule: recordedSchedule(m).toString(),
   };
 }
 
@@ -101,7 +101,7 @@ function printRun(file: string, m: Machine, r: RunResult, strategy: string, seed
   out.push('');
   if (r.hazards.length === 0) out.push('hazards: none');
   else for (const h of r.hazards) out.push(describeHazard(h));
-  const schedule = formatSchedule(m.decisions);
+  const schedule = recordedSchedule(m).toString();
   out.push('', `schedule (replay with --strategy replay --schedule '...'): ${schedule.length > 400 ? schedule.slice(0, 400) + ` … (${schedule.length} chars; use --schedule-out)` : schedule || '(no decisions)'}`);
   process.stdout.write(out.join('\n') + '\n');
 }
@@ -153,7 +153,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
       const r = m.run({ ...runOpts, chooser: makeChooser(strategy, s, m.vcpus.length) });
       const v = judgeMachineRun(m, r);
       if (!v.ok) {
-        failing.push({ seed: s, reason: r.reason, check: v.check, hazard: v.hazard ? describeHazard(v.hazard) : v.message, schedule: formatSchedule(m.decisions) });
+        failing.push({ seed: s, reason: r.reason, check: v.check, hazard: v.hazard ? describeHazard(v.hazard) : v.message, schedule: recordedSchedule(m).toString() });
       }
       bar?.increment(1, { hazards: failing.length });
     }
@@ -168,7 +168,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
 
   const m = boot.machine;
   const r = m.run({ ...runOpts, chooser: makeChooser(strategy, seed, m.vcpus.length, replay) });
-  if (flags.scheduleOut) writeAtomically(flags.scheduleOut, formatSchedule(m.decisions) + '\n');
+  if (flags.scheduleOut) writeAtomically(flags.scheduleOut, recordedSchedule(m).toString() + '\n');
   if (flags.traceOut) writeAtomically(flags.traceOut, JSON.stringify(chromeTrace(m.events, m.vcpus.length, path)) + '\n');
   if (r.reason === 'error' && r.error && !flags.json) {
     throw r.error;
