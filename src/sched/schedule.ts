@@ -3,6 +3,7 @@
  *
  *   s<cpu>  step vCPU <cpu>        d<cpu>  drain its oldest buffered store
  *   n<cpu>  inject an NMI          i<cpu>  inject an interrupt
+ *   p<cpu>  the host deschedules   r<cpu>  the host resumes it
  *   c<v>    value <v> for a non-scheduling choice (old=0/new=1 at a legal INT3 fetch)
  *   <token>*<k>  the token k times
  *
@@ -24,8 +25,11 @@ const KIND_LETTER: Record<ActionKind, string> = {
   [ActionKind.Drain]: 'd',
   [ActionKind.Nmi]: 'n',
   [ActionKind.Irq]: 'i',
+  [ActionKind.Preempt]: 'p',
+  [ActionKind.Resume]: 'r',
 };
-const LETTER_KIND: Record<string, ActionKind> = { s: ActionKind.Step, d: ActionKind.Drain, n: ActionKind.Nmi, i: ActionKind.Irq };
+const LETTER_KIND: Record<string, ActionKind> = Object.fromEntries(Object.entries(KIND_LETTER).map(([k, l]) => [l, Number(k) as ActionKind]));
+const LETTERS = Object.values(KIND_LETTER);
 
 /** One decision as a token (without repeat count). */
 export function decisionToken(d: number): string {
@@ -44,7 +48,7 @@ export function formatSchedule(log: readonly number[]): string {
   return out.join(' ');
 }
 
-const TOKEN = /^([sdnic])(\d+)(?:\*(\d+))?$/;
+const TOKEN = new RegExp(`^([${LETTERS.join('')}c])(\\d+)(?:\\*(\\d+))?$`);
 
 /** Parse a schedule string into a flat decision list; throws ScheduleError naming the bad token. */
 export function parseSchedule(text: string, maxCpus = 256): number[] {
@@ -53,7 +57,7 @@ export function parseSchedule(text: string, maxCpus = 256): number[] {
   tokens.forEach((tok, i) => {
     const m = TOKEN.exec(tok);
     if (!m) {
-      throw new ScheduleError(`schedule token ${i + 1} '${tok}' is not one of s<cpu>, d<cpu>, n<cpu>, i<cpu>, c<value>, optionally followed by *<count>`);
+      throw new ScheduleError(`schedule token ${i + 1} '${tok}' is not one of ${LETTERS.map((l) => `${l}<cpu>`).join(', ')}, c<value>, optionally followed by *<count>`);
     }
     const n = Number(m[2]);
     const count = m[3] === undefined ? 1 : Number(m[3]);

@@ -6,6 +6,7 @@ import { RandomChooser } from '../../src/sched/random.ts';
 import { ReplayChooser } from '../../src/sched/replay.ts';
 import { TimedChooser } from '../../src/sched/timed.ts';
 import { formatSchedule, parseSchedule, ScheduleError } from '../../src/sched/schedule.ts';
+import { ActionKind, action } from '../../src/machine/chooser.ts';
 import { machine, done, textPokeBpOrder, Code, PATCHER, SITE } from '../helpers/site-machine.ts';
 
 const fingerprint = (m: ReturnType<typeof machine>) =>
@@ -66,7 +67,7 @@ test('the timed strategy is deterministic for a seed and replayable', () => {
 test('a malformed schedule string is rejected with the bad token named', () => {
   assert.throws(() => parseSchedule('s0*3 x1 s1'), (e: unknown) => e instanceof ScheduleError && /token 2 'x1'/.test(e.message));
   assert.throws(() => parseSchedule('s7', 2), /no vCPU 7/);
-  assert.deepEqual(parseSchedule('s0*2 d1 c1'), [0, 0, 5, -2]);
+  assert.deepEqual(parseSchedule('s0*2 d1 c1'), [action(0, ActionKind.Step), action(0, ActionKind.Step), action(1, ActionKind.Drain), -2]);
 });
 
 test('a schedule that does not fit the run says which decision and what was possible', () => {
