@@ -46,7 +46,7 @@ export class PctChooser implements Chooser {
     this.rng = new Prng(opts.seed);
     const depth = opts.depth ?? 3;
     const length = Math.max(1, Math.round(opts.length ?? FIRST_GUESS_STEPS));
-    this.changePoints = Array.from({ length: Math.max(0, depth - 1) }, () => 1 + this.rng.int(length)).sort((a, b) => a - b);
+    this.changePoints = Array.from({ length: Math.max(0, depth - 1) }, () => this.rng.int(length)).sort((a, b) => a - b);
     this.injector = new Injector(this.rng, opts.inject ?? {}, length, true);
   }
 
