@@ -34,24 +34,35 @@ export interface InjectionCondition {
   readonly nmiBlocked?: boolean;
 }
 
-/** How a strategy spends one budget. */
+/** How a strategy spends (part of) one budget. */
 export interface EventPlan {
-  /** Spread the budget over the expected run length (each event due at a uniformly drawn step). */
+  /** How many of the budget's events this plan spends (default: all it can). */
+  readonly count?: number;
+  /** Spread the plan's events over the expected run length (each due at a uniformly drawn step). */
   readonly pace?: boolean;
   /** Deliver an event (a due one, when paced) only at a point where this holds. */
   readonly when?: InjectionCondition;
 }
 
-export interface PreemptionPlan extends EventPlan {
-  /** Mean steps a descheduled vCPU stays off before the host resumes it (default: a tenth of the run length). */
-  readonly duration?: number;
+/**
+ * Plans per budget; a budget without a plan is left to the strategy's own rule. Several plans
+ * share a budget in order, e.g. NMIs `[{ pace: true, count: 6 }, { when: inside the #BP handler }]`:
+ * six anywhere, the rest where the first ones made an NMI handler meet an INT3.
+ */
+export interface InjectionOptions {
+  readonly nmi?: EventPlan | readonly EventPlan[];
+  readonly irq?: EventPlan | readonly EventPlan[];
+  readonly preempt?: EventPlan | readonly EventPlan[];
+  /** Mean steps a vCPU descheduled by a plan stays off before the host resumes it (default: a tenth of the run length). */
+  readonly preemptFor?: number;
 }
 
-/** Plans per budget; a budget without a plan is left to the strategy's own rule. */
-export interface InjectionOptions {
-  readonly nmi?: EventPlan;
-  readonly irq?: EventPlan;
-  readonly preempt?: PreemptionPlan;
+/** A plan as it is being spent. */
+interface PlanState {
+  readonly plan: EventPlan;
+  /** Steps at which its paced events fall due (drawn at the first point that sees the budget). */
+  due: number[] | undefined;
+  delivered: number;
 }
 
 /** The budgeted kinds, in the order their due times are kept. */
@@ -82,10 +93,8 @@ function alreadyPending(kind: EventKind, c: Vcpu): boolean {
 }
 
 export class Injector {
-  /** Per kind: the plan (undefined: the strategy's own rule), due steps drawn, how many delivered. */
-  private readonly plans: (EventPlan | undefined)[] = [];
-  private readonly due: (number[] | undefined)[] = [];
-  private readonly delivered: number[] = [0, 0, 0];
+  /** Per kind: its plans (undefined: the strategy's own rule). */
+  private readonly plans: (PlanState[] | undefined)[] = [];
   /** Step at which each vCPU the injector descheduled is resumed. */
   private readonly resumeAt = new Map<number, number>();
   private readonly duration: number;
@@ -102,10 +111,14 @@ export class Injector {
     paceByDefault: boolean,
   ) {
     const byDefault = paceByDefault ? { pace: true } : undefined;
-    this.plans[ActionKind.Nmi] = opts.nmi ?? byDefault;
-    this.plans[ActionKind.Irq] = opts.irq ?? byDefault;
-    this.plans[ActionKind.Preempt] = opts.preempt ?? byDefault;
-    this.duration = Math.max(1, Math.round(opts.preempt?.duration ?? length / 10));
+    const states = (p: EventPlan | readonly EventPlan[] | undefined): PlanState[] | undefined => {
+      const list = p === undefined ? (byDefault ? [byDefault] : []) : Array.isArray(p) ? (p as readonly EventPlan[]) : [p as EventPlan];
+      return list.length === 0 ? undefined : list.map((plan) => ({ plan, due: undefined, delivered: 0 }));
+    };
+    this.plans[ActionKind.Nmi] = states(opts.nmi);
+    this.plans[ActionKind.Irq] = states(opts.irq);
+    this.plans[ActionKind.Preempt] = states(opts.preempt);
+    this.duration = Math.max(1, Math.round(opts.preemptFor ?? length / 10));
   }
 
   /** Does the injector decide actions of this kind (else the strategy does)? Resume follows Preempt. */
@@ -121,13 +134,16 @@ export class Injector {
     const resume = this.dueResume(point);
     if (resume >= 0) return resume;
     for (const kind of EVENT_KINDS) {
-      const plan = this.plans[kind];
-      if (plan === undefined || remaining(point, kind) === 0 || !this.isDue(point, kind, plan)) continue;
-      const i = this.target(point, kind, plan);
-      if (i < 0) continue;
-      this.delivered[kind - ActionKind.Nmi]!++;
-      if (kind === ActionKind.Preempt) this.resumeAt.set(actionCpu(point.actions[i]!), point.step + 1 + this.rng.int(2 * this.duration));
-      return i;
+      const plans = this.plans[kind];
+      if (plans === undefined || remaining(point, kind) === 0) continue;
+      for (const st of plans) {
+        if (!this.isDue(point, kind, st)) continue;
+        const i = this.target(point, kind, st.plan);
+        if (i < 0) continue;
+        st.delivered++;
+        if (kind === ActionKind.Preempt) this.resumeAt.set(actionCpu(point.actions[i]!), point.step + 1 + this.rng.int(2 * this.duration));
+        return i;
+      }
     }
     return -1;
   }
@@ -163,17 +179,16 @@ export class Injector {
     return -1;
   }
 
-  private isDue(point: SchedulingPoint, kind: EventKind, plan: EventPlan): boolean {
-    if (plan.pace !== true) return true;
-    let due = this.due[kind];
-    if (due === undefined) {
+  private isDue(point: SchedulingPoint, kind: EventKind, st: PlanState): boolean {
+    const count = st.plan.count ?? Infinity;
+    if (st.delivered >= count) return false;
+    if (st.plan.pace !== true) return true;
+    if (st.due === undefined) {
       // Drawn once, at the first point that sees this budget: its events spread over the rest of the run.
       const from = point.step, span = Math.max(1, this.length - from);
-      due = Array.from({ length: remaining(point, kind) }, () => from + this.rng.int(span)).sort((x, y) => x - y);
-      this.due[kind] = due;
+      st.due = Array.from({ length: Math.min(count, remaining(point, kind)) }, () => from + this.rng.int(span)).sort((x, y) => x - y);
     }
-    const d = this.delivered[kind - ActionKind.Nmi]!;
-    return d < due.length && due[d]! <= point.step;
+    return st.delivered < st.due.length && st.due[st.delivered]! <= point.step;
   }
 
   /** A uniformly drawn enabled action of `kind` whose vCPU meets the plan's condition, or -1. */

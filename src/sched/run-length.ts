@@ -10,14 +10,18 @@ export const FIRST_GUESS_STEPS = 2_000;
 
 /**
  * Measure the run length: `measure(length)` runs one execution of the subject with a fixed seed
- * and that expected length and returns the steps it took. Starting from the first guess, repeat
- * until two rounds agree within a quarter (at most `rounds` executions): a function of the
- * subject alone, so every seed of a sweep that uses it stays reproducible on its own.
+ * and that expected length and returns the steps it took, or undefined when it stopped at its
+ * step limit (a livelock says nothing about where a run's events happen: the guess stands).
+ * Starting from the first guess, repeat until two rounds agree within a quarter (at most `rounds`
+ * executions): a function of the subject alone, so every seed of a sweep that uses it stays
+ * reproducible on its own.
  */
-export function measureRunLength(measure: (length: number) => number, rounds = 3, firstGuess = FIRST_GUESS_STEPS): number {
+export function measureRunLength(measure: (length: number) => number | undefined, rounds = 3, firstGuess = FIRST_GUESS_STEPS): number {
   let length = firstGuess;
   for (let i = 0; i < rounds; i++) {
-    const steps = Math.max(1, measure(length));
+    const measured = measure(length);
+    if (measured === undefined) break;
+    const steps = Math.max(1, measured);
     const settled = Math.abs(steps - length) <= length / 4;
     length = steps;
     if (settled) break;
