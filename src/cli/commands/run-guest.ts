@@ -23,6 +23,7 @@ import { chromeTrace } from '../../trace/chrome.ts';
 import { foreignEncoding } from '../../patching/broken.ts';
 import { GuestConfigError } from '../../kernel/errors.ts';
 import type { GuestScenario } from '../scenario/guest-schema.ts';
+import { guestCodeNames, injectionOptions } from '../scenario/injection-plan.ts';
 
 export interface GuestRunFlags {
   strategy?: Strategy;
@@ -140,11 +141,13 @@ function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags): Gue
         ...(s.host?.ple !== undefined ? { ple: s.host.ple } : {}),
       })
     : undefined;
-  const chooser = strategy === 'timed' ? new TimedChooser({ seed: flags.seed, ...(sched ? { host: sched } : {}) }) : makeChooser(strategy, flags.seed, g.machine.vcpus.length, flags.schedule ?? s.schedule?.replay);
+  // Made once the protocol is installed: injection plans may name its services (the #BP handler).
+  const chooser = () => strategy === 'timed'
+    ? new TimedChooser({ seed: flags.seed, ...(sched ? { host: sched } : {}) })
+    : makeChooser(strategy, flags.seed, g.machine.vcpus.length, flags.schedule ?? s.schedule?.replay, injectionOptions(s.inject ?? {}, guestCodeNames(g), g.machine.vcpus.length, `${file}: /inject`));
   const runOpts = {
-    chooser,
     maxInstructions: flags.maxInstructions ?? s.run?.maxInstructions ?? 50_000_000,
-    inject: { nmis: s.inject?.nmis ?? 0, irqs: s.inject?.irqs ?? 0, irqVector: VECTOR.LOCK_IRQ },
+    inject: { nmis: s.inject?.nmis ?? 0, irqs: s.inject?.irqs ?? 0, irqVector: VECTOR.LOCK_IRQ, ...(s.inject?.preemptions ? { preemptions: s.inject.preemptions } : {}) },
   };
   let hs: HintSwitchResult | undefined;
   let r: RunResult;
@@ -155,10 +158,10 @@ function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags): Gue
     if (!g.host) throw new ScenarioError(`${file}: a hint-triggered switch needs platform kvm`);
     const installed = installHintSwitch(g, protocol, { patcherCpu: sw.patcherCpu ?? 0, ...(sw.maxRetries !== undefined ? { maxRetries: sw.maxRetries } : {}) });
     if (flags.corruptSite !== undefined) corruptSite(file, g, flags.corruptSite);
-    hs = runHintSwitch(g, installed, { atStep: sw.atStep, hint: sw.hint }, runOpts);
+    hs = runHintSwitch(g, installed, { atStep: sw.atStep, hint: sw.hint }, { ...runOpts, chooser: chooser() });
     r = hs.run;
   } else {
-    r = g.run(runOpts);
+    r = g.run({ ...runOpts, chooser: chooser() });
   }
   const locks = g.checkLocks();
   const simCycles = Math.max(...g.machine.vcpus.map((c) => c.time));

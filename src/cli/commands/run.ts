@@ -138,7 +138,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
     const failing: { seed: number; reason: string; hazard?: string; schedule: string }[] = [];
     for (let s = seed; s < seed + seeds; s++) {
       const m = boot.machine.fork();
-      const r = m.run({ ...runOpts, chooser: makeChooser(strategy, s, m.vcpus.length) });
+      const r = m.run({ ...runOpts, chooser: makeChooser(strategy, s, m.vcpus.length, undefined, boot.plans) });
       if (r.hazards.length > 0 || r.reason === 'error') {
         failing.push({ seed: s, reason: r.reason, ...(r.hazards[0] ? { hazard: describeHazard(r.hazards[0]) } : r.error ? { hazard: r.error.message } : {}), schedule: formatSchedule(m.decisions) });
       }
@@ -154,7 +154,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   }
 
   const m = boot.machine;
-  const r = m.run({ ...runOpts, chooser: makeChooser(strategy, seed, m.vcpus.length, replay) });
+  const r = m.run({ ...runOpts, chooser: makeChooser(strategy, seed, m.vcpus.length, replay, boot.plans) });
   if (flags.scheduleOut) writeAtomically(flags.scheduleOut, formatSchedule(m.decisions) + '\n');
   if (flags.traceOut) writeAtomically(flags.traceOut, JSON.stringify(chromeTrace(m.events, m.vcpus.length, path)) + '\n');
   if (r.reason === 'error' && r.error && !flags.json) {
