@@ -1,7 +1,9 @@
 /**
  * The Chooser: the only source of non-determinism in a run (DESIGN.md §3). At every scheduling
- * point the machine lists the enabled actions and asks the Chooser which happens next; any other
- * bounded choice (old or new bytes at a legal cross-modifying fetch) goes through `choose`.
+ * point the machine lists the enabled actions (steps, drains, and while the run's budgets last:
+ * NMIs, IRQs, host preemptions, plus the resumption of every vCPU a preemption took off) and asks
+ * the Chooser which happens next; any other bounded choice (old or new bytes at a legal
+ * cross-modifying fetch) goes through `choose`.
  * Strategies live in src/sched/ (one per file); this interface sits in the machine layer only
  * because the machine's run loop calls it.
  */

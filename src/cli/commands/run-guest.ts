@@ -141,6 +141,7 @@ function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags): Gue
         ...(s.host?.ple !== undefined ? { ple: s.host.ple } : {}),
       })
     : undefined;
+  if (s.inject?.preemptions && strategy === 'timed') throw new ScenarioError(`${file}: /inject/preemptions: the timed strategy preempts through host.pcpus or host.overcommit; preemption decisions are for random and pct`);
   // Made once the protocol is installed: injection plans may name its services (the #BP handler).
   const chooser = () => strategy === 'timed'
     ? new TimedChooser({ seed: flags.seed, ...(sched ? { host: sched } : {}) })
