@@ -99,6 +99,11 @@ export class KvmHost implements HostHooks {
     return 'done';
   }
 
+  /** A Preempt/Resume decision of the run (src/machine/machine.ts): KVM's vcpu_put/vcpu_load. */
+  preempt(c: Vcpu, preempted: boolean): void {
+    this.setPreempted(c.id, preempted);
+  }
+
   /** Write vCPU `cpu`'s steal-time `preempted` byte, as KVM does on vcpu_put/vcpu_load. */
   setPreempted(cpu: number, preempted: boolean): void {
     const at = this.stealTime[cpu];

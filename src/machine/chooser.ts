@@ -1,13 +1,15 @@
 /**
  * The Chooser: the only source of non-determinism in a run (DESIGN.md §3). At every scheduling
- * point the machine lists the enabled actions and asks the Chooser which happens next; any other
- * bounded choice (old or new bytes at a legal cross-modifying fetch) goes through `choose`.
+ * point the machine lists the enabled actions (steps, drains, and while the run's budgets last:
+ * NMIs, IRQs, host preemptions, plus the resumption of every vCPU a preemption took off) and asks
+ * the Chooser which happens next; any other bounded choice (old or new bytes at a legal
+ * cross-modifying fetch) goes through `choose`.
  * Strategies live in src/sched/ (one per file); this interface sits in the machine layer only
  * because the machine's run loop calls it.
  */
 import type { Vcpu } from './vcpu.ts';
 
-/** What an action does; an action is encoded as `cpu * 4 + kind`. */
+/** What an action does; an action is encoded as `cpu * 8 + kind`. */
 export const enum ActionKind {
   /** Execute one instruction (or deliver a pending interrupt) on the vCPU. */
   Step = 0,
@@ -17,16 +19,22 @@ export const enum ActionKind {
   Nmi = 2,
   /** Inject a fixed-vector interrupt into the vCPU (from the run's IRQ budget). */
   Irq = 3,
+  /** The host deschedules the vCPU (from the run's preemption budget): a VM exit, steal time's `preempted` set. */
+  Preempt = 4,
+  /** The host runs a vCPU it descheduled by a Preempt decision again. */
+  Resume = 5,
 }
+/** Kinds per vCPU in the action encoding (3 bits). */
+export const ACTION_KINDS = 8;
 
 export function action(cpu: number, kind: ActionKind): number {
-  return cpu * 4 + kind;
+  return cpu * 8 + kind;
 }
 export function actionCpu(a: number): number {
-  return a >> 2;
+  return a >> 3;
 }
 export function actionKind(a: number): ActionKind {
-  return (a & 3) as ActionKind;
+  return (a & 7) as ActionKind;
 }
 
 /** Choices other than "what happens next". */
@@ -57,6 +65,14 @@ export interface SchedulingPoint {
   readonly vcpus: readonly Vcpu[];
   /** Actions taken so far in this run. */
   readonly step: number;
+  /** What is left of the run's budgets (NMIs, IRQs, host preemptions), for strategies that pace them. */
+  readonly budget: RemainingBudget;
+}
+
+export interface RemainingBudget {
+  readonly nmis: number;
+  readonly irqs: number;
+  readonly preemptions: number;
 }
 
 /**

@@ -19,6 +19,8 @@ export interface HostHooks {
   cpuid?(c: Vcpu, leaf: number, subleaf: number): readonly [number, number, number, number] | undefined;
   /** VMCALL (Intel) or VMMCALL (AMD); with no hook both raise #UD. */
   hypercall?(c: Vcpu, kind: 'vmcall' | 'vmmcall', insn: Insn): HypercallOutcome;
+  /** The host descheduled `c` (true) or runs it again (false) by a scheduler decision: steal time's `preempted` byte. */
+  preempt?(c: Vcpu, preempted: boolean): void;
 }
 
 export interface ExecContext extends FetchContext {

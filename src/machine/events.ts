@@ -74,6 +74,8 @@ export type MachineEvent =
   | { type: 'halt'; step: number; cpu: number; rip: number }
   | { type: 'wake'; step: number; cpu: number; reason: 'interrupt' | 'nmi' | 'kick' }
   | { type: 'hypercall'; step: number; cpu: number; kind: 'vmcall' | 'vmmcall'; nr: number }
+  /** The host descheduled (preempted) or resumed the vCPU by a scheduler decision. */
+  | { type: 'host-preempt'; step: number; cpu: number; preempted: boolean }
   | { type: 'cmc-choice'; step: number; cpu: number; address: number; executed: 'old' | 'new' };
 
 export type MachineEventType = MachineEvent['type'];

@@ -9,12 +9,12 @@ import { Vcpu } from './vcpu.ts';
 import { fetch, decodeAt } from './decode-cache.ts';
 import { execute } from './execute.ts';
 import { deliverPending, canWake, raiseIrq, raiseNmi } from './interrupts.ts';
-import { drainOne } from './access.ts';
+import { drainAll, drainOne } from './access.ts';
 import { ServiceContext, type ServiceFactory } from './service.ts';
 import { pop64, checkReturn } from './interrupts.ts';
 import { Reg } from '../x86/registers.ts';
 import { MachineConfigError } from './errors.ts';
-import { ActionKind, CostClass, FirstEnabled, NO_DECISION, action, actionCpu, actionKind, type Chooser, type ChooserStop, type ChoiceKind, type SchedulingPoint } from './chooser.ts';
+import { ACTION_KINDS, ActionKind, CostClass, FirstEnabled, NO_DECISION, action, actionCpu, actionKind, type Chooser, type ChooserStop, type ChoiceKind, type SchedulingPoint } from './chooser.ts';
 import type { ExecContext, HostHooks } from './context.ts';
 import type { Hazard, MachineEvent } from './events.ts';
 
@@ -39,6 +39,12 @@ export interface InjectionBudget {
   irqVector?: number;
   /** vCPUs that may receive them (default: all). */
   cpus?: number[];
+  /**
+   * How many times the host may deschedule a running vCPU (a Preempt decision; its Resume is a
+   * decision too, free). For the strategies that do not own time: the timed strategy preempts
+   * through its HostScheduler (src/host/scheduler.ts) instead.
+   */
+  preemptions?: number;
 }
 
 export interface RunOptions {
@@ -78,6 +84,15 @@ export interface RunResult {
 
 /** Thrown inside the run loop when `choose` returns NO_DECISION mid-instruction; the run catches it. */
 class ChooserStopped extends Error {}
+
+/** A run's budgets as the run loop spends them. */
+interface RunBudget {
+  nmis: number;
+  irqs: number;
+  preemptions: number;
+  irqVector: number;
+  cpus: number[] | undefined;
+}
 
 /** An instruction probe (Machine.probe): a hazard to report, or undefined. */
 export type Probe = (c: Vcpu, insn: Insn) => Hazard | undefined;
@@ -121,7 +136,8 @@ export class Machine implements ExecContext {
     this.tso = opts.tso ?? true;
     this.stopOnHazard = opts.stopOnHazard ?? true;
     this.maxEvents = opts.maxEvents ?? 100_000;
-    this.actions = new Int32Array(n * 4);
+    this.actions = new Int32Array(n * ACTION_KINDS);
+    this.descheduled = new Uint8Array(n);
   }
 
   vcpu(id: number): Vcpu {
@@ -331,10 +347,14 @@ export class Machine implements ExecContext {
     this.append(d, 1);
   }
 
-  private enabled(budget: Required<Omit<InjectionBudget, 'cpus'>> & { cpus: number[] | undefined }): number {
+  /** vCPUs the host descheduled by a Preempt decision (1) and has not resumed yet. */
+  private readonly descheduled: Uint8Array;
+
+  private enabled(budget: RunBudget): number {
     const acts = this.actions;
     let n = 0;
     const vs = this.vcpus;
+    const desched = this.descheduled;
     for (let i = 0; i < vs.length; i++) {
       const c = vs[i]!;
       if (!c.preempted && (!c.halted || canWake(c))) acts[n++] = action(i, ActionKind.Step);
@@ -342,8 +362,24 @@ export class Machine implements ExecContext {
       const allowed = budget.cpus === undefined || budget.cpus.includes(i);
       if (allowed && budget.nmis > 0) acts[n++] = action(i, ActionKind.Nmi);
       if (allowed && budget.irqs > 0) acts[n++] = action(i, ActionKind.Irq);
+      // Only a running vCPU can be descheduled (a halted one has already exited to the host).
+      if (budget.preemptions > 0 && !c.preempted && !c.halted) acts[n++] = action(i, ActionKind.Preempt);
+      else if (desched[i] === 1) acts[n++] = action(i, ActionKind.Resume);
     }
     return n;
+  }
+
+  /**
+   * The host deschedules `c` (a VM exit: its store buffer drains, steal time's `preempted` byte is
+   * set through the host hook) or runs it again, as src/host/scheduler.ts does for the timed strategy.
+   */
+  private hostPreempt(c: Vcpu, preempted: boolean): void {
+    if (preempted) drainAll(this.memory, c);
+    c.preempted = preempted;
+    this.descheduled[c.id] = preempted ? 1 : 0;
+    this.hooks.preempt?.(c, preempted);
+    this.emit({ type: 'host-preempt', step: this.step, cpu: c.id, preempted });
+    this.dirty = true;
   }
 
   /** Run until every vCPU halts, a hazard, a fault, the instruction limit or `until`. */
@@ -351,13 +387,13 @@ export class Machine implements ExecContext {
     this.chooser = opts.chooser ?? new FirstEnabled();
     const maxInstructions = opts.maxInstructions ?? 10_000_000;
     const inj = opts.inject ?? {};
-    const budget = { nmis: inj.nmis ?? 0, irqs: inj.irqs ?? 0, irqVector: inj.irqVector ?? 0x20, cpus: inj.cpus };
+    const budget: RunBudget = { nmis: inj.nmis ?? 0, irqs: inj.irqs ?? 0, preemptions: inj.preemptions ?? 0, irqVector: inj.irqVector ?? 0x20, cpus: inj.cpus };
     const hazardsBefore = this.hazards.length;
     const retiredBefore = this.retired();
     const stepsBefore = this.step;
     this.stopRequested = false;
     this.recording = opts.record ?? true;
-    const point = { actions: this.actions, count: 0, vcpus: this.vcpus, step: 0 };
+    const point = { actions: this.actions, count: 0, vcpus: this.vcpus, step: 0, budget };
     const chooser = this.chooser;
     const until = opts.until;
     let reason: StopReason = 'limit';
@@ -406,7 +442,9 @@ export class Machine implements ExecContext {
         this.record(a);
         if (kind === ActionKind.Drain) drainOne(this.memory, c);
         else if (kind === ActionKind.Nmi) { budget.nmis--; raiseNmi(c); }
-        else { budget.irqs--; raiseIrq(c, budget.irqVector); }
+        else if (kind === ActionKind.Irq) { budget.irqs--; raiseIrq(c, budget.irqVector); }
+        else if (kind === ActionKind.Preempt) { budget.preemptions--; this.hostPreempt(c, true); }
+        else this.hostPreempt(c, false);
         this.step++;
         chooser.observe?.(c, kind, kind === ActionKind.Drain ? CostClass.Drain : CostClass.Inject);
         if (until !== undefined && until(this)) { reason = 'until'; break; }
@@ -449,6 +487,7 @@ export class Machine implements ExecContext {
     if (!bare) for (const [addr, svc] of this.services) m.registerService(addr, svc.name, svc.factory);
     m.memory = this.memory.fork();
     for (let i = 0; i < this.vcpus.length; i++) m.vcpus[i]!.copyFrom(this.vcpus[i]!);
+    m.descheduled.set(this.descheduled);
     for (const [k, v] of this.idt) m.idt.set(k, v);
     if (!bare) {
       m.hooks = this.hooks;

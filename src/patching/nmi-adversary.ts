@@ -45,7 +45,7 @@ export class NmiInInt3Chooser implements Chooser {
       this.map[n++] = j;
     }
     if (n === 0) return i;
-    return this.map[this.inner.next({ actions: this.filtered, count: n, vcpus: point.vcpus, step: point.step })]!;
+    return this.map[this.inner.next({ actions: this.filtered, count: n, vcpus: point.vcpus, step: point.step, budget: point.budget })]!;
   }
 
   choose(kind: ChoiceKind, n: number): number {

@@ -2,59 +2,101 @@
  * PCT, probabilistic concurrency testing (Burckhardt et al., ASPLOS 2010): every actor gets a
  * random priority; the highest-priority enabled actor runs; at d-1 random steps the running
  * actor's priority drops below all others. A bug of depth d is found with probability at least
- * 1/(n·k^(d-1)) per run. Actors here are (vCPU, action kind) pairs, so a vCPU's store-buffer
- * drains and its steps are prioritised separately and TSO reorderings are explored too.
+ * 1/(n·k^(d-1)) per run of k steps. Actors are (vCPU, action kind) pairs, so a vCPU's store-buffer
+ * drains and its steps have separate priorities and TSO reorderings are explored too.
+ *
+ * Three departures from the paper, each for a finding of issue 9:
+ * - spin-aware: a step of a vCPU spinning on PAUSE drops below every other actor before it is
+ *   taken, as shuttle's PCT does with `is_yielding`; without it the highest-priority spinner runs
+ *   forever and the lock holder never does (correct v1 livelocked on every seed);
+ * - change points are drawn over the run's measured length (`length`, see run-length.ts), not
+ *   over a fixed 10,000 decisions that a 10-step litmus test never reaches;
+ * - injections and host preemptions are paced over that length by default (injection.ts), not
+ *   taken only when nothing else can run.
  */
-import { actionKind, ActionKind, type Chooser, type ChoiceKind, type SchedulingPoint } from '../machine/chooser.ts';
+import { ACTION_KINDS, ActionKind, actionCpu, actionKind, type Chooser, type ChoiceKind, type SchedulingPoint } from '../machine/chooser.ts';
+import { MAX_VCPUS } from '../machine/machine.ts';
+import { Injector, type InjectionOptions } from './injection.ts';
 import { Prng } from './prng.ts';
+import { FIRST_GUESS_STEPS } from './run-length.ts';
 
 export interface PctOptions {
   seed: number;
   /** Bug depth d: d-1 priority change points (default 3). */
   depth?: number;
-  /** Expected run length in scheduling decisions k, where change points are drawn (default 10,000). */
+  /** Expected run length in machine steps, over which change points and paced events are drawn (default FIRST_GUESS_STEPS). */
   length?: number;
+  /** How NMIs, IRQs and host preemptions are spent (default: each budget paced over `length`). */
+  inject?: InjectionOptions;
 }
+
+/** Priorities of actors never seen: above every lowered one (lowered priorities count down from 0). */
+const UNSEEN = -Infinity;
 
 export class PctChooser implements Chooser {
   readonly name = 'pct';
   private readonly rng: Prng;
-  private readonly priority = new Map<number, number>();
+  /** Priority per actor (an action code); UNSEEN until first enabled. */
+  private readonly priority = new Float64Array(MAX_VCPUS * ACTION_KINDS).fill(UNSEEN);
   private readonly changePoints: number[];
-  private decisions = 0;
+  private readonly injector: Injector;
   private lowest = 0;
 
   constructor(opts: PctOptions) {
     this.rng = new Prng(opts.seed);
     const depth = opts.depth ?? 3;
-    const length = opts.length ?? 10_000;
-    this.changePoints = Array.from({ length: Math.max(0, depth - 1) }, () => 1 + this.rng.int(length)).sort((a, b) => a - b);
+    const length = Math.max(1, Math.round(opts.length ?? FIRST_GUESS_STEPS));
+    this.changePoints = Array.from({ length: Math.max(0, depth - 1) }, () => this.rng.int(length)).sort((a, b) => a - b);
+    this.injector = new Injector(this.rng, opts.inject ?? {}, length, true);
   }
 
   private prio(actor: number): number {
-    let p = this.priority.get(actor);
-    if (p === undefined) {
-      // A new actor gets a random priority above every lowered one.
+    let p = this.priority[actor]!;
+    if (p === UNSEEN) {
       p = 1_000_000 + this.rng.int(1_000_000);
-      this.priority.set(actor, p);
+      this.priority[actor] = p;
     }
     return p;
   }
 
-  next(point: SchedulingPoint): number {
-    this.decisions++;
-    let best = 0;
+  private lower(actor: number): void {
+    this.priority[actor] = this.lowest--;
+  }
+
+  /** The highest-priority Step or Drain action (not a spinner's step, if `skipSpinners`), or -1. */
+  private best(point: SchedulingPoint, skipSpinners: boolean): number {
+    let best = -1;
     let bestP = -Infinity;
     for (let i = 0; i < point.count; i++) {
       const a = point.actions[i]!;
-      // Injections are rare events: give them the lowest priority unless nothing else can run.
-      const p = actionKind(a) >= ActionKind.Nmi ? -1 : this.prio(a);
+      const k = actionKind(a);
+      if (k > ActionKind.Drain || (skipSpinners && k === ActionKind.Step && point.vcpus[actionCpu(a)]!.spinning)) continue;
+      const p = this.prio(a);
       if (p > bestP) { bestP = p; best = i; }
     }
-    const chosen = point.actions[best]!;
-    while (this.changePoints.length > 0 && this.changePoints[0]! <= this.decisions) {
+    return best;
+  }
+
+  next(point: SchedulingPoint): number {
+    const event = this.injector.pick(point);
+    if (event >= 0) return event;
+    // Spin-aware: every spinner above the best actor that makes progress steps aside (drops below
+    // all); when only spinners can run, the highest runs and drops, so they take turns.
+    let best = this.best(point, true);
+    if (best >= 0) {
+      const bestP = this.priority[point.actions[best]!]!;
+      for (let i = 0; i < point.count; i++) {
+        const a = point.actions[i]!;
+        if (actionKind(a) === ActionKind.Step && this.priority[a]! > bestP && point.vcpus[actionCpu(a)]!.spinning) this.lower(a);
+      }
+    } else {
+      best = this.best(point, false);
+      if (best < 0) return this.injector.fallback(point);
+      this.lower(point.actions[best]!);
+    }
+    while (this.changePoints.length > 0 && this.changePoints[0]! <= point.step) {
       this.changePoints.shift();
-      this.priority.set(chosen, this.lowest--);
+      this.lower(point.actions[best]!);
     }
     return best;
   }

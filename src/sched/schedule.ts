@@ -3,6 +3,7 @@
  *
  *   s<cpu>  step vCPU <cpu>        d<cpu>  drain its oldest buffered store
  *   n<cpu>  inject an NMI          i<cpu>  inject an interrupt
+ *   p<cpu>  the host deschedules   r<cpu>  the host resumes it
  *   c<v>    value <v> for a non-scheduling choice (old=0/new=1 at a legal INT3 fetch)
  *   <token>*<k>  the token k times
  *
@@ -11,7 +12,7 @@
  * run-length encoded (`s0*1000000000` is one entry, never a billion), and parsing takes its text in
  * chunks, so a schedule file of any length is read without holding it whole.
  *
- * The machine's run loop keeps its own compact encoding (an action is `cpu * 4 + kind`, a choice
+ * The machine's run loop keeps its own compact encoding (an action is `cpu * 8 + kind`, a choice
  * value v is `-(v + 1)`, in Int32Array points and a number log): that is its hot path. This file is
  * the one place that translates, and ACTION_LETTERS the one table a new action kind extends.
  */
@@ -31,6 +32,8 @@ const ACTION_LETTERS = [
   { letter: 'd', kind: 'drain', action: ActionKind.Drain },
   { letter: 'n', kind: 'nmi', action: ActionKind.Nmi },
   { letter: 'i', kind: 'irq', action: ActionKind.Irq },
+  { letter: 'p', kind: 'preempt', action: ActionKind.Preempt },
+  { letter: 'r', kind: 'resume', action: ActionKind.Resume },
 ] as const;
 /** The letter of a non-scheduling choice. */
 const CHOICE_LETTER = 'c';

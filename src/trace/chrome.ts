@@ -31,6 +31,7 @@ function describe(e: MachineEvent): { name: string; args: Record<string, unknown
     case 'halt': return { name: 'halt', args: { rip: hex(e.rip) } };
     case 'wake': return { name: `wake (${e.reason})`, args: {} };
     case 'hypercall': return { name: `${e.kind} ${e.nr}`, args: {} };
+    case 'host-preempt': return { name: e.preempted ? 'descheduled by the host' : 'resumed by the host', args: {} };
     case 'cmc-choice': return { name: `fetch ${e.executed} bytes`, args: { address: hex(e.address) } };
   }
 }

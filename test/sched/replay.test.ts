@@ -6,6 +6,7 @@ import { RandomChooser } from '../../src/sched/random.ts';
 import { ReplayChooser } from '../../src/sched/replay.ts';
 import { TimedChooser } from '../../src/sched/timed.ts';
 import { formatSchedule, parseSchedule, ScheduleError } from '../../src/sched/schedule.ts';
+import { ActionKind, action } from '../../src/machine/chooser.ts';
 import { machine, done, textPokeBpOrder, Code, PATCHER, SITE } from '../helpers/site-machine.ts';
 
 const fingerprint = (m: ReturnType<typeof machine>) =>

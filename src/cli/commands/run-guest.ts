@@ -26,6 +26,7 @@ import type { GuestScenario } from '../scenario/guest-schema.ts';
 import { judgeGuestRun } from '../../kernel/judge.ts';
 import type { CheckKind, Verdict } from '../../check/verdict.ts';
 import { hazardName } from '../../machine/events.ts';
+import { guestCodeNames, injectionOptions } from '../scenario/injection-plan.ts';
 
 export interface GuestRunFlags {
   strategy?: Strategy;
@@ -165,7 +166,7 @@ function subjectOf(file: string, s: GuestScenario, flags: GuestRunFlags): GuestS
     } : {}),
     limits: {
       maxInstructions: flags.maxInstructions ?? s.run?.maxInstructions ?? 50_000_000,
-      inject: { nmis: s.inject?.nmis ?? 0, irqs: s.inject?.irqs ?? 0, irqVector: VECTOR.LOCK_IRQ },
+      inject: { nmis: s.inject?.nmis ?? 0, irqs: s.inject?.irqs ?? 0, irqVector: VECTOR.LOCK_IRQ, ...(s.inject?.preemptions ? { preemptions: s.inject.preemptions } : {}) },
     },
   });
 }
@@ -176,7 +177,11 @@ function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags, subj
   const exec = subject.start(seed);
   const g = exec.guest;
   const sched = exec.scheduler;
-  const chooser = strategy === 'timed' ? new TimedChooser({ seed, ...(sched ? { host: sched } : {}) }) : makeChooser(strategy, seed, g.machine.vcpus.length, flags.schedule ?? s.schedule?.replay);
+  if (s.inject?.preemptions && strategy === 'timed') throw new ScenarioError(`${file}: /inject/preemptions: the timed strategy preempts through host.pcpus or host.overcommit; preemption decisions are for random and pct`);
+  // Injection plans may name the installed protocol's services (the #BP handler): the fork has them.
+  const chooser = strategy === 'timed'
+    ? new TimedChooser({ seed, ...(sched ? { host: sched } : {}) })
+    : makeChooser(strategy, seed, g.machine.vcpus.length, flags.schedule ?? s.schedule?.replay, injectionOptions(s.inject ?? {}, guestCodeNames(g), g.machine.vcpus.length, `${file}: /inject`));
   const result = exec.run(chooser);
   const r = result.run;
   const hs = exec.switchResult;

@@ -150,7 +150,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
     const failing: { seed: number; reason: string; check: CheckKind; hazard: string; schedule: string }[] = [];
     for (let s = seed; s < seed + seeds; s++) {
       const m = boot.machine.fork();
-      const r = m.run({ ...runOpts, chooser: makeChooser(strategy, s, m.vcpus.length) });
+      const r = m.run({ ...runOpts, chooser: makeChooser(strategy, s, m.vcpus.length, undefined, boot.plans) });
       const v = judgeMachineRun(m, r);
       if (!v.ok) {
         failing.push({ seed: s, reason: r.reason, check: v.check, hazard: v.hazard ? describeHazard(v.hazard) : v.message, schedule: recordedSchedule(m).toString() });
@@ -167,7 +167,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   }
 
   const m = boot.machine;
-  const r = m.run({ ...runOpts, chooser: makeChooser(strategy, seed, m.vcpus.length, replay) });
+  const r = m.run({ ...runOpts, chooser: makeChooser(strategy, seed, m.vcpus.length, replay, boot.plans) });
   if (flags.scheduleOut) writeAtomically(flags.scheduleOut, recordedSchedule(m).toString() + '\n');
   if (flags.traceOut) writeAtomically(flags.traceOut, JSON.stringify(chromeTrace(m.events, m.vcpus.length, path)) + '\n');
   if (r.reason === 'error' && r.error && !flags.json) {

@@ -13,6 +13,8 @@ import type { Schedule } from '../../sched/schedule.ts';
 import { PctChooser } from '../../sched/pct.ts';
 import { assembleText } from '../../x86/asm-text.ts';
 import { ScenarioError } from './errors.ts';
+import { injectionOptions } from './injection-plan.ts';
+import type { AddressRange, InjectionOptions } from '../../sched/injection.ts';
 import { big, num, type MachineScenario, type Num } from './load.ts';
 
 export type Strategy = 'timed' | 'random' | 'pct' | 'replay' | 'first';
@@ -22,6 +24,8 @@ export interface BuiltMachine {
   /** Label → address, from every `asm` block. */
   labels: Map<string, number>;
   run: Omit<RunOptions, 'chooser'> & { maxInstructions: number };
+  /** When the random and PCT strategies spend the budgets (`inject.nmi`, `.irq`, `.preempt`). */
+  plans: InjectionOptions;
 }
 
 function parseHex(text: string, what: string): number[] {
@@ -48,6 +52,7 @@ export function buildMachine(file: string, s: MachineScenario): BuiltMachine {
   const m = new Machine({ vcpus: s.machine.vcpus, tso: s.machine.tso ?? true, stopOnHazard: s.machine.stopOnHazard ?? true });
   s.memory.forEach((r, i) => m.memory.map(num(r.at, `${file}: /memory/${i}/at`), num(r.size, `${file}: /memory/${i}/size`), r.perms));
   const labels = new Map<string, number>();
+  const blocks = new Map<string, AddressRange>();
   s.code.forEach((block, i) => {
     const where = `${file}: /code/${i}${block.name ? ` (${block.name})` : ''}`;
     const at = num(block.at, `${where}/at`);
@@ -65,6 +70,7 @@ export function buildMachine(file: string, s: MachineScenario): BuiltMachine {
       if (!m.memory.isMapped(at + k)) throw new ScenarioError(`${where}: code runs into unmapped memory at 0x${(at + k).toString(16)}; add a memory region`);
     }
     m.memory.writeBytes(at, bytes);
+    if (block.name !== undefined) blocks.set(block.name, { from: at, to: at + bytes.length });
   });
   (s.data ?? []).forEach((d, i) => {
     const at = num(d.at, `${file}: /data/${i}/at`);
@@ -92,23 +98,29 @@ export function buildMachine(file: string, s: MachineScenario): BuiltMachine {
   const inj = s.inject ?? {};
   const waitFor = s.run?.stopWhenHalted ?? [];
   for (const id of waitFor) if (id >= s.machine.vcpus) throw new ScenarioError(`${file}: /run/stopWhenHalted: there is no vCPU ${id}`);
+  // A code block's name covers the block; a label, the instruction boundary it marks.
+  const names = {
+    range: (n: string) => { const b = blocks.get(n); if (b) return [b]; const l = labels.get(n); return l === undefined ? undefined : [{ from: l, to: l + 1 }]; },
+    known: `code blocks: ${[...blocks.keys()].join(', ') || 'none'}; labels: ${[...labels.keys()].join(', ') || 'none'}`,
+  };
   return {
     machine: m,
     labels,
+    plans: injectionOptions(inj, names, s.machine.vcpus, `${file}: /inject`),
     run: {
       maxInstructions: s.run?.maxInstructions ?? 1_000_000,
-      inject: { nmis: inj.nmis ?? 0, irqs: inj.irqs ?? 0, irqVector: inj.vector ?? 0x20, ...(inj.cpus ? { cpus: inj.cpus } : {}) },
+      inject: { nmis: inj.nmis ?? 0, irqs: inj.irqs ?? 0, irqVector: inj.vector ?? 0x20, ...(inj.cpus ? { cpus: inj.cpus } : {}), ...(inj.preemptions ? { preemptions: inj.preemptions } : {}) },
       ...(waitFor.length > 0 ? { until: (mm: Machine) => waitFor.every((id) => mm.vcpus[id]!.halted) } : {}),
     },
   };
 }
 
-/** The chooser for a strategy name, a seed and (for replay) a schedule. */
-export function makeChooser(strategy: Strategy, seed: number, vcpus: number, replay?: string | Schedule): Chooser {
+/** The chooser for a strategy name, a seed, (for replay) a schedule string and (random, PCT) the injection plans. */
+export function makeChooser(strategy: Strategy, seed: number, vcpus: number, replay?: string | Schedule, plans: InjectionOptions = {}): Chooser {
   switch (strategy) {
     case 'timed': return new TimedChooser({ seed });
-    case 'random': return new RandomChooser(seed);
-    case 'pct': return new PctChooser({ seed });
+    case 'random': return new RandomChooser(seed, { inject: plans });
+    case 'pct': return new PctChooser({ seed, inject: plans });
     case 'first': return new FirstEnabled();
     case 'replay':
       if (replay === undefined) throw new ScenarioError('strategy replay needs a schedule string (--schedule or schedule.replay)');

@@ -3,6 +3,7 @@
  * with a lock workload, optional host over-commit, and a scheduling strategy.
  */
 import { scheduleSchema } from './schema.ts';
+import { injectionPlanProperties, type InjectionPlanSpec } from './injection-plan.ts';
 
 export const guestScenarioSchema = {
   type: 'object',
@@ -55,7 +56,7 @@ export const guestScenarioSchema = {
     inject: {
       type: 'object',
       additionalProperties: false,
-      properties: { nmis: { type: 'integer', minimum: 0 }, irqs: { type: 'integer', minimum: 0 } },
+      properties: { nmis: { type: 'integer', minimum: 0 }, irqs: { type: 'integer', minimum: 0 }, ...injectionPlanProperties },
     },
     switch: {
       type: 'object',
@@ -85,7 +86,7 @@ export interface GuestScenario {
   guest: { vcpus: number; platform?: string; flavor?: string; nopvspin?: boolean; hypercall?: 'vmcall' | 'vmmcall'; spinThreshold?: number; tso?: boolean };
   host?: { vendor?: 'intel' | 'amd'; pvUnhalt?: boolean; realtime?: boolean; pcpus?: number; overcommit?: number; sliceUs?: number; switchUs?: number; wakeUs?: number; ple?: boolean };
   workload?: { iterations?: number; criticalLoops?: number; thinkLoops?: number; taskLocks?: number; irqLockEvery?: number; extraSites?: number };
-  inject?: { nmis?: number; irqs?: number };
+  inject?: { nmis?: number; irqs?: number } & InjectionPlanSpec;
   switch?: { protocol?: 'v2' | 'v1' | 'text-poke-bp'; hint: 'revoke' | 'grant'; atStep: number; patcherCpu?: number; maxRetries?: number };
   schedule?: { strategy?: 'timed' | 'random' | 'pct' | 'replay' | 'first'; seed?: number; replay?: string };
   run?: { maxInstructions?: number };

@@ -6,6 +6,7 @@ import { readFileSync, existsSync, statSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { ScenarioError } from './errors.ts';
+import type { InjectionPlanSpec } from './injection-plan.ts';
 
 export type Num = number | string;
 
@@ -19,7 +20,7 @@ export interface MachineScenario {
   vcpus: { rip: Num; rsp?: Num; gsBase?: Num; interrupts?: boolean; halted?: boolean; regs?: Record<string, Num> }[];
   idt?: Record<string, Num>;
   schedule?: { strategy?: 'timed' | 'random' | 'pct' | 'replay' | 'first'; seed?: number; replay?: string };
-  inject?: { nmis?: number; irqs?: number; vector?: number; cpus?: number[] };
+  inject?: { nmis?: number; irqs?: number; vector?: number; cpus?: number[] } & InjectionPlanSpec;
   run?: { maxInstructions?: number; stopWhenHalted?: number[] };
 }
 

@@ -3,6 +3,8 @@
  * (assembly text or hex bytes), initial vCPU state, interrupt handlers, a scheduling strategy and
  * what may be injected. Users write these in YAML or JSON without touching TypeScript.
  */
+import { injectionPlanProperties } from './injection-plan.ts';
+
 const address = {
   description: 'an integer or a hex string such as "0x1000" or "-0x10"',
   anyOf: [{ type: 'integer' }, { type: 'string', pattern: '^-?(0x[0-9a-fA-F_]+|[0-9_]+)$' }],
@@ -116,6 +118,7 @@ export const machineScenarioSchema = {
         irqs: { type: 'integer', minimum: 0 },
         vector: { type: 'integer', minimum: 32, maximum: 255 },
         cpus: { type: 'array', items: { type: 'integer', minimum: 0 } },
+        ...injectionPlanProperties,
       },
     },
     run: {
