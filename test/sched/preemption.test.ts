@@ -1,6 +1,7 @@
 // Host preemption as a scheduler decision (issue 9): random and PCT may deschedule a running vCPU
 // (a VM exit: its stores drain, steal time's `preempted` byte is set) and resume it; the decisions
 // are `p<cpu>` and `r<cpu>` in a schedule string, and a replay of it reproduces the run.
+import { encodeDecision } from '../../src/sched/schedule.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Guest } from '../../src/kernel/guest.ts';
@@ -40,7 +41,12 @@ function run(seed: number, chooser: Chooser) {
 }
 
 test('p<cpu> and r<cpu> are schedule decisions: the host deschedules and resumes vCPU <cpu>', () => {
-  assert.deepEqual(parseSchedule('p1 s0*2 r1'), [action(1, ActionKind.Preempt), action(0, ActionKind.Step), action(0, ActionKind.Step), action(1, ActionKind.Resume)]);
+  assert.deepEqual(parseSchedule('p1 s0*2 r1').entries, [
+    { decision: { kind: 'preempt', cpu: 1 }, count: 1 },
+    { decision: { kind: 'step', cpu: 0 }, count: 2 },
+    { decision: { kind: 'resume', cpu: 1 }, count: 1 },
+  ]);
+  assert.equal(encodeDecision({ kind: 'preempt', cpu: 1 }), action(1, ActionKind.Preempt));
   assert.equal(formatSchedule([action(3, ActionKind.Preempt), 1, action(3, ActionKind.Resume), 1]), 'p3 r3');
 });
 

@@ -9,10 +9,10 @@ import { RandomChooser } from '../../src/sched/random.ts';
 import { machine, done, textPokeBpOrder } from '../helpers/site-machine.ts';
 
 test('every decision kind has its letter and survives the machine encoding', () => {
-  const all: Decision[] = [{ kind: 'step', cpu: 3 }, { kind: 'drain', cpu: 1 }, { kind: 'nmi', cpu: 2 }, { kind: 'irq', cpu: 0 }, { kind: 'choice', value: 1 }];
-  assert.equal(new Schedule(all.map((decision) => ({ decision, count: 1 }))).toString(), 's3 d1 n2 i0 c1');
+  const all: Decision[] = [{ kind: 'step', cpu: 3 }, { kind: 'drain', cpu: 1 }, { kind: 'nmi', cpu: 2 }, { kind: 'irq', cpu: 0 }, { kind: 'preempt', cpu: 2 }, { kind: 'resume', cpu: 2 }, { kind: 'choice', value: 1 }];
+  assert.equal(new Schedule(all.map((decision) => ({ decision, count: 1 }))).toString(), 's3 d1 n2 i0 p2 r2 c1');
   for (const d of all) assert.deepEqual(decodeDecision(encodeDecision(d)), d);
-  assert.equal(Schedule.fromCodes([0, 0, 0, 5, -2, -2]).toString(), 's0*3 d1 c1*2');
+  assert.equal(Schedule.fromCodes([0, 0, 0, encodeDecision({ kind: 'drain', cpu: 1 }), -2, -2]).toString(), 's0*3 d1 c1*2');
   assert.equal(Schedule.parse('s0*12 d1 n2 i3 c0').toString(), 's0*12 d1 n2 i3 c0');
 });
 
@@ -43,7 +43,7 @@ test('a schedule text cut into chunks anywhere parses as the whole', () => {
 });
 
 test('a runaway token is reported without being accumulated', () => {
-  assert.throws(() => parseScheduleChunks(['s0 ', 'x'.repeat(1000), 'x'.repeat(1000)]), /token 2 'x{40}…' is not one of s<cpu>, d<cpu>, n<cpu>, i<cpu>, c<value>/);
+  assert.throws(() => parseScheduleChunks(['s0 ', 'x'.repeat(1000), 'x'.repeat(1000)]), /token 2 'x{40}…' is not one of s<cpu>, d<cpu>, n<cpu>, i<cpu>, p<cpu>, r<cpu>, c<value>/);
 });
 
 test('a recorded run reads back as a Schedule that replays it', () => {
