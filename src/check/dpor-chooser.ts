@@ -246,8 +246,11 @@ export class DporChooser implements Chooser {
     node.chosenFp = unionFp(node.chosenFp, fp);
     if (this.settings.reduction) {
       if (cur.node >= this.prefix - 1) for (const x of races) this.races.push([x, e]);
-      const inherited = [...node.sleep, ...[...node.done.values()].filter((d) => d.complete)];
-      this.sleep = inherited.filter((s) => s.proc !== cur.proc && s.fp !== null && !dependent(s.fp, s.proc, fp, cur.proc));
+      if (node.sleep.length === 0 && node.done.size === 0) this.sleep = node.sleep;
+      else {
+        const inherited = [...node.sleep, ...[...node.done.values()].filter((d) => d.complete)];
+        this.sleep = inherited.filter((s) => s.proc !== cur.proc && s.fp !== null && !dependent(s.fp, s.proc, fp, cur.proc));
+      }
     }
     if (kind === ActionKind.Step) {
       const c = this.machine.vcpus[cpu]!;

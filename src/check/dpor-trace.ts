@@ -104,25 +104,22 @@ export class Trace {
       const issuer = this.storeIssuer[cpu]![drains];
       if (issuer !== undefined) join(clock, this.events[issuer]!.vc);
     }
-    const candidates = new Set<number>();
+    const candidates = this.candidates;
+    candidates.length = 0;
     if (terminal) {
-      for (let q = 0; q < procs; q++) if (q !== proc && this.lastOfProc[q]! >= 0) candidates.add(this.lastOfProc[q]!);
+      for (let q = 0; q < procs; q++) if (q !== proc && this.lastOfProc[q]! >= 0) candidates.push(this.lastOfProc[q]!);
     } else {
-      const from = (index: LastAccess, g: number) => {
-        const a = index.get(g);
-        if (a !== undefined) for (let q = 0; q < procs; q++) if (q !== proc && a[q]! >= 0) candidates.add(a[q]!);
-      };
-      for (const g of fp.reads) from(this.lastWrite, g);
-      for (const g of fp.fetches) from(this.lastWrite, g);
+      for (const g of fp.reads) this.collect(this.lastWrite, g, proc);
+      for (const g of fp.fetches) this.collect(this.lastWrite, g, proc);
       for (const g of fp.writes) {
-        from(this.lastWrite, g);
-        from(this.lastRead, g);
-        from(this.lastFetch, g);
+        this.collect(this.lastWrite, g, proc);
+        this.collect(this.lastRead, g, proc);
+        this.collect(this.lastFetch, g, proc);
       }
     }
     const races: number[] = [];
-    const sorted = [...candidates].sort((a, b) => b - a);
-    for (const x of sorted) {
+    if (candidates.length > 1) candidates.sort((a, b) => b - a);
+    for (const x of candidates) {
       const ex = this.events[x]!;
       if (!terminal && !dependent(ex.fp, ex.proc, fp, proc)) continue;
       if (clock[ex.proc]! >= ex.seq) continue; // already ordered through a later event
@@ -139,6 +136,18 @@ export class Trace {
     for (const g of fp.writes) this.lastWrite.set(g, proc, index);
     for (let k = buffered[0]; k < buffered[1]; k++) this.storeIssuer[cpu]![k] = index;
     return races;
+  }
+
+  /** Candidate races of the event being added (reused). */
+  private readonly candidates: number[] = [];
+
+  private collect(index: LastAccess, g: number, proc: number): void {
+    const a = index.get(g);
+    if (a === undefined) return;
+    for (let q = 0; q < a.length; q++) {
+      const x = a[q]!;
+      if (q !== proc && x >= 0 && !this.candidates.includes(x)) this.candidates.push(x);
+    }
   }
 
   /** x happens before y (x earlier in the trace). */

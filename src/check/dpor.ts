@@ -15,15 +15,19 @@
  * PAUSE or closed a cycle is a yield, not a preemption). Pruning DPOR by a preemption bound is
  * unsound on its own (Coons, Musuvathi, McKinley, "Bounded partial-order reduction", OOPSLA 2013):
  * as BPOR does, every backtrack point also adds a conservative one for the same process at the
- * last context switch before it. `depth` bounds instructions per execution. A search that never
- * left anything out because of a bound and ran out of branches is `exhausted`; otherwise it is
- * `bounded`. With `reduction: false` the same explorer is plain bounded DFS over every enabled
+ * last context switch before it. `depth` bounds instructions per execution.
+ *
+ * A search that ran out of branches with no execution cut by the depth bound and no stop at
+ * `maxExecutions` is `exhausted`: every interleaving within the preemption bound was explored (a
+ * proof for that bound). Otherwise it is `bounded`. `preemptionLimited` says whether the
+ * preemption bound left a branch out (false with `exhausted`: a proof for any number of
+ * preemptions). With `reduction: false` the same explorer is plain bounded DFS over every enabled
  * action (the baseline DPOR is measured against).
  *
  * The Subject must let errors that are not user-facing through its run(): an execution ends early
  * by an ExplorationCut thrown from the chooser.
  */
-import { ActionKind, actionCpu, actionKind } from '../machine/chooser.ts';
+import { ActionKind, action, actionCpu, actionKind } from '../machine/chooser.ts';
 import { FootprintRecorder } from '../machine/footprint.ts';
 import type { Decision } from '../machine/machine.ts';
 import { Trace } from './dpor-trace.ts';
@@ -81,10 +85,10 @@ export interface DporResult {
   /** Finished executions by verdict: 'ok' or the check that failed. */
   readonly verdicts: Map<string, number>;
   readonly ends: Record<ExecutionEnd, number>;
-  /** Every branch within the bounds was explored and no bound cut anything. */
+  /** Every interleaving within the preemption bound was explored: none cut by depth or the execution cap. */
   readonly exhausted: boolean;
-  /** Some execution or branch was left out because of a bound. */
-  readonly bounded: boolean;
+  /** The preemption bound left out a branch (a larger bound explores more). */
+  readonly preemptionLimited: boolean;
   readonly violation?: DporViolation;
 }
 
@@ -95,18 +99,26 @@ export function replayDecisions(log: readonly Decision[]): number[] {
   return out;
 }
 
-/** The last node before `i` where the running vCPU changed (BPOR's conservative point), or -1. */
+/**
+ * BPOR's conservative point for a backtrack at node `i`: the last node before it where a switch
+ * of vCPU happened or would be free (nothing running yet, the running vCPU blocked or yielding),
+ * so that a switch the bound forbids at `i` is also tried where it costs nothing. -1: none.
+ */
 function lastContextSwitch(path: PathNode[], i: number): number {
   for (let j = i - 1; j >= 0; j--) {
     const n = path[j]!;
-    if (n.kind === 'schedule' && actionKind(n.chosen) === ActionKind.Step && n.running >= 0 && actionCpu(n.chosen) !== n.running) return j;
+    if (n.kind !== 'schedule') continue;
+    const switched = actionKind(n.chosen) === ActionKind.Step && n.running >= 0 && actionCpu(n.chosen) !== n.running;
+    const free = n.running < 0 || n.yieldable || !n.enabled.includes(action(n.running, ActionKind.Step));
+    if (switched || free) return j;
   }
   return -1;
 }
 
 class Explorer {
   readonly path: PathNode[] = [];
-  bounded = false;
+  /** The preemption bound left a branch out. */
+  preemptionLimited = false;
 
   constructor(private readonly bound: number | undefined) {}
 
@@ -117,8 +129,17 @@ class Explorer {
   private addBacktrack(i: number, proc: number, conservative: boolean): void {
     const node = this.path[i] as ScheduleNode;
     if (this.fits(node, proc)) node.backtrack.add(proc);
-    else this.bounded = true;
-    if (this.bound === undefined || conservative) return;
+    else {
+      // The bound makes otherwise independent actions dependent (BPOR): the branches above this
+      // node did not explore everything a sleep set would assume they did.
+      this.preemptionLimited = true;
+      this.markIncomplete(i);
+    }
+    if (this.bound !== undefined && !conservative) this.conservative(i, proc);
+  }
+
+  /** BPOR: the same process at the last context switch before node i (all enabled there if it is not). */
+  private conservative(i: number, proc: number): void {
     const j = lastContextSwitch(this.path, i);
     if (j < 0) return;
     const at = this.path[j] as ScheduleNode;
@@ -135,10 +156,16 @@ class Explorer {
     if (initials.some((q) => q === node.chosen || node.backtrack.has(q) || node.done.has(q))) return;
     const q = initials.find((p) => this.fits(node, p)) ?? initials[0]!;
     this.addBacktrack(i, q, false);
+    // An initial the bound forbids here may still start v where switching to it is free.
+    if (this.bound !== undefined) for (const p of initials) if (p !== q && !this.fits(node, p)) this.conservative(i, p);
   }
 
-  markIncomplete(): void {
-    for (const n of this.path) if (n.kind === 'schedule') n.incomplete = true;
+  /** The current branches of nodes [0, upTo) left something out: their process will not sleep. */
+  markIncomplete(upTo = this.path.length): void {
+    for (let j = 0; j < upTo; j++) {
+      const n = this.path[j]!;
+      if (n.kind === 'schedule') n.incomplete = true;
+    }
   }
 
   /** Move to the next branch, deepest first; returns the new prefix length, or 0 when done. */
@@ -186,9 +213,10 @@ export function exploreDpor(subject: Subject, bounds: DporBounds = {}, options: 
   let found: DporViolation | undefined;
   let prefix = 0;
   let finishedSearch = false;
+  let cut = false;
   for (;;) {
     if (bounds.maxExecutions !== undefined && executions >= bounds.maxExecutions) {
-      explorer.bounded = true;
+      cut = true;
       break;
     }
     const exec = subject.start();
@@ -219,9 +247,12 @@ export function exploreDpor(subject: Subject, bounds: DporBounds = {}, options: 
     executions++;
     exec.machine.recordFootprints(undefined);
     for (const [x, ev] of chooser.races) explorer.reverse(trace, x, ev);
-    if (chooser.boundHit) explorer.bounded = true;
+    if (chooser.boundHit) {
+      explorer.preemptionLimited = true;
+      explorer.markIncomplete();
+    }
     if (end === 'depth-bound') {
-      explorer.bounded = true;
+      cut = true;
       explorer.markIncomplete();
     }
     ends[end]++;
@@ -239,7 +270,7 @@ export function exploreDpor(subject: Subject, bounds: DporBounds = {}, options: 
       break;
     }
   }
-  const exhausted = finishedSearch && !explorer.bounded;
+  const exhausted = finishedSearch && !cut;
   return {
     outcome: found !== undefined ? 'violation' : exhausted ? 'exhausted' : 'bounded',
     executions,
@@ -247,7 +278,7 @@ export function exploreDpor(subject: Subject, bounds: DporBounds = {}, options: 
     verdicts,
     ends,
     exhausted,
-    bounded: explorer.bounded,
+    preemptionLimited: explorer.preemptionLimited,
     ...(found !== undefined ? { violation: found } : {}),
   };
 }

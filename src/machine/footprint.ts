@@ -43,18 +43,37 @@ export const enum Pseudo {
   /** The run's NMI and IRQ injection budgets. */
   NmiBudget = 3,
   IrqBudget = 4,
-  /** + vCPU id: its pending interrupts, NMI latch and halt/kick state. */
-  Interrupts = 16,
+  /** + vCPU id: its pending fixed-vector interrupts (IRQs, IPIs). */
+  Irq = 16,
+  /** + vCPU id: its NMI latch. */
+  Nmi = 16 + 256,
+  /** + vCPU id: its halt state as a kick changes it (KVM_HC_KICK_CPU, pv_unhalted). */
+  Kick = 16 + 512,
   /** + vCPU id: its store buffer as a whole (drains and drain-alls). */
-  StoreBuffer = 16 + 256,
+  StoreBuffer = 16 + 768,
 }
+
+/** The kinds of interrupt state another agent can change. */
+export type InterruptKind = Pseudo.Irq | Pseudo.Nmi | Pseudo.Kick;
 
 export function pseudo(p: Pseudo, cpu = 0): number {
   return PSEUDO_BASE + p + cpu;
 }
 
 export function isPseudo(location: number): boolean {
-  return location >= PSEUDO_BASE;
+  return location >= PSEUDO_BASE && location < TEXT_BYTE_BASE - 2 ** 47;
+}
+
+/**
+ * Instruction fetches and text writes are also recorded byte by byte (a key per byte, in a range
+ * of its own): the bytes an instruction decodes from are exact, and code next to a patched site
+ * (the JMP after a NOP being rewritten) does not conflict with the patch. Text writes carry both
+ * their granules and their bytes, so a data read of text still meets them.
+ */
+const TEXT_BYTE_BASE = 2 ** 50;
+
+function addTextBytes(list: number[], addr: number, len: number): void {
+  for (let i = 0; i < len; i++) addUnique(list, TEXT_BYTE_BASE + addr + i);
 }
 
 /** The granule holding `addr`. */
@@ -162,7 +181,10 @@ export class FootprintRecorder {
       }
     }
     const p = this.mem.page(addr);
-    if (p !== undefined && p.writer !== null) addUnique(this.writes, pseudo(Pseudo.TextSeq));
+    if (p !== undefined && p.writer !== null) {
+      addUnique(this.writes, pseudo(Pseudo.TextSeq));
+      addTextBytes(this.writes, addr, size);
+    }
   }
 
   /** `count` stores drained from `cpu`'s buffer (one drain, or a drain-all, possibly of none). */
@@ -171,8 +193,13 @@ export class FootprintRecorder {
     addUnique(this.writes, pseudo(Pseudo.StoreBuffer, cpu));
   }
 
-  /** Text read at [addr, addr+len). */
+  /** An instruction fetch of [addr, addr+len). */
   fetch(addr: number, len: number): void {
+    addTextBytes(this.fetches, addr, len);
+  }
+
+  /** Text whose write history a later check reads (around a pushed return address). */
+  textHistory(addr: number, len: number): void {
     addRange(this.fetches, addr, len);
   }
 
@@ -181,19 +208,26 @@ export class FootprintRecorder {
     addUnique(this.reads, pseudo(Pseudo.TextSeq));
   }
 
-  /** A step of `cpu` (reads whether an interrupt is pending for it). */
-  step(cpu: number): void {
-    addUnique(this.reads, pseudo(Pseudo.Interrupts, cpu));
+  /**
+   * A step of `c` reads the interrupt state that decides whether it delivers one: its NMI latch
+   * unless NMIs are blocked, its pending IRQs when it could take one (IF set, no STI shadow, or
+   * halted), and always whether a kick arrived (HLT reads pv_unhalted).
+   */
+  step(c: Vcpu): void {
+    const cpu = c.id;
+    if (!c.nmiBlocked) addUnique(this.reads, pseudo(Pseudo.Nmi, cpu));
+    if (c.halted || (c.interruptsEnabled && !c.interruptShadow)) addUnique(this.reads, pseudo(Pseudo.Irq, cpu));
+    addUnique(this.reads, pseudo(Pseudo.Kick, cpu));
   }
 
-  /** Something changed `cpu`'s pending interrupts or halt state (IPI, NMI, IRQ, kick). */
-  interrupt(cpu: number): void {
-    addUnique(this.writes, pseudo(Pseudo.Interrupts, cpu));
+  /** Another agent changed `cpu`'s interrupt state (an IPI, an NMI, an IRQ, a kick). */
+  interrupt(cpu: number, kind: InterruptKind): void {
+    addUnique(this.writes, pseudo(kind, cpu));
   }
 
   /** An NMI or IRQ injected into `cpu` from the run's budget. */
   injected(cpu: number, budget: Pseudo.NmiBudget | Pseudo.IrqBudget): void {
-    this.interrupt(cpu);
+    this.interrupt(cpu, budget === Pseudo.NmiBudget ? Pseudo.Nmi : Pseudo.Irq);
     addUnique(this.writes, pseudo(budget));
   }
 

@@ -224,7 +224,7 @@ export class Machine implements ExecContext {
     for (const t of targets) {
       const c = this.vcpus[t];
       if (!c) continue; // an IPI to a missing APIC ID is dropped, as on hardware
-      this.memory.footprint?.interrupt(t);
+      this.memory.footprint?.interrupt(t, nmi ? Pseudo.Nmi : Pseudo.Irq);
       if (nmi) raiseNmi(c);
       else raiseIrq(c, vector);
     }
@@ -234,13 +234,13 @@ export class Machine implements ExecContext {
   // ---- interrupts from outside (host, devices, other vCPUs' IPIs) ---------------------------
 
   raiseIrq(cpu: number, vector: number): void {
-    this.memory.footprint?.interrupt(cpu);
+    this.memory.footprint?.interrupt(cpu, Pseudo.Irq);
     raiseIrq(this.vcpu(cpu), vector);
     this.dirty = true;
   }
 
   raiseNmi(cpu: number): void {
-    this.memory.footprint?.interrupt(cpu);
+    this.memory.footprint?.interrupt(cpu, Pseudo.Nmi);
     raiseNmi(this.vcpu(cpu));
     this.dirty = true;
   }
@@ -251,7 +251,7 @@ export class Machine implements ExecContext {
    */
   kick(cpu: number): void {
     const c = this.vcpu(cpu);
-    this.memory.footprint?.interrupt(cpu);
+    this.memory.footprint?.interrupt(cpu, Pseudo.Kick);
     if (!c.halted) {
       c.pvUnhalted = true;
       return;
@@ -274,7 +274,7 @@ export class Machine implements ExecContext {
   stepCpu(c: Vcpu): number {
     // Footprints (src/machine/footprint.ts) cost this one field test per step when off.
     const fp = this.memory.footprint;
-    if (fp !== undefined) fp.step(c.id);
+    if (fp !== undefined) fp.step(c);
     if ((c.nmiPending || c.pendingIrqs.length > 0) && deliverPending(this, c)) return CostClass.Interrupt;
     if (c.halted) return CostClass.Halt;
     if (c.interruptShadow) c.interruptShadow = false;

@@ -104,3 +104,33 @@ test('a vCPU spinning on a flag nobody will set is a livelock, not a run to the 
   assert.ok(!r.violation!.verdict.ok && r.violation!.verdict.check === 'livelock');
   assert.ok(r.violation!.steps < 100);
 });
+
+test('the preemption bound is the proof parameter: SB within 0 preemptions misses only (1, 1) and says so', () => {
+  const sb = scenarioFile('scenarios/store-buffering.yaml', [[0, Reg.RAX], [1, Reg.RAX]]);
+  const r = exploreDpor(sb, { preemptions: 0 });
+  assert.equal(r.outcome, 'exhausted');
+  assert.equal(r.preemptionLimited, true);
+  assert.deepEqual([...r.states.keys()].sort(), ['0:RAX=0 1:RAX=0', '0:RAX=0 1:RAX=1', '0:RAX=1 1:RAX=0']);
+  const full = exploreDpor(sb);
+  assert.equal(full.preemptionLimited, false);
+});
+
+test('an execution cut by the depth bound makes the search bounded, not exhausted', () => {
+  const sb = scenarioFile('scenarios/store-buffering.yaml', [[0, Reg.RAX], [1, Reg.RAX]]);
+  const r = exploreDpor(sb, { depth: 3 });
+  assert.equal(r.outcome, 'bounded');
+  assert.equal(r.exhausted, false);
+  assert.ok(r.ends['depth-bound'] > 0);
+  const capped = exploreDpor(sb, { maxExecutions: 2 });
+  assert.equal(capped.outcome, 'bounded');
+  assert.equal(capped.executions, 2);
+});
+
+test('text_poke_bp order at machine level: no violation in any interleaving without preemptions', () => {
+  const tpo = scenarioFile('scenarios/text-poke-order.yaml', [[0, Reg.RAX]]);
+  const r = exploreDpor(tpo, { preemptions: 0 });
+  assert.equal(r.outcome, 'exhausted');
+  assert.equal(r.violation, undefined);
+  assert.deepEqual([...r.verdicts.keys()], ['ok']);
+  assert.ok(r.executions > 1);
+});
