@@ -10,7 +10,7 @@
  * before the drain that commits it".
  */
 import { ActionKind, actionCpu, actionKind } from '../machine/chooser.ts';
-import { isPseudo, type Footprint } from '../machine/footprint.ts';
+import { isDataGranule, type Footprint } from '../machine/footprint.ts';
 
 export interface TraceEvent {
   /** The process (an action). */
@@ -28,9 +28,11 @@ export interface TraceEvent {
 
 /**
  * Do two events of different processes conflict? One writes what the other reads, writes or
- * fetches. A vCPU's steps and its own drains never conflict on data: a load that its buffer would
- * forward reads the same value from memory once the store has drained. They do conflict on text
- * (instruction fetch does not see the buffer) and on the store buffer itself.
+ * fetches. A vCPU's steps and its own drains do not conflict on plain data granules: a load from
+ * memory of what the vCPU itself stored and drained reads what forwarding would have given it,
+ * unless a third event wrote in between (which conflicts with both). They do conflict on
+ * forwarding keys (a forwarded load against the drain of its store), on text (instruction fetch
+ * does not see the buffer) and on the store buffer itself.
  */
 export function dependent(a: Footprint, pa: number, b: Footprint, pb: number): boolean {
   const ka = actionKind(pa), kb = actionKind(pb);
@@ -41,7 +43,7 @@ export function dependent(a: Footprint, pa: number, b: Footprint, pb: number): b
 function writesHit(writes: readonly number[], other: Footprint, ownBuffer: boolean): boolean {
   for (const w of writes) {
     if (other.fetches.includes(w)) return true;
-    if (ownBuffer && !isPseudo(w)) continue;
+    if (ownBuffer && isDataGranule(w)) continue;
     if (other.writes.includes(w) || other.reads.includes(w)) return true;
   }
   return false;

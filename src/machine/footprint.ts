@@ -64,6 +64,18 @@ export function isPseudo(location: number): boolean {
   return location >= PSEUDO_BASE && location < TEXT_BYTE_BASE - 2 ** 47;
 }
 
+/** A plain data granule (not a pseudo-location, a text byte or a forwarding key). */
+export function isDataGranule(location: number): boolean {
+  return location < PSEUDO_BASE;
+}
+
+/**
+ * A load that the store buffer forwards reads the buffered store, not memory: it depends on
+ * whether that store has drained yet (after the drain, another vCPU's write can come between).
+ * Forwarded bytes read the granule's forwarding key; every write of the granule writes it.
+ */
+const FORWARD_BASE = 2 ** 51;
+
 /**
  * Instruction fetches and text writes are also recorded byte by byte (a key per byte, in a range
  * of its own): the bytes an instruction decodes from are exact, and code next to a patched site
@@ -160,7 +172,7 @@ export class FootprintRecorder {
         const s = sb[k]!;
         forwarded = a >= s.addr && a < s.addr + s.size;
       }
-      if (!forwarded) addUnique(this.reads, granule(a));
+      addUnique(this.reads, forwarded ? FORWARD_BASE + granule(a) : granule(a));
     }
   }
 
@@ -174,6 +186,7 @@ export class FootprintRecorder {
     const last = granule(addr + size - 1);
     for (let g = granule(addr); g <= last; g++) {
       addUnique(this.writes, g);
+      addUnique(this.writes, FORWARD_BASE + g);
       if (!this.dirtySet.has(g)) {
         this.dirtySet.add(g);
         this.dirty.push(g);
