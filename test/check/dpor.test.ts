@@ -157,3 +157,38 @@ test('within every preemption bound, DPOR reaches the same final states as plain
     }
   }
 });
+
+test('an injected NMI is explored at every instruction boundary, as plain DFS does', () => {
+  const nmi = scenarioSubject('nmi', `
+name: nmi
+machine: { vcpus: 2, tso: true }
+memory:
+  - { at: 0x1000, size: 0x1000, perms: rx }
+  - { at: 0x20000, size: 0x8000, perms: rw }
+code:
+  - at: 0x1000
+    asm: |
+      cpu0:
+        mov eax, 1
+        mov eax, 2
+        hlt
+        hlt
+      cpu1:
+        hlt
+      nmi_handler:
+        mov ebx, eax
+        iretq
+vcpus:
+  - { rip: cpu0, rsp: 0x24000 }
+  - { rip: cpu1 }
+idt:
+  2: nmi_handler
+inject: { nmis: 1, cpus: [0] }
+`, [[0, Reg.RBX]]);
+  const dpor = exploreDpor(nmi);
+  const dfs = exploreDpor(nmi, {}, { reduction: false });
+  assert.equal(dpor.outcome, 'exhausted');
+  assert.deepEqual([...dpor.states.keys()].sort(), ['0:RBX=0', '0:RBX=1', '0:RBX=2']);
+  assert.deepEqual([...dfs.states.keys()].sort(), [...dpor.states.keys()].sort());
+  assert.ok(dpor.executions < dfs.executions);
+});
