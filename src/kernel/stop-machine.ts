@@ -200,15 +200,28 @@ export class StopMachineV1 {
   }
 
   /**
-   * Drive generation `g` to state `target` (primary only, possibly nested in its own #BP handler):
-   * each step writes the bytes of the next state, publishes it by cmpxchg (so a nested driver's
-   * progress is never undone) and waits for every other vCPU's acknowledgement.
+   * Drive generation `g` to state `target` (primary only, possibly nested in its own #BP handler
+   * inside an NMI). Each turn of the loop:
+   *  1. reads the published state s;
+   *  2. waits until every other vCPU has acknowledged s (serialized after seeing it);
+   *  3. returns if s is the target, else writes the bytes of state s + 1 and publishes it by
+   *     cmpxchg (so a nested driver's progress is never undone), and serializes itself.
+   * The wait belongs to the state, not to the driver that published it: a driver nested in an NMI
+   * may find a state its interrupted driver published but whose acknowledgements it had not yet
+   * seen, and must not move past it either (seed 002, text_poke_site(): "Poke the INT3 and wait
+   * until all CPUs are known to have observed PATCH_SYNC_0"; "All transitions but the last
+   * iteration need to be globally observed"). The RFC's poke_sync() publishes a state and then
+   * waits for sync_ack_map within the same call (patch 15 stubs it); a nested poke_sync() would
+   * start from a state whose wait it had not done, so the order here (wait before moving on) is
+   * what the RFC's design requires of any driver, nested or not.
    */
   private *advance(ctx: ServiceContext, g: number, target: number): Generator<number, void, void> {
-    const b = block(g), n = this.machine.vcpus.length, me = ctx.cpu.id;
+    const b = block(g);
     const sites = this.gens[g]!.sites, last = this.last(g);
     for (;;) {
       const s = yield* ctx.load(b.state, 4);
+      if (s === last) return; // PATCH_DONE: the secondaries leave on their own
+      if (!(yield* this.allAcked(ctx, b, s))) continue; // a nested driver moved on meanwhile
       if (s >= target) return;
       const next = s + 1;
       if (next < last) {
@@ -220,16 +233,24 @@ export class StopMachineV1 {
       }
       if ((yield* ctx.cmpxchg(b.state, 4, s, next)) !== s) continue; // a nested driver got there first
       yield* ctx.serialize();
-      if (next === last) return; // PATCH_DONE: the secondaries leave on their own
-      for (let cpu = 0; cpu < n; cpu++) {
-        if (cpu === me) continue;
-        for (;;) {
-          if ((yield* ctx.load(b.ack(cpu), 4)) >= next) break;
-          if ((yield* ctx.load(b.state, 4)) !== next) break; // superseded by a nested driver
-          yield* ctx.pause();
-        }
+    }
+  }
+
+  /**
+   * Wait until every vCPU but the primary has acknowledged state `s`; false if the state moved
+   * on meanwhile (a driver nested in the primary's #BP handler did the waiting and more).
+   */
+  private *allAcked(ctx: ServiceContext, b: ReturnType<typeof block>, s: number): Generator<number, boolean, void> {
+    const n = this.machine.vcpus.length, me = ctx.cpu.id;
+    for (let cpu = 0; cpu < n; cpu++) {
+      if (cpu === me) continue;
+      for (;;) {
+        if ((yield* ctx.load(b.ack(cpu), 4)) >= s) break;
+        if ((yield* ctx.load(b.state, 4)) !== s) return false;
+        yield* ctx.pause();
       }
     }
+    return true;
   }
 
   /** Serialize and acknowledge state `s` if it is newer than `acked`; returns the new `acked`. */

@@ -88,9 +88,9 @@ test('v1 native -> PV leaves every site PV, and stops every vCPU (time stopped r
   t.diagnostic(`stop_machine window ${window} steps of ${r.run.steps}; stopped per vCPU: ${r.stats.stoppedSteps.join(', ')} steps (${g.image.sites.length} sites, ${4 * g.image.sites.length + 1} states)`);
 });
 
-test('v1 is not atomic for NMI handlers (seed 7): an NMI runs the old native unlock of the NMI lock while another NMI waits in the new PV slowpath; the atomic-switch oracle stops the run there', () => {
-  const g = guest(7);
-  const r = switchLockOpsV1(g, ['pv', 'native'], { primaryCpu: 3, run: { chooser: new RandomChooser(7), inject: INJECT } });
+test('v1 is not atomic for NMI handlers (seed 2): an NMI runs the old native unlock of the NMI lock while another NMI waits in the new PV slowpath; the atomic-switch oracle stops the run there', () => {
+  const g = guest(2);
+  const r = switchLockOpsV1(g, ['pv', 'native'], { primaryCpu: 3, run: { chooser: new RandomChooser(2), inject: INJECT } });
   assert.equal(r.reason, 'hazard');
   const h = r.hazard!;
   assert.equal(h.kind, 'non-atomic-switch');
@@ -148,4 +148,15 @@ test('v1 from the hint, back and forth ten times under load (the host toggles RE
     const len = g.image.text.length;
     assert.ok(Buffer.from(g.machine.memory.readBytes(TEXT_BASE, len)).equals(Buffer.from(fresh.machine.memory.readBytes(TEXT_BASE, len))), `seed ${seed}: text as a fresh PV guest`);
   }
+});
+
+test('v1: the primary\'s #BP handler in an NMI waits for every acknowledgement of the state it finds before moving on (seed 831 of the sweep: it moved from PATCH_SYNC_1 to PATCH_SYNC_2 while two secondaries had not acknowledged PATCH_SYNC_1, cmc-unsynchronized at step 320)', () => {
+  const seed = 831;
+  const g = guest(seed);
+  g.atomicSwitch.mode = 'record';
+  const r = switchLockOpsV1(g, ['pv', 'native'], { primaryCpu: seed % 4, run: { chooser: new RandomChooser(seed), inject: INJECT } });
+  assert.deepEqual(r.run.hazards.map((h) => h.kind), []);
+  assert.equal(r.reason, 'ok', r.detail);
+  assert.ok(r.stats.primaryDrives > 0, 'the primary drove the state machine from its #BP handler');
+  assertSites(g, 'native', seed);
 });
