@@ -279,7 +279,7 @@ export class Machine implements ExecContext {
         return cost;
       }
     }
-    let insn = fetch(this, c.id, c.serializedSeq, rip);
+    let insn = fetch(this, c.id, c.serializedSeq, rip, c.storeBuffer);
     if (insn === null) {
       if (this.hazard(this.fetchHazard!)) return -1;
       insn = decodeAt(this.memory, c.rip)!;
