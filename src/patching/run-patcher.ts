@@ -8,6 +8,7 @@ import { Reg } from '../x86/registers.ts';
 import { stackTop } from '../kernel/layout.ts';
 import { Int3EmulationError } from '../kernel/text-poke-errors.ts';
 import { KernelBug } from '../kernel/errors.ts';
+import { ForeignEmulationError } from '../kernel/emulation-oracle.ts';
 import type { Guest, LockReport } from '../kernel/guest.ts';
 import type { RunOptions, RunResult } from '../machine/machine.ts';
 import type { Hazard } from '../machine/events.ts';
@@ -28,7 +29,9 @@ export type PatchRunReason =
   /** The run ended otherwise (instruction limit, another error) before the tasks finished. */
   | 'unfinished'
   /** A site did not hold the bytes the patcher expected: it refused and wrote nothing. */
-  | 'unexpected-bytes';
+  | 'unexpected-bytes'
+  /** An INT3 handler emulated an instruction that is neither the site's old nor its new one. */
+  | 'foreign-emulation';
 
 export interface PatchRunResult {
   ok: boolean;
@@ -68,6 +71,7 @@ export function judgePatchRun(guest: Guest, run: RunResult, patched: boolean): P
     ({ ok: false, reason, ...(detail ? { detail } : {}), ...(hazard ? { hazard } : {}), ...base });
   if (run.reason === 'hazard') return fail('hazard', run.hazards[0]?.kind, run.hazards[0]);
   if (run.error instanceof Int3EmulationError) return fail('not-emulatable', run.error.message);
+  if (run.error instanceof ForeignEmulationError) return fail('foreign-emulation', run.error.message);
   if (run.error instanceof KernelBug) return fail('kernel-bug', run.error.message);
   const broken = locks.find((l) => !l.ok);
   if (broken) return fail('broken-lock', `${broken.role} lock ${broken.index}: counter ${broken.counter} != acquisitions ${broken.acquisitions}`);
