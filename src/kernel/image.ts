@@ -14,6 +14,7 @@ import { PV_OPS, PvOp, SITE_LENGTH, type OpTargets, type PatchSite } from './pv-
 import { Q_LOCKED_VAL } from './qspinlock-word.ts';
 import { KvmHypercall, STEAL_TIME_PREEMPTED_OFFSET } from '../host/kvm-abi.ts';
 import { GuestConfigError } from './errors.ts';
+import { HARDIRQ_OFFSET, NMI_MASK, NMI_OFFSET } from './preempt-count.ts';
 
 /** Kernel services (TypeScript coroutines) and their fixed addresses. */
 export const SERVICE = {
@@ -205,7 +206,10 @@ export function buildImage(shape: WorkloadShape, hypercall: 'vmcall' | 'vmmcall'
   a.ret();
 
   // kvm_wait(ptr, val): halt if *ptr still holds val (arch/x86/kernel/kvm.c).
+  // Linux 6.1: `if (in_nmi()) return;` first: an NMI must never halt (nothing would wake it in
+  // time, and the lock it waits for may be held by the context it interrupted).
   a.here('kvm_wait');
+  a.test(dword(gs(PERCPU.preemptCount)), NMI_MASK).jne(a.label('.wait_out'));
   a.pushfq().pop(rax).test(eax, 0x200).je(a.label('.wait_irqs_off'));
   a.cli();
   a.movzx(eax, byte(mem(rdi))).cmp(eax, esi).jne(a.label('.wait_enable'));
@@ -237,9 +241,9 @@ export function buildImage(shape: WorkloadShape, hypercall: 'vmcall' | 'vmmcall'
 
   // The workload: task loop, IRQ handler, NMI handler (src/kernel/workload.ts explains the shape).
   emitTask(b, shape, irqLock);
-  emitHandler(b, 'irq_handler', irqLock, 'iretq');
+  emitHandler(b, 'irq_handler', irqLock, 'iretq', 0);
   if (nmiEntry === 'linux') emitNmiHandler(b, nmiLock);
-  else emitHandler(b, 'nmi_handler', nmiLock, 'iretq');
+  else emitHandler(b, 'nmi_handler', nmiLock, 'iretq', NMI_OFFSET + HARDIRQ_OFFSET);
   a.here('hint_handler');
   a.iretq();
   emitColdSites(b, extra);
@@ -383,25 +387,30 @@ function emitNmiHandler(b: ImageBuilder, lock: number): void {
   a.push(rax);
   for (const r of CALLER_SAVED) a.push(r);
   a.here('.nmi_restart');
+  a.add(dword(gs(PERCPU.preemptCount)), NMI_OFFSET + HARDIRQ_OFFSET); // irqentry_nmi_enter(): __nmi_enter()
   a.mov(rdi, lockAddress(lock)).call(a.label('_raw_spin_lock'));
   criticalSection(b, lock, 0, 'nmi_handler');
   a.mov(rdi, lockAddress(lock));
   b.site(PvOp.QueuedSpinUnlock);
+  a.sub(dword(gs(PERCPU.preemptCount)), NMI_OFFSET + HARDIRQ_OFFSET); // irqentry_nmi_exit(): __nmi_exit()
   a.dec(state).jne(a.label('.nmi_restart'));
   for (const r of [...CALLER_SAVED].reverse()) a.pop(r);
   a.pop(rax);
   a.iretq();
 }
 
-function emitHandler(b: ImageBuilder, name: string, lock: number, ret: 'iretq'): void {
+/** A handler that takes `lock`; `preempt` is what its entry adds to preempt_count (nmi_enter; 0: nothing). */
+function emitHandler(b: ImageBuilder, name: string, lock: number, ret: 'iretq', preempt: number): void {
   const a = b.a;
   a.here(name);
   a.push(rax);
   for (const r of CALLER_SAVED) a.push(r);
+  if (preempt !== 0) a.add(dword(gs(PERCPU.preemptCount)), preempt);
   a.mov(rdi, lockAddress(lock)).call(a.label('_raw_spin_lock'));
   criticalSection(b, lock, 0, name);
   a.mov(rdi, lockAddress(lock));
   b.site(PvOp.QueuedSpinUnlock);
+  if (preempt !== 0) a.sub(dword(gs(PERCPU.preemptCount)), preempt);
   for (const r of [...CALLER_SAVED].reverse()) a.pop(r);
   a.pop(rax);
   a.ins(ret);

@@ -43,6 +43,8 @@ export const PERCPU = {
   done: 0x300,
   /** nmi_state (arch/x86/kernel/nmi.c): NMI_NOT_RUNNING, NMI_EXECUTING or NMI_LATCHED (NmiState). */
   nmiState: 0x340,
+  /** __preempt_count (src/kernel/preempt-count.ts): in_nmi() is its NMI bits. */
+  preemptCount: 0x380,
 } as const;
 
 /** enum nmi_states (arch/x86/kernel/nmi.c), the values of PERCPU.nmiState. */

@@ -35,6 +35,8 @@ import { hexAddress } from '../x86/format.ts';
 import { DATA_BASE, SERVICE_BASE, VECTOR } from './layout.ts';
 import { Opcode } from './text-poke-loc.ts';
 import { KernelBug } from './errors.ts';
+import { lockWordDisagreement, type LockWordModel } from './lock-word.ts';
+import { inNmi as inNmiOf } from './preempt-count.ts';
 
 export const STOP_MACHINE_SERVICE = {
   primary: SERVICE_BASE + 0x480,
@@ -79,6 +81,13 @@ export interface V1Generation {
   sites: V1Site[];
   /** Data stores to make at PATCH_DONE (the pv_ops table), address -> 8-byte value. */
   after?: () => void;
+  /**
+   * The lock implementation the sites switch to, when it is not the guest's qspinlock, and the
+   * locks to look at: with every vCPU stopped, before the first site is touched, the primary
+   * checks that both implementations mean the same by the lock word (src/kernel/lock-word.ts) and
+   * refuses the switch when they do not.
+   */
+  lockWords?: { from: LockWordModel; to: LockWordModel; locks: readonly number[] };
 }
 
 export interface V1Options {
@@ -108,6 +117,8 @@ export interface V1Stats {
   /** The same two in simulated cycles (each vCPU's own clock, `Vcpu.time`; 0 under untimed strategies). */
   stoppedCycles: number[];
   windowCycles: number[];
+  /** Why a stop_machine refused to switch (the lock-word check), if one did; later ones do not run. */
+  refused?: string;
 }
 
 /** Statistics of no stop_machine yet, for `n` vCPUs. */
@@ -185,7 +196,18 @@ export class StopMachineV1 {
       this.stats.ipis += n - 1;
       yield* ctx.work(CostClass.Serializing);
       while ((yield* ctx.load(b.stopped, 4)) < n - 1) yield* ctx.pause();
-      // Every other vCPU is stopped with interrupts off. Walk the sites.
+      // Every other vCPU is stopped with interrupts off. Before the flip: do both lock
+      // implementations read the lock words the same way? If not, release the secondaries
+      // (PATCH_DONE with no site touched) and switch nothing.
+      const refused = yield* this.lockWordCheck(ctx, this.gens[g]!);
+      if (refused !== undefined) {
+        this.stats.refused = refused;
+        yield* ctx.xchg(b.state, 4, this.last(g));
+        c.flags |= savedIf;
+        yield* ctx.work();
+        return;
+      }
+      // Walk the sites.
       yield* this.advance(ctx, g, this.last(g) - 1);
       this.gens[g]!.after?.();
       yield* this.advance(ctx, g, this.last(g)); // smp_store_release(&tps->state, PATCH_DONE)
@@ -197,6 +219,15 @@ export class StopMachineV1 {
       c.flags |= savedIf; // local_irq_restore
       yield* ctx.work();
     }
+  }
+
+  /** The lock-word agreement check of a generation that switches lock implementation (one load per lock). */
+  private *lockWordCheck(ctx: ServiceContext, gen: V1Generation): Generator<number, string | undefined, void> {
+    const lw = gen.lockWords;
+    if (lw === undefined || lw.from === lw.to) return undefined; // one implementation: nothing to compare
+    const words = new Map<number, number>();
+    for (const lock of lw.locks) words.set(lock, yield* ctx.load(lock, 4));
+    return lockWordDisagreement(lw.from, lw.to, words);
   }
 
   /**
@@ -296,7 +327,8 @@ export class StopMachineV1 {
   /** The #BP handler: drive the state machine for the site whose INT3 was hit. */
   private *int3(ctx: ServiceContext): ServiceBody {
     const c = ctx.cpu;
-    const inNmi = c.nmiBlocked; // in_nmi()
+    // in_nmi(): this CPU's preempt_count (only it writes the word), not the CPU's NMI blocking.
+    const inNmi = inNmiOf(ctx.exec.memory, c);
     const frame = c.getAddr(Reg.RSP);
     const ip = (yield* ctx.load(frame, 8)) - 1;
     const g = this.gen;

@@ -31,7 +31,9 @@ export type PatchRunReason =
   /** A site did not hold the bytes the patcher expected: it refused and wrote nothing. */
   | 'unexpected-bytes'
   /** An INT3 handler emulated an instruction that is neither the site's old nor its new one. */
-  | 'foreign-emulation';
+  | 'foreign-emulation'
+  /** The old and new lock implementations disagree on what the lock word means: the switch refused. */
+  | 'lock-word-disagreement';
 
 export interface PatchRunResult {
   ok: boolean;

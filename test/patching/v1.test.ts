@@ -12,6 +12,7 @@ import { patchBytes, type Flavor } from '../../src/kernel/pv-ops.ts';
 import { switchLockOpsV1 } from '../../src/patching/v1.ts';
 import { NmiInInt3Chooser } from '../../src/patching/nmi-adversary.ts';
 import { stateName } from '../../src/kernel/stop-machine.ts';
+import { inNmi } from '../../src/kernel/preempt-count.ts';
 import type { Chooser } from '../../src/machine/chooser.ts';
 
 const INJECT = { nmis: 8, irqs: 4, irqVector: VECTOR.LOCK_IRQ };
@@ -96,7 +97,7 @@ test('v1 is not atomic for NMI handlers (seed 2): an NMI runs the old native unl
   assert.equal(h.kind, 'non-atomic-switch');
   if (h.kind !== 'non-atomic-switch') return;
   assert.equal(h.lock, lockAddress(g.image.nmiLock));
-  assert.ok(g.machine.vcpu(h.cpu).nmiBlocked && g.machine.vcpu(h.other.cpu).nmiBlocked, 'both sides run in NMI context');
+  assert.ok(inNmi(g.machine.memory, g.machine.vcpu(h.cpu)) && inNmi(g.machine.memory, g.machine.vcpu(h.other.cpu)), 'both sides run in NMI context (in_nmi())');
   assert.match(h.op, /native unlock/);
   assert.match(h.other.op, /PV slowpath/);
 });
