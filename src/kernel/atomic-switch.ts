@@ -28,6 +28,7 @@ import type { Insn } from '../x86/insn.ts';
 import { Reg } from '../x86/registers.ts';
 import type { SlowpathObserver } from './qspinlock-slowpath.ts';
 import { PvOp, type Flavor, type PatchSite } from './pv-ops.ts';
+import { inNmi } from './preempt-count.ts';
 
 interface Running {
   cpu: number;
@@ -147,7 +148,7 @@ export class AtomicSwitchOracle implements SlowpathObserver {
   private report(cpu: number, hazard: AtomicSwitchFinding['hazard'], other: number): Hazard | undefined {
     if (this.mode === 'stop') return hazard;
     const v = this.machine.vcpus;
-    this.findings.push({ step: this.machine.step, hazard, inNmi: { cpu: v[cpu]!.nmiBlocked, other: v[other]!.nmiBlocked } });
+    this.findings.push({ step: this.machine.step, hazard, inNmi: { cpu: inNmi(this.machine.memory, v[cpu]!), other: inNmi(this.machine.memory, v[other]!) } });
     return undefined;
   }
 

@@ -13,7 +13,7 @@ import {
   DATA, DATA_BASE, DATA_SIZE, GUEST_MAX_VCPUS, MAX_LOCKS, PERCPU, PERCPU_BASE, PERCPU_SIZE, PV_HASH_ENTRIES,
   PV_HASH_ENTRY_SIZE, STACK_BASE, STACK_SIZE, TEXT_BASE, TEXT_SIZE, VECTOR, counterAddress, percpuBase, stackTop,
 } from './layout.ts';
-import { buildImage, SERVICE, type Image, type WorkloadShape } from './image.ts';
+import { buildImage, SERVICE, type Image, type NmiEntry, type WorkloadShape } from './image.ts';
 import { applyParavirt, kvmSpinlockInit, pvOpsTable, type SpinlockDecision } from './paravirt.ts';
 import { PV_OPS, type Flavor } from './pv-ops.ts';
 import { nativeSlowpath, newSlowpathStats, pvSlowpath, pvUnlockSlowpath, type SlowpathEnv, type SlowpathStats } from './qspinlock-slowpath.ts';
@@ -43,6 +43,8 @@ export interface GuestOptions {
   seed?: number;
   /** Relative jitter of udelay() times, 0..1 (default 0.5). */
   delayJitter?: number;
+  /** The NMI entry (default `linux`: Linux's nested-NMI handling; `plain` is a negative control). */
+  nmiEntry?: NmiEntry;
 }
 
 export const DEFAULT_WORKLOAD: WorkloadShape = { iterations: 20, criticalLoops: 10, thinkLoops: 20, taskLocks: 1, irqLockEvery: 4 };
@@ -161,7 +163,7 @@ export class Guest {
     m.memory.map(STACK_BASE, STACK_SIZE * options.vcpus, 'rw');
 
     const hypercall = options.hypercall ?? (vendor === 'amd' ? 'vmmcall' : 'vmcall');
-    this.image = buildImage(this.workload, hypercall);
+    this.image = buildImage(this.workload, hypercall, options.nmiEntry ?? 'linux');
     m.memory.writeBytes(TEXT_BASE, this.image.text);
     for (let i = 0; i < options.vcpus; i++) m.memory.writeU64(DATA_BASE + DATA.perCpuOffset + 8 * i, percpuBase(i));
 

@@ -9,11 +9,12 @@ import {
   rax, rbx, rcx, rdx, rsi, rdi, r8, r9, r10, r11, r12, r13, eax, ebx, ecx, edx, esi, edi, al, dl,
   type AsmReg,
 } from '../x86/asm.ts';
-import { DATA, DATA_BASE, PERCPU, SERVICE_BASE, TEXT_BASE, counterAddress, lockAddress } from './layout.ts';
+import { DATA, DATA_BASE, NmiState, PERCPU, SERVICE_BASE, TEXT_BASE, counterAddress, lockAddress } from './layout.ts';
 import { PV_OPS, PvOp, SITE_LENGTH, type OpTargets, type PatchSite } from './pv-ops.ts';
 import { Q_LOCKED_VAL } from './qspinlock-word.ts';
 import { KvmHypercall, STEAL_TIME_PREEMPTED_OFFSET } from '../host/kvm-abi.ts';
 import { GuestConfigError } from './errors.ts';
+import { HARDIRQ_OFFSET, NMI_MASK, NMI_OFFSET } from './preempt-count.ts';
 
 /** Kernel services (TypeScript coroutines) and their fixed addresses. */
 export const SERVICE = {
@@ -132,8 +133,15 @@ function doesNotFit(what: string): GuestConfigError {
   return new GuestConfigError(`the guest text does not fit: ${what}, and there are ${TEXT_ROOM} bytes (0x${TEXT_ROOM.toString(16)}) below the kernel services`);
 }
 
+/**
+ * The NMI entry: `linux` does what Linux's does, nested-NMI handling included (emitNmiHandler);
+ * `plain` runs the handler on every NMI, so an NMI that nests after an IRET inside an NMI runs it
+ * again inside the first (a negative control: DESIGN.md §5, "no NMI handling").
+ */
+export type NmiEntry = 'linux' | 'plain';
+
 /** Build the guest kernel text for `shape`, using `hypercall` for KVM hypercalls. */
-export function buildImage(shape: WorkloadShape, hypercall: 'vmcall' | 'vmmcall'): Image {
+export function buildImage(shape: WorkloadShape, hypercall: 'vmcall' | 'vmmcall', nmiEntry: NmiEntry = 'linux'): Image {
   const extra = shape.extraSites ?? 0;
   if (!Number.isInteger(extra) || extra < 0) throw new GuestConfigError(`workload extraSites must be a non-negative integer, not ${extra}`);
   // Before assembling, so an absurd request fails at once instead of after building a huge image.
@@ -198,7 +206,10 @@ export function buildImage(shape: WorkloadShape, hypercall: 'vmcall' | 'vmmcall'
   a.ret();
 
   // kvm_wait(ptr, val): halt if *ptr still holds val (arch/x86/kernel/kvm.c).
+  // Linux 6.1: `if (in_nmi()) return;` first: an NMI must never halt (nothing would wake it in
+  // time, and the lock it waits for may be held by the context it interrupted).
   a.here('kvm_wait');
+  a.test(dword(gs(PERCPU.preemptCount)), NMI_MASK).jne(a.label('.wait_out'));
   a.pushfq().pop(rax).test(eax, 0x200).je(a.label('.wait_irqs_off'));
   a.cli();
   a.movzx(eax, byte(mem(rdi))).cmp(eax, esi).jne(a.label('.wait_enable'));
@@ -230,8 +241,9 @@ export function buildImage(shape: WorkloadShape, hypercall: 'vmcall' | 'vmmcall'
 
   // The workload: task loop, IRQ handler, NMI handler (src/kernel/workload.ts explains the shape).
   emitTask(b, shape, irqLock);
-  emitHandler(b, 'irq_handler', irqLock, 'iretq');
-  emitHandler(b, 'nmi_handler', nmiLock, 'iretq');
+  emitHandler(b, 'irq_handler', irqLock, 'iretq', 0);
+  if (nmiEntry === 'linux') emitNmiHandler(b, nmiLock);
+  else emitHandler(b, 'nmi_handler', nmiLock, 'iretq', NMI_OFFSET + HARDIRQ_OFFSET);
   a.here('hint_handler');
   a.iretq();
   emitColdSites(b, extra);
@@ -345,15 +357,60 @@ function emitColdSites(b: ImageBuilder, n: number): void {
   b.a.ret();
 }
 
-function emitHandler(b: ImageBuilder, name: string, lock: number, ret: 'iretq'): void {
+/**
+ * nmi_handler with Linux's nested-NMI protocol (arch/x86/kernel/nmi.c, exc_nmi() and nmi_state).
+ * NMIs stay blocked from delivery until the next IRET, any IRET (SDM 6.7.1), so an IRET inside the
+ * handler (poke_int3_handler's, after an INT3 on a site the NMI path runs) lets a second NMI in
+ * while the first still holds its lock. Linux never runs the handler nested:
+ *  1. nmi_state != NMI_NOT_RUNNING: this NMI nested inside one this CPU is running. Latch it
+ *     (NMI_LATCHED) and IRET at once, back into the outer handler; never wait for a lock here.
+ *  2. Otherwise nmi_state = NMI_EXECUTING and, at nmi_restart, run the handler.
+ *  3. this_cpu_dec_return(nmi_state): LATCHED -> EXECUTING means an NMI came in meanwhile: run
+ *     the handler again for it (nmi_restart); EXECUTING -> NOT_RUNNING returns.
+ * entry_64.S does the same in assembly for NMIs from kernel mode (the "NMI executing" variable on
+ * the NMI stack; a nested NMI rewrites the outer's iret frame to repeat_nmi, so the outer repeats
+ * instead of the nested one running). This machine has no IST stacks, so the guest uses the C
+ * form (what exc_nmi does for a nested NMI the assembly lets through), with the same effect: a
+ * nested NMI is latched and the handler repeats after the outer one finishes. Several NMIs
+ * during one handler collapse into one repeat, as the CPU latches only one.
+ */
+function emitNmiHandler(b: ImageBuilder, lock: number): void {
+  const a = b.a;
+  const state = byte(gs(PERCPU.nmiState));
+  a.here('nmi_handler');
+  a.cmp(state, NmiState.NOT_RUNNING).je(a.label('.nmi_first'));
+  a.here('nmi_latched');
+  a.mov(state, NmiState.LATCHED);
+  a.iretq(); // the flags the CMP changed come back from the frame
+  a.bind(a.label('.nmi_first'));
+  a.mov(state, NmiState.EXECUTING);
+  a.push(rax);
+  for (const r of CALLER_SAVED) a.push(r);
+  a.here('.nmi_restart');
+  a.add(dword(gs(PERCPU.preemptCount)), NMI_OFFSET + HARDIRQ_OFFSET); // irqentry_nmi_enter(): __nmi_enter()
+  a.mov(rdi, lockAddress(lock)).call(a.label('_raw_spin_lock'));
+  criticalSection(b, lock, 0, 'nmi_handler');
+  a.mov(rdi, lockAddress(lock));
+  b.site(PvOp.QueuedSpinUnlock);
+  a.sub(dword(gs(PERCPU.preemptCount)), NMI_OFFSET + HARDIRQ_OFFSET); // irqentry_nmi_exit(): __nmi_exit()
+  a.dec(state).jne(a.label('.nmi_restart'));
+  for (const r of [...CALLER_SAVED].reverse()) a.pop(r);
+  a.pop(rax);
+  a.iretq();
+}
+
+/** A handler that takes `lock`; `preempt` is what its entry adds to preempt_count (nmi_enter; 0: nothing). */
+function emitHandler(b: ImageBuilder, name: string, lock: number, ret: 'iretq', preempt: number): void {
   const a = b.a;
   a.here(name);
   a.push(rax);
   for (const r of CALLER_SAVED) a.push(r);
+  if (preempt !== 0) a.add(dword(gs(PERCPU.preemptCount)), preempt);
   a.mov(rdi, lockAddress(lock)).call(a.label('_raw_spin_lock'));
   criticalSection(b, lock, 0, name);
   a.mov(rdi, lockAddress(lock));
   b.site(PvOp.QueuedSpinUnlock);
+  if (preempt !== 0) a.sub(dword(gs(PERCPU.preemptCount)), preempt);
   for (const r of [...CALLER_SAVED].reverse()) a.pop(r);
   a.pop(rax);
   a.ins(ret);

@@ -12,6 +12,7 @@ import { KernelBug } from './errors.ts';
 import { Int3EmulationError } from './text-poke-errors.ts';
 import { BP_DESC, Opcode, TP_LOC } from './text-poke-loc.ts';
 import { TEXT_BASE } from './layout.ts';
+import type { EmulationOracle } from './emulation-oracle.ts';
 
 export interface Int3Stats {
   /** INT3 traps the handler emulated. */
@@ -53,7 +54,7 @@ function* bsearch(ctx: ServiceContext, vec: number, nr: number, ip: number): Gen
  * batch, or with no batch published, is a kernel BUG here (Linux would fall through to do_int3's
  * other users and then die()).
  */
-export function* pokeInt3Handler(ctx: ServiceContext, stats: Int3Stats): ServiceBody {
+export function* pokeInt3Handler(ctx: ServiceContext, stats: Int3Stats, oracle?: EmulationOracle): ServiceBody {
   const frame = ctx.cpu.getAddr(Reg.RSP); // regs: RIP, CS, RFLAGS, RSP, SS
   const ip = (yield* ctx.load(frame, 8)) - INT3_INSN_SIZE;
   if (!(yield* tryGetDesc(ctx))) throw new KernelBug(`vCPU ${ctx.cpu.id}: int3 at ${hexAddress(ip)} with no text_poke_bp batch published`);
@@ -69,6 +70,9 @@ export function* pokeInt3Handler(ctx: ServiceContext, stats: Int3Stats): Service
   const opcode = yield* ctx.load(tp + TP_LOC.opcode, 1);
   const disp = (yield* ctx.load(tp + TP_LOC.disp, 4)) | 0;
   const next = ip + len;
+  // The emulation oracle: what follows must be the site's old or new instruction.
+  if (opcode === Opcode.CALL || opcode === Opcode.JMP32 || opcode === Opcode.JMP8) oracle?.check(ctx.cpu.id, ip, { kind: opcode === Opcode.CALL ? 'call' : 'jmp', target: next + disp });
+  else if (opcode === Opcode.RET) oracle?.check(ctx.cpu.id, ip, { kind: 'ret' });
   switch (opcode) {
     case Opcode.CALL: // int3_emulate_call(): push the return address, jump
       yield* ctx.store(frame, 8, next + disp);

@@ -11,6 +11,7 @@ import { hazardName } from '../machine/events.ts';
 import type { Guest, LockReport } from './guest.ts';
 import { KernelBug } from './errors.ts';
 import { Int3EmulationError } from './text-poke-errors.ts';
+import { ForeignEmulationError } from './emulation-oracle.ts';
 import { clean, violation, type Verdict } from './verdict.ts';
 
 export interface GuestJudgement {
@@ -32,6 +33,7 @@ export function judgeGuestRun(guest: Guest, run: RunResult): GuestJudgement {
   if (run.reason === 'hazard' && h !== undefined) return { locks, verdict: violation('hazard', step, `${hazardName(h)} on vCPU ${h.cpu}`, { cpu: h.cpu, hazard: h }) };
   const e = run.error;
   if (e instanceof Int3EmulationError) return { locks, verdict: violation('int3-bug', step, e.message, { cpu: e.cpu }) };
+  if (e instanceof ForeignEmulationError) return { locks, verdict: violation('foreign-emulation', step, e.message) };
   if (e instanceof KernelBug) return { locks, verdict: violation('kernel-bug', step, e.message) };
   // A replay that stopped fitting ends the run wherever it was: only what it found before counts.
   if (run.reason === 'misfit') return { locks, verdict: violation('unfinished', step, `the schedule no longer fits: ${run.misfit?.message ?? 'the chooser stopped'}`) };

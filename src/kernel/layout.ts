@@ -41,7 +41,14 @@ export const PERCPU = {
   acquisitions: 0x200,
   /** Set when the CPU's task loop has finished. */
   done: 0x300,
+  /** nmi_state (arch/x86/kernel/nmi.c): NMI_NOT_RUNNING, NMI_EXECUTING or NMI_LATCHED (NmiState). */
+  nmiState: 0x340,
+  /** __preempt_count (src/kernel/preempt-count.ts): in_nmi() is its NMI bits. */
+  preemptCount: 0x380,
 } as const;
+
+/** enum nmi_states (arch/x86/kernel/nmi.c), the values of PERCPU.nmiState. */
+export const NmiState = { NOT_RUNNING: 0, EXECUTING: 1, LATCHED: 2 } as const;
 
 /** struct qnode: our layout of mcs_spinlock + pv_node. */
 export const QNODE = { size: 32, next: 0, locked: 8, count: 12, cpu: 16, state: 20 } as const;

@@ -15,6 +15,7 @@
  * emulated store, so a native unlock cannot race with the switch to PV (a PV waiter's _Q_SLOW_VAL
  * overwritten by a late `movb $0`).
  */
+import { EmulationOracle, emulationOf } from './emulation-oracle.ts';
 import type { ServiceBody, ServiceContext } from '../machine/service.ts';
 import { Reg } from '../x86/registers.ts';
 import { hexAddress } from '../x86/format.ts';
@@ -66,6 +67,8 @@ export interface LockopStats {
 /** The handler's view of the guest: the lock-op sites and where each op's code lives. */
 export class LockopBarrier {
   readonly stats: LockopStats = { int3Hits: 0, counted: 0, uncounted: 0 };
+  /** The emulation oracle: the patcher records each site's old and new bytes while its INT3 is up. */
+  readonly emulation = new EmulationOracle();
   private readonly sites = new Map<number, PatchSite>();
   /** Per-CPU map of locks this CPU took through a counted slowpath (a multiset). */
   readonly slowLocks: number[][];
@@ -159,6 +162,7 @@ export class LockopBarrier {
 
     // Emulate the op in force: the old one until the switch, the new one after.
     const bytes = patchBytes(site, flipped ? to : from, this.targets);
+    this.emulation.check(c.id, site.address, emulationOf(bytes, site.address));
     const next = site.address + site.len;
     const noMap = this.broken === 'no-map' && release === 1;
     const put = function* (): Generator<number, void, void> {

@@ -35,6 +35,8 @@ import { hexAddress } from '../x86/format.ts';
 import { DATA_BASE, SERVICE_BASE, VECTOR } from './layout.ts';
 import { Opcode } from './text-poke-loc.ts';
 import { KernelBug } from './errors.ts';
+import { lockWordDisagreement, type LockWordModel } from './lock-word.ts';
+import { inNmi as inNmiOf } from './preempt-count.ts';
 
 export const STOP_MACHINE_SERVICE = {
   primary: SERVICE_BASE + 0x480,
@@ -79,6 +81,13 @@ export interface V1Generation {
   sites: V1Site[];
   /** Data stores to make at PATCH_DONE (the pv_ops table), address -> 8-byte value. */
   after?: () => void;
+  /**
+   * The lock implementation the sites switch to, when it is not the guest's qspinlock, and the
+   * locks to look at: with every vCPU stopped, before the first site is touched, the primary
+   * checks that both implementations mean the same by the lock word (src/kernel/lock-word.ts) and
+   * refuses the switch when they do not.
+   */
+  lockWords?: { from: LockWordModel; to: LockWordModel; locks: readonly number[] };
 }
 
 export interface V1Options {
@@ -108,6 +117,8 @@ export interface V1Stats {
   /** The same two in simulated cycles (each vCPU's own clock, `Vcpu.time`; 0 under untimed strategies). */
   stoppedCycles: number[];
   windowCycles: number[];
+  /** Why a stop_machine refused to switch (the lock-word check), if one did; later ones do not run. */
+  refused?: string;
 }
 
 /** Statistics of no stop_machine yet, for `n` vCPUs. */
@@ -197,7 +208,18 @@ export class StopMachineV1 {
       this.stats.ipis += n - 1;
       yield* ctx.work(CostClass.Serializing);
       while ((yield* ctx.load(b.stopped, 4)) < n - 1) yield* ctx.pause();
-      // Every other vCPU is stopped with interrupts off. Walk the sites.
+      // Every other vCPU is stopped with interrupts off. Before the flip: do both lock
+      // implementations read the lock words the same way? If not, release the secondaries
+      // (PATCH_DONE with no site touched) and switch nothing.
+      const refused = yield* this.lockWordCheck(ctx, this.gens[g]!);
+      if (refused !== undefined) {
+        this.stats.refused = refused;
+        yield* ctx.xchg(b.state, 4, this.last(g));
+        c.flags |= savedIf;
+        yield* ctx.work();
+        return;
+      }
+      // Walk the sites.
       yield* this.advance(ctx, g, this.last(g) - 1);
       this.gens[g]!.after?.();
       yield* this.advance(ctx, g, this.last(g)); // smp_store_release(&tps->state, PATCH_DONE)
@@ -211,16 +233,38 @@ export class StopMachineV1 {
     }
   }
 
+  /** The lock-word agreement check of a generation that switches lock implementation (one load per lock). */
+  private *lockWordCheck(ctx: ServiceContext, gen: V1Generation): Generator<number, string | undefined, void> {
+    const lw = gen.lockWords;
+    if (lw === undefined || lw.from === lw.to) return undefined; // one implementation: nothing to compare
+    const words = new Map<number, number>();
+    for (const lock of lw.locks) words.set(lock, yield* ctx.load(lock, 4));
+    return lockWordDisagreement(lw.from, lw.to, words);
+  }
+
   /**
-   * Drive generation `g` to state `target` (primary only, possibly nested in its own #BP handler):
-   * each step writes the bytes of the next state, publishes it by cmpxchg (so a nested driver's
-   * progress is never undone) and waits for every other vCPU's acknowledgement.
+   * Drive generation `g` to state `target` (primary only, possibly nested in its own #BP handler
+   * inside an NMI). Each turn of the loop:
+   *  1. reads the published state s;
+   *  2. waits until every other vCPU has acknowledged s (serialized after seeing it);
+   *  3. returns if s is the target, else writes the bytes of state s + 1 and publishes it by
+   *     cmpxchg (so a nested driver's progress is never undone), and serializes itself.
+   * The wait belongs to the state, not to the driver that published it: a driver nested in an NMI
+   * may find a state its interrupted driver published but whose acknowledgements it had not yet
+   * seen, and must not move past it either (seed 002, text_poke_site(): "Poke the INT3 and wait
+   * until all CPUs are known to have observed PATCH_SYNC_0"; "All transitions but the last
+   * iteration need to be globally observed"). The RFC's poke_sync() publishes a state and then
+   * waits for sync_ack_map within the same call (patch 15 stubs it); a nested poke_sync() would
+   * start from a state whose wait it had not done, so the order here (wait before moving on) is
+   * what the RFC's design requires of any driver, nested or not.
    */
   private *advance(ctx: ServiceContext, g: number, target: number): Generator<number, void, void> {
-    const b = block(g), n = this.machine.vcpus.length, me = ctx.cpu.id;
+    const b = block(g);
     const sites = this.gens[g]!.sites, last = this.last(g);
     for (;;) {
       const s = yield* ctx.load(b.state, 4);
+      if (s === last) return; // PATCH_DONE: the secondaries leave on their own
+      if (!(yield* this.allAcked(ctx, b, s))) continue; // a nested driver moved on meanwhile
       if (s >= target) return;
       const next = s + 1;
       if (next < last) {
@@ -232,16 +276,24 @@ export class StopMachineV1 {
       }
       if ((yield* ctx.cmpxchg(b.state, 4, s, next)) !== s) continue; // a nested driver got there first
       yield* ctx.serialize();
-      if (next === last) return; // PATCH_DONE: the secondaries leave on their own
-      for (let cpu = 0; cpu < n; cpu++) {
-        if (cpu === me) continue;
-        for (;;) {
-          if ((yield* ctx.load(b.ack(cpu), 4)) >= next) break;
-          if ((yield* ctx.load(b.state, 4)) !== next) break; // superseded by a nested driver
-          yield* ctx.pause();
-        }
+    }
+  }
+
+  /**
+   * Wait until every vCPU but the primary has acknowledged state `s`; false if the state moved
+   * on meanwhile (a driver nested in the primary's #BP handler did the waiting and more).
+   */
+  private *allAcked(ctx: ServiceContext, b: ReturnType<typeof block>, s: number): Generator<number, boolean, void> {
+    const n = this.machine.vcpus.length, me = ctx.cpu.id;
+    for (let cpu = 0; cpu < n; cpu++) {
+      if (cpu === me) continue;
+      for (;;) {
+        if ((yield* ctx.load(b.ack(cpu), 4)) >= s) break;
+        if ((yield* ctx.load(b.state, 4)) !== s) return false;
+        yield* ctx.pause();
       }
     }
+    return true;
   }
 
   /** Serialize and acknowledge state `s` if it is newer than `acked`; returns the new `acked`. */
@@ -287,7 +339,8 @@ export class StopMachineV1 {
   /** The #BP handler: drive the state machine for the site whose INT3 was hit. */
   private *int3(ctx: ServiceContext): ServiceBody {
     const c = ctx.cpu;
-    const inNmi = c.nmiBlocked; // in_nmi()
+    // in_nmi(): this CPU's preempt_count (only it writes the word), not the CPU's NMI blocking.
+    const inNmi = inNmiOf(ctx.exec.memory, c);
     const frame = c.getAddr(Reg.RSP);
     const ip = (yield* ctx.load(frame, 8)) - 1;
     const g = this.gen;

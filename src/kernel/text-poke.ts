@@ -9,6 +9,7 @@ import type { ServiceBody, ServiceContext } from '../machine/service.ts';
 import { CostClass } from '../machine/chooser.ts';
 import { SERVICE_BASE, VECTOR } from './layout.ts';
 import { pokeInt3Handler, type Int3Stats } from './int3.ts';
+import { EmulationOracle } from './emulation-oracle.ts';
 import { BP_DESC, Opcode, SYNC_ACKS, TP_LOC, TP_VEC, TP_VEC_MAX, relAddr, textPokeLocInit, type TextPatch, type TextPokeLoc } from './text-poke-loc.ts';
 import { TextPokeError } from './text-poke-errors.ts';
 
@@ -42,13 +43,15 @@ export function* textPoke(ctx: ServiceContext, address: number, bytes: ArrayLike
  */
 export class TextPokeBp {
   readonly stats: TextPokeStats = { int3Hits: 0, ipis: 0, syncs: 0, batchesDone: 0 };
+  /** The emulation oracle: the old and new bytes of each site of the batch in flight. */
+  readonly emulation = new EmulationOracle();
   private readonly queued: TextPokeLoc[][] = [];
 
   constructor(machine: Machine) {
     const stats = this.stats;
     const nCpus = machine.vcpus.length;
     machine.registerService(TEXT_POKE_SERVICE.textPokeBpBatch, 'text_poke_bp_batch', (ctx) => this.batch(ctx, nCpus));
-    machine.registerService(TEXT_POKE_SERVICE.pokeInt3Handler, 'poke_int3_handler', (ctx) => pokeInt3Handler(ctx, stats));
+    machine.registerService(TEXT_POKE_SERVICE.pokeInt3Handler, 'poke_int3_handler', (ctx) => pokeInt3Handler(ctx, stats, this.emulation));
     machine.registerService(TEXT_POKE_SERVICE.doSyncCore, 'do_sync_core', doSyncCore);
     machine.setIdt(VECTOR.BP, TEXT_POKE_SERVICE.pokeInt3Handler);
     machine.setIdt(VECTOR.SYNC, TEXT_POKE_SERVICE.doSyncCore);
@@ -81,6 +84,8 @@ export class TextPokeBp {
     // below go through the alias mapping (memory.poke), not this vCPU's store buffer, so refs is
     // published with a locked xchg: it must be visible before the first 0xCC can be hit.
     for (let i = 0; i < tp.length; i++) yield* writeLoc(ctx, TP_VEC + i * TP_LOC.size, tp[i]!);
+    // The oracle's record (not guest state): what each site holds now, and what it will hold.
+    for (const loc of tp) this.emulation.expect(loc.address, ctx.exec.memory.readBytes(loc.address, loc.len), loc.text);
     yield* ctx.store(BP_DESC.vec, 8, TP_VEC);
     yield* ctx.store(BP_DESC.nrEntries, 4, tp.length);
     yield* ctx.xchg(BP_DESC.refs, 4, 1);
@@ -121,6 +126,7 @@ export class TextPokeBp {
     if ((yield* ctx.fetchAdd(BP_DESC.refs, 4, -1)) !== 1) {
       while ((yield* ctx.load(BP_DESC.refs, 4)) !== 0) yield* ctx.pause();
     }
+    for (const loc of tp) this.emulation.forget(loc.address);
     this.stats.batchesDone++;
   }
 

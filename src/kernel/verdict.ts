@@ -29,7 +29,11 @@ export type CheckKind =
   /** The run finished but the work it was given (tasks, the patcher) did not. */
   | 'unfinished'
   /** A runtime switch gave up (-EAGAIN: every attempt aborted under load); the guest keeps its old ops. */
-  | 'switch-aborted';
+  | 'switch-aborted'
+  /** An INT3 handler emulated an instruction that is neither its site's old nor its new one. */
+  | 'foreign-emulation'
+  /** The old and new lock implementations disagree on what a lock word means: the switch refused. */
+  | 'lock-word-disagreement';
 
 export type Verdict =
   | { readonly ok: true; readonly step: number }

@@ -6,12 +6,18 @@
  * a byte another agent wrote after c's last serializing event is unsynchronized. With none, run.
  * If the only unsynchronized byte is A and the change is to or from 0xCC, both the old and the new
  * instruction are legal outcomes (a choice). Anything else is hazard `cmc-unsynchronized`.
+ *
+ * A vCPU's fetch sees its own buffered stores (SDM Vol. 3A 8.1.3, self-modifying code: a store,
+ * then a jump to it, and the new code runs on the same CPU; the store buffer is snooped), so
+ * those bytes come from the buffer; other vCPUs see them only once they drain, under the rule
+ * above. A vCPU with an empty store buffer takes the same path as before.
  */
 import { decodeInsn } from '../x86/decode.ts';
 import { specialize } from './fast-paths.ts';
 import type { Insn } from '../x86/insn.ts';
 import { Perm, PAGE_SIZE, type Memory, type Page } from './memory.ts';
 import type { ByteOrigin, Hazard } from './events.ts';
+import type { BufferedStore } from './vcpu.ts';
 import { MachineFault } from './errors.ts';
 
 export interface DecodeEntry {
@@ -70,14 +76,27 @@ function origin(mem: Memory, addr: number, offset: number): ByteOrigin & { prev:
   return { offset, value: p.data[o]!, writer: p.writer![o]!, seq: p.seq![o]!, prev: p.prev![o]! };
 }
 
-/** Byte offsets in [from, to) that `cpu` has not synchronized with. */
-function unsynchronized(mem: Memory, addr: number, from: number, to: number, cpu: number, serializedAt: number): (ByteOrigin & { prev: number })[] {
+/**
+ * Byte offsets in [from, to) that `cpu` has not synchronized with; offsets `own` marks come from
+ * the vCPU's own store buffer and are always fine.
+ */
+function unsynchronized(mem: Memory, addr: number, from: number, to: number, cpu: number, serializedAt: number, own?: Uint8Array): (ByteOrigin & { prev: number })[] {
   const out: (ByteOrigin & { prev: number })[] = [];
   for (let i = from; i < to; i++) {
+    if (own !== undefined && own[i] === 1) continue;
     const b = origin(mem, addr, i);
     if (b.seq > serializedAt && b.writer !== cpu) out.push(b);
   }
   return out;
+}
+
+/** Does a buffered store cover any byte of [addr, addr+len)? */
+function overlaps(sb: readonly BufferedStore[], addr: number, len: number): boolean {
+  for (let k = 0; k < sb.length; k++) {
+    const s = sb[k]!;
+    if (s.addr < addr + len && addr < s.addr + s.size) return true;
+  }
+  return false;
 }
 
 export interface FetchContext {
@@ -89,35 +108,63 @@ export interface FetchContext {
 }
 
 /**
- * Fetch the instruction at `rip` for vCPU `cpu`: the decoded instruction to execute, or null with
- * `ctx.fetchHazard` set to the hazard that forbids it. Throws MachineFault when nothing executable
- * is there. Hot path: the first lines are the common case.
+ * Fetch the instruction at `rip` for vCPU `cpu`, whose store buffer is `sb`: the decoded
+ * instruction to execute, or null with `ctx.fetchHazard` set to the hazard that forbids it.
+ * Throws MachineFault when nothing executable is there. Hot path: the first lines are the common
+ * case; an empty store buffer costs one length test.
  */
-export function fetch(ctx: FetchContext, cpu: number, serializedAt: number, rip: number): Insn | null {
+export function fetch(ctx: FetchContext, cpu: number, serializedAt: number, rip: number, sb: readonly BufferedStore[]): Insn | null {
   const mem = ctx.memory;
   const p = mem.page(rip);
   if (p !== undefined && (p.perms & Perm.X) !== 0) {
     const e = p.decoded![rip - p.base];
-    if (e !== undefined && e.gen === p.gen && p.lastWriteSeq <= serializedAt && !e.crossPage) return e.insn;
+    if (e !== undefined && e.gen === p.gen && p.lastWriteSeq <= serializedAt && !e.crossPage && (sb.length === 0 || !overlaps(sb, rip, e.insn.len))) return e.insn;
   }
-  return fetchSlow(ctx, p, cpu, serializedAt, rip);
+  return fetchSlow(ctx, p, cpu, serializedAt, rip, sb);
 }
 
-function fetchSlow(ctx: FetchContext, p: Page | undefined, cpu: number, serializedAt: number, rip: number): Insn | null {
+/**
+ * The fetch window with this vCPU's buffered stores forwarded (newest wins), and which offsets
+ * they cover; undefined when none covers the window.
+ */
+function forwarded(mem: Memory, rip: number, sb: readonly BufferedStore[]): { window: Uint8Array; own: Uint8Array } | undefined {
+  if (sb.length === 0 || !overlaps(sb, rip, MAX_INSN)) return undefined;
+  const window = fetchWindow(mem, rip).slice();
+  const own = new Uint8Array(window.length);
+  for (const s of sb) {
+    for (let j = 0; j < s.size; j++) {
+      const i = s.addr + j - rip;
+      if (i < 0 || i >= window.length) continue;
+      window[i] = j < 4 ? (s.lo >>> (8 * j)) & 0xff : (s.hi >>> (8 * (j - 4))) & 0xff;
+      own[i] = 1;
+    }
+  }
+  return { window, own };
+}
+
+function fetchSlow(ctx: FetchContext, p: Page | undefined, cpu: number, serializedAt: number, rip: number, sb: readonly BufferedStore[]): Insn | null {
   const mem = ctx.memory;
   if (!p) throw new MachineFault('page-fault', cpu, rip, 'instruction fetch from unmapped memory');
   if (!(p.perms & Perm.X)) throw new MachineFault('protection', cpu, rip, 'instruction fetch from a non-executable page');
-  const insn = decodeAt(mem, rip)!;
-  const bad = unsynchronized(mem, rip, 0, insn.len, cpu, serializedAt);
+  const fw = forwarded(mem, rip, sb);
+  let insn: Insn;
+  if (fw === undefined) insn = decodeAt(mem, rip)!;
+  else {
+    // Not cached: the cache holds what memory holds, and these bytes are this vCPU's alone.
+    insn = decodeInsn(fw.window, rip);
+    insn.fast = specialize(insn);
+  }
+  const own = fw?.own;
+  const bad = unsynchronized(mem, rip, 0, insn.len, cpu, serializedAt, own);
   if (bad.length === 0) return insn;
   const first = bad[0]!;
   if (bad.length === 1 && first.offset === 0 && (first.value === 0xcc || first.prev === 0xcc)) {
     // SDM 8.1.3 allows exactly this: a single-byte INT3 write to the first byte. The CPU may run
     // the old or the new instruction, so both must be safe; the old one must be synchronized too.
-    const window = fetchWindow(mem, rip).slice();
+    const window = (fw?.window ?? fetchWindow(mem, rip)).slice();
     window[0] = first.prev;
     const old = decodeInsn(window, rip);
-    const oldBad = unsynchronized(mem, rip, 1, old.len, cpu, serializedAt);
+    const oldBad = unsynchronized(mem, rip, 1, old.len, cpu, serializedAt, own);
     if (oldBad.length === 0) return ctx.chooseOldNew(cpu, rip) === 0 ? old : insn;
   }
   ctx.fetchHazard = {

@@ -391,6 +391,14 @@ export function execute(ctx: ExecContext, c: Vcpu, i: Insn): number {
     case Op.VMCALL:
     case Op.VMMCALL: {
       const kind = i.op === Op.VMCALL ? 'vmcall' : 'vmmcall';
+      // A VM exit: the host acts on this vCPU's behalf (a kick, a wake-up, the hypercall fix-up)
+      // only after the vCPU's earlier stores are visible. The host runs on the same physical CPU
+      // after them in program order, and its kick path takes locks and full barriers
+      // (kvm_make_request's set_bit, rcuwait_wake_up's smp_mb) before the target can run; a
+      // locked instruction is not reordered with earlier writes (SDM Vol. 3A 9.2.2), so the store
+      // buffer drains first. Without this a PV unlock's `locked = 0` could still sit in the buffer
+      // when the kicked waiter rechecks the lock, and it halts again for good.
+      drainAll(ctx.memory, c);
       ctx.memory.footprint?.pseudoWrite(Pseudo.Host);
       const outcome = ctx.hooks.hypercall?.(c, kind, i) ?? 'ud';
       ctx.emit({ type: 'hypercall', step: ctx.step, cpu: c.id, kind, nr: c.lo[Reg.RAX]! >>> 0 });

@@ -312,7 +312,7 @@ export class Machine implements ExecContext {
         return cost;
       }
     }
-    let insn = fetch(this, c.id, c.serializedSeq, rip);
+    let insn = fetch(this, c.id, c.serializedSeq, rip, c.storeBuffer);
     if (insn === null) {
       insn = decodeAt(this.memory, c.rip)!;
       if (fp !== undefined) fp.fetch(rip, insn.len);

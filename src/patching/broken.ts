@@ -13,7 +13,9 @@
 import { GuestConfigError } from '../kernel/errors.ts';
 import type { ServiceBody, ServiceContext } from '../machine/service.ts';
 import { CostClass } from '../machine/chooser.ts';
-import { SERVICE_BASE, VECTOR } from '../kernel/layout.ts';
+import { SERVICE_BASE, VECTOR, lockAddress } from '../kernel/layout.ts';
+import { QSPINLOCK, type LockWordModel } from '../kernel/lock-word.ts';
+import type { V1Generation } from '../kernel/stop-machine.ts';
 import { TextPokeBp, writeLoc } from '../kernel/text-poke.ts';
 import { BP_DESC, Opcode, SYNC_ACKS, TP_LOC, TP_VEC, textPokeLocInit, type TextPatch } from '../kernel/text-poke-loc.ts';
 import type { Guest } from '../kernel/guest.ts';
@@ -148,6 +150,22 @@ export function ticketLockSites(guest: Guest): { address: number; bytes: Uint8Ar
     }
   }
   return out;
+}
+
+/**
+ * The ticket lock's view of its word: free when head (low 16 bits) == tail (high 16 bits). One
+ * holder and no waiters is tail 1, head 0 — a word qspinlock reads as free (its locked byte is 0).
+ */
+export const TICKET_LOCK: LockWordModel = {
+  name: 'ticket lock',
+  encode: (m) => (m === 'unlocked' ? 0 : 0x10000),
+  read: (w) => ((w & 0xffff) === (w >>> 16) ? 'unlocked' : 'locked'),
+};
+
+/** One v1 stop_machine to the ticket lock, declaring its lock word, so v1 checks agreement before the flip. */
+export function ticketLockGeneration(guest: Guest): V1Generation {
+  const locks = Array.from({ length: guest.workload.taskLocks + 2 }, (_, i) => lockAddress(i));
+  return { sites: ticketLockSites(guest), lockWords: { from: QSPINLOCK, to: TICKET_LOCK, locks } };
 }
 
 /**

@@ -29,7 +29,11 @@ export type PatchRunReason =
   /** The run ended otherwise (instruction limit, another error) before the tasks finished. */
   | 'unfinished'
   /** A site did not hold the bytes the patcher expected: it refused and wrote nothing. */
-  | 'unexpected-bytes';
+  | 'unexpected-bytes'
+  /** An INT3 handler emulated an instruction that is neither the site's old nor its new one. */
+  | 'foreign-emulation'
+  /** The old and new lock implementations disagree on what the lock word means: the switch refused. */
+  | 'lock-word-disagreement';
 
 export interface PatchRunResult {
   /** What the checks said; `ok`, `reason`, `detail`, `hazard` and `step` are derived from it. */
@@ -73,6 +77,8 @@ export function patchRunReason(v: Verdict): PatchRunReason {
     case 'broken-lock': return 'broken-lock';
     case 'lost-wakeup': return 'all-halted';
     case 'unexpected-bytes': return 'unexpected-bytes';
+    case 'foreign-emulation': return 'foreign-emulation';
+    case 'lock-word-disagreement': return 'lock-word-disagreement';
     default: return 'unfinished';
   }
 }

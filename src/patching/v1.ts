@@ -93,6 +93,9 @@ export function runV1(guest: Guest, gens: V1Generation[], opts: V1SwitchOptions 
   });
   for (const g of gens) sm.queue(g);
   enterBeforeTask(guest, primaryCpu, STOP_MACHINE_SERVICE.primary);
-  const r = runAndJudge(guest, () => sm.stats.done === gens.length, opts.run);
-  return { ...r, stats: sm.stats, switched: sm.stats.done === gens.length };
+  const refused = () => sm.stats.refused !== undefined;
+  const r = runAndJudge(guest, () => sm.stats.done === gens.length || refused(), opts.run);
+  // A refused switch (the lock words) is the verdict once the guest ran on: it wrote nothing.
+  const v = refused() && (r.ok || r.reason === 'unfinished') ? violation('lock-word-disagreement', r.step, `refused: ${sm.stats.refused}`) : r.verdict;
+  return { ...r, verdict: v, ...verdictFields(v), reason: patchRunReason(v), stats: sm.stats, switched: sm.stats.done === gens.length };
 }

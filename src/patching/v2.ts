@@ -198,7 +198,8 @@ export class LockopSwitcher implements GuestComponent {
       // A locked op: text_poke writes the text at once, so every store above must be visible
       // before the first 0xCC is (a plain store could still sit in our store buffer).
       yield* ctx.xchg(LOCKOP.refs, 4, 1);
-      // 1. Site-local barrier.
+      // 1. Site-local barrier (the emulation oracle records what each site holds and will hold).
+      sites.forEach((s, i) => this.barrier.emulation.expect(s.address, ctx.exec.memory.readBytes(s.address, s.len), newBytes[i]!));
       for (const s of sites) yield* textPoke(ctx, s.address, [0xcc]);
       yield* sync();
       mark('int3');
@@ -235,6 +236,7 @@ export class LockopSwitcher implements GuestComponent {
         mark('first-bytes');
         yield* ctx.store(LOCKOP.epoch, 4, 0);
         yield* dropRefs();
+        for (const s of sites) this.barrier.emulation.forget(s.address);
         mark('done');
         this.flavor = to;
         rec.ok = true;
@@ -248,6 +250,7 @@ export class LockopSwitcher implements GuestComponent {
       for (let i = 0; i < sites.length; i++) yield* textPoke(ctx, sites[i]!.address, oldBytes[i]!.subarray(0, 1));
       yield* sync();
       yield* dropRefs();
+      for (const s of sites) this.barrier.emulation.forget(s.address);
       mark('int3-removed');
       if (attempt < this.maxRetries) {
         rec.retries++;

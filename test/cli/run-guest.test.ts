@@ -111,7 +111,7 @@ test('pvpatch run --corrupt-site: the switch refuses the site, names it and its 
 });
 
 test('a v1 sweep with more NMIs reports the seeds where the atomic-switch oracle caught v1\'s NMI window, with the command that replays each', () => {
-  const p = scenario(readFileSync(join(ROOT, 'scenarios', 'default.yaml'), 'utf8').replace('nmis: 3', 'nmis: 12'));
+  const p = scenario(readFileSync(join(ROOT, 'scenarios', 'default.yaml'), 'utf8').replace('nmis: 3', 'nmis: 30'));
   const r = pvpatch('run', p, '--seeds', '14', '--protocol', 'v1');
   assert.equal(r.code, 1, r.err);
   assert.match(r.out, /seed 13: non-atomic-switch at step \d+ — vCPU \d started the native unlock .* still runs the PV slowpath/);

@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Guest } from '../../src/kernel/guest.ts';
+import type { NmiEntry } from '../../src/kernel/image.ts';
 import { RandomChooser } from '../../src/sched/random.ts';
 import { SERVICE_BASE, VECTOR } from '../../src/kernel/layout.ts';
 import { PvOp, directCall, type PatchSite } from '../../src/kernel/pv-ops.ts';
@@ -84,8 +85,8 @@ test('control: the correct text_poke_bp makes the same switch cleanly on the sam
 import { switchLockOpsV1 } from '../../src/patching/v1.ts';
 import { NmiInInt3Chooser } from '../../src/patching/nmi-adversary.ts';
 
-function v1Guest(seed: number): Guest {
-  return new Guest({ vcpus: 4, flavor: 'native', spinThreshold: 4, workload: { iterations: 3 }, seed });
+function v1Guest(seed: number, nmiEntry: NmiEntry = 'linux'): Guest {
+  return new Guest({ vcpus: 4, flavor: 'native', spinThreshold: 4, workload: { iterations: 3 }, seed, nmiEntry });
 }
 
 test('broken 5a, v1 whose #BP handler just returns to the INT3 (no state machine): an NMI meets the INT3 and the machine livelocks (seed 3)', () => {
@@ -99,9 +100,9 @@ test('broken 5a, v1 whose #BP handler just returns to the INT3 (no state machine
   assert.equal(control.reason, 'ok', 'the real v1 on the same seed');
 });
 
-test('broken 5b, v1 returning from an INT3 in NMI context with IRET: NMIs re-open, a nested NMI spins on the NMI lock its own outer NMI holds (seed 35)', () => {
-  const run = (nmiIret: boolean) => {
-    const g = v1Guest(35);
+test('broken 5b, v1 returning from an INT3 in NMI context with IRET, in a guest whose NMI entry lacks Linux\'s nested-NMI handling: NMIs re-open, a nested NMI spins on the NMI lock its own outer NMI holds (seed 35)', () => {
+  const run = (nmiIret: boolean, nmiEntry: NmiEntry = 'plain') => {
+    const g = v1Guest(35, nmiEntry);
     const nmiUnlock = g.image.sites.at(-1)!; // nmi_handler's spin_unlock
     const r = switchLockOpsV1(g, ['pv', 'native'], {
       primaryCpu: 0, nmiIret, sites: (s) => s.address === nmiUnlock.address,
@@ -121,17 +122,31 @@ test('broken 5b, v1 returning from an INT3 in NMI context with IRET: NMIs re-ope
   assert.ok(inNmi.length >= 2, 'a second NMI handler runs nested inside the first');
   assert.equal(c.serviceFrames.at(-1)?.name, 'native_queued_spin_lock_slowpath', 'the nested NMI spins on the NMI lock');
   assert.equal(run(false).r.reason, 'ok', 'v1 returning without IRET (NMIs stay blocked) on the same schedule');
+  assert.equal(run(true, 'linux').r.reason, 'ok', 'Linux\'s NMI entry latches the nested NMI: the IRET does no harm');
 });
 
 // ---- an incompatible lock flavour (seed 000: ticket vs test-and-set) ----
 
 import { runV1 } from '../../src/patching/v1.ts';
-import { ticketLockSites } from '../../src/patching/broken.ts';
+import { ticketLockGeneration, ticketLockSites, TICKET_LOCK } from '../../src/patching/broken.ts';
+import { QSPINLOCK, lockWordDisagreement } from '../../src/kernel/lock-word.ts';
 import { lockAddress } from '../../src/kernel/layout.ts';
 
-test('broken 6, switching qspinlock sites to a ticket lock (free when head == tail, not when 0): v1 patches cleanly but the lock state does not carry over and lockers wait forever (seed 2)', () => {
-  const g = v1Guest(2);
-  const r = runV1(g, [{ sites: ticketLockSites(g) }], { primaryCpu: 0, run: { chooser: new RandomChooser(2), inject: { nmis: 2, irqs: 4, irqVector: VECTOR.LOCK_IRQ }, maxInstructions: 300_000 } });
+test('broken 6, switching qspinlock sites to a ticket lock (free when head == tail, not when 0): the lock-word check refuses at the switch, before any site is touched, and the guest runs on with qspinlock (seed 3)', () => {
+  const g = v1Guest(3);
+  const before = g.image.sites.map((s) => Array.from(g.machine.memory.readBytes(s.address, s.len)));
+  const r = runV1(g, [ticketLockGeneration(g)], { primaryCpu: 0, run: { chooser: new RandomChooser(3), inject: { nmis: 2, irqs: 4, irqVector: VECTOR.LOCK_IRQ }, maxInstructions: 300_000 } });
+  assert.equal(r.reason, 'lock-word-disagreement');
+  assert.match(r.detail!, /^refused: qspinlock reads ticket lock's locked word 0x10000 as unlocked$/);
+  assert.equal(r.switched, false);
+  assert.equal(r.run.hazards.length, 0);
+  assert.ok(g.tasksDone && r.locks.every((l) => l.ok), 'every task finished on the old locks');
+  assert.deepEqual(g.image.sites.map((s) => Array.from(g.machine.memory.readBytes(s.address, s.len))), before, 'no site was written');
+});
+
+test('broken 6 without the lock-word check (the sites alone, no lock model declared): v1 patches cleanly but the lock state does not carry over and lockers wait forever (seed 3)', () => {
+  const g = v1Guest(3);
+  const r = runV1(g, [{ sites: ticketLockSites(g) }], { primaryCpu: 0, run: { chooser: new RandomChooser(3), inject: { nmis: 2, irqs: 4, irqVector: VECTOR.LOCK_IRQ }, maxInstructions: 300_000 } });
   assert.equal(r.switched, true, 'the patching protocol itself finished');
   assert.equal(r.run.hazards.length, 0, 'and was clean');
   assert.equal(r.reason, 'unfinished');
@@ -142,4 +157,10 @@ test('broken 6, switching qspinlock sites to a ticket lock (free when head == ta
   assert.equal(word, 0x20002, 'task lock: tail 2 (tickets 0 and 1 taken), head 2 (two qspinlock-style releases)');
   const waiting = g.machine.vcpus.filter((c) => c.serviceFrames.at(-1)?.name === 'ticket_spin_lock_slowpath').length;
   assert.ok(waiting >= 2, `${waiting} vCPUs wait in the ticket slowpath on a lock nobody holds`);
+});
+
+test('the lock-word check: native and PV qspinlock agree on every word; the ticket lock disagrees on a held qspinlock with waiters too', () => {
+  assert.equal(lockWordDisagreement(QSPINLOCK, QSPINLOCK, new Map([[0x1000, 0x3], [0x1040, 0x40001]])), undefined);
+  const lenient = { ...TICKET_LOCK, encode: QSPINLOCK.encode }; // agrees on the canonical words: the words in memory still decide
+  assert.match(lockWordDisagreement(QSPINLOCK, lenient, new Map([[0x1000, 0x00040100]]))!, /holds 0x40100: qspinlock reads it as unlocked, ticket lock as locked/);
 });

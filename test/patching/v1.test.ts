@@ -14,6 +14,7 @@ import { patchBytes, type Flavor } from '../../src/kernel/pv-ops.ts';
 import { switchLockOpsV1 } from '../../src/patching/v1.ts';
 import { NmiInInt3Chooser } from '../../src/patching/nmi-adversary.ts';
 import { stateName } from '../../src/kernel/stop-machine.ts';
+import { inNmi } from '../../src/kernel/preempt-count.ts';
 import type { Chooser } from '../../src/machine/chooser.ts';
 
 const INJECT = { nmis: 8, irqs: 4, irqVector: VECTOR.LOCK_IRQ };
@@ -90,14 +91,14 @@ test('v1 native -> PV leaves every site PV, and stops every vCPU (time stopped r
   t.diagnostic(`stop_machine window ${window} steps of ${r.run.steps}; stopped per vCPU: ${r.stats.stoppedSteps.join(', ')} steps (${g.image.sites.length} sites, ${4 * g.image.sites.length + 1} states)`);
 });
 
-test('v1 is not atomic for NMI handlers (seed 7): an NMI runs the old native unlock of the NMI lock while another NMI waits in the new PV slowpath; the atomic-switch oracle stops the run there', () => {
-  const g = guest(7);
-  const r = switchLockOpsV1(g, ['pv', 'native'], { primaryCpu: 3, run: { chooser: new RandomChooser(7), inject: INJECT } });
+test('v1 is not atomic for NMI handlers (seed 2): an NMI runs the old native unlock of the NMI lock while another NMI waits in the new PV slowpath; the atomic-switch oracle stops the run there', () => {
+  const g = guest(2);
+  const r = switchLockOpsV1(g, ['pv', 'native'], { primaryCpu: 3, run: { chooser: new RandomChooser(2), inject: INJECT } });
   assert.equal(r.reason, 'hazard');
   const h = r.hazard!;
   assert.ok(isNonAtomicSwitch(h), `an atomic-switch finding, not ${hazardName(h)}`);
   assert.equal(h.data.lock, lockAddress(g.image.nmiLock));
-  assert.ok(g.machine.vcpu(h.cpu).nmiBlocked && g.machine.vcpu(h.data.other.cpu).nmiBlocked, 'both sides run in NMI context');
+  assert.ok(inNmi(g.machine.memory, g.machine.vcpu(h.cpu)) && inNmi(g.machine.memory, g.machine.vcpu(h.data.other.cpu)), 'both sides run in NMI context (in_nmi())');
   assert.match(h.data.op, /native unlock/);
   assert.match(h.data.other.op, /PV slowpath/);
 });
@@ -149,4 +150,15 @@ test('v1 from the hint, back and forth ten times under load (the host toggles RE
     const len = g.image.text.length;
     assert.ok(Buffer.from(g.machine.memory.readBytes(TEXT_BASE, len)).equals(Buffer.from(fresh.machine.memory.readBytes(TEXT_BASE, len))), `seed ${seed}: text as a fresh PV guest`);
   }
+});
+
+test('v1: the primary\'s #BP handler in an NMI waits for every acknowledgement of the state it finds before moving on (seed 831 of the sweep: it moved from PATCH_SYNC_1 to PATCH_SYNC_2 while two secondaries had not acknowledged PATCH_SYNC_1, cmc-unsynchronized at step 320)', () => {
+  const seed = 831;
+  const g = guest(seed);
+  g.atomicSwitch.mode = 'record';
+  const r = switchLockOpsV1(g, ['pv', 'native'], { primaryCpu: seed % 4, run: { chooser: new RandomChooser(seed), inject: INJECT } });
+  assert.deepEqual(r.run.hazards.map((h) => h.kind), []);
+  assert.equal(r.reason, 'ok', r.detail);
+  assert.ok(r.stats.primaryDrives > 0, 'the primary drove the state machine from its #BP handler');
+  assertSites(g, 'native', seed);
 });
