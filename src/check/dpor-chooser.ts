@@ -232,6 +232,15 @@ export class DporChooser implements Chooser {
     return node;
   }
 
+  /**
+   * Under a preemption bound, steps of two vCPUs do not commute for the sleep sets: moving one past
+   * the other changes which vCPU runs and so what counts as a preemption (the bound's own
+   * dependence, Coons et al. 2013). Drains and injections never change that.
+   */
+  private boundDependent(a: number, b: number): boolean {
+    return this.settings.preemptionBound !== undefined && actionKind(a) === ActionKind.Step && actionKind(b) === ActionKind.Step && actionCpu(a) !== actionCpu(b);
+  }
+
   private finishEvent(terminal: boolean): void {
     const cur = this.current;
     if (cur === undefined) return;
@@ -249,7 +258,7 @@ export class DporChooser implements Chooser {
       if (node.sleep.length === 0 && node.done.size === 0) this.sleep = node.sleep;
       else {
         const inherited = [...node.sleep, ...[...node.done.values()].filter((d) => d.complete)];
-        this.sleep = inherited.filter((s) => s.proc !== cur.proc && s.fp !== null && !dependent(s.fp, s.proc, fp, cur.proc));
+        this.sleep = inherited.filter((s) => s.proc !== cur.proc && s.fp !== null && !dependent(s.fp, s.proc, fp, cur.proc) && !this.boundDependent(s.proc, cur.proc));
       }
     }
     if (kind === ActionKind.Step) {

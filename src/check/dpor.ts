@@ -15,7 +15,10 @@
  * PAUSE or closed a cycle is a yield, not a preemption). Pruning DPOR by a preemption bound is
  * unsound on its own (Coons, Musuvathi, McKinley, "Bounded partial-order reduction", OOPSLA 2013):
  * as BPOR does, every backtrack point also adds a conservative one for the same process at the
- * last context switch before it. `depth` bounds instructions per execution.
+ * last context switch (or free switch point) before it, and so does every initial the bound
+ * forbids; and for the sleep sets, steps of two vCPUs never commute under a bound (moving one past
+ * the other changes what is a preemption). `depth` bounds instructions per execution; a branch an
+ * execution cut by depth ran through does not go to sleep.
  *
  * A search that ran out of branches with no execution cut by the depth bound and no stop at
  * `maxExecutions` is `exhausted`: every interleaving within the preemption bound was explored (a
@@ -123,12 +126,7 @@ class Explorer {
   private addBacktrack(i: number, proc: number, conservative: boolean): void {
     const node = this.path[i] as ScheduleNode;
     if (this.fits(node, proc)) node.backtrack.add(proc);
-    else {
-      // The bound makes otherwise independent actions dependent (BPOR): the branches above this
-      // node did not explore everything a sleep set would assume they did.
-      this.preemptionLimited = true;
-      this.markIncomplete(i);
-    }
+    else this.preemptionLimited = true;
     if (this.bound !== undefined && !conservative) this.conservative(i, proc);
   }
 
@@ -241,10 +239,7 @@ export function exploreDpor(subject: Subject, bounds: DporBounds = {}, options: 
     executions++;
     exec.machine.recordFootprints(undefined);
     for (const [x, ev] of chooser.races) explorer.reverse(trace, x, ev);
-    if (chooser.boundHit) {
-      explorer.preemptionLimited = true;
-      explorer.markIncomplete();
-    }
+    if (chooser.boundHit) explorer.preemptionLimited = true;
     if (end === 'depth-bound') {
       cut = true;
       explorer.markIncomplete();
