@@ -382,8 +382,7 @@ export function execute(ctx: ExecContext, c: Vcpu, i: Insn): number {
       c.crLo[i.r0] = c.lo[i.r1]! >>> 0;
       c.crHi[i.r0] = c.hi[i.r1]! >>> 0;
       if (i.r0 === 8) return CostClass.Plain;
-      drainAll(ctx.memory, c);
-      c.serializedSeq = ctx.memory.textSeq;
+      serialize(ctx.memory, c);
       return CostClass.Serializing;
     case Op.MOV_FROM_CR:
       writeReg(c, i.r0, 8, c.crLo[i.r1]! | 0, c.crHi[i.r1]! | 0);
