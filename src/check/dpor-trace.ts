@@ -4,12 +4,13 @@
  * initials of a reversed race (Abdulla et al., "Optimal dynamic partial order reduction", POPL
  * 2014, §4: races e ⋖ e', notdep(e, E), I_[E'](v)).
  *
- * A process is an action of the Chooser interface (`cpu * 4 + kind`): a vCPU's steps, its
- * store-buffer drains, and the NMI and IRQ injections into it are four processes. Happens-before
+ * A process is an action of the Chooser interface (`cpu * ACTION_KINDS + kind`): a vCPU's steps,
+ * its store-buffer drains, the NMI and IRQ injections into it and the host's preemptions of it are
+ * processes of their own. Happens-before
  * is program order within a process, the order of dependent events, and "a store is buffered
  * before the drain that commits it".
  */
-import { ActionKind, actionCpu, actionKind } from '../machine/chooser.ts';
+import { ACTION_KINDS, ActionKind, actionCpu, actionKind } from '../machine/chooser.ts';
 import { isDataGranule, type Footprint } from '../machine/footprint.ts';
 
 export interface TraceEvent {
@@ -83,7 +84,7 @@ export class Trace {
   private readonly storeIssuer: number[][];
 
   constructor(readonly vcpus: number) {
-    const procs = vcpus * 4;
+    const procs = vcpus * ACTION_KINDS;
     this.lastOfProc = new Int32Array(procs).fill(-1);
     this.seqOfProc = new Int32Array(procs);
     this.lastWrite = new LastAccess(procs);
