@@ -186,11 +186,6 @@ export function register(program: Command): void {
     .option('--diff', 'print every byte that boot patching changes')
     .option('--json', 'one JSON object: tables, boot setup, every site {table, address, length, original, patched}')
     .action((image: string, flags: InspectFlags) => {
-      // `pvpatch inspect ... | head` closes the pipe early: that is the reader's choice, not an error.
-      process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-        if (e.code === 'EPIPE') process.exit(0);
-        throw e;
-      });
       const against = flags.analyze === undefined ? undefined : flags.analyze === true ? 'kvm' : flags.analyze;
       if (against !== undefined && !PLATFORMS.includes(against as Platform)) throw new InspectError(`--analyze wants one of ${PLATFORMS.join(', ')}, not '${against}'`);
       const site = flags.site === undefined ? undefined : parseAddress(flags.site);

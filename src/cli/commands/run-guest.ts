@@ -208,9 +208,11 @@ export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRun
   if (flags.scheduleOut && strategyOf(s, flags) === 'timed') throw new ScenarioError('--schedule-out needs a replayable strategy (random, pct, first); the timed strategy replays from its seed');
   const o = runGuestOnce(file, s, flags);
   const { g, r, hs, sched, strategy, failed, lostWakeup, summary } = o;
-  if (flags.scheduleOut) writeAtomically(flags.scheduleOut, formatSchedule(g.machine.decisions) + '\n');
-  if (flags.traceOut) writeAtomically(flags.traceOut, JSON.stringify(chromeTrace(g.machine.events, g.machine.vcpus.length, file)) + '\n');
-  if (r.reason === 'error' && r.error && !flags.json) throw r.error;
+  if (flags.scheduleOut) writeAtomically(flags.scheduleOut, formatSchedule(g.machine.decisions) + '\n', '--schedule-out');
+  if (flags.traceOut) writeAtomically(flags.traceOut, JSON.stringify(chromeTrace(g.machine.events, g.machine.vcpus.length, file)) + '\n', '--trace-out');
+  // A run that stopped on an error is bad input (or, without userFacing, a bug): one stderr line either way.
+  if (r.reason === 'error' && r.error && (!flags.json || r.error.userFacing !== true)) throw r.error;
+  if (r.reason === 'error' && r.error) process.stderr.write(`pvpatch: ${r.error.message.split('\n')[0]}\n`);
   if (flags.json) {
     process.stdout.write(JSON.stringify(summary) + '\n');
     return r.reason === 'error' ? 2 : failed ? 1 : 0;

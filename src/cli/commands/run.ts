@@ -3,6 +3,8 @@
  * seeds), print a per-vCPU summary, every hazard, the stop reason and the replayable schedule.
  */
 import { writeAtomically } from '../write-file.ts';
+import { intFlag } from '../flags.ts';
+import { checkRunFlags } from './run-flags.ts';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import cliProgress from 'cli-progress';
@@ -40,12 +42,6 @@ function isGuestScenario(doc: unknown): boolean {
   return typeof doc === 'object' && doc !== null && 'guest' in doc;
 }
 
-function intFlag(v: string | undefined, name: string, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < min) throw new ScenarioError(`--${name} must be an integer ≥ ${min}, not '${v}'`);
-  return n;
-}
 
 function summary(m: Machine, r: RunResult, strategy: string, seed: number) {
   return {
@@ -107,6 +103,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   const doc = readScenarioDoc(path);
   if (isGuestScenario(doc)) {
     const gs = validateScenario<GuestScenario>(path, doc, guestScenarioSchema);
+    checkRunFlags(path, 'guest', flags, gs.schedule);
     const seeds = intFlag(flags.seeds, 'seeds', 1);
     const gflags = {
       seed: intFlag(flags.seed, 'seed', 0) ?? gs.schedule?.seed ?? 1,
@@ -123,6 +120,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
     return seeds !== undefined ? sweepGuestScenario(path, gs, gflags, seeds) : runGuestScenario(path, gs, gflags);
   }
   const scenario = validateScenario<MachineScenario>(path, doc, machineScenarioSchema);
+  checkRunFlags(path, 'machine', flags, scenario.schedule);
   const strategy: Strategy = flags.strategy ?? (flags.schedule ? 'replay' : scenario.schedule?.strategy ?? 'random');
   const seed = intFlag(flags.seed, 'seed', 0) ?? scenario.schedule?.seed ?? 1;
   const seeds = intFlag(flags.seeds, 'seeds', 1);
@@ -155,11 +153,11 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
 
   const m = boot.machine;
   const r = m.run({ ...runOpts, chooser: makeChooser(strategy, seed, m.vcpus.length, replay) });
-  if (flags.scheduleOut) writeAtomically(flags.scheduleOut, formatSchedule(m.decisions) + '\n');
-  if (flags.traceOut) writeAtomically(flags.traceOut, JSON.stringify(chromeTrace(m.events, m.vcpus.length, path)) + '\n');
-  if (r.reason === 'error' && r.error && !flags.json) {
-    throw r.error;
-  }
+  if (flags.scheduleOut) writeAtomically(flags.scheduleOut, formatSchedule(m.decisions) + '\n', '--schedule-out');
+  if (flags.traceOut) writeAtomically(flags.traceOut, JSON.stringify(chromeTrace(m.events, m.vcpus.length, path)) + '\n', '--trace-out');
+  // A run that stopped on an error is bad input (or, without userFacing, a bug): one stderr line either way.
+  if (r.reason === 'error' && r.error && (!flags.json || r.error.userFacing !== true)) throw r.error;
+  if (r.reason === 'error' && r.error) process.stderr.write(`pvpatch: ${r.error.message.split('\n')[0]}\n`);
   if (flags.json) process.stdout.write(JSON.stringify(summary(m, r, strategy, seed)) + '\n');
   else printRun(path, m, r, strategy, seed);
   return r.reason === 'error' ? 2 : r.hazards.length > 0 ? 1 : 0;
