@@ -46,6 +46,12 @@ export function formatSchedule(log: readonly number[]): string {
 
 const TOKEN = /^([sdnic])(\d+)(?:\*(\d+))?$/;
 
+/**
+ * The most decisions a schedule string may expand to: a replay holds them all, so a typo'd repeat
+ * count (`s0*999999999`) must be refused here, not met as an out-of-memory abort in V8.
+ */
+export const MAX_SCHEDULE_DECISIONS = 10_000_000;
+
 /** Parse a schedule string into a flat decision list; throws ScheduleError naming the bad token. */
 export function parseSchedule(text: string, maxCpus = 256): number[] {
   const out: number[] = [];
@@ -57,7 +63,10 @@ export function parseSchedule(text: string, maxCpus = 256): number[] {
     }
     const n = Number(m[2]);
     const count = m[3] === undefined ? 1 : Number(m[3]);
-    if (count < 1 || count > 1e9) throw new ScheduleError(`schedule token ${i + 1} '${tok}': repeat count must be 1..1e9`);
+    if (count < 1) throw new ScheduleError(`schedule token ${i + 1} '${tok}': repeat count must be at least 1`);
+    if (out.length + count > MAX_SCHEDULE_DECISIONS) {
+      throw new ScheduleError(`schedule token ${i + 1} '${tok}': the schedule would hold more than ${MAX_SCHEDULE_DECISIONS.toLocaleString('en-US')} decisions`);
+    }
     let d: number;
     if (m[1] === 'c') d = -(n + 1);
     else {

@@ -4,7 +4,7 @@
  */
 import { readFileSync, existsSync, statSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
-import { parse as parseYaml } from 'yaml';
+import { parseDocument } from 'yaml';
 import { ScenarioError } from './errors.ts';
 
 export type Num = number | string;
@@ -55,13 +55,31 @@ function schemaAt(schema: unknown, path: string): Record<string, unknown> | unde
   return s;
 }
 
-function describe(file: string, err: ErrorObject, schema: unknown): string {
+/** The value at a JSON pointer such as /vcpus/0 in a parsed document. */
+function valueAt(doc: unknown, pointer: string): unknown {
+  let v = doc;
+  for (const part of pointer.split('/').filter(Boolean)) {
+    if (typeof v !== 'object' || v === null) return undefined;
+    v = (v as Record<string, unknown>)[part.replace(/~1/g, '/').replace(/~0/g, '~')];
+  }
+  return v;
+}
+
+function describe(file: string, err: ErrorObject, schema: unknown, doc: unknown): string {
   const where = err.instancePath === '' ? '(top level)' : err.instancePath;
   if (err.keyword === 'additionalProperties') {
     const key = String((err.params as { additionalProperty: string }).additionalProperty);
     const props = Object.keys((schemaAt(schema, err.instancePath)?.properties as object | undefined) ?? {});
     const hint = didYouMean(key, props);
     return `${file}: ${where}: unknown key '${key}'${hint ? ` (did you mean '${hint}'?)` : props.length ? ` (known keys: ${props.join(', ')})` : ''}`;
+  }
+  if (err.keyword === 'required') {
+    // A missing required key is often a typo of it among the keys that are there.
+    const missing = String((err.params as { missingProperty: string }).missingProperty);
+    const here = valueAt(doc, err.instancePath);
+    const props = Object.keys((schemaAt(schema, err.instancePath)?.properties as object | undefined) ?? {});
+    const typo = typeof here === 'object' && here !== null ? Object.keys(here).find((k) => !props.includes(k) && didYouMean(k, [missing]) === missing) : undefined;
+    return `${file}: ${where}: missing required key '${missing}'${typo !== undefined ? ` ('${typo}' is not a key: did you mean '${missing}'?)` : ''}`;
   }
   if (err.keyword === 'enum') {
     const allowed = (err.params as { allowedValues: unknown[] }).allowedValues.join(', ');
@@ -72,11 +90,15 @@ function describe(file: string, err: ErrorObject, schema: unknown): string {
 
 /** Parse scenario text (YAML is a superset of JSON) into a document, not yet validated. */
 function parseDoc(file: string, text: string): unknown {
+  // The yaml library reports warnings (an unresolved tag, …) through process.emitWarning, which
+  // prints several lines; a scenario that is not plain YAML is refused with one line instead.
+  const doc = parseDocument(text, { prettyErrors: false, logLevel: 'silent', uniqueKeys: true });
+  const problem = doc.errors[0] ?? doc.warnings[0];
+  if (problem !== undefined) throw new ScenarioError(`${file}: not valid YAML or JSON: ${problem.message.split('\n')[0]}`);
   try {
-    return parseYaml(text, { prettyErrors: false });
+    return doc.toJS({ maxAliasCount: 1000 });
   } catch (e) {
-    const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
-    throw new ScenarioError(`${file}: not valid YAML or JSON: ${msg}`);
+    throw new ScenarioError(`${file}: not valid YAML or JSON: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
   }
 }
 
@@ -88,7 +110,7 @@ export function validateScenario<T>(file: string, doc: unknown, schema: object):
     const errs = validate.errors ?? [];
     // Prefer the most specific complaint: an unknown key beats a failed oneOf/anyOf.
     const pick = errs.find((e) => e.keyword === 'additionalProperties') ?? errs.find((e) => e.keyword !== 'anyOf' && e.keyword !== 'oneOf') ?? errs[0];
-    throw new ScenarioError(pick ? describe(file, pick, schema) : `${file}: does not match the scenario schema`);
+    throw new ScenarioError(pick ? describe(file, pick, schema, doc) : `${file}: does not match the scenario schema`);
   }
   return doc as T;
 }
