@@ -3,7 +3,7 @@
  * file, the path inside it and (for a typo) the closest known key.
  */
 import { readFileSync, existsSync, statSync } from 'node:fs';
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { parseDocument } from 'yaml';
 import { ScenarioError } from './errors.ts';
 
@@ -102,10 +102,24 @@ function parseDoc(file: string, text: string): unknown {
   }
 }
 
+/**
+ * Compiling a schema costs hundreds of milliseconds and the schemas are constants, so each is
+ * compiled once per process (a cache of a pure function: the same schema gives the same validator).
+ */
+const validators = new WeakMap<object, ValidateFunction>();
+
+function compiled(schema: object): ValidateFunction {
+  let v = validators.get(schema);
+  if (v === undefined) {
+    v = new Ajv({ allErrors: false, strict: false }).compile(schema);
+    validators.set(schema, v);
+  }
+  return v;
+}
+
 /** Validate a parsed document against `schema`; the first (most specific) complaint becomes the error. */
 export function validateScenario<T>(file: string, doc: unknown, schema: object): T {
-  const ajv = new Ajv({ allErrors: false, strict: false });
-  const validate = ajv.compile(schema);
+  const validate = compiled(schema);
   if (!validate(doc)) {
     const errs = validate.errors ?? [];
     // Prefer the most specific complaint: an unknown key beats a failed oneOf/anyOf.
