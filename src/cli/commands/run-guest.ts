@@ -19,6 +19,8 @@ import type { HostScheduler } from '../../host/scheduler.ts';
 import type { GuestSnapshot, LockReport } from '../../kernel/guest.ts';
 import cliProgress from 'cli-progress';
 import { writeAtomically } from '../write-file.ts';
+import { stopText } from '../stop-text.ts';
+import { SweepTally } from '../sweep-summary.ts';
 import { chromeTrace } from '../../trace/chrome.ts';
 import { foreignEncoding } from '../../patching/broken.ts';
 import { GuestConfigError } from '../../kernel/errors.ts';
@@ -222,8 +224,8 @@ export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRun
   out.push(`${file}: ${g.machine.vcpus.length} vCPUs${sched ? ` on ${sched.opts.pcpus} pCPUs` : ''}, ${g.decision.reason} → ${g.flavor} pv_lock_ops`);
   if (flags.showSites) out.push(...sitesTable(g));
   const simulated = summary.simulatedMicroseconds > 0 ? `, ${summary.simulatedMicroseconds} µs simulated` : '';
-  const why = g.tasksDone && (r.reason === 'until' || r.reason === 'all-halted') ? 'every task finished, every vCPU idle' : r.reason;
-  out.push('', `stopped: ${why} after ${r.instructions.toLocaleString('en-US')} instructions${simulated} (strategy ${strategy}, seed ${flags.seed})`);
+  const why = g.tasksDone && (r.reason === 'until' || r.reason === 'all-halted') ? 'every task finished, every vCPU idle' : stopText(r, { maxInstructions: flags.maxInstructions ?? s.run?.maxInstructions ?? 50_000_000 });
+  out.push('', `stopped after ${r.instructions.toLocaleString('en-US')} instructions${simulated} (strategy ${strategy}, seed ${flags.seed}): ${why}`);
   out.push('', 'lock   role  counter  acquisitions  mutual exclusion');
   for (const l of locks) out.push(`${String(l.index).padStart(4)}   ${l.role.padEnd(4)}  ${String(l.counter).padStart(7)}  ${String(l.acquisitions).padStart(12)}  ${l.ok ? 'ok' : 'BROKEN'}`);
   const st = summary.stats;
@@ -249,8 +251,11 @@ export function sweepGuestScenario(file: string, s: GuestScenario, flags: GuestR
   bar?.start(seeds, 0, { failing: 0 });
   const failing: { seed: number; reason: string; step: number; detail?: string }[] = [];
   const totals = { acquisitions: 0, int3Hits: 0, ipis: 0, retries: 0, switched: 0 };
+  const tally = new SweepTally();
   for (let seed = flags.seed; seed < flags.seed + seeds; seed++) {
     const o = runGuestOnce(file, s, { ...flags, seed });
+    const finished = o.g.tasksDone && (o.r.reason === 'until' || o.r.reason === 'all-halted');
+    const ended = finished ? 'every task finished' : o.lostWakeup ? 'every vCPU halted before the tasks finished' : o.r.reason === 'limit' ? 'the instruction limit was reached' : o.r.reason === 'hazard' ? 'a hazard was found' : o.r.reason === 'error' ? 'an error' : stopText(o.r);
     totals.acquisitions += o.summary.stats.acquisitions ?? 0;
     if (o.hs) {
       totals.int3Hits += o.hs.int3Hits;
@@ -263,14 +268,15 @@ export function sweepGuestScenario(file: string, s: GuestScenario, flags: GuestR
       const detail = o.r.hazards[0] ? describeHazard(o.r.hazards[0]).split('\n')[0]!.replace(/^[a-z-]+: /, '') : o.hs?.detail ?? o.r.error?.message;
       failing.push({ seed, reason, step: o.r.hazardSteps[0] ?? o.g.machine.step, ...(detail ? { detail } : {}) });
     }
+    tally.add(ended, failing.at(-1)?.seed === seed ? failing.at(-1)!.reason : undefined);
     bar?.increment(1, { failing: failing.length });
   }
   bar?.stop();
   const range = `${flags.seed}..${flags.seed + seeds - 1}`;
   if (flags.json) {
-    process.stdout.write(JSON.stringify({ scenario: file, protocol: protocol ?? null, seeds: { from: flags.seed, count: seeds }, failing, totals }) + '\n');
+    process.stdout.write(JSON.stringify({ scenario: file, protocol: protocol ?? null, seeds: { from: flags.seed, count: seeds }, ...tally.json(), failing, totals }) + '\n');
   } else {
-    const out = [`${file}: ${seeds} seeds (${range})${protocol ? `, switch protocol ${protocol}` : ''}: ${failing.length} failing`];
+    const out = [`${file}: ${seeds} seeds (${range}), a boot and a run per seed${protocol ? `, switch protocol ${protocol}` : ''}: ${failing.length} failing`, ...tally.lines()];
     out.push(`  acquisitions ${totals.acquisitions}${protocol ? `, switches completed ${totals.switched}/${seeds}, INT3 hits ${totals.int3Hits}, IPIs ${totals.ipis}, v2 retries ${totals.retries}` : ''}`);
     for (const f of failing.slice(0, 20)) out.push(`  seed ${f.seed}: ${f.reason} at step ${f.step}${f.detail ? ` — ${f.detail}` : ''}\n    replay: pvpatch run ${file} --seed ${f.seed}${flags.protocol ? ` --protocol ${flags.protocol}` : ''}`);
     if (failing.length > 20) out.push(`  … and ${failing.length - 20} more (--json lists them all)`);

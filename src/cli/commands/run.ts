@@ -5,6 +5,8 @@
 import { writeAtomically } from '../write-file.ts';
 import { intFlag } from '../flags.ts';
 import { checkRunFlags } from './run-flags.ts';
+import { stopText, type StopContext } from '../stop-text.ts';
+import { SweepTally } from '../sweep-summary.ts';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import cliProgress from 'cli-progress';
@@ -78,10 +80,10 @@ function instructionText(m: Machine, rip: number): string {
   }
 }
 
-function printRun(file: string, m: Machine, r: RunResult, strategy: string, seed: number): void {
+function printRun(file: string, m: Machine, r: RunResult, strategy: string, seed: number, stop: StopContext = {}): void {
   const out: string[] = [];
   out.push(`${file}: ${m.vcpus.length} vCPUs, strategy ${strategy}, seed ${seed}`);
-  out.push(`stopped: ${r.reason}${r.error ? ` (${r.error.message})` : ''} after ${r.instructions.toLocaleString('en-US')} instructions, ${r.steps.toLocaleString('en-US')} steps`);
+  out.push(`stopped after ${r.instructions.toLocaleString('en-US')} instructions (${r.steps.toLocaleString('en-US')} steps): ${stopText(r, stop)}`);
   out.push('');
   out.push('vCPU  retired      rip                 state    next instruction');
   for (const c of m.vcpus) {
@@ -134,18 +136,21 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
     const bar = !flags.json && process.stderr.isTTY ? new cliProgress.SingleBar({ format: 'seeds {bar} {value}/{total} | hazards {hazards}', hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
     bar?.start(seeds, 0, { hazards: 0 });
     const failing: { seed: number; reason: string; hazard?: string; schedule: string }[] = [];
+    const tally = new SweepTally();
+    const stop = { maxInstructions: runOpts.maxInstructions, ...(scenario.run?.stopWhenHalted ? { stopWhenHalted: scenario.run.stopWhenHalted } : {}) };
     for (let s = seed; s < seed + seeds; s++) {
       const m = boot.machine.fork();
       const r = m.run({ ...runOpts, chooser: makeChooser(strategy, s, m.vcpus.length) });
+      tally.add(r.reason === 'error' ? 'an error' : stopText(r, stop).replace(/ \(raise it with --max-instructions\)$/, ''), r.hazards[0]?.kind ?? (r.reason === 'error' ? 'error' : undefined));
       if (r.hazards.length > 0 || r.reason === 'error') {
         failing.push({ seed: s, reason: r.reason, ...(r.hazards[0] ? { hazard: describeHazard(r.hazards[0]) } : r.error ? { hazard: r.error.message } : {}), schedule: formatSchedule(m.decisions) });
       }
       bar?.increment(1, { hazards: failing.length });
     }
     bar?.stop();
-    if (flags.json) process.stdout.write(JSON.stringify({ scenario: path, strategy, seeds: { from: seed, count: seeds }, failing: failing.length, first: failing[0] ?? null }) + '\n');
+    if (flags.json) process.stdout.write(JSON.stringify({ scenario: path, strategy, seeds: { from: seed, count: seeds }, ...tally.json(), failing: failing.length, first: failing[0] ?? null }) + '\n');
     else {
-      process.stdout.write(`${path}: ${seeds} seeds (${seed}..${seed + seeds - 1}), strategy ${strategy}: ${failing.length} with a hazard or error\n`);
+      process.stdout.write(`${path}: ${seeds} seeds (${seed}..${seed + seeds - 1}), strategy ${strategy}, one execution per seed from one boot: ${failing.length} with a hazard or error\n${tally.lines().join('\n')}\n`);
       if (failing[0]) process.stdout.write(`first: seed ${failing[0].seed}: ${failing[0].hazard}\nreplay: pvpatch run ${path} --seed ${failing[0].seed} --strategy ${strategy}\n`);
     }
     return failing.length > 0 ? 1 : 0;
@@ -159,7 +164,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   if (r.reason === 'error' && r.error && (!flags.json || r.error.userFacing !== true)) throw r.error;
   if (r.reason === 'error' && r.error) process.stderr.write(`pvpatch: ${r.error.message.split('\n')[0]}\n`);
   if (flags.json) process.stdout.write(JSON.stringify(summary(m, r, strategy, seed)) + '\n');
-  else printRun(path, m, r, strategy, seed);
+  else printRun(path, m, r, strategy, seed, { maxInstructions: runOpts.maxInstructions, ...(scenario.run?.stopWhenHalted ? { stopWhenHalted: scenario.run.stopWhenHalted } : {}) });
   return r.reason === 'error' ? 2 : r.hazards.length > 0 ? 1 : 0;
 }
 
