@@ -49,6 +49,7 @@ export function checkRunFlags(file: string, kind: 'machine' | 'guest', flags: Ru
   }
   if (flags.seeds !== undefined) {
     refuseFlags(flags, ['scheduleOut', 'traceOut'], '--seeds sweeps many runs and output files write one run; replay a failing seed with --seed to get them');
-    if (flags.strategy === 'first') throw new FlagError('--seeds does not apply to --strategy first: it makes the same choices whatever the seed');
+    // A guest's seed also seeds its workload; a machine scenario's seeds only the strategy.
+    if (kind === 'machine' && flags.strategy === 'first') throw new FlagError('--seeds does not apply to --strategy first: it makes the same choices whatever the seed');
   }
 }
