@@ -119,3 +119,9 @@ test('injection targets that do not exist and overlapping memory regions are ref
 test('a typo in a required key gets a "did you mean"', async () => {
   oneLine(await runCli(['run', file('typo.yaml', MACHINE('').replace('vcpus: [', 'vpcus: ['))]), /missing required key 'vcpus' \('vpcus' is not a key: did you mean 'vcpus'\?\)/);
 });
+
+test('a scenario nested too deeply, or whose aliases multiply, is one line', async () => {
+  oneLine(await runCli(['run', file('deep.yaml', '['.repeat(100_000))]), /nested too deeply/);
+  const laughs = ['a: &a [x, x, x, x, x, x, x, x, x, x]', ...Array.from({ length: 8 }, (_, i) => `b${i}: &b${i} [${Array(10).fill(i === 0 ? '*a' : `*b${i - 1}`).join(', ')}]`)].join('\n');
+  oneLine(await runCli(['run', file('laughs.yaml', laughs)]), /alias count/);
+});

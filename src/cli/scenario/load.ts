@@ -90,17 +90,25 @@ function describe(file: string, err: ErrorObject, schema: unknown, doc: unknown)
 
 /** Parse scenario text (YAML is a superset of JSON) into a document, not yet validated. */
 function parseDoc(file: string, text: string): unknown {
-  // The yaml library reports warnings (an unresolved tag, …) through process.emitWarning, which
-  // prints several lines; a scenario that is not plain YAML is refused with one line instead.
-  const doc = parseDocument(text, { prettyErrors: false, logLevel: 'silent', uniqueKeys: true });
-  const problem = doc.errors[0] ?? doc.warnings[0];
-  if (problem !== undefined) throw new ScenarioError(`${file}: not valid YAML or JSON: ${problem.message.split('\n')[0]}`);
+  const fail = (why: string): never => {
+    throw new ScenarioError(`${file}: not valid YAML or JSON: ${/call stack/i.test(why) ? 'nested too deeply' : why.split('\n')[0]}`);
+  };
   try {
+    // The yaml library reports warnings (an unresolved tag, …) through process.emitWarning, which
+    // prints several lines; a scenario that is not plain YAML is refused with one line instead.
+    const doc = parseDocument(text, { prettyErrors: false, logLevel: 'silent', uniqueKeys: true });
+    const problem = doc.errors[0] ?? doc.warnings[0];
+    if (problem !== undefined) return fail(problem.message);
+    // Aliases may not multiply a small file into a huge document ("billion laughs").
     return doc.toJS({ maxAliasCount: 1000 });
   } catch (e) {
-    throw new ScenarioError(`${file}: not valid YAML or JSON: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
+    if (e instanceof ScenarioError) throw e;
+    return fail(e instanceof Error ? e.message : String(e));
   }
 }
+
+/** A scenario is a page or two of YAML; anything this large is the wrong file. */
+const MAX_SCENARIO_BYTES = 16 * 1024 * 1024;
 
 /**
  * Compiling a schema costs hundreds of milliseconds and the schemas are constants, so each is
@@ -133,6 +141,7 @@ export function validateScenario<T>(file: string, doc: unknown, schema: object):
 export function readScenarioDoc(file: string): unknown {
   if (!existsSync(file)) throw new ScenarioError(`${file}: no such scenario file`);
   if (!statSync(file).isFile()) throw new ScenarioError(`${file}: not a file`);
+  if (statSync(file).size > MAX_SCENARIO_BYTES) throw new ScenarioError(`${file}: ${statSync(file).size} bytes is not a scenario (at most ${MAX_SCENARIO_BYTES / (1024 * 1024)} MiB)`);
   return parseDoc(file, readFileSync(file, 'utf8'));
 }
 
