@@ -5,4 +5,4 @@
 process.on('exit', () => {
   process.stderr.write(`\n${JSON.stringify({ maxRssKiB: process.resourceUsage().maxRSS })}\n`);
 });
-await import('../src/cli/main.ts');
+await import('../src/cli/entry.ts');

@@ -1,5 +1,6 @@
 /**
- * `npm run bench -- <name> [--json]`: runs one benchmark module from bench/<name>.ts (or all),
+ * `npm run bench -- <name> [--json]`: runs one benchmark module from bench/<name>.ts (a bare
+ * `npm run bench` lists them),
  * prints a table to the terminal, or one JSON object with --json, and writes the JSON to
  * bench-results/<name>.json.
  */
@@ -29,22 +30,37 @@ function available(): string[] {
     .sort();
 }
 
+/** bench/<name>.ts as a benchmark, or undefined for a helper module (lock-machine.ts, programs.ts). */
+async function benchModule(name: string): Promise<BenchModule | undefined> {
+  const mod = (await import(pathToFileURL(join(here, `${name}${ext}`)).href)) as Partial<BenchModule>;
+  return typeof mod.run === 'function' && typeof mod.table === 'function' ? (mod as BenchModule) : undefined;
+}
+
 async function main(): Promise<number> {
   const args = process.argv.slice(2);
   const json = args.includes('--json');
   const quick = args.includes('--quick');
   const names = args.filter((a) => !a.startsWith('--'));
-  const all = available();
-  const chosen = names.length > 0 ? names : all;
-  for (const n of chosen) {
-    if (!all.includes(n)) {
-      console.error(`bench: unknown benchmark '${n}' (available: ${all.join(', ')})`);
+  const modules = new Map<string, BenchModule>();
+  for (const n of available()) {
+    const m = await benchModule(n);
+    if (m !== undefined) modules.set(n, m);
+  }
+  if (names.length === 0) {
+    // Each benchmark takes from seconds to minutes: a bare `npm run bench` says what there is.
+    console.log('usage: npm run bench -- <name> [--json] [--quick]\n\nbenchmarks:');
+    for (const [n, m] of modules) console.log(`  ${n.padEnd(10)} ${m.describe}`);
+    return 0;
+  }
+  for (const n of names) {
+    if (!modules.has(n)) {
+      console.error(`bench: unknown benchmark '${n}' (available: ${[...modules.keys()].join(', ')})`);
       return 2;
     }
   }
   const outDir = join(packageRoot(), 'bench-results');
-  for (const name of chosen) {
-    const mod = (await import(pathToFileURL(join(here, `${name}${ext}`)).href)) as BenchModule;
+  for (const name of names) {
+    const mod = modules.get(name)!;
     if (!json) console.error(`bench ${name}: ${mod.describe}`);
     const result = await mod.run({ json, quick });
     if (!existsSync(outDir)) mkdirSync(outDir, { recursive: true });

@@ -24,7 +24,7 @@ const common = {
 rmSync(join(root, 'dist'), { recursive: true, force: true });
 const benches = readdirSync(join(root, 'bench')).filter((f) => f.endsWith('.ts')).map((f) => `bench/${f}`);
 await Promise.all([
-  build({ ...common, entryPoints: ['src/cli/main.ts'], outfile: 'dist/cli.js' }),
+  build({ ...common, entryPoints: ['src/cli/entry.ts'], outfile: 'dist/cli.js' }),
   // One self-contained bundle per benchmark (bench/main.ts imports them by name at run time).
   build({ ...common, entryPoints: benches, outdir: 'dist/bench' }),
 ]);

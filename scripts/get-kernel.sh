@@ -8,6 +8,7 @@
 #       --symbols also fetches linux-image-<release>-dbg (~280 MB) and keeps only a System.map from
 #       it: the KVM and Xen platforms need the names of static functions they put into pv_ops.
 #
+# PVPATCH_NO_DOWNLOAD=1: use only what is cached; never download (exit 1 when the kernel is missing).
 # Cache (outside git): ${PVPATCH_CACHE:-<repo>/.cache}/kernel/<release>/{vmlinux,vmlinuz,config,modules/}
 # and kernel/current naming the last release fetched. Prints the release directory on success.
 set -euo pipefail
@@ -29,6 +30,7 @@ release="${pkg#linux-image-}"; release="${release%-unsigned}"
 dir="$cache/$release"
 want_symbols() {
   [ "$symbols" -eq 1 ] && [ ! -f "$dir/System.map" ] || return 0
+  [ "${PVPATCH_NO_DOWNLOAD:-}" != "1" ] || { echo "get-kernel: PVPATCH_NO_DOWNLOAD=1: not downloading linux-image-$release-dbg (~280 MB) for System.map" >&2; return 1; }
   local dbg="linux-image-$release-dbg" tmpd
   (cd "$cache/debs" && { ls "${dbg}"_*.deb >/dev/null 2>&1 || apt-get download "$dbg" >&2; })
   tmpd="$(mktemp -d "$cache/.dbg.XXXXXX")"
@@ -40,6 +42,9 @@ want_symbols() {
 symbols_or_warn() { want_symbols || echo "get-kernel: could not make System.map from linux-image-$release-dbg (kvm/xen-pv platforms will need --symbols)" >&2; }
 if [ -f "$dir/READY" ]; then echo "$release" > "$cache/current"; symbols_or_warn; echo "$dir"; exit 0; fi
 
+if [ "${PVPATCH_NO_DOWNLOAD:-}" = "1" ]; then
+  echo "get-kernel: $release is not cached and PVPATCH_NO_DOWNLOAD=1 forbids downloading it (~80 MB)" >&2; exit 1
+fi
 cd "$cache/debs"
 chmod 777 . 2>/dev/null || true   # apt-get download drops to user _apt when it can
 deb="$(ls -1 "${pkg}"_*.deb 2>/dev/null | tail -1 || true)"

@@ -15,7 +15,11 @@ function collect(dir) {
   return out;
 }
 
-const filter = process.argv.slice(2);
+// `--no-download` (npm test -- --no-download) = PVPATCH_NO_DOWNLOAD=1: the tiers that would fetch a
+// Debian kernel, its symbols or QEMU (~360 MB) use only what is cached and otherwise skip.
+const args = process.argv.slice(2);
+const noDownload = args.includes('--no-download');
+const filter = args.filter((a) => a !== '--no-download');
 let files = collect('test');
 if (filter.length > 0) files = files.filter((f) => filter.some((s) => f.includes(s)));
 if (files.length === 0) {
@@ -24,5 +28,6 @@ if (files.length === 0) {
 }
 const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-reporter=spec', ...files], {
   stdio: 'inherit',
+  env: noDownload ? { ...process.env, PVPATCH_NO_DOWNLOAD: '1' } : process.env,
 });
 process.exit(r.status ?? 1);

@@ -2,10 +2,24 @@
  * The `pvpatch` command. Each sub-command lives in src/cli/commands/<name>.ts and exports
  * `register(program)`. Errors that carry `userFacing` become one line on stderr and exit 2;
  * anything else is a bug and exits 70 with its message (and the stack only with PVPATCH_DEBUG=1).
+ * With `--json` an error is also one JSON object on stdout, so a tool reading stdout sees it.
+ *
+ * `main(argv)` writes to the process's streams and returns the exit code (src/cli/entry.ts runs
+ * it as the `pvpatch` process); `runCli(argv)` runs the same in-process and returns what it
+ * printed, for the tests and the fuzz suite (thousands of cases cannot each pay a process start).
  */
 import { Command, CommanderError } from 'commander';
 import { register as registerRun } from './commands/run.ts';
 import { register as registerInspect } from './commands/inspect.ts';
+
+/** The exit codes of the `pvpatch` command (README: Exit codes). */
+export const EXIT = { ok: 0, found: 1, badInput: 2, internal: 70 } as const;
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -17,7 +31,7 @@ export function buildProgram(): Command {
     )
     .version('0.1.0')
     // Usage errors are one line, like every other bad input.
-    .configureOutput({ outputError: (str, write) => write(`pvpatch: ${str.replace(/^error: /, '').trim()} (see pvpatch --help)\n`) })
+    .configureOutput({ outputError: () => {} })
     .exitOverride();
   registerRun(program);
   registerInspect(program);
@@ -28,26 +42,85 @@ function isUserFacing(err: unknown): err is Error {
   return err instanceof Error && (err as { userFacing?: unknown }).userFacing === true;
 }
 
+/** Commander's message without its "error: " prefix, as one line. */
+function commanderLine(err: CommanderError): string {
+  return err.message.replace(/^error: /, '').split('\n')[0]!.trim();
+}
+
+/** The one stderr line (and with --json the stdout object) for a failed command. */
+function reportError(line: string, code: number, json: boolean): void {
+  process.stderr.write(`pvpatch: ${line}\n`);
+  if (json) process.stdout.write(JSON.stringify({ error: { kind: code === EXIT.badInput ? 'bad-input' : 'internal', message: line }, exitCode: code }) + '\n');
+}
+
+/** `help <name>` for a name that is not a command: one line, not the whole help page. */
+function unknownHelpTopic(program: Command, argv: readonly string[]): string | undefined {
+  if (argv[0] !== 'help' || argv[1] === undefined) return undefined;
+  const known = program.commands.map((c) => c.name());
+  return known.includes(argv[1]) ? undefined : `no command '${argv[1]}' to show help for (commands: ${known.join(', ')})`;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
+  const json = argv.includes('--json');
+  const exitBefore = process.exitCode;
+  process.exitCode = undefined;
   try {
+    if (argv.length === 0) {
+      // A bare `pvpatch` asks what there is: the help page, on stdout, not an error.
+      process.stdout.write(program.helpInformation());
+      return EXIT.ok;
+    }
+    const topic = unknownHelpTopic(program, argv);
+    if (topic !== undefined) {
+      reportError(topic, EXIT.badInput, json);
+      return EXIT.badInput;
+    }
     await program.parseAsync(argv, { from: 'user' });
-    return process.exitCode === undefined ? 0 : Number(process.exitCode);
+    return process.exitCode === undefined ? EXIT.ok : Number(process.exitCode);
   } catch (err) {
     if (err instanceof CommanderError) {
-      // commander already printed its message (or help/version, which exit 0).
-      return err.exitCode === 0 ? 0 : 2;
+      // Help and --version exit 0 and have printed what was asked; anything else is a usage error.
+      if (err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return EXIT.ok;
+      if (err.code === 'commander.help') return EXIT.ok;
+      reportError(`${commanderLine(err)} (see pvpatch --help)`, EXIT.badInput, json);
+      return EXIT.badInput;
     }
     if (isUserFacing(err)) {
-      process.stderr.write(`pvpatch: ${err.message}\n`);
-      return 2;
+      reportError(err.message.split('\n')[0]!, EXIT.badInput, json);
+      return EXIT.badInput;
     }
     const msg = err instanceof Error ? err.message : String(err);
-    process.stderr.write(`pvpatch: internal error: ${msg}\n`);
+    reportError(`internal error: ${msg.split('\n')[0]}`, EXIT.internal, json);
     if (process.env.PVPATCH_DEBUG === '1' && err instanceof Error) process.stderr.write(`${err.stack}\n`);
-    return 70;
+    return EXIT.internal;
+  } finally {
+    process.exitCode = exitBefore;
   }
 }
 
-const code = await main(process.argv.slice(2));
-process.exitCode = code;
+/**
+ * Run the command in this process and return its exit code and output instead of exiting.
+ * The commands print with process.stdout/stderr.write, so those are redirected for the call.
+ */
+export async function runCli(argv: string[]): Promise<CliResult> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const stdoutWrite = process.stdout.write;
+  const stderrWrite = process.stderr.write;
+  const capture = (sink: string[]) => ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+    sink.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
+    const cb = rest.find((r) => typeof r === 'function') as (() => void) | undefined;
+    cb?.();
+    return true;
+  }) as typeof process.stdout.write;
+  process.stdout.write = capture(out);
+  process.stderr.write = capture(err);
+  try {
+    const code = await main(argv);
+    return { code, stdout: out.join(''), stderr: err.join('') };
+  } finally {
+    process.stdout.write = stdoutWrite;
+    process.stderr.write = stderrWrite;
+  }
+}

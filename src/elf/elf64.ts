@@ -73,6 +73,12 @@ function signed64(view: DataView, at: number): number {
   return Number(view.getBigInt64(at, true));
 }
 
+/**
+ * The largest SHT_NOBITS section (.bss, .brk) an image may have: loading zero-fills it, so a size
+ * field is all it takes to ask for gigabytes. Debian 6.1's vmlinux has a .bss of a few MiB.
+ */
+export const MAX_NOBITS_BYTES = 256 * 1024 * 1024;
+
 /** A u64 size/offset; anything beyond 2^53 cannot lie inside a file and is reported as such. */
 function size64(view: DataView, at: number): number {
   const v = view.getBigUint64(at, true);
@@ -141,6 +147,9 @@ export class ElfFile {
       };
       if (s.type !== SHT_NOBITS && i !== 0 && (s.offset > bytes.length || s.size > bytes.length - s.offset)) {
         fail(`section ${i} (offset ${s.offset}, size ${s.size}) lies outside the ${bytes.length}-byte file (truncated?)`);
+      }
+      if (s.type === SHT_NOBITS && s.size > MAX_NOBITS_BYTES) {
+        fail(`section ${i} is ${s.size} bytes of zero-filled memory (SHT_NOBITS), more than the ${MAX_NOBITS_BYTES / (1024 * 1024)} MiB a loaded image may hold`);
       }
       nameOffsets.push(v.getUint32(at, true));
       raw.push(s);

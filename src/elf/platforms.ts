@@ -109,7 +109,7 @@ export function bootSetup(image: KernelImage, sites: readonly ParaSite[], option
   if (missing.length > 0) {
     throw new InspectError(
       `platform ${options.platform} needs the addresses of ${missing.join(', ')}, which this image does not name ` +
-        '(give an unstripped vmlinux or System.map with --symbols)',
+        '(give an unstripped vmlinux or System.map with --symbols; scripts/get-kernel.sh --symbols keeps one beside the cached vmlinux, where inspect finds it)',
     );
   }
   // paravirt_set_cap(): non-native lock ops become features the alternatives test.

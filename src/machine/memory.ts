@@ -99,6 +99,24 @@ function parsePerms(perms: string | number): number {
 /** Entries in the page lookup cache (direct-mapped by page number). */
 const TLB_SIZE = 64;
 
+/** A mapped range of pages, materialised one page at a time when first touched. */
+interface Region {
+  readonly first: number;
+  readonly last: number;
+  readonly perms: number;
+}
+
+/**
+ * Host bytes a page costs once touched: its data, plus for an executable page the per-byte
+ * writer, write sequence, previous value and decoded-instruction slot (the CMC bookkeeping).
+ */
+function residentCost(perms: number): number {
+  return perms & Perm.X ? PAGE_SIZE * (1 + 2 + 8 + 1 + 8) : PAGE_SIZE;
+}
+
+/** Default bound on touched memory (host bytes): a scenario may map far more, but not touch it. */
+export const DEFAULT_RESIDENT_LIMIT = 256 * 1024 * 1024;
+
 export class Memory {
   private pages: Map<number, Page>;
   /** A direct-mapped cache of page lookups; cleared whenever the page table changes. Hot path. */
@@ -110,15 +128,21 @@ export class Memory {
   textSeq = 0;
   /** Set by an explorer to record what each action touches (src/machine/footprint.ts); forks start without. */
   footprint: FootprintRecorder | undefined = undefined;
+  /** Mapped ranges, newest last (a later map of the same page wins); pages are created when first touched. */
+  private regions: Region[] = [];
+  /** Host bytes of the pages touched so far (residentCost each), bounded by residentLimit. */
+  private residentBytes = 0;
 
   constructor(
     readonly lineage: Lineage = { generation: 0 },
     pages?: Map<number, Page>,
+    /** Host bytes this memory may touch before refusing with MachineConfigError (a 1 GiB region is fine untouched). */
+    readonly residentLimit = DEFAULT_RESIDENT_LIMIT,
   ) {
     this.pages = pages ?? new Map();
   }
 
-  /** Map [addr, addr+size) rounded out to whole pages, zero-filled. */
+  /** Map [addr, addr+size) rounded out to whole pages, zero-filled; pages cost memory only once touched. */
   map(addr: number, size: number, perms: string | number): void {
     if (!Number.isSafeInteger(addr) || !Number.isSafeInteger(size) || size <= 0) {
       throw new MachineConfigError(`cannot map ${size} bytes at ${addr}: address and size must be integers, size > 0`);
@@ -127,21 +151,49 @@ export class Memory {
       throw new MachineConfigError(`cannot map at ${hexAddress(addr)}: not a canonical x86-64 address`);
     }
     const p = parsePerms(perms);
-    for (let n = pageNumber(addr); n <= pageNumber(addr + size - 1); n++) {
-      const existing = this.pages.get(n);
-      if (existing) {
-        const own = this.owned(n, existing);
-        own.perms = p;
-        if (p & Perm.X) own.enableTextTracking();
-      } else {
-        this.pages.set(n, new Page(n * PAGE_SIZE, p, new Uint8Array(PAGE_SIZE), this.token, ++this.lineage.generation));
-      }
+    const first = pageNumber(addr), last = pageNumber(addr + size - 1);
+    // Pages already touched change permissions now; the rest are created with the region's.
+    for (const [n, existing] of this.pages) {
+      if (n < first || n > last) continue;
+      const own = this.owned(n, existing);
+      const before = residentCost(own.writer ? Perm.X : 0);
+      own.perms = p;
+      if (p & Perm.X) own.enableTextTracking();
+      this.residentBytes += residentCost(own.writer ? Perm.X : 0) - before;
     }
+    this.regions = [...this.regions, { first, last, perms: p }];
     this.flushTlb();
   }
 
+  /** The region that maps page `n` (the newest one, as a later map wins), if any. */
+  private regionOf(n: number): Region | undefined {
+    for (let i = this.regions.length - 1; i >= 0; i--) {
+      const r = this.regions[i]!;
+      if (n >= r.first && n <= r.last) return r;
+    }
+    return undefined;
+  }
+
   isMapped(addr: number): boolean {
-    return this.pages.has(pageNumber(addr));
+    const n = pageNumber(addr);
+    return this.pages.has(n) || this.regionOf(n) !== undefined;
+  }
+
+  /** Create mapped page `n` on first touch, within the resident limit; undefined when unmapped. */
+  private materialize(n: number): Page | undefined {
+    const r = this.regionOf(n);
+    if (r === undefined) return undefined;
+    const cost = residentCost(r.perms);
+    if (this.residentBytes + cost > this.residentLimit) {
+      throw new MachineConfigError(
+        `touching ${hexAddress(n * PAGE_SIZE)} would take more than the resident memory limit of ${this.residentLimit / (1024 * 1024)} MiB ` +
+          `(${this.pages.size} pages touched); a region may be large, but only this much of it can be used`,
+      );
+    }
+    this.residentBytes += cost;
+    const p = new Page(n * PAGE_SIZE, r.perms, new Uint8Array(PAGE_SIZE), this.token, ++this.lineage.generation);
+    this.pages.set(n, p);
+    return p;
   }
 
   /** The page holding `addr`, for reading (may be shared with forks). Hot path. */
@@ -149,7 +201,7 @@ export class Memory {
     const n = Math.floor(addr / PAGE_SIZE);
     const slot = n & (TLB_SIZE - 1);
     if (this.tlbNo[slot] === n) return this.tlbPage[slot];
-    const p = this.pages.get(n);
+    const p = this.pages.get(n) ?? this.materialize(n);
     this.tlbNo[slot] = n;
     this.tlbPage[slot] = p;
     return p;
@@ -177,8 +229,10 @@ export class Memory {
 
   /** A copy-on-write fork: O(pages) to copy the page table, no page data copied. */
   fork(): Memory {
-    const child = new Memory(this.lineage, new Map(this.pages));
+    const child = new Memory(this.lineage, new Map(this.pages), this.residentLimit);
     child.textSeq = this.textSeq;
+    child.regions = this.regions;
+    child.residentBytes = this.residentBytes;
     // Both sides now share every page: neither owns them any more.
     this.token = {};
     this.flushTlb();
@@ -252,7 +306,7 @@ export class Memory {
     return true;
   }
 
-  /** Number of mapped pages (for memory accounting). */
+  /** Number of pages touched so far (for memory accounting). */
   get pageCount(): number {
     return this.pages.size;
   }

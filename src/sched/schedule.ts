@@ -58,6 +58,11 @@ const BY_ACTION = new Map<number, (typeof ACTION_LETTERS)[number]>(ACTION_LETTER
 const TOKEN = new RegExp(`^([${ACTION_LETTERS.map((a) => a.letter).join('')}${CHOICE_LETTER}])(\\d+)(?:\\*(\\d+))?$`);
 const LETTERS_TEXT = [...ACTION_LETTERS.map((a) => `${a.letter}<cpu>`), `${CHOICE_LETTER}<value>`].join(', ');
 export const MAX_REPEAT = 1e9;
+/**
+ * The most entries (tokens) a schedule may hold: repeat counts cost nothing (an entry each), but
+ * every token is an object, so a runaway file must be refused, not met as V8 out of memory.
+ */
+export const MAX_SCHEDULE_ENTRIES = 5_000_000;
 
 /** The machine's code for a decision (an action index or an encoded choice value). */
 export function encodeDecision(d: Decision): number {
@@ -136,11 +141,12 @@ export function parseSchedule(text: string, maxCpus = 256): Schedule {
  * Parse a schedule given as consecutive pieces of its text (a file read in chunks: a token may be
  * split between two). Memory grows with the number of tokens, never with their repeat counts.
  */
-export function parseScheduleChunks(chunks: Iterable<string>, maxCpus = 256): Schedule {
+export function parseScheduleChunks(chunks: Iterable<string>, maxCpus = 256, maxEntries = MAX_SCHEDULE_ENTRIES): Schedule {
   const out: ScheduleEntry[] = [];
   let index = 0;
   const take = (tok: string): void => {
     index++;
+    if (index > maxEntries) throw new ScheduleError(`schedule token ${index}: a schedule may hold at most ${maxEntries.toLocaleString('en-US')} tokens (repeat counts, s0*1000, cost nothing)`);
     const m = TOKEN.exec(tok);
     if (!m) throw new ScheduleError(`schedule token ${index} '${tok.length > 40 ? tok.slice(0, 40) + '…' : tok}' is not one of ${LETTERS_TEXT}, optionally followed by *<count>`);
     const n = Number(m[2]);

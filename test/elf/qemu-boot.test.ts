@@ -24,7 +24,8 @@ function qemuAvailable(): string | undefined {
   const have = (): boolean => spawnSync('qemu-system-x86_64', ['--version']).status === 0;
   if (have()) return undefined;
   if (process.env.PVPATCH_NO_DOWNLOAD !== '1') spawnSync('bash', ['scripts/setup-qemu.sh'], { timeout: 600_000 });
-  return have() ? undefined : 'qemu-system-x86_64 not installed and scripts/setup-qemu.sh could not install it';
+  if (have()) return undefined;
+  return process.env.PVPATCH_NO_DOWNLOAD === '1' ? 'qemu-system-x86_64 not installed and PVPATCH_NO_DOWNLOAD=1 (run scripts/setup-qemu.sh)' : 'qemu-system-x86_64 not installed and scripts/setup-qemu.sh could not install it';
 }
 
 const DEFAULT_BOOTS = 'Skylake-Client;Haswell;EPYC;qemu64;Skylake-Client mitigations=off;Skylake-Client spectre_v2=retpoline,lfence';

@@ -14,6 +14,7 @@ import { bootDiff, inspect, type InspectReport } from '../../elf/inspect.ts';
 import { PLATFORMS, type Platform } from '../../elf/platforms.ts';
 import { pvOpsSlotName } from '../../elf/pv-ops-slots.ts';
 import type { SiteJudgement } from '../../elf/site-analysis.ts';
+import { FlagError, inputFileFlag, textFlag } from '../flags.ts';
 
 interface InspectFlags {
   platform: Platform;
@@ -171,6 +172,15 @@ function summaryText(r: InspectReport, flags: InspectFlags): string {
   return out.join('\n');
 }
 
+/** Flags that name files must name files; flags that would be ignored are refused (issue 13). */
+function checkInspectFlags(image: string, flags: InspectFlags): void {
+  textFlag(flags.site, 'site');
+  textFlag(flags.features, 'features');
+  inputFileFlag(flags.symbols, 'symbols');
+  inputFileFlag(flags.vmlinux, 'vmlinux');
+  if (flags.diff === true && flags.site !== undefined) throw new FlagError('--diff lists every changed byte and --site shows one site: give one of them');
+}
+
 export function register(program: Command): void {
   program
     .command('inspect')
@@ -186,11 +196,7 @@ export function register(program: Command): void {
     .option('--diff', 'print every byte that boot patching changes')
     .option('--json', 'one JSON object: tables, boot setup, every site {table, address, length, original, patched}')
     .action((image: string, flags: InspectFlags) => {
-      // `pvpatch inspect ... | head` closes the pipe early: that is the reader's choice, not an error.
-      process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-        if (e.code === 'EPIPE') process.exit(0);
-        throw e;
-      });
+      checkInspectFlags(image, flags);
       const against = flags.analyze === undefined ? undefined : flags.analyze === true ? 'kvm' : flags.analyze;
       if (against !== undefined && !PLATFORMS.includes(against as Platform)) throw new InspectError(`--analyze wants one of ${PLATFORMS.join(', ')}, not '${against}'`);
       const site = flags.site === undefined ? undefined : parseAddress(flags.site);
@@ -202,6 +208,7 @@ export function register(program: Command): void {
         vmlinux: flags.vmlinux,
         analyzeAgainst: (against ?? (site !== undefined ? (flags.platform === 'bare-metal' ? 'kvm' : flags.platform) : undefined)) as Platform | undefined,
       });
+      if (flags.vmlinux !== undefined && r.kind !== 'module') throw new FlagError(`--vmlinux does not apply: it names the kernel a module belongs to, and ${image} is a ${r.kind}`);
       if (flags.json === true) {
         const j = toJson(r, flags);
         process.stdout.write(JSON.stringify(site === undefined ? j : { ...j, sites: j.sites.filter((s) => BigInt(s.address) === BigInt.asUintN(64, BigInt(site))) }) + '\n');

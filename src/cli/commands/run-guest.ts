@@ -19,6 +19,8 @@ import type { HostScheduler } from '../../host/scheduler.ts';
 import type { GuestSnapshot, LockReport } from '../../kernel/guest.ts';
 import cliProgress from 'cli-progress';
 import { writeAtomically } from '../write-file.ts';
+import { stopText } from '../stop-text.ts';
+import { SweepTally } from '../sweep-summary.ts';
 import { chromeTrace } from '../../trace/chrome.ts';
 import { foreignEncoding } from '../../patching/broken.ts';
 import { GuestConfigError } from '../../kernel/errors.ts';
@@ -235,10 +237,14 @@ export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRun
   if (flags.scheduleOut && strategyOf(s, flags) === 'timed') throw new ScenarioError('--schedule-out needs a replayable strategy (random, pct, first); the timed strategy replays from its seed');
   const o = runGuestOnce(file, s, flags, subjectOf(file, s, flags), flags.seed);
   const { g, r, hs, sched, strategy, failed, lostWakeup, summary } = o;
-  if (flags.scheduleOut) writeAtomically(flags.scheduleOut, recordedSchedule(g.machine).toString() + '\n');
-  if (flags.traceOut) writeAtomically(flags.traceOut, JSON.stringify(chromeTrace(g.machine.events, g.machine.vcpus.length, file)) + '\n');
-  if (r.reason === 'error' && r.error && !flags.json) throw r.error;
-  if (r.reason === 'misfit' && !flags.json) throw new ScheduleError(r.misfit?.message ?? 'the schedule does not fit the run');
+  if (flags.scheduleOut) writeAtomically(flags.scheduleOut, recordedSchedule(g.machine).toString() + '\n', '--schedule-out');
+  if (flags.traceOut) writeAtomically(flags.traceOut, JSON.stringify(chromeTrace(g.machine.events, g.machine.vcpus.length, file)) + '\n', '--trace-out');
+  // A run that stopped on an error is bad input (or, without userFacing, a bug): one stderr line either way.
+  if (r.reason === 'error' && r.error && (!flags.json || r.error.userFacing !== true)) throw r.error;
+  if (r.reason === 'error' && r.error) process.stderr.write(`pvpatch: ${r.error.message.split('\n')[0]}\n`);
+  const misfit = r.misfit?.message ?? 'the schedule does not fit the run';
+  if (r.reason === 'misfit' && !flags.json) throw new ScheduleError(misfit);
+  if (r.reason === 'misfit') process.stderr.write(`pvpatch: ${misfit}\n`);
   if (flags.json) {
     process.stdout.write(JSON.stringify(summary) + '\n');
     return r.reason === 'error' || r.reason === 'misfit' ? 2 : failed ? 1 : 0;
@@ -248,8 +254,8 @@ export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRun
   out.push(`${file}: ${g.machine.vcpus.length} vCPUs${sched ? ` on ${sched.opts.pcpus} pCPUs` : ''}, ${g.decision.reason} → ${g.flavor} pv_lock_ops`);
   if (flags.showSites) out.push(...sitesTable(g));
   const simulated = summary.simulatedMicroseconds > 0 ? `, ${summary.simulatedMicroseconds} µs simulated` : '';
-  const why = g.tasksDone && (r.reason === 'until' || r.reason === 'all-halted') ? 'every task finished, every vCPU idle' : r.reason;
-  out.push('', `stopped: ${why} after ${r.instructions.toLocaleString('en-US')} instructions${simulated} (strategy ${strategy}, seed ${flags.seed})`);
+  const why = g.tasksDone && (r.reason === 'until' || r.reason === 'all-halted') ? 'every task finished, every vCPU idle' : stopText(r, { maxInstructions: flags.maxInstructions ?? s.run?.maxInstructions ?? 50_000_000 });
+  out.push('', `stopped after ${r.instructions.toLocaleString('en-US')} instructions${simulated} (strategy ${strategy}, seed ${flags.seed}): ${why}`);
   out.push('', 'lock   role  counter  acquisitions  mutual exclusion');
   for (const l of locks) out.push(`${String(l.index).padStart(4)}   ${l.role.padEnd(4)}  ${String(l.counter).padStart(7)}  ${String(l.acquisitions).padStart(12)}  ${l.ok ? 'ok' : 'BROKEN'}`);
   const st = summary.stats;
@@ -290,8 +296,11 @@ export function sweepGuestScenario(file: string, s: GuestScenario, flags: GuestR
   const failing: { seed: number; check: CheckKind; reason: string; step: number; detail?: string; replay: string }[] = [];
   const runs: { seed: number; verdict: 'ok' | CheckKind; finalState: string }[] = [];
   const totals = { acquisitions: 0, int3Hits: 0, ipis: 0, retries: 0, switched: 0 };
+  const tally = new SweepTally();
   for (let seed = flags.seed; seed < flags.seed + seeds; seed++) {
     const o = runGuestOnce(file, s, flags, subject, seed);
+    const finished = o.g.tasksDone && (o.r.reason === 'until' || o.r.reason === 'all-halted');
+    const ended = finished ? 'every task finished' : o.lostWakeup ? 'every vCPU halted before the tasks finished' : o.r.reason === 'limit' ? 'the instruction limit was reached' : o.r.reason === 'hazard' ? 'a hazard was found' : o.r.reason === 'error' ? 'an error' : stopText(o.r);
     totals.acquisitions += o.summary.stats.acquisitions ?? 0;
     if (o.hs) {
       totals.int3Hits += o.hs.int3Hits;
@@ -306,14 +315,15 @@ export function sweepGuestScenario(file: string, s: GuestScenario, flags: GuestR
       const detail = v.hazard ? describeHazard(v.hazard).split('\n')[0]!.replace(/^[a-z-]+: /, '') : v.message;
       failing.push({ seed, check: v.check, reason, step: v.step, ...(detail ? { detail } : {}), replay: replayCommand(file, s, flags, seed) });
     }
+    tally.add(ended, failing.at(-1)?.seed === seed ? failing.at(-1)!.reason : undefined);
     bar?.increment(1, { failing: failing.length });
   }
   bar?.stop();
   const range = `${flags.seed}..${flags.seed + seeds - 1}`;
   if (flags.json) {
-    process.stdout.write(JSON.stringify({ scenario: file, protocol: protocol ?? null, strategy: strategyOf(s, flags), seeds: { from: flags.seed, count: seeds }, failing, totals, runs }) + '\n');
+    process.stdout.write(JSON.stringify({ scenario: file, protocol: protocol ?? null, strategy: strategyOf(s, flags), seeds: { from: flags.seed, count: seeds }, ...tally.json(), failing, totals, runs }) + '\n');
   } else {
-    const out = [`${file}: ${seeds} seeds (${range})${protocol ? `, switch protocol ${protocol}` : ''}: ${failing.length} failing`];
+    const out = [`${file}: ${seeds} seeds (${range}), one boot, a fork and a run per seed${protocol ? `, switch protocol ${protocol}` : ''}: ${failing.length} failing`, ...tally.lines()];
     out.push(`  acquisitions ${totals.acquisitions}${protocol ? `, switches completed ${totals.switched}/${seeds}, INT3 hits ${totals.int3Hits}, IPIs ${totals.ipis}, v2 retries ${totals.retries}` : ''}`);
     for (const f of failing.slice(0, 20)) out.push(`  seed ${f.seed}: ${f.reason} at step ${f.step}${f.detail ? ` — ${f.detail}` : ''}\n    replay: ${f.replay}`);
     if (failing.length > 20) out.push(`  … and ${failing.length - 20} more (--json lists them all)`);

@@ -3,6 +3,10 @@
  * seeds), print a per-vCPU summary, every hazard, the stop reason and the replayable schedule.
  */
 import { writeAtomically } from '../write-file.ts';
+import { intFlag } from '../flags.ts';
+import { checkRunFlags } from './run-flags.ts';
+import { stopText, type StopContext } from '../stop-text.ts';
+import { SweepTally } from '../sweep-summary.ts';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import cliProgress from 'cli-progress';
@@ -23,6 +27,7 @@ import { defaultScenarioPath } from '../default-scenario.ts';
 import { chromeTrace } from '../../trace/chrome.ts';
 import { judgeMachineRun } from '../../check/judge-machine.ts';
 import type { CheckKind } from '../../check/verdict.ts';
+import { hazardName } from '../../machine/events.ts';
 
 interface RunFlags {
   seed?: string;
@@ -44,12 +49,6 @@ function isGuestScenario(doc: unknown): boolean {
   return typeof doc === 'object' && doc !== null && 'guest' in doc;
 }
 
-function intFlag(v: string | undefined, name: string, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < min) throw new ScenarioError(`--${name} must be an integer ≥ ${min}, not '${v}'`);
-  return n;
-}
 
 function summary(m: Machine, r: RunResult, strategy: string, seed: number) {
   return {
@@ -87,10 +86,10 @@ function instructionText(m: Machine, rip: number): string {
   }
 }
 
-function printRun(file: string, m: Machine, r: RunResult, strategy: string, seed: number): void {
+function printRun(file: string, m: Machine, r: RunResult, strategy: string, seed: number, stop: StopContext = {}): void {
   const out: string[] = [];
   out.push(`${file}: ${m.vcpus.length} vCPUs, strategy ${strategy}, seed ${seed}`);
-  out.push(`stopped: ${r.reason}${r.error ? ` (${r.error.message})` : ''} after ${r.instructions.toLocaleString('en-US')} instructions, ${r.steps.toLocaleString('en-US')} steps`);
+  out.push(`stopped after ${r.instructions.toLocaleString('en-US')} instructions (${r.steps.toLocaleString('en-US')} steps): ${stopText(r, stop)}`);
   out.push('');
   out.push('vCPU  retired      rip                 state    next instruction');
   for (const c of m.vcpus) {
@@ -108,6 +107,11 @@ function printRun(file: string, m: Machine, r: RunResult, strategy: string, seed
 
 
 /** --schedule or --schedule-file (not both): the schedule to replay. */
+/** What a machine scenario's run stops on, for the stop text. */
+function stopOf(scenario: MachineScenario, maxInstructions: number | undefined): StopContext {
+  return { maxInstructions, ...(scenario.run?.stopWhenHalted ? { stopWhenHalted: scenario.run.stopWhenHalted } : {}) };
+}
+
 function replayOf(flags: RunFlags, vcpus: number): string | Schedule | undefined {
   if (flags.schedule !== undefined && flags.scheduleFile !== undefined) throw new ScenarioError('give --schedule or --schedule-file, not both');
   return flags.scheduleFile !== undefined ? readScheduleFile(flags.scheduleFile, vcpus) : flags.schedule;
@@ -118,6 +122,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   const doc = readScenarioDoc(path);
   if (isGuestScenario(doc)) {
     const gs = validateScenario<GuestScenario>(path, doc, guestScenarioSchema);
+    checkRunFlags(path, 'guest', flags, gs.schedule);
     const seeds = intFlag(flags.seeds, 'seeds', 1);
     const gflags = {
       seed: intFlag(flags.seed, 'seed', 0) ?? gs.schedule?.seed ?? 1,
@@ -134,6 +139,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
     return seeds !== undefined ? sweepGuestScenario(path, gs, gflags, seeds) : runGuestScenario(path, gs, gflags);
   }
   const scenario = validateScenario<MachineScenario>(path, doc, machineScenarioSchema);
+  checkRunFlags(path, 'machine', flags, scenario.schedule);
   const flagReplay = replayOf(flags, scenario.machine.vcpus);
   const strategy: Strategy = flags.strategy ?? (flagReplay !== undefined ? 'replay' : scenario.schedule?.strategy ?? 'random');
   const seed = intFlag(flags.seed, 'seed', 0) ?? scenario.schedule?.seed ?? 1;
@@ -148,19 +154,22 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
     const bar = !flags.json && process.stderr.isTTY ? new cliProgress.SingleBar({ format: 'seeds {bar} {value}/{total} | hazards {hazards}', hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
     bar?.start(seeds, 0, { hazards: 0 });
     const failing: { seed: number; reason: string; check: CheckKind; hazard: string; schedule: string }[] = [];
+    const tally = new SweepTally();
+    const stop = stopOf(scenario, runOpts.maxInstructions);
     for (let s = seed; s < seed + seeds; s++) {
       const m = boot.machine.fork();
       const r = m.run({ ...runOpts, chooser: makeChooser(strategy, s, m.vcpus.length, undefined, boot.plans) });
       const v = judgeMachineRun(m, r);
+      tally.add(r.reason === 'error' ? 'an error' : stopText(r, stop).replace(/ \(raise it with --max-instructions\)$/, ''), v.ok ? undefined : v.hazard ? hazardName(v.hazard) : v.check);
       if (!v.ok) {
         failing.push({ seed: s, reason: r.reason, check: v.check, hazard: v.hazard ? describeHazard(v.hazard) : v.message, schedule: recordedSchedule(m).toString() });
       }
       bar?.increment(1, { hazards: failing.length });
     }
     bar?.stop();
-    if (flags.json) process.stdout.write(JSON.stringify({ scenario: path, strategy, seeds: { from: seed, count: seeds }, failing: failing.length, first: failing[0] ?? null }) + '\n');
+    if (flags.json) process.stdout.write(JSON.stringify({ scenario: path, strategy, seeds: { from: seed, count: seeds }, ...tally.json(), failing: failing.length, first: failing[0] ?? null }) + '\n');
     else {
-      process.stdout.write(`${path}: ${seeds} seeds (${seed}..${seed + seeds - 1}), strategy ${strategy}: ${failing.length} with a hazard or error\n`);
+      process.stdout.write(`${path}: ${seeds} seeds (${seed}..${seed + seeds - 1}), strategy ${strategy}, one execution per seed from one boot: ${failing.length} with a hazard or error\n${tally.lines().join('\n')}\n`);
       if (failing[0]) process.stdout.write(`first: seed ${failing[0].seed}: ${failing[0].hazard}\nreplay: pvpatch run ${path} --seed ${failing[0].seed} --strategy ${strategy}\n`);
     }
     return failing.length > 0 ? 1 : 0;
@@ -168,14 +177,16 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
 
   const m = boot.machine;
   const r = m.run({ ...runOpts, chooser: makeChooser(strategy, seed, m.vcpus.length, replay, boot.plans) });
-  if (flags.scheduleOut) writeAtomically(flags.scheduleOut, recordedSchedule(m).toString() + '\n');
-  if (flags.traceOut) writeAtomically(flags.traceOut, JSON.stringify(chromeTrace(m.events, m.vcpus.length, path)) + '\n');
-  if (r.reason === 'error' && r.error && !flags.json) {
-    throw r.error;
-  }
-  if (r.reason === 'misfit' && !flags.json) throw new ScheduleError(r.misfit?.message ?? 'the schedule does not fit the run');
+  if (flags.scheduleOut) writeAtomically(flags.scheduleOut, recordedSchedule(m).toString() + '\n', '--schedule-out');
+  if (flags.traceOut) writeAtomically(flags.traceOut, JSON.stringify(chromeTrace(m.events, m.vcpus.length, path)) + '\n', '--trace-out');
+  // A run that stopped on an error is bad input (or, without userFacing, a bug): one stderr line either way.
+  if (r.reason === 'error' && r.error && (!flags.json || r.error.userFacing !== true)) throw r.error;
+  if (r.reason === 'error' && r.error) process.stderr.write(`pvpatch: ${r.error.message.split('\n')[0]}\n`);
+  const misfit = r.misfit?.message ?? 'the schedule does not fit the run';
+  if (r.reason === 'misfit' && !flags.json) throw new ScheduleError(misfit);
+  if (r.reason === 'misfit') process.stderr.write(`pvpatch: ${misfit}\n`);
   if (flags.json) process.stdout.write(JSON.stringify(summary(m, r, strategy, seed)) + '\n');
-  else printRun(path, m, r, strategy, seed);
+  else printRun(path, m, r, strategy, seed, stopOf(scenario, runOpts.maxInstructions));
   const v = judgeMachineRun(m, r);
   return r.reason === 'misfit' ? 2 : v.ok ? 0 : v.check === 'machine-fault' ? 2 : 1;
 }

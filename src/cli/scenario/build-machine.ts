@@ -3,6 +3,7 @@
  * bytes placed), vCPUs initialised, IDT filled, and the chooser the scenario asks for.
  */
 import { Machine, type RunOptions } from '../../machine/machine.ts';
+import { PAGE_SIZE } from '../../machine/memory.ts';
 import { Reg, REG_NAMES, Flag } from '../../x86/registers.ts';
 import type { Chooser } from '../../machine/chooser.ts';
 import { FirstEnabled } from '../../machine/chooser.ts';
@@ -45,12 +46,34 @@ function addressOrLabel(v: Num, labels: Map<string, number>, what: string): numb
   return num(v, what);
 }
 
+/**
+ * Map the scenario's memory regions. Two regions that share a page are refused: pages carry the
+ * permissions, so the later one would silently change the earlier one's.
+ */
+function mapRegions(file: string, m: Machine, regions: MachineScenario['memory']): void {
+  const spans = regions.map((r, i) => {
+    const at = num(r.at, `${file}: /memory/${i}/at`);
+    const size = num(r.size, `${file}: /memory/${i}/size`);
+    if (size <= 0) throw new ScenarioError(`${file}: /memory/${i}/size: must be more than 0`);
+    if (at + size - 1 >= 0x800000000000 || (at < 0 && at + size > 0)) throw new ScenarioError(`${file}: /memory/${i}: ${r.size} bytes at ${r.at} run past the canonical address range`);
+    return { i, first: Math.floor(at / PAGE_SIZE), last: Math.floor((at + size - 1) / PAGE_SIZE) };
+  });
+  for (const a of spans) {
+    for (const b of spans) {
+      if (b.i <= a.i || b.first > a.last || a.first > b.last) continue;
+      const page = Math.max(a.first, b.first) * PAGE_SIZE;
+      throw new ScenarioError(`${file}: /memory/${b.i} overlaps /memory/${a.i} at page 0x${page.toString(16)} (regions are mapped in 4 KiB pages and must not share one)`);
+    }
+  }
+  regions.forEach((r, i) => m.memory.map(num(r.at, ''), num(r.size, ''), r.perms));
+}
+
 export function buildMachine(file: string, s: MachineScenario): BuiltMachine {
   if (s.vcpus.length !== s.machine.vcpus) {
     throw new ScenarioError(`${file}: machine.vcpus is ${s.machine.vcpus} but ${s.vcpus.length} vCPU entries are given`);
   }
   const m = new Machine({ vcpus: s.machine.vcpus, tso: s.machine.tso ?? true, stopOnHazard: s.machine.stopOnHazard ?? true });
-  s.memory.forEach((r, i) => m.memory.map(num(r.at, `${file}: /memory/${i}/at`), num(r.size, `${file}: /memory/${i}/size`), r.perms));
+  mapRegions(file, m, s.memory);
   const labels = new Map<string, number>();
   const blocks = new Map<string, AddressRange>();
   s.code.forEach((block, i) => {
@@ -96,6 +119,9 @@ export function buildMachine(file: string, s: MachineScenario): BuiltMachine {
     m.setIdt(vector, addressOrLabel(handler, labels, `${file}: /idt/${vec}`));
   }
   const inj = s.inject ?? {};
+  for (const id of inj.cpus ?? []) if (id >= s.machine.vcpus) throw new ScenarioError(`${file}: /inject/cpus: there is no vCPU ${id} (the machine has ${s.machine.vcpus})`);
+  if (inj.vector !== undefined && !inj.irqs) throw new ScenarioError(`${file}: /inject/vector: applies to injected interrupts, and inject.irqs is ${inj.irqs ?? 'not set'}`);
+  if (inj.cpus !== undefined && !inj.irqs && !inj.nmis) throw new ScenarioError(`${file}: /inject/cpus: names where NMIs and interrupts land, and none are injected`);
   const waitFor = s.run?.stopWhenHalted ?? [];
   for (const id of waitFor) if (id >= s.machine.vcpus) throw new ScenarioError(`${file}: /run/stopWhenHalted: there is no vCPU ${id}`);
   // A code block's name covers the block; a label, the instruction boundary it marks.

@@ -2,8 +2,17 @@
  * The JSON Schema of a guest scenario: the pvpatch guest kernel on a KVM (or bare-metal) host,
  * with a lock workload, optional host over-commit, and a scheduling strategy.
  */
-import { scheduleSchema } from './schema.ts';
+import { scheduleSchema, MAX_INJECTED } from './schema.ts';
 import { injectionPlanProperties, type InjectionPlanSpec } from './injection-plan.ts';
+import { GUEST_MAX_VCPUS, MAX_LOCKS } from '../../kernel/layout.ts';
+
+/**
+ * Ranges that keep a scenario's requests within what a run can hold: the host keeps per-pCPU
+ * arrays (so pcpus, and overcommit near 0, are bounded), and each extra site is guest text.
+ */
+const MAX_PCPUS = 1024;
+const MAX_HOST_US = 10_000_000;
+const MAX_EXTRA_SITES = 100_000;
 
 export const guestScenarioSchema = {
   type: 'object',
@@ -17,12 +26,12 @@ export const guestScenarioSchema = {
       additionalProperties: false,
       required: ['vcpus'],
       properties: {
-        vcpus: { type: 'integer' },
+        vcpus: { type: 'integer', minimum: 1, maximum: GUEST_MAX_VCPUS },
         platform: { type: 'string' },
         flavor: { type: 'string', description: 'auto (decide as kvm_spinlock_init does), native or pv' },
         nopvspin: { type: 'boolean' },
         hypercall: { enum: ['vmcall', 'vmmcall'] },
-        spinThreshold: { type: 'integer', minimum: 1 },
+        spinThreshold: { type: 'integer', minimum: 1, maximum: 1_000_000_000 },
         tso: { type: 'boolean' },
       },
     },
@@ -33,11 +42,11 @@ export const guestScenarioSchema = {
         vendor: { enum: ['intel', 'amd'] },
         pvUnhalt: { type: 'boolean' },
         realtime: { type: 'boolean' },
-        pcpus: { type: 'integer' },
-        overcommit: { type: 'number', description: 'vCPUs per physical CPU; physical CPUs = vcpus / overcommit' },
-        sliceUs: { type: 'number', exclusiveMinimum: 0 },
-        switchUs: { type: 'number', minimum: 0 },
-        wakeUs: { type: 'number', minimum: 0 },
+        pcpus: { type: 'integer', minimum: 1, maximum: MAX_PCPUS },
+        overcommit: { type: 'number', minimum: GUEST_MAX_VCPUS / MAX_PCPUS, maximum: GUEST_MAX_VCPUS, description: 'vCPUs per physical CPU; physical CPUs = vcpus / overcommit' },
+        sliceUs: { type: 'number', exclusiveMinimum: 0, maximum: MAX_HOST_US },
+        switchUs: { type: 'number', minimum: 0, maximum: MAX_HOST_US },
+        wakeUs: { type: 'number', minimum: 0, maximum: MAX_HOST_US },
         ple: { type: 'boolean', description: 'pause-loop exiting (default true, KVM ple_window 4096 / ple_gap 128)' },
       },
     },
@@ -45,18 +54,18 @@ export const guestScenarioSchema = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        iterations: { type: 'integer', minimum: 1 },
-        criticalLoops: { type: 'integer', minimum: 0 },
-        thinkLoops: { type: 'integer', minimum: 0 },
-        taskLocks: { type: 'integer', minimum: 1 },
+        iterations: { type: 'integer', minimum: 1, maximum: 100_000_000 },
+        criticalLoops: { type: 'integer', minimum: 0, maximum: 1_000_000 },
+        thinkLoops: { type: 'integer', minimum: 0, maximum: 1_000_000 },
+        taskLocks: { type: 'integer', minimum: 1, maximum: MAX_LOCKS - 2 },
         irqLockEvery: { type: 'integer', minimum: 0 },
-        extraSites: { type: 'integer', minimum: 0, description: 'cold .parainstructions lock-op sites to add (Debian 6.1 per-op mix)' },
+        extraSites: { type: 'integer', minimum: 0, maximum: MAX_EXTRA_SITES, description: 'cold .parainstructions lock-op sites to add (Debian 6.1 per-op mix)' },
       },
     },
     inject: {
       type: 'object',
       additionalProperties: false,
-      properties: { nmis: { type: 'integer', minimum: 0 }, irqs: { type: 'integer', minimum: 0 }, ...injectionPlanProperties },
+      properties: { nmis: { type: 'integer', minimum: 0, maximum: MAX_INJECTED }, irqs: { type: 'integer', minimum: 0, maximum: MAX_INJECTED }, ...injectionPlanProperties },
     },
     switch: {
       type: 'object',
@@ -67,8 +76,8 @@ export const guestScenarioSchema = {
         protocol: { enum: ['v2', 'v1', 'text-poke-bp'] },
         hint: { enum: ['revoke', 'grant'] },
         atStep: { type: 'integer', minimum: 0 },
-        patcherCpu: { type: 'integer', minimum: 0 },
-        maxRetries: { type: 'integer', minimum: 0 },
+        patcherCpu: { type: 'integer', minimum: 0, maximum: GUEST_MAX_VCPUS - 1 },
+        maxRetries: { type: 'integer', minimum: 0, maximum: 10_000 },
       },
     },
     schedule: scheduleSchema,

@@ -3,8 +3,8 @@
  * file, the path inside it and (for a typo) the closest known key.
  */
 import { readFileSync, existsSync, statSync } from 'node:fs';
-import { Ajv, type ErrorObject } from 'ajv';
-import { parse as parseYaml } from 'yaml';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { parseDocument } from 'yaml';
 import { ScenarioError } from './errors.ts';
 import type { InjectionPlanSpec } from './injection-plan.ts';
 
@@ -56,13 +56,31 @@ function schemaAt(schema: unknown, path: string): Record<string, unknown> | unde
   return s;
 }
 
-function describe(file: string, err: ErrorObject, schema: unknown): string {
+/** The value at a JSON pointer such as /vcpus/0 in a parsed document. */
+function valueAt(doc: unknown, pointer: string): unknown {
+  let v = doc;
+  for (const part of pointer.split('/').filter(Boolean)) {
+    if (typeof v !== 'object' || v === null) return undefined;
+    v = (v as Record<string, unknown>)[part.replace(/~1/g, '/').replace(/~0/g, '~')];
+  }
+  return v;
+}
+
+function describe(file: string, err: ErrorObject, schema: unknown, doc: unknown): string {
   const where = err.instancePath === '' ? '(top level)' : err.instancePath;
   if (err.keyword === 'additionalProperties') {
     const key = String((err.params as { additionalProperty: string }).additionalProperty);
     const props = Object.keys((schemaAt(schema, err.instancePath)?.properties as object | undefined) ?? {});
     const hint = didYouMean(key, props);
     return `${file}: ${where}: unknown key '${key}'${hint ? ` (did you mean '${hint}'?)` : props.length ? ` (known keys: ${props.join(', ')})` : ''}`;
+  }
+  if (err.keyword === 'required') {
+    // A missing required key is often a typo of it among the keys that are there.
+    const missing = String((err.params as { missingProperty: string }).missingProperty);
+    const here = valueAt(doc, err.instancePath);
+    const props = Object.keys((schemaAt(schema, err.instancePath)?.properties as object | undefined) ?? {});
+    const typo = typeof here === 'object' && here !== null ? Object.keys(here).find((k) => !props.includes(k) && didYouMean(k, [missing]) === missing) : undefined;
+    return `${file}: ${where}: missing required key '${missing}'${typo !== undefined ? ` ('${typo}' is not a key: did you mean '${missing}'?)` : ''}`;
   }
   if (err.keyword === 'enum') {
     const allowed = (err.params as { allowedValues: unknown[] }).allowedValues.join(', ');
@@ -73,23 +91,49 @@ function describe(file: string, err: ErrorObject, schema: unknown): string {
 
 /** Parse scenario text (YAML is a superset of JSON) into a document, not yet validated. */
 function parseDoc(file: string, text: string): unknown {
+  const fail = (why: string): never => {
+    throw new ScenarioError(`${file}: not valid YAML or JSON: ${/call stack/i.test(why) ? 'nested too deeply' : why.split('\n')[0]}`);
+  };
   try {
-    return parseYaml(text, { prettyErrors: false });
+    // The yaml library reports warnings (an unresolved tag, …) through process.emitWarning, which
+    // prints several lines; a scenario that is not plain YAML is refused with one line instead.
+    const doc = parseDocument(text, { prettyErrors: false, logLevel: 'silent', uniqueKeys: true });
+    const problem = doc.errors[0] ?? doc.warnings[0];
+    if (problem !== undefined) return fail(problem.message);
+    // Aliases may not multiply a small file into a huge document ("billion laughs").
+    return doc.toJS({ maxAliasCount: 1000 });
   } catch (e) {
-    const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
-    throw new ScenarioError(`${file}: not valid YAML or JSON: ${msg}`);
+    if (e instanceof ScenarioError) throw e;
+    return fail(e instanceof Error ? e.message : String(e));
   }
+}
+
+/** A scenario is a page or two of YAML; anything this large is the wrong file. */
+const MAX_SCENARIO_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Compiling a schema costs hundreds of milliseconds and the schemas are constants, so each is
+ * compiled once per process (a cache of a pure function: the same schema gives the same validator).
+ */
+const validators = new WeakMap<object, ValidateFunction>();
+
+function compiled(schema: object): ValidateFunction {
+  let v = validators.get(schema);
+  if (v === undefined) {
+    v = new Ajv({ allErrors: false, strict: false }).compile(schema);
+    validators.set(schema, v);
+  }
+  return v;
 }
 
 /** Validate a parsed document against `schema`; the first (most specific) complaint becomes the error. */
 export function validateScenario<T>(file: string, doc: unknown, schema: object): T {
-  const ajv = new Ajv({ allErrors: false, strict: false });
-  const validate = ajv.compile(schema);
+  const validate = compiled(schema);
   if (!validate(doc)) {
     const errs = validate.errors ?? [];
     // Prefer the most specific complaint: an unknown key beats a failed oneOf/anyOf.
     const pick = errs.find((e) => e.keyword === 'additionalProperties') ?? errs.find((e) => e.keyword !== 'anyOf' && e.keyword !== 'oneOf') ?? errs[0];
-    throw new ScenarioError(pick ? describe(file, pick, schema) : `${file}: does not match the scenario schema`);
+    throw new ScenarioError(pick ? describe(file, pick, schema, doc) : `${file}: does not match the scenario schema`);
   }
   return doc as T;
 }
@@ -98,6 +142,7 @@ export function validateScenario<T>(file: string, doc: unknown, schema: object):
 export function readScenarioDoc(file: string): unknown {
   if (!existsSync(file)) throw new ScenarioError(`${file}: no such scenario file`);
   if (!statSync(file).isFile()) throw new ScenarioError(`${file}: not a file`);
+  if (statSync(file).size > MAX_SCENARIO_BYTES) throw new ScenarioError(`${file}: ${statSync(file).size} bytes is not a scenario (at most ${MAX_SCENARIO_BYTES / (1024 * 1024)} MiB)`);
   return parseDoc(file, readFileSync(file, 'utf8'));
 }
 

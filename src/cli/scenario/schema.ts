@@ -14,6 +14,9 @@ const addressOrLabel = {
   anyOf: [{ type: 'integer' }, { type: 'string', minLength: 1 }],
 };
 
+/** Events a strategy may inject into one run (each is a scheduling decision the run records). */
+export const MAX_INJECTED = 1_000_000;
+
 /** How a scenario is scheduled (shared by machine and guest scenarios). */
 export const scheduleSchema = {
   type: 'object',
@@ -114,8 +117,8 @@ export const machineScenarioSchema = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        nmis: { type: 'integer', minimum: 0 },
-        irqs: { type: 'integer', minimum: 0 },
+        nmis: { type: 'integer', minimum: 0, maximum: MAX_INJECTED },
+        irqs: { type: 'integer', minimum: 0, maximum: MAX_INJECTED },
         vector: { type: 'integer', minimum: 32, maximum: 255 },
         cpus: { type: 'array', items: { type: 'integer', minimum: 0 } },
         ...injectionPlanProperties,

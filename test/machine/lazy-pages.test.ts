@@ -1,0 +1,39 @@
+// Memory pages are created when first touched, within a resident limit (issue 13): a scenario may
+// map a 1 GiB region, and only what its run touches costs host memory; past the limit the run
+// gets a MachineConfigError that says so, not an out-of-memory kill.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Memory, PAGE_SIZE, Perm } from '../../src/machine/memory.ts';
+import { MachineConfigError } from '../../src/machine/errors.ts';
+
+test('a 1 GiB region costs nothing until touched, then one page per touched page', () => {
+  const m = new Memory();
+  m.map(0x100000, 0x40000000, 'rw');
+  assert.equal(m.pageCount, 0);
+  assert.ok(m.isMapped(0x100000) && m.isMapped(0x100000 + 0x40000000 - 1) && !m.isMapped(0x100000 + 0x40000000));
+  m.writeBytes(0x100000 + 0x20000000, [1, 2, 3]);
+  assert.equal(m.pageCount, 1);
+  assert.deepEqual([...m.readBytes(0x100000 + 0x20000000, 4)], [1, 2, 3, 0]);
+  assert.equal(m.page(0x100000)!.perms, Perm.R | Perm.W);
+});
+
+test('touching past the resident limit is a MachineConfigError naming the limit', () => {
+  const m = new Memory(undefined, undefined, 8 * PAGE_SIZE);
+  m.map(0, 0x40000000, 'rw');
+  for (let i = 0; i < 8; i++) m.writeBytes(i * PAGE_SIZE, [i]);
+  assert.throws(() => m.writeBytes(8 * PAGE_SIZE, [1]), (e: unknown) => e instanceof MachineConfigError && /resident memory limit/.test(e.message));
+});
+
+test('a later map of untouched pages wins, as it does for touched ones; forks see the same regions', () => {
+  const m = new Memory();
+  m.map(0x1000, 0x3000, 'rw');
+  m.writeBytes(0x1000, [7]);
+  m.map(0x1000, 0x2000, 'rx');
+  assert.equal(m.page(0x1000)!.perms, Perm.R | Perm.X, 'a touched page changes');
+  assert.equal(m.page(0x2000)!.perms, Perm.R | Perm.X, 'an untouched page is created with the newer permissions');
+  assert.equal(m.page(0x3000)!.perms, Perm.R | Perm.W);
+  const child = m.fork();
+  child.writeBytes(0x3010, [9]);
+  assert.equal(child.readBytes(0x3010, 1)[0], 9);
+  assert.equal(m.readBytes(0x3010, 1)[0], 0, 'the parent does not see the child\'s page');
+});
