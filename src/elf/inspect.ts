@@ -32,8 +32,9 @@ export interface InspectOptions extends BootOptions {
 export interface TableCount {
   readonly table: TableName;
   readonly section: string;
-  readonly entrySize: number;
-  /** Section size in bytes, or undefined when the image has no such section. */
+  /** Undefined when the image has no such table (or does not say where it is). */
+  readonly entrySize: number | undefined;
+  /** Table size in bytes. */
   readonly sectionBytes: number | undefined;
   readonly entries: number | undefined;
 }
@@ -82,11 +83,10 @@ function vmlinuxBeside(modulePath: string): string | undefined {
   return undefined;
 }
 
-function countTables(image: KernelImage, t: PatchTables): TableCount[] {
+function countTables(t: PatchTables): TableCount[] {
   return (Object.keys(TABLE_SECTIONS) as TableName[]).map((table) => {
-    const { section, entrySize } = TABLE_SECTIONS[table];
-    const s = image.section(section);
-    return { table, section, entrySize, sectionBytes: s?.size, entries: s === undefined ? undefined : s.size / entrySize };
+    const size = t.sizes[table];
+    return { table, section: TABLE_SECTIONS[table].section, entrySize: size?.entrySize, sectionBytes: size?.bytes, entries: size?.entries };
   });
 }
 
@@ -140,7 +140,7 @@ export function inspect(path: string, o: InspectOptions): InspectReport {
   if (o.analyzeAgainst !== undefined && boot !== undefined && kernel !== undefined) {
     judgements = judgeParaSites(image, tables, kernel, o, boot.result);
   }
-  return { file: path, kind: image.kind, image, tables, counts: countTables(image, tables), boot, bootUnavailable, sites, perSlot, perFeature, judgements };
+  return { file: path, kind: image.kind, image, tables, counts: countTables(tables), boot, bootUnavailable, sites, perSlot, perFeature, judgements };
 }
 
 /** Native (bare metal) vs paravirt form of each .parainstructions site, keyed by table index. */

@@ -24,8 +24,8 @@ test('table counts equal section size / Linux 6.1 entry size', (t) => {
   for (const name of ['parainstructions', 'altinstructions', 'retpoline_sites', 'return_sites'] as const) {
     const c = byTable[name]!;
     assert.ok(c.sectionBytes !== undefined && c.sectionBytes > 0, `${c.section} present`);
-    assert.equal(c.sectionBytes % c.entrySize, 0);
-    assert.equal(c.entries, c.sectionBytes / c.entrySize);
+    assert.equal(c.sectionBytes % c.entrySize!, 0);
+    assert.equal(c.entries, c.sectionBytes / c.entrySize!);
   }
   assert.equal(r.tables.parainstructions.length, byTable.parainstructions!.entries);
   assert.equal(r.tables.altinstructions.length, byTable.altinstructions!.entries);

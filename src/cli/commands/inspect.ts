@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { disassemble, hexAddress, hexBytes } from '../../x86/format.ts';
 import { featureName } from '../../elf/cpufeatures.ts';
+import { versionString } from '../../elf/kernel-version.ts';
 import { CPU_MODELS } from '../../elf/cpu-models.ts';
 import { InspectError } from '../../elf/errors.ts';
 import { bootDiff, inspect, type InspectReport } from '../../elf/inspect.ts';
@@ -59,6 +60,7 @@ function toJson(r: InspectReport, flags: InspectFlags) {
   return {
     file: r.file,
     kind: r.kind,
+    version: { release: r.tables.layouts.version.release, version: versionString(r.tables.layouts.version) },
     tables: Object.fromEntries(r.counts.map((c) => [c.table, { section: c.section, entrySize: c.entrySize, sectionBytes: c.sectionBytes ?? null, entries: c.entries ?? null }])),
     boot: boot === undefined
       ? { unavailable: r.bootUnavailable }
@@ -136,8 +138,10 @@ function siteText(r: InspectReport, address: number): string {
 function summaryText(r: InspectReport, flags: InspectFlags): string {
   const out: string[] = [];
   out.push(`${r.kind} ${r.file}: ${r.image.elf.sections.length} sections`);
-  out.push('\nPatch-site tables (entries = section bytes / entry size, Linux 6.1 layouts)');
-  out.push(table([['table', 'section', 'entries', 'entry', 'bytes'], ...r.counts.map((c) => [c.table, c.section, c.entries ?? '-', c.entrySize, c.sectionBytes ?? '(no section)'])], [2, 3, 4]));
+  const v = r.tables.layouts.version;
+  out.push(`Linux ${versionString(v)} (${v.release}), from ${v.source.startsWith('vermagic') ? 'the module vermagic' : 'linux_banner'}`);
+  out.push(`\nPatch-site tables (entries = table bytes / entry size, the layouts of Linux ${v.major}.${v.minor})`);
+  out.push(table([['table', 'section', 'entries', 'entry', 'bytes'], ...r.counts.map((c) => [c.table, c.section, c.entries ?? '-', c.entrySize ?? '-', c.sectionBytes ?? '(absent)'])], [2, 3, 4]));
   if (r.boot === undefined) {
     out.push(`\nBoot patching: not reproduced: ${r.bootUnavailable}`);
   } else {
