@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { alternativeInstructions, siteBytes, type BootPatchResult, type SiteBytes } from './boot-patch.ts';
+import { alternativeInstructions, bootTextWrites, siteBytes, type BootPatchResult, type SiteBytes } from './boot-patch.ts';
 import { extractVmlinux } from './bzimage.ts';
 import { featureName } from './cpufeatures.ts';
 import { ElfFile } from './elf64.ts';
@@ -14,6 +14,7 @@ import { InspectError } from './errors.ts';
 import { isModule, loadVmlinux, type KernelImage } from './image.ts';
 import { loadModule } from './module.ts';
 import { changedRuns, type ChangedRun } from './patched-text.ts';
+import { parseKernelConfig, type KernelConfig } from './boot-keys.ts';
 import { bootSetup, type BootOptions, type BootSetup, type Platform } from './platforms.ts';
 import { pvOpsSlotName } from './pv-ops-slots.ts';
 import { judgeSite, type SiteJudgement } from './site-analysis.ts';
@@ -90,6 +91,12 @@ function countTables(t: PatchTables): TableCount[] {
   });
 }
 
+/** The .config get-kernel.sh keeps beside a cached vmlinux (Debian's /boot/config-<release>). */
+function configBeside(vmlinuxPath: string): KernelConfig | undefined {
+  const path = join(dirname(vmlinuxPath), 'config');
+  return existsSync(path) ? parseKernelConfig(new TextDecoder('latin1').decode(readFile(path))) : undefined;
+}
+
 /** A System.map kept beside a cached vmlinux (scripts/get-kernel.sh --symbols), for platforms that need names. */
 function symbolsFor(vmlinuxPath: string, o: InspectOptions): string | undefined {
   if (o.symbols !== undefined) return o.symbols;
@@ -118,8 +125,11 @@ export function inspect(path: string, o: InspectOptions): InspectReport {
   let boot: InspectReport['boot'];
   if (kernel !== undefined) {
     const kernelTables = kernel === image ? tables : readPatchTables(kernel);
-    const setup = bootSetup(kernel, kernelTables.parainstructions, o);
-    boot = { setup, result: alternativeInstructions(image, tables, setup.env) };
+    const setup = bootSetup(kernel, kernelTables.parainstructions, { ...o, config: o.config ?? configBeside(kernel.file) });
+    // module_finalize patches a module's alternative_instructions() tables; its jump labels,
+    // static calls and ftrace sites are written against keys that live in the vmlinux.
+    const result = image === kernel ? bootTextWrites(image, tables, setup.env) : { ...alternativeInstructions(image, tables, setup.env), jumpLabels: [], staticCalls: [], ftrace: [] };
+    boot = { setup, result };
   }
   const sites = siteBytes(image, tables, boot?.result.text);
 
@@ -147,7 +157,7 @@ export function inspect(path: string, o: InspectOptions): InspectReport {
 function judgeParaSites(image: KernelImage, tables: PatchTables, kernel: KernelImage, o: InspectOptions, current: BootPatchResult): Map<number, SiteJudgement> {
   const kernelTables = kernel === image ? tables : readPatchTables(kernel);
   const boot = (platform: Platform): BootPatchResult =>
-    platform === o.platform ? current : alternativeInstructions(image, tables, bootSetup(kernel, kernelTables.parainstructions, { ...o, platform, standInForUnnamed: true }).env);
+    platform === o.platform ? current : { ...alternativeInstructions(image, tables, bootSetup(kernel, kernelTables.parainstructions, { ...o, platform, standInForUnnamed: true }).env), jumpLabels: [], staticCalls: [], ftrace: [] };
   const native = boot('bare-metal');
   const pv = boot(o.analyzeAgainst!);
   const out = new Map<number, SiteJudgement>();

@@ -20,6 +20,7 @@ import { InspectError } from './errors.ts';
 import type { KernelImage } from './image.ts';
 import { readPvOps, type PvOpsTable } from './pv-ops-table.ts';
 import { pvOpsSlot, PV_OPS_SLOTS } from './pv-ops-slots.ts';
+import { bootDecisions, type KernelConfig } from './boot-keys.ts';
 import { XEN_PV_LOCK_OPS, XEN_PV_OPS, XEN_REPLACED_GROUPS } from './xen-pv-ops.ts';
 import type { ParaSite } from './tables.ts';
 
@@ -67,6 +68,8 @@ export interface BootOptions {
    * right target. For runtime-switch analysis, which only needs shapes.
    */
   readonly standInForUnnamed?: boolean;
+  /** The kernel's .config, for boot decisions it makes from its configuration (preempt model). */
+  readonly config?: KernelConfig;
 }
 
 export interface BootSetup {
@@ -118,6 +121,7 @@ export function bootSetup(image: KernelImage, sites: readonly ParaSite[], option
   if (!native('lock.queued_spin_unlock')) features.add(featureByName('PVUNLOCK')!.bit);
   if (!native('lock.vcpu_is_preempted')) features.add(featureByName('VCPUPREEMPT')!.bit);
 
+  const decisions = bootDecisions(image, features, cmdline, options.config);
   const returnThunk = image.symbols.addressOf('__x86_return_thunk');
   const active = cpu.returnThunk === '__x86_return_thunk' ? returnThunk : image.symbols.addressOf(cpu.returnThunk);
   const env: BootEnv = {
@@ -127,6 +131,12 @@ export function bootSetup(image: KernelImage, sites: readonly ParaSite[], option
     returnThunk,
     activeReturnThunk: active,
     itsReturnThunk: cpu.returnThunk === 'its_return_thunk',
+    fentry: image.symbols.addressOf('__fentry__'),
+    staticCalls: {
+      rethunk: features.has(featureByName('RETHUNK')!.bit) ? active : undefined,
+      return0: image.symbols.addressOf('__static_call_return0'),
+    },
+    ...decisions,
   };
   return { env, cpu: { ...cpu, features }, pvOps, options };
 }

@@ -15,6 +15,7 @@ import { bootDiff, inspect, type InspectReport } from '../../elf/inspect.ts';
 import { PLATFORMS, type Platform } from '../../elf/platforms.ts';
 import { pvOpsSlotName } from '../../elf/pv-ops-slots.ts';
 import type { SiteJudgement } from '../../elf/site-analysis.ts';
+import { compareWithDump, comparisonJson, comparisonText, DEFAULT_DUMP_BASE, emitText, parseDumpBase } from './inspect-compare.ts';
 
 interface InspectFlags {
   platform: Platform;
@@ -26,6 +27,9 @@ interface InspectFlags {
   json?: boolean;
   diff?: boolean;
   analyze?: string | boolean;
+  compare?: string;
+  dumpBase: string;
+  emitText?: string;
 }
 
 const n = (x: number): string => x.toLocaleString('en-US');
@@ -152,11 +156,16 @@ function summaryText(r: InspectReport, flags: InspectFlags): string {
     const changed = (t: string): number => r.sites.filter((s) => s.table === t && s.patched !== undefined && s.patched.some((x, i) => x !== s.original[i])).length;
     out.push(table([
       ['pass (kernel order)', 'sites', 'changed', 'outcomes'],
+      ['jump_label_init', b.result.jumpLabels.length, '-', tally(b.result.jumpLabels.map((j) => j.outcome))],
+      ['static_call_init', b.result.staticCalls.length, '-', tally(b.result.staticCalls)],
+      ['ftrace_init', b.result.ftrace.length, '-', tally(b.result.ftrace)],
       ['apply_paravirt', b.result.paravirt.length, changed('parainstructions'), tally(b.result.paravirt)],
       ['apply_retpolines', b.result.retpolines.length, changed('retpoline_sites'), tally(b.result.retpolines)],
       ['apply_returns', b.result.returns.length, changed('return_sites'), tally(b.result.returns)],
       ['apply_alternatives', b.result.alternatives.length, changed('altinstructions'), tally(b.result.alternatives)],
+      ['apply_seal_endbr', b.result.endbr.length, '-', tally(b.result.endbr)],
     ], [1, 2]));
+    for (const note of b.setup.env.notes) out.push(`  boot decision: ${note}`);
     out.push(`  ${n(bootDiff(r).reduce((s, d) => s + d.original.length, 0))} bytes changed in total (--diff lists them)`);
   }
   out.push('\n.parainstructions sites per pv_ops slot');
@@ -189,6 +198,9 @@ export function register(program: Command): void {
     .option('--analyze [platform]', 'judge every pv_ops site for switching between bare metal and a paravirt platform (default kvm)')
     .option('--diff', 'print every byte that boot patching changes')
     .option('--json', 'one JSON object: tables, boot setup, every site {table, address, length, original, patched}')
+    .option('--compare <dump>', "compare the reproduced .text with a running kernel's memory (QMP pmemsave or raw bytes): every differing byte classified")
+    .option('--dump-base <address>', "virtual address of the dump's first byte (pmemsave from 16 MiB with nokaslr)", DEFAULT_DUMP_BASE)
+    .option('--emit-text <file>', 'write the reproduced .text bytes to a file (atomically)')
     .action((image: string, flags: InspectFlags) => {
       // `pvpatch inspect ... | head` closes the pipe early: that is the reader's choice, not an error.
       process.stdout.on('error', (e: NodeJS.ErrnoException) => {
@@ -206,6 +218,12 @@ export function register(program: Command): void {
         vmlinux: flags.vmlinux,
         analyzeAgainst: (against ?? (site !== undefined ? (flags.platform === 'bare-metal' ? 'kvm' : flags.platform) : undefined)) as Platform | undefined,
       });
+      if (flags.emitText !== undefined) emitText(r, flags.emitText);
+      if (flags.compare !== undefined) {
+        const c = compareWithDump(r, flags.compare, parseDumpBase(flags.dumpBase));
+        process.stdout.write((flags.json === true ? JSON.stringify({ file: r.file, version: r.tables.layouts.version.release, compare: comparisonJson(c) }) : comparisonText(c)) + '\n');
+        return;
+      }
       if (flags.json === true) {
         const j = toJson(r, flags);
         process.stdout.write(JSON.stringify(site === undefined ? j : { ...j, sites: j.sites.filter((s) => BigInt(s.address) === BigInt.asUintN(64, BigInt(site))) }) + '\n');
