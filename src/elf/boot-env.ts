@@ -26,6 +26,13 @@ export interface BootEnv {
   readonly activeReturnThunk: number | undefined;
   /** Whether the chosen return thunk is its_return_thunk (then only lower-half-cacheline returns keep it). */
   readonly itsReturnThunk: boolean;
+  /** BUG_func and nop_func (6.8+ alt_replace_call: a NULL pv_ops slot calls BUG_func, nop_func leaves no CALL). */
+  readonly bugFunc: number | undefined;
+  readonly nopFunc: number | undefined;
+  /** What the platform put in the pv_ops slot at this address, when it overrides the image's pointer. */
+  pvOpAt(slotAddress: number): number | undefined;
+  /** `no5lvl` on the command line: LA57 is not used even when the CPU has it. */
+  readonly no5lvl: boolean;
   /** `__fentry__`, the target of every ftrace site's CALL. */
   readonly fentry: number | undefined;
   /** What __static_call_transform needs beyond the sites. */

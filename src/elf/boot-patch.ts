@@ -12,11 +12,13 @@
  *         sites are alternatives with ALT_FLAG_DIRECT_CALL);
  *      e. apply_seal_endbr (CONFIG_X86_KERNEL_IBT): functions whose address is never taken lose
  *         their ENDBR;
+ *   4f. arch_cpu_finalize_init → runtime_const_init(ptr, USER_PTR_MAX) (6.11+);
  *   5. early initcalls (preempt_dynamic_init): static calls the boot re-aims, trampolines included.
  * (paravirt_set_cap, which sets the artificial features d. reads, is part of the BootEnv.)
  * The result is the patched text plus, per table, each site's outcome.
  */
 import { applyAlternatives, type AltOutcome } from './apply-alternatives.ts';
+import { applyAlternatives612 } from './apply-alternatives-6.12.ts';
 import { applyFtraceNops, type FtraceOutcome } from './apply-ftrace.ts';
 import { applyJumpLabels, type JumpLabelState } from './apply-jump-labels.ts';
 import { paravirtPatch } from './apply-paravirt.ts';
@@ -24,7 +26,9 @@ import { applyRetpolines, type RetpolineOutcome } from './apply-retpolines.ts';
 import { applyReturns, type ReturnOutcome } from './apply-returns.ts';
 import { applySealEndbr, type EndbrOutcome } from './apply-endbr.ts';
 import { applyStaticCalls, staticCallBytes, type StaticCallOutcome } from './apply-static-calls.ts';
+import { applyRuntimeConsts, type RuntimeConstOutcome } from './apply-runtime-consts.ts';
 import type { BootEnv } from './boot-env.ts';
+import { featureByName } from './cpufeatures.ts';
 import type { KernelImage } from './image.ts';
 import { decodeKernelInsn } from './kernel-insn.ts';
 import { PatchedText } from './patched-text.ts';
@@ -42,10 +46,12 @@ export interface BootPatchResult {
   readonly returns: readonly ReturnOutcome[];
   readonly alternatives: readonly AltOutcome[];
   readonly endbr: readonly EndbrOutcome[];
+  /** Per runtime constant (tables.runtimeConsts), per site. */
+  readonly runtimeConsts: readonly (readonly RuntimeConstOutcome[])[];
 }
 
 /** The writes of alternative_instructions() only (what module_finalize does for a module, and the 6.1 tier's scope). */
-export function alternativeInstructions(image: KernelImage, tables: PatchTables, env: BootEnv, text = new PatchedText(image)): Omit<BootPatchResult, 'jumpLabels' | 'staticCalls' | 'ftrace'> {
+export function alternativeInstructions(image: KernelImage, tables: PatchTables, env: BootEnv, text = new PatchedText(image)): Omit<BootPatchResult, 'jumpLabels' | 'staticCalls' | 'ftrace' | 'runtimeConsts'> {
   const paravirt = tables.parainstructions.map((p) => {
     const orig = text.read(p.address, p.len);
     const bytes = orig === undefined ? undefined : paravirtPatch(p, orig, env);
@@ -55,8 +61,8 @@ export function alternativeInstructions(image: KernelImage, tables: PatchTables,
   });
   const retpolines = applyRetpolines(tables.retpolineSites, text, env);
   const returns = applyReturns(tables.returnSites, text, env);
-  const alternatives = applyAlternatives(tables.altinstructions, text, env);
-  const endbr = applySealEndbr(tables.endbrSeal, text);
+  const alternatives = tables.layouts.dialect === '6.12' ? applyAlternatives612(tables.altinstructions, text, env) : applyAlternatives(tables.altinstructions, text, env);
+  const endbr = applySealEndbr(tables.endbrSeal, text, tables.layouts.dialect);
   return { image, tables, text, paravirt, retpolines, returns, alternatives, endbr };
 }
 
@@ -67,6 +73,7 @@ export function bootTextWrites(image: KernelImage, tables: PatchTables, env: Boo
   const staticCalls = tables.staticCallSites === undefined ? [] : applyStaticCalls(tables.staticCallSites, text, env.staticCalls, env.staticCallAtBoot);
   const ftrace = tables.mcountLoc === undefined ? [] : applyFtraceNops(tables.mcountLoc, env.fentry, text);
   const alternatives = alternativeInstructions(image, tables, env, text);
+  const runtimeConsts = applyRuntimeConsts(tables.runtimeConsts, text, env.features.has(featureByName('LA57')!.bit) && !env.no5lvl);
   // 5. early initcalls: static_call_update() of the calls the boot decided re-aims their
   //    trampolines too (__static_call_update: arch_static_call_transform(NULL, tramp, func, false)).
   for (const [tramp, func] of env.updatedStaticCalls) {
@@ -74,7 +81,7 @@ export function bootTextWrites(image: KernelImage, tables: PatchTables, env: Boo
     const r = at === undefined ? undefined : staticCallBytes(at, func, true, env.staticCalls);
     if (r !== undefined) text.write(at!, r.bytes);
   }
-  return { ...alternatives, jumpLabels, staticCalls, ftrace };
+  return { ...alternatives, jumpLabels, staticCalls, ftrace, runtimeConsts };
 }
 
 /** One patch site as other tools compare it: `{table, address, length, original, patched}`. */

@@ -7,6 +7,7 @@
  *     was enabled or disabled after jump_label_init, at run time;
  *   - `static-call-updated`: a static call site or trampoline that reaches another function (or
  *     NOP/RET) than the key's boot function: static_call_update() ran later;
+ *   - `run-time-value`: a runtime constant the kernel computed from memory at boot (d_hash_shift);
  *   - `unexplained`: anything else, listed with its mechanism (or `none`) and nearest symbol.
  * Counts: bytes boot changed (image vs running), of those reproduced, and all bytes identical.
  */
@@ -18,8 +19,8 @@ import { MapSymbols, type KernelImage } from './image.ts';
 import { decodeKernelInsn } from './kernel-insn.ts';
 import type { TableName } from './tables.ts';
 
-export type Mechanism = TableName | 'static_call_tramp' | 'none';
-export type Difference = 'key-flipped' | 'static-call-updated' | 'unexplained';
+export type Mechanism = TableName | 'static_call_tramp' | 'runtime_const' | 'none';
+export type Difference = 'key-flipped' | 'static-call-updated' | 'run-time-value' | 'unexplained';
 
 export interface DifferingRun {
   readonly address: number;
@@ -82,6 +83,7 @@ function owners(boot: BootPatchResult, start: number, size: number): { map: Int3
   t.returnSites.forEach((a, i) => own('return_sites', a, len(a), i));
   t.altinstructions.forEach((a, i) => own('altinstructions', a.address, a.instrlen, i));
   t.endbrSeal.forEach((a, i) => own('ibt_endbr_seal', a, 4, i));
+  t.runtimeConsts.forEach((c, i) => c.sites.forEach((a) => own('runtime_const', a, c.kind === 'ptr' ? 8 : 1, i)));
   const syms = boot.image.symbols;
   if (syms instanceof MapSymbols) {
     for (const [name, addr] of syms.entries()) if (name.startsWith('__SCT__')) own('static_call_tramp', addr, 5, -1);
@@ -126,6 +128,12 @@ function classify(boot: BootPatchResult, o: Owner, running: Uint8Array, keyName:
       if (other !== undefined && same(other, running.subarray(0, size))) return { difference: 'key-flipped', name: syms.nameAt(e.key) ?? keyName(e.key) };
     }
   }
+  if (o.mechanism === 'runtime_const') {
+    const c = boot.tables.runtimeConsts[o.index]!;
+    // A value computed from memory at boot (the dentry hash); a modelled one that differs stays unexplained.
+    if (boot.runtimeConsts[o.index]?.[0] === 'run-time-value') return { difference: 'run-time-value', name: c.symbol };
+    return { difference: 'unexplained', name: c.symbol };
+  }
   if (o.mechanism === 'static_call_sites' || o.mechanism === 'static_call_tramp') {
     const isBranch = running[0] === CALL_INSN_OPCODE || running[0] === JMP32_INSN_OPCODE;
     const isNopOrRet = (running[0] === 0x0f && running[1] === 0x1f) || running[0] === 0xc3 || (running[0] === 0x2e && running[3] === 0x31);
@@ -156,7 +164,7 @@ export function compareText(boot: BootPatchResult, running: Uint8Array, runningB
   let bootChanged = 0;
   let reproduced = 0;
   let identical = 0;
-  const byDifference: Record<Difference, number> = { 'key-flipped': 0, 'static-call-updated': 0, unexplained: 0 };
+  const byDifference: Record<Difference, number> = { 'key-flipped': 0, 'static-call-updated': 0, 'run-time-value': 0, unexplained: 0 };
   const byMechanism = new Map<string, number>();
   const runs: DifferingRun[] = [];
   let i = 0;

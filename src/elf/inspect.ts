@@ -125,10 +125,14 @@ export function inspect(path: string, o: InspectOptions): InspectReport {
   let boot: InspectReport['boot'];
   if (kernel !== undefined) {
     const kernelTables = kernel === image ? tables : readPatchTables(kernel);
+    const v = kernelTables.layouts.version;
+    if (o.platform !== 'bare-metal' && !(v.major === 6 && v.minor === 1)) {
+      throw new InspectError(`platform ${o.platform} is modelled on Linux 6.1's pv_ops layout; this is ${v.release} (use --platform bare-metal)`);
+    }
     const setup = bootSetup(kernel, kernelTables.parainstructions, { ...o, config: o.config ?? configBeside(kernel.file) });
     // module_finalize patches a module's alternative_instructions() tables; its jump labels,
     // static calls and ftrace sites are written against keys that live in the vmlinux.
-    const result = image === kernel ? bootTextWrites(image, tables, setup.env) : { ...alternativeInstructions(image, tables, setup.env), jumpLabels: [], staticCalls: [], ftrace: [] };
+    const result = image === kernel ? bootTextWrites(image, tables, setup.env) : { ...alternativeInstructions(image, tables, setup.env), jumpLabels: [], staticCalls: [], ftrace: [], runtimeConsts: [] };
     boot = { setup, result };
   }
   const sites = siteBytes(image, tables, boot?.result.text);
@@ -157,7 +161,7 @@ export function inspect(path: string, o: InspectOptions): InspectReport {
 function judgeParaSites(image: KernelImage, tables: PatchTables, kernel: KernelImage, o: InspectOptions, current: BootPatchResult): Map<number, SiteJudgement> {
   const kernelTables = kernel === image ? tables : readPatchTables(kernel);
   const boot = (platform: Platform): BootPatchResult =>
-    platform === o.platform ? current : { ...alternativeInstructions(image, tables, bootSetup(kernel, kernelTables.parainstructions, { ...o, platform, standInForUnnamed: true }).env), jumpLabels: [], staticCalls: [], ftrace: [] };
+    platform === o.platform ? current : { ...alternativeInstructions(image, tables, bootSetup(kernel, kernelTables.parainstructions, { ...o, platform, standInForUnnamed: true }).env), jumpLabels: [], staticCalls: [], ftrace: [], runtimeConsts: [] };
   const native = boot('bare-metal');
   const pv = boot(o.analyzeAgainst!);
   const out = new Map<number, SiteJudgement>();

@@ -3,7 +3,7 @@
  * its first opcode bytes after prefixes (`insn.opcode.bytes`), and for a relative branch its
  * target. Lengths and validity come from iced-x86; we never decode by hand.
  */
-import { Decoder, DecoderOptions, Code } from 'iced-x86';
+import { Decoder, DecoderOptions, Code, Register } from 'iced-x86';
 
 export interface KernelInsn {
   readonly length: number;
@@ -12,6 +12,14 @@ export interface KernelInsn {
   readonly op2: number;
   /** Target of a near relative branch (CALL/JMP/Jcc rel), else undefined. */
   readonly branchTarget: number | undefined;
+  /** insn.immediate (a branch's rel8/rel32 counts as one, as in Linux's decoder): offset and size in bytes (0 = none). */
+  readonly immOffset: number;
+  readonly immSize: number;
+  /** insn.displacement: offset and size of the memory displacement (0 = none). */
+  readonly dispOffset: number;
+  readonly dispSize: number;
+  /** insn_rip_relative: the memory operand is %rip-relative. */
+  readonly ripRelative: boolean;
 }
 
 const LEGACY_PREFIXES = new Set([0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0x67, 0xf0, 0xf2, 0xf3]);
@@ -31,7 +39,12 @@ export function decodeKernelInsn(bytes: Uint8Array, address: number): KernelInsn
       const op1 = bytes[i] ?? 0;
       const op2 = op1 === 0x0f ? (bytes[i + 1] ?? 0) : 0;
       const isRelBranch = insn.isCallNear || insn.isJmpShortOrNear || insn.isJccShortOrNear;
+      const c = dec.getConstantOffsets(insn);
+      const offsets = { immOffset: c.immediateOffset, immSize: c.immediateSize, dispOffset: c.displacementOffset, dispSize: c.displacementSize };
+      c.free();
       return {
+        ...offsets,
+        ripRelative: insn.memoryBase === Register.RIP,
         length: insn.length,
         op1,
         op2,

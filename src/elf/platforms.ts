@@ -131,6 +131,14 @@ export function bootSetup(image: KernelImage, sites: readonly ParaSite[], option
     returnThunk,
     activeReturnThunk: active,
     itsReturnThunk: cpu.returnThunk === 'its_return_thunk',
+    bugFunc: image.symbols.addressOf('BUG_func'),
+    nopFunc: image.symbols.addressOf('nop_func'),
+    pvOpAt: (slotAddress) => {
+      if (pvOps.address === undefined || !overridden.has((slotAddress - pvOps.address) / 8)) return undefined;
+      const t = slots[(slotAddress - pvOps.address) / 8];
+      return t === undefined ? undefined : t.kind === 'function' ? t.address : t.kind === 'nop' ? (pvOps.paravirtNop ?? 0) : 0;
+    },
+    no5lvl: cmdline.options.has('no5lvl'),
     fentry: image.symbols.addressOf('__fentry__'),
     staticCalls: {
       rethunk: features.has(featureByName('RETHUNK')!.bit) ? active : undefined,

@@ -17,6 +17,7 @@
  * - `struct static_call_site` { s32 addr; s32 key; }: 8 bytes.
  * - `__mcount_loc`: one unsigned long (absolute address) per ftrace site.
  */
+import { FEATURES_6_1, FEATURES_6_12, type FeatureNumbering } from './cpufeatures.ts';
 import { PatchTableError } from './errors.ts';
 import type { ImageSection } from './image.ts';
 import { seriesAtLeast, versionString, type KernelVersion } from './kernel-version.ts';
@@ -34,13 +35,24 @@ export interface TableLayouts {
   readonly altinstructions: { readonly entrySize: 12 | 14; readonly flags: AltFlagsEncoding; readonly directCall: boolean };
   /** ALT_FLAG_DIRECT_CALL, NOP-or-CALL through pv_ops (6.8+): pv-ops sites live in .altinstructions. */
   readonly pvOpsAsAlternatives: boolean;
+  /** How the version numbers its feature bits (alt_instr.cpuid). Debian's 5.10 is read with 6.1.y's: its backports kept those numbers. */
+  readonly features: FeatureNumbering;
+  /** Which version's boot-patching code writes the bytes (alternatives, NOPs, ENDBR poison). */
+  readonly dialect: PatchDialect;
 }
 
-/** Series pvpatch knows the structs of (Debian's bullseye, bookworm and trixie / bookworm-backports, and the ones between). */
-const KNOWN = '5.10, 6.1 to 6.12';
+/** 6.1: add_nops up to 8 bytes, runs of 0x90 optimized; 6.12: apply_relocation, NOPs up to 11, OSP NOP3 ENDBR poison. */
+export type PatchDialect = '6.1' | '6.12';
+
+/**
+ * Series pvpatch knows the structs and the feature numbering of (Debian's bullseye, bookworm and
+ * trixie / bookworm-backports). The series between share these structs, but their feature bits
+ * moved one version at a time, so they are refused too rather than misnamed.
+ */
+const KNOWN = '5.10, 6.1 and 6.12';
 
 function known(v: KernelVersion): boolean {
-  return (v.major === 5 && v.minor === 10) || (v.major === 6 && v.minor >= 1 && v.minor <= 12);
+  return (v.major === 5 && v.minor === 10) || (v.major === 6 && (v.minor === 1 || v.minor === 12));
 }
 
 /** The layouts for `version`; `table` names the table that needs them, for the refusal. */
@@ -58,6 +70,8 @@ export function tableLayouts(version: KernelVersion | undefined, table = '.altin
     parainstructions: v68 ? undefined : { stride: 16, entryBytes: version.major === 5 ? 12 : 10 },
     altinstructions: { entrySize: v63 ? 14 : 12, flags: v63 ? 'ft-flags' : 'cpuid-inv-bit', directCall: v68 },
     pvOpsAsAlternatives: v68,
+    features: version.minor === 12 ? FEATURES_6_12 : FEATURES_6_1,
+    dialect: version.minor === 12 ? '6.12' : '6.1',
   };
 }
 

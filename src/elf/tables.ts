@@ -69,9 +69,10 @@ export interface JumpEntry {
   readonly target: number;
   /** Address of the static_key (flags masked off). */
   readonly key: number;
-  /** JUMP_TYPE_TRUE: the branch is initially enabled. */
-  readonly initiallyTrue: boolean;
+  /** jump_entry_is_branch (bit 0): static_branch_likely, the JMP is taken when the key is off. */
   readonly branch: boolean;
+  /** Bit 1: in the image, objtool's "NOPs this" mark (CONFIG_HAVE_JUMP_LABEL_HACK); at run time jump_entry_is_init. */
+  readonly objtoolNop: boolean;
 }
 
 export interface StaticCallSite {
@@ -79,6 +80,15 @@ export interface StaticCallSite {
   readonly key: number;
   readonly tail: boolean;
   readonly init: boolean;
+}
+
+/** runtime_const_ptr / runtime_const_shift_right_32 (6.11+, asm/runtime-const.h): immediates fixed up at boot. */
+export interface RuntimeConst {
+  readonly kind: 'ptr' | 'shift';
+  /** The symbol whose value is patched in (USER_PTR_MAX, d_hash_shift, dentry_hashtable). */
+  readonly symbol: string;
+  /** Address of each immediate (8 bytes for ptr, 1 for shift). */
+  readonly sites: readonly number[];
 }
 
 export interface PatchTables {
@@ -93,6 +103,7 @@ export interface PatchTables {
   readonly jumpTable: readonly JumpEntry[] | undefined;
   readonly staticCallSites: readonly StaticCallSite[] | undefined;
   readonly mcountLoc: readonly number[] | undefined;
+  readonly runtimeConsts: readonly RuntimeConst[];
   /** Bytes and entries behind each table present in the image. */
   readonly sizes: Partial<Record<TableName, { readonly bytes: number; readonly entries: number; readonly entrySize: number }>>;
 }
@@ -162,7 +173,7 @@ class TableReader {
       out.push({
         address: field + t.v.getInt32(off, true),
         replacement: field + 4 + t.v.getInt32(off + 4, true),
-        feature: layout.flags === 'ft-flags' ? cpuid : cpuid & ~ALTINSTR_FLAG_INV,
+        feature: this.layouts.features.toId(layout.flags === 'ft-flags' ? cpuid : cpuid & ~ALTINSTR_FLAG_INV),
         inverted: layout.flags === 'ft-flags' ? (flags & ALT_FLAG_NOT) !== 0 : (cpuid & ALTINSTR_FLAG_INV) !== 0,
         directCall: layout.directCall && (flags & ALT_FLAG_DIRECT_CALL) !== 0,
         instrlen: t.v.getUint8(off + lens),
@@ -193,8 +204,8 @@ class TableReader {
         target: field + 4 + t.v.getInt32(off + 4, true),
         // key is relative to its own field too (CONFIG_HAVE_ARCH_JUMP_LABEL_RELATIVE).
         key: field + 8 + Number(raw) - flags,
-        initiallyTrue: (flags & 1) !== 0,
-        branch: (flags & 2) !== 0,
+        branch: (flags & 1) !== 0,
+        objtoolNop: (flags & 2) !== 0,
       });
     }
     return out;
@@ -222,6 +233,21 @@ class TableReader {
   }
 }
 
+/** Every `runtime_ptr_<sym>` / `runtime_shift_<sym>` section: s32 self-relative pointers to the immediates. */
+function readRuntimeConsts(image: KernelImage, layouts: TableLayouts): RuntimeConst[] {
+  const out: RuntimeConst[] = [];
+  for (const s of image.sections) {
+    const m = /^runtime_(ptr|shift)_(.+)$/.exec(s.name);
+    if (m === null) continue;
+    const n = entryCount(s, 4, layouts.version);
+    const v = view(s);
+    const sites: number[] = [];
+    for (let i = 0; i < n; i++) sites.push(s.addr + 4 * i + v.getInt32(4 * i, true));
+    out.push({ kind: m[1] as 'ptr' | 'shift', symbol: m[2]!, sites });
+  }
+  return out;
+}
+
 /** Every table of `image`, with the layouts its version uses; refuses a version or size it does not know. */
 export function readPatchTables(image: KernelImage, layouts: TableLayouts = tableLayouts(readKernelVersion(image))): PatchTables {
   const r = new TableReader(image, layouts);
@@ -236,6 +262,7 @@ export function readPatchTables(image: KernelImage, layouts: TableLayouts = tabl
     jumpTable: r.jumpTable(),
     staticCallSites: r.staticCallSites(),
     mcountLoc: r.mcountLoc(),
+    runtimeConsts: readRuntimeConsts(image, layouts),
     sizes: r.sizes,
   };
 }

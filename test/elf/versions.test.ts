@@ -15,6 +15,7 @@ import { loadVmlinux } from '../../src/elf/image.ts';
 import { loadModule } from '../../src/elf/module.ts';
 import { readKernelVersion } from '../../src/elf/kernel-version.ts';
 import { readPatchTables } from '../../src/elf/tables.ts';
+import { tableLayouts } from '../../src/elf/table-layouts.ts';
 import { tinyKernel, TINY_BANNER } from './tiny-kernel.ts';
 import { tinyModule } from './tiny-module.ts';
 
@@ -39,9 +40,9 @@ test('6.1 reads alt_instr as 12 bytes with ALT_NOT in bit 15 of cpuid', () => {
   assert.equal(t.sizes.altinstructions!.entries, 1);
 });
 
-test('a 6.3+ image with a 12-byte .altinstructions is refused: 12 is not a whole number of 14-byte entries', () => {
-  const image = tiny('Linux version 6.6.0-x (b) (gcc) #1 SMP');
-  assert.throws(() => readPatchTables(image), (e: unknown) => e instanceof PatchTableError && /\.altinstructions: size 12 is not a whole number of the 14-byte entries Linux 6\.6\.0/.test(e.message));
+test('a 6.12 image with a 12-byte .altinstructions is refused: 12 is not a whole number of 14-byte entries', () => {
+  const image = tiny('Linux version 6.12.0-x (b) (gcc) #1 SMP');
+  assert.throws(() => readPatchTables(image, { ...tableLayouts(readKernelVersion(image)), parainstructions: { stride: 16, entryBytes: 10 } }), (e: unknown) => e instanceof PatchTableError && /\.altinstructions: size 12 is not a whole number of the 14-byte entries Linux 6\.12\.0/.test(e.message));
 });
 
 test('a 6.8+ image that still has .parainstructions is refused', () => {
@@ -50,8 +51,8 @@ test('a 6.8+ image that still has .parainstructions is refused', () => {
 });
 
 test('a version pvpatch has no layouts for is refused, naming the version and the table', () => {
-  for (const banner of ['Linux version 4.19.0-27-amd64 (b) (gcc) #1 SMP Debian 4.19.316-1', 'Linux version 6.13.2 (b) (gcc) #1 SMP']) {
-    assert.throws(() => readPatchTables(tiny(banner)), (e: unknown) => e instanceof PatchTableError && /^\.altinstructions: Linux (4\.19\.316|6\.13\.2) .*knows the table layouts of 5\.10, 6\.1 to 6\.12 only/.test(e.message));
+  for (const banner of ['Linux version 4.19.0-27-amd64 (b) (gcc) #1 SMP Debian 4.19.316-1', 'Linux version 6.6.2 (b) (gcc) #1 SMP']) {
+    assert.throws(() => readPatchTables(tiny(banner)), (e: unknown) => e instanceof PatchTableError && /^\.altinstructions: Linux (4\.19\.316|6\.6\.2) .*knows the table layouts of 5\.10, 6\.1 and 6\.12 only/.test(e.message));
   }
 });
 
@@ -61,10 +62,14 @@ test('an image without a banner is refused rather than guessed', () => {
 
 test('pvpatch inspect of an unknown layout: one error line, exit 2', () => {
   const dir = mkdtempSync(join(tmpdir(), 'pvpatch-versions-'));
-  const file = join(dir, 'vmlinux-6.6');
-  writeFileSync(file, tinyKernel('Linux version 6.6.0-x (b) (gcc) #1 SMP'));
+  const b = tinyKernel();
+  const s = ElfFile.parse(b, 'tiny').section('.altinstructions')!;
+  const v = new DataView(b.buffer);
+  v.setBigUint64(Number(v.getBigUint64(0x28, true)) + 64 * s.index + 32, 11n, true); // sh_size: 11 bytes
+  const file = join(dir, 'vmlinux-odd-table');
+  writeFileSync(file, b);
   const out = spawnSync(process.execPath, ['bin/pvpatch.js', 'inspect', file], { encoding: 'utf8' });
   assert.equal(out.status, 2);
   assert.equal(out.stderr.trim().split('\n').length, 1, out.stderr);
-  assert.match(out.stderr, /^pvpatch: \.altinstructions: size 12 is not a whole number of the 14-byte entries Linux 6\.6\.0/);
+  assert.match(out.stderr, /^pvpatch: \.altinstructions: size 11 is not a whole number of the 12-byte entries Linux 6\.1\.176 uses/);
 });

@@ -36,7 +36,7 @@ const n = (x: number): string => x.toLocaleString('en-US');
 export function comparisonText(c: TextComparison): string {
   const out: string[] = [];
   out.push(`${c.section}: ${n(c.bytes)} bytes; boot changed ${n(c.bootChanged)}, reproduced ${n(c.reproduced)} (${pct(c.reproduced, c.bootChanged)}); identical ${n(c.identical)} (${pct(c.identical, c.bytes)})`);
-  out.push(`differing bytes: key flipped at run time ${n(c.byDifference['key-flipped'])}, static call updated at run time ${n(c.byDifference['static-call-updated'])}, unexplained ${n(c.byDifference.unexplained)}`);
+  out.push(`differing bytes: key flipped at run time ${n(c.byDifference['key-flipped'])}, static call updated at run time ${n(c.byDifference['static-call-updated'])}, run-time value ${n(c.byDifference['run-time-value'])}, unexplained ${n(c.byDifference.unexplained)}`);
   for (const [k, v] of [...c.byMechanism].sort((a, b) => b[1] - a[1])) out.push(`  ${k.padEnd(40)} ${n(v).padStart(9)}`);
   const byName = new Map<string, number>();
   for (const r of c.runs) if (r.difference !== 'unexplained') byName.set(`${r.difference} ${r.name ?? '?'}`, (byName.get(`${r.difference} ${r.name ?? '?'}`) ?? 0) + r.length);

@@ -91,7 +91,7 @@ function toJson(r: InspectReport, flags: InspectFlags) {
         ...(j !== undefined ? { switch: judgementJson(j) } : {}),
       };
     }),
-    jumpTable: r.tables.jumpTable?.map((e) => ({ code: hexAddress(e.code), target: hexAddress(e.target), key: hexAddress(e.key), initiallyTrue: e.initiallyTrue, branch: e.branch, insn: insnAt(r, e.code) })) ?? null,
+    jumpTable: r.tables.jumpTable?.map((e) => ({ code: hexAddress(e.code), target: hexAddress(e.target), key: hexAddress(e.key), branch: e.branch, objtoolNop: e.objtoolNop, insn: insnAt(r, e.code) })) ?? null,
     staticCallSites: r.tables.staticCallSites?.map((c) => ({ address: hexAddress(c.address), key: hexAddress(c.key), tail: c.tail, init: c.init, insn: insnAt(r, c.address) })) ?? null,
     ...(flags.diff === true ? { diff: bootDiff(r).map((d) => ({ address: hexAddress(d.address), original: hexBytes(d.original), patched: hexBytes(d.patched) })) } : {}),
   };
