@@ -26,6 +26,8 @@ export interface BootEnv {
   readonly activeReturnThunk: number | undefined;
   /** Whether the chosen return thunk is its_return_thunk (then only lower-half-cacheline returns keep it). */
   readonly itsReturnThunk: boolean;
+  /** Linux 5.10's native_patch: the inline native bytes for a slot and site length, when it writes any. */
+  nativeInline?(slot: number, len: number): Uint8Array | undefined;
   /** BUG_func and nop_func (6.8+ alt_replace_call: a NULL pv_ops slot calls BUG_func, nop_func leaves no CALL). */
   readonly bugFunc: number | undefined;
   readonly nopFunc: number | undefined;

@@ -138,7 +138,7 @@ export interface FeatureNumbering {
   toId(bit: number): number;
 }
 
-function numberingFromDelta(version: string, delta: string): FeatureNumbering {
+function numberingFromDelta(version: string, delta: string, base: (bit: number) => number = (b) => b, limit = X86_FEATURE_LIMIT): FeatureNumbering {
   const map = new Map<number, number>();
   let next = EXTRA_FEATURE_BASE;
   for (const token of delta.split(/\s+/)) {
@@ -158,8 +158,21 @@ function numberingFromDelta(version: string, delta: string): FeatureNumbering {
     }
     map.set(raw, f.bit);
   }
-  return { version, limit: X86_FEATURE_LIMIT, toId: (b) => map.get(b) ?? b };
+  return { version, limit, toId: (b) => map.get(b) ?? base(b) };
 }
+
+/**
+ * Debian's 5.10.y, as its image shows it: the backports added a 23rd capability word, so every
+ * X86_BUG bit sits one word higher than in 6.1.y (X86_BUG_11AP, the APIC mov→xchg alternative, is
+ * 23*32+5), and X86_FEATURE_CLEAR_CPU_BUF (the `jmp` over VERW on every exit to user) is 11*32+19.
+ * Other capability bits are read as 6.1.y's; word 22 is unnamed.
+ */
+export const FEATURES_5_10: FeatureNumbering = numberingFromDelta(
+  '5.10',
+  '11*32+18:- 11*32+19:CLEAR_CPU_BUF',
+  (b) => (b >= 23 * 32 ? b - 32 : b >= 22 * 32 ? -1 - b : b),
+  (23 + 2) * 32,
+);
 
 /** 6.1.y's numbering is pvpatch's own. */
 export const FEATURES_6_1: FeatureNumbering = { version: '6.1', limit: X86_FEATURE_LIMIT, toId: (b) => b };

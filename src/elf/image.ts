@@ -27,10 +27,13 @@ export interface SymbolTable {
 export class MapSymbols implements SymbolTable {
   private readonly byName = new Map<string, number>();
   private readonly byAddr = new Map<number, string>();
+  private readonly all: [string, number][] = [];
   add(name: string, addr: number): void {
-    if (name === '' || this.byName.has(name)) return;
-    this.byName.set(name, addr);
+    if (name === '') return;
+    this.all.push([name, addr]);
+    // Static functions share names (two native_wbinvd): the first keeps the name, each address its own.
     if (!this.byAddr.has(addr)) this.byAddr.set(addr, name);
+    if (!this.byName.has(name)) this.byName.set(name, addr);
   }
   addressOf(name: string): number | undefined {
     return this.byName.get(name);
@@ -41,8 +44,9 @@ export class MapSymbols implements SymbolTable {
   get size(): number {
     return this.byName.size;
   }
+  /** Every (name, address) added, duplicates of a name included. */
   entries(): IterableIterator<[string, number]> {
-    return this.byName.entries();
+    return this.all.values();
   }
 }
 

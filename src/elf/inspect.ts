@@ -129,7 +129,7 @@ export function inspect(path: string, o: InspectOptions): InspectReport {
     if (o.platform !== 'bare-metal' && !(v.major === 6 && v.minor === 1)) {
       throw new InspectError(`platform ${o.platform} is modelled on Linux 6.1's pv_ops layout; this is ${v.release} (use --platform bare-metal)`);
     }
-    const setup = bootSetup(kernel, kernelTables.parainstructions, { ...o, config: o.config ?? configBeside(kernel.file) });
+    const setup = bootSetup(kernel, kernelTables.parainstructions, { ...o, config: o.config ?? configBeside(kernel.file), nativePatch510: v.major === 5 && v.minor === 10 });
     // module_finalize patches a module's alternative_instructions() tables; its jump labels,
     // static calls and ftrace sites are written against keys that live in the vmlinux.
     const result = image === kernel ? bootTextWrites(image, tables, setup.env) : { ...alternativeInstructions(image, tables, setup.env), jumpLabels: [], staticCalls: [], ftrace: [], runtimeConsts: [] };

@@ -20,6 +20,7 @@ import { InspectError } from './errors.ts';
 import type { KernelImage } from './image.ts';
 import { readPvOps, type PvOpsTable } from './pv-ops-table.ts';
 import { pvOpsSlot, PV_OPS_SLOTS } from './pv-ops-slots.ts';
+import { nativeInline510 } from './native-patch-5.10.ts';
 import { bootDecisions, type KernelConfig } from './boot-keys.ts';
 import { XEN_PV_LOCK_OPS, XEN_PV_OPS, XEN_REPLACED_GROUPS } from './xen-pv-ops.ts';
 import type { ParaSite } from './tables.ts';
@@ -70,6 +71,8 @@ export interface BootOptions {
   readonly standInForUnnamed?: boolean;
   /** The kernel's .config, for boot decisions it makes from its configuration (preempt model). */
   readonly config?: KernelConfig;
+  /** Linux 5.10's apply_paravirt writes native instructions inline (native_patch). */
+  readonly nativePatch510?: boolean;
 }
 
 export interface BootSetup {
@@ -139,6 +142,9 @@ export function bootSetup(image: KernelImage, sites: readonly ParaSite[], option
       return t === undefined ? undefined : t.kind === 'function' ? t.address : t.kind === 'nop' ? (pvOps.paravirtNop ?? 0) : 0;
     },
     no5lvl: cmdline.options.has('no5lvl'),
+    ...(options.nativePatch510 === true
+      ? { nativeInline: (slot: number, len: number) => (slots[slot]?.kind === 'function' && !overridden.has(slot) ? nativeInline510(image.symbols.nameAt((slots[slot] as { address: number }).address), len) : undefined) }
+      : {}),
     fentry: image.symbols.addressOf('__fentry__'),
     staticCalls: {
       rethunk: features.has(featureByName('RETHUNK')!.bit) ? active : undefined,

@@ -17,7 +17,7 @@
  * - `struct static_call_site` { s32 addr; s32 key; }: 8 bytes.
  * - `__mcount_loc`: one unsigned long (absolute address) per ftrace site.
  */
-import { FEATURES_6_1, FEATURES_6_12, type FeatureNumbering } from './cpufeatures.ts';
+import { FEATURES_5_10, FEATURES_6_1, FEATURES_6_12, type FeatureNumbering } from './cpufeatures.ts';
 import { PatchTableError } from './errors.ts';
 import type { ImageSection } from './image.ts';
 import { seriesAtLeast, versionString, type KernelVersion } from './kernel-version.ts';
@@ -35,7 +35,7 @@ export interface TableLayouts {
   readonly altinstructions: { readonly entrySize: 12 | 14; readonly flags: AltFlagsEncoding; readonly directCall: boolean };
   /** ALT_FLAG_DIRECT_CALL, NOP-or-CALL through pv_ops (6.8+): pv-ops sites live in .altinstructions. */
   readonly pvOpsAsAlternatives: boolean;
-  /** How the version numbers its feature bits (alt_instr.cpuid). Debian's 5.10 is read with 6.1.y's: its backports kept those numbers. */
+  /** How the version numbers its feature bits (alt_instr.cpuid), translated to pvpatch's ids. */
   readonly features: FeatureNumbering;
   /** Which version's boot-patching code writes the bytes (alternatives, NOPs, ENDBR poison). */
   readonly dialect: PatchDialect;
@@ -70,7 +70,7 @@ export function tableLayouts(version: KernelVersion | undefined, table = '.altin
     parainstructions: v68 ? undefined : { stride: 16, entryBytes: version.major === 5 ? 12 : 10 },
     altinstructions: { entrySize: v63 ? 14 : 12, flags: v63 ? 'ft-flags' : 'cpuid-inv-bit', directCall: v68 },
     pvOpsAsAlternatives: v68,
-    features: version.minor === 12 ? FEATURES_6_12 : FEATURES_6_1,
+    features: version.minor === 12 ? FEATURES_6_12 : version.major === 5 ? FEATURES_5_10 : FEATURES_6_1,
     dialect: version.minor === 12 ? '6.12' : '6.1',
   };
 }
