@@ -1,0 +1,146 @@
+/**
+ * The boot-time text writes beyond alternative_instructions() (issue 11), on a tiny linked image
+ * laid out as Linux lays them out: jump labels at their keys' states, static calls at their keys'
+ * functions, ftrace's __fentry__ calls as NOP5, 6.12's relocating alternatives and NOPs, runtime
+ * constants, and `compareText` classifying what a running kernel changed later.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { hexBytes } from '../../src/x86/format.ts';
+import { addNop, applyRelocation, optimizeNops612 } from '../../src/elf/apply-alternatives-6.12.ts';
+import { runtimeConstValue } from '../../src/elf/apply-runtime-consts.ts';
+import { bootTextWrites } from '../../src/elf/boot-patch.ts';
+import { compareText } from '../../src/elf/compare.ts';
+import { ElfFile } from '../../src/elf/elf64.ts';
+import { loadVmlinux, MapSymbols } from '../../src/elf/image.ts';
+import { bootSetup } from '../../src/elf/platforms.ts';
+import { readPatchTables } from '../../src/elf/tables.ts';
+import { buildElf, Packer, SHF, SHT } from './elf-builder.ts';
+import { TINY_BANNER } from './tiny-kernel.ts';
+
+const T = 0xffffffff81000000n;
+const D = 0xffffffff82000000n; // .data: the keys
+const J = 0xffffffff83000000n; // __jump_table
+const S = 0xffffffff83001000n; // .static_call_sites
+const M = 0xffffffff83002000n; // __mcount_loc
+const RO = 0xffffffff82200000n;
+const n = (b: bigint): number => Number(BigInt.asIntN(64, b));
+
+const KEY_OFF = D; // static_key { enabled = 0 }
+const KEY_ON = D + 0x10n; // static_key { enabled = 1 }
+const SCK_FOO = D + 0x20n; // static_call_key { func = foo }
+const SCK_NULL = D + 0x30n; // static_call_key { func = NULL }
+const FOO = T + 0x100n;
+const FENTRY = T + 0x180n;
+const TRAMP = T + 0x1c0n;
+
+function bootImage(): Uint8Array {
+  const text = new Uint8Array(0x200).fill(0xcc);
+  const at = (off: number, bytes: number[]): void => text.set(bytes, off);
+  const rel = (from: bigint, to: bigint): number[] => {
+    const d = Number(to - from);
+    return [d & 0xff, (d >> 8) & 0xff, (d >> 16) & 0xff, (d >>> 24) & 0xff];
+  };
+  at(0x00, [0x66, 0x90]); // A: objtool-NOPed static_branch_unlikely(KEY_OFF)
+  at(0x08, [0x0f, 0x1f, 0x44, 0x00, 0x00]); // B: static_branch_unlikely(KEY_ON): must become JMP
+  at(0x10, [0xeb, 0x06]); // C: static_branch_likely(KEY_OFF): stays JMP
+  at(0x40, [0xe8, ...rel(T + 0x45n, TRAMP)]); // static_call(foo)
+  at(0x50, [0xe9, ...rel(T + 0x55n, TRAMP)]); // static_call tail call of a NULL key
+  at(0x60, [0xe8, ...rel(T + 0x65n, FENTRY)]); // call __fentry__
+  at(0x100, [0xc3]);
+  at(0x180, [0xc3]);
+  at(0x1c0, [0xe9, ...rel(T + 0x1c5n, FOO), 0x0f, 0xb9, 0xcc]); // __SCT__foo: jmp foo; ud1
+  const data = new Packer().u32(0).u32(0).u64(0n).u32(1).u32(0).u64(0n).u64(FOO).u64(0n).u64(0n).u64(0n).done();
+  const jump = new Packer();
+  const entry = (field: bigint, code: bigint, target: bigint, key: bigint, flags: bigint): void => {
+    jump.s32(Number(code - field)).s32(Number(target - (field + 4n))).u64(BigInt.asUintN(64, key + flags - (field + 8n)));
+  };
+  entry(J, T, T + 0x20n, KEY_OFF, 2n); // objtool NOPs this, not a branch
+  entry(J + 16n, T + 8n, T + 0x30n, KEY_ON, 2n);
+  entry(J + 32n, T + 0x10n, T + 0x18n, KEY_OFF, 1n); // branch (likely)
+  const sites = new Packer().s32(Number(T + 0x40n - S)).s32(Number(SCK_FOO - (S + 4n))).s32(Number(T + 0x50n - (S + 8n))).s32(Number(SCK_NULL + 1n - (S + 12n)));
+  return buildElf(2, [
+    { name: '.text', type: SHT.PROGBITS, flags: SHF.ALLOC | SHF.EXEC, addr: T, data: text },
+    { name: '.data', type: SHT.PROGBITS, flags: SHF.ALLOC | SHF.WRITE, addr: D, data },
+    { name: '.rodata', type: SHT.PROGBITS, flags: SHF.ALLOC, addr: RO, data: new TextEncoder().encode(`${TINY_BANNER}\n\0`) },
+    { name: '__jump_table', type: SHT.PROGBITS, flags: SHF.ALLOC | SHF.WRITE, addr: J, data: jump.done() },
+    { name: '.static_call_sites', type: SHT.PROGBITS, flags: SHF.ALLOC, addr: S, data: sites.done() },
+    { name: '__mcount_loc', type: SHT.PROGBITS, flags: SHF.ALLOC, addr: M, data: new Packer().u64(T + 0x60n).done() },
+  ]);
+}
+
+function boot() {
+  const names = new MapSymbols();
+  for (const [name, a] of [['key_off', KEY_OFF], ['key_on', KEY_ON], ['__SCK__foo', SCK_FOO], ['__SCK__bar', SCK_NULL], ['foo', FOO], ['__fentry__', FENTRY], ['__SCT__foo', TRAMP]] as const) names.add(name, n(a));
+  const image = loadVmlinux(ElfFile.parse(bootImage(), 'boot'), names);
+  const tables = readPatchTables(image);
+  const env = bootSetup(image, [], { platform: 'bare-metal', cpu: 'qemu64', cmdline: 'mitigations=off' }).env;
+  return { image, tables, result: bootTextWrites(image, tables, env) };
+}
+
+const bytesAt = (r: ReturnType<typeof boot>, off: number, len: number): string => hexBytes(r.result.text.read(n(T) + off, len)!);
+
+test('jump entries: bit 0 is the branch, bit 1 objtool\'s NOP mark (an unlikely branch on a false key stays a NOP)', () => {
+  const r = boot();
+  assert.deepEqual(r.tables.jumpTable!.map((e) => [e.branch, e.objtoolNop]), [[false, true], [false, true], [true, false]]);
+  assert.equal(bytesAt(r, 0x00, 2), '66 90');
+  assert.equal(bytesAt(r, 0x08, 5), 'e9 23 00 00 00'); // enabled key: jmp T+0x30
+  assert.equal(bytesAt(r, 0x10, 2), 'eb 06'); // likely branch on a false key: jump
+});
+
+test('static_call_init: a site calls its key\'s function; a NULL tail call becomes ret + int3 padding', () => {
+  const r = boot();
+  assert.deepEqual(r.result.staticCalls, ['call', 'ret']);
+  assert.equal(bytesAt(r, 0x40, 5), 'e8 bb 00 00 00'); // call foo (T+0x100)
+  assert.equal(bytesAt(r, 0x50, 5), 'c3 cc cc cc cc');
+});
+
+test('ftrace_init: the __fentry__ call becomes the 5-byte NOP', () => {
+  const r = boot();
+  assert.deepEqual(r.result.ftrace, ['nop']);
+  assert.equal(bytesAt(r, 0x60, 5), '0f 1f 44 00 00');
+});
+
+test('compareText: a key flipped later is named, a foreign byte is unexplained, the rest identical', () => {
+  const r = boot();
+  const s = r.image.section('.text')!;
+  const running = r.result.text.read(s.addr, s.size)!.slice();
+  running.set([0x66, 0x90], 0x10); // likely branch flipped to NOP: key_off enabled at run time
+  running[0x120] = 0x90; // nobody writes there
+  const c = compareText(r.result, running, s.addr);
+  assert.equal(c.byDifference['key-flipped'], 2);
+  assert.equal(c.byDifference.unexplained, 1);
+  assert.deepEqual(c.runs.map((x) => [x.mechanism, x.difference, x.name]), [['jump_table', 'key-flipped', 'key_off'], ['none', 'unexplained', 'foo+0x20']]);
+  assert.equal(c.identical, s.size - 3);
+});
+
+test('6.12 add_nop: up to 11 bytes one NOP, longer a JMP.d8 over INT3s', () => {
+  const b = new Uint8Array(14);
+  addNop(b, 0, 11);
+  assert.equal(hexBytes(b.subarray(0, 11)), '66 66 2e 0f 1f 84 00 00 00 00 00');
+  addNop(b, 0, 14);
+  assert.equal(hexBytes(b), 'eb 0c cc cc cc cc cc cc cc cc cc cc cc cc');
+});
+
+test('6.12 optimize_nops: a run of NOPs and NOPLs becomes one NOP; the last instruction is kept', () => {
+  const b = Uint8Array.of(0x90, 0x90, 0x0f, 0x1f, 0x00, 0x90, 0xc3);
+  optimizeNops612(b, 7, 0x1000);
+  assert.equal(hexBytes(b), '66 0f 1f 44 00 00 c3');
+});
+
+test('6.12 apply_relocation: a CALL leaving the replacement is re-aimed, a JMP.d32 that fits becomes JMP.d8 + INT3', () => {
+  // At the replacement (0x9000): call 0x9100; jmp 0x9105 (just after the original 10-byte site at 0x9100).
+  const buf = Uint8Array.of(0xe8, 0xfb, 0x00, 0x00, 0x00, 0xe9, 0xfb, 0x00, 0x00, 0x00);
+  assert.ok(applyRelocation(buf, 0x8f00, 10, 0x9000, 10));
+  // From the site at 0x9000 - 0x100 = 0x8f00: call 0x9100 is e8 fb 01 00 00; jmp 0x9105 is 0x200 away (no rel8).
+  assert.equal(hexBytes(buf), 'e8 fb 01 00 00 e9 fb 01 00 00');
+  const near = Uint8Array.of(0xe9, 0x10, 0x00, 0x00, 0x00);
+  assert.ok(applyRelocation(near, 0x9000 + 0x08, 5, 0x9000, 5)); // target 0x9015: 8 bytes closer from the site
+  assert.equal(hexBytes(near), 'eb 0b cc cc cc');
+});
+
+test('runtime constants: USER_PTR_MAX is TASK_SIZE_MAX, the dentry hash is a run-time value', () => {
+  assert.equal(runtimeConstValue('USER_PTR_MAX', false), 0x7ffffffff000n);
+  assert.equal(runtimeConstValue('USER_PTR_MAX', true), 0xfffffffffff000n);
+  assert.equal(runtimeConstValue('d_hash_shift', false), undefined);
+});
