@@ -14,7 +14,7 @@ import { CALL_INSN_OPCODE, INT3_INSN_OPCODE, JMP32_INSN_OPCODE, JMP8_INSN_OPCODE
 import { altApplies, type AltOutcome } from './apply-alternatives.ts';
 import type { BootEnv } from './boot-env.ts';
 import { EXTRA_FEATURE_BASE, X86_FEATURE_LIMIT } from './cpufeatures.ts';
-import { decodeKernelInsn, type KernelInsn } from './kernel-insn.ts';
+import { decodeKernelInsn, decodeKernelInsnOperands, type KernelInsn } from './kernel-insn.ts';
 import type { PatchedText } from './patched-text.ts';
 import type { AltInstr } from './tables.ts';
 
@@ -115,7 +115,7 @@ export function applyRelocation(buf: Uint8Array, instr: number, instrlen: number
   const diff = repl - instr;
   for (let i = 0, next = 0; i < instrlen; i = next) {
     // Decoded as if at the replacement: targets are compared with the replacement's range.
-    const insn = decodeAt(buf, i, repl);
+    const insn = decodeKernelInsnOperands(buf.subarray(i, Math.min(buf.length, i + 15)), repl + i);
     if (insn === undefined) break;
     next = i + insn.length;
     const isJcc32 = insn.op1 === 0x0f && insn.op2 >= 0x80 && insn.op2 <= 0x8f;

@@ -12,6 +12,10 @@ export interface KernelInsn {
   readonly op2: number;
   /** Target of a near relative branch (CALL/JMP/Jcc rel), else undefined. */
   readonly branchTarget: number | undefined;
+}
+
+/** What apply_relocation needs beyond KernelInsn (decoded only there: it costs a second WASM call). */
+export interface KernelInsnOperands extends KernelInsn {
   /** insn.immediate (a branch's rel8/rel32 counts as one, as in Linux's decoder): offset and size in bytes (0 = none). */
   readonly immOffset: number;
   readonly immSize: number;
@@ -26,6 +30,15 @@ const LEGACY_PREFIXES = new Set([0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0x67,
 
 /** Decode the instruction starting at bytes[0], located at `address`; undefined when invalid or cut short. */
 export function decodeKernelInsn(bytes: Uint8Array, address: number): KernelInsn | undefined {
+  return decode(bytes, address, false);
+}
+
+/** decodeKernelInsn with the immediate, displacement and %rip-relative facts apply_relocation uses. */
+export function decodeKernelInsnOperands(bytes: Uint8Array, address: number): KernelInsnOperands | undefined {
+  return decode(bytes, address, true) as KernelInsnOperands | undefined;
+}
+
+function decode(bytes: Uint8Array, address: number, operands: boolean): KernelInsn | KernelInsnOperands | undefined {
   if (bytes.length === 0) return undefined;
   const dec = new Decoder(64, bytes.subarray(0, 15), DecoderOptions.None);
   try {
@@ -39,12 +52,14 @@ export function decodeKernelInsn(bytes: Uint8Array, address: number): KernelInsn
       const op1 = bytes[i] ?? 0;
       const op2 = op1 === 0x0f ? (bytes[i + 1] ?? 0) : 0;
       const isRelBranch = insn.isCallNear || insn.isJmpShortOrNear || insn.isJccShortOrNear;
-      const c = dec.getConstantOffsets(insn);
-      const offsets = { immOffset: c.immediateOffset, immSize: c.immediateSize, dispOffset: c.displacementOffset, dispSize: c.displacementSize };
-      c.free();
+      let extra = {};
+      if (operands) {
+        const c = dec.getConstantOffsets(insn);
+        extra = { immOffset: c.immediateOffset, immSize: c.immediateSize, dispOffset: c.displacementOffset, dispSize: c.displacementSize, ripRelative: insn.memoryBase === Register.RIP };
+        c.free();
+      }
       return {
-        ...offsets,
-        ripRelative: insn.memoryBase === Register.RIP,
+        ...extra,
         length: insn.length,
         op1,
         op2,
