@@ -33,6 +33,8 @@ export interface BootEnv {
   readonly nopFunc: number | undefined;
   /** What the platform put in the pv_ops slot at this address, when it overrides the image's pointer. */
   pvOpAt(slotAddress: number): number | undefined;
+  /** No other CPU will come up (`nosmp`, `maxcpus=0|1`): alternative_instructions patches to UP. */
+  readonly uniprocessor: boolean;
   /** `no5lvl` on the command line: LA57 is not used even when the CPU has it. */
   readonly no5lvl: boolean;
   /** `__fentry__`, the target of every ftrace site's CALL. */

@@ -12,6 +12,7 @@
  *         sites are alternatives with ALT_FLAG_DIRECT_CALL);
  *      e. apply_seal_endbr (CONFIG_X86_KERNEL_IBT): functions whose address is never taken lose
  *         their ENDBR;
+ *      f. on a uniprocessor boot, alternatives_smp_unlock: LOCK prefixes become DS prefixes;
  *   4f. arch_cpu_finalize_init → runtime_const_init(ptr, USER_PTR_MAX) (6.11+);
  *   5. early initcalls (preempt_dynamic_init): static calls the boot re-aims, trampolines included.
  * (paravirt_set_cap, which sets the artificial features d. reads, is part of the BootEnv.)
@@ -25,6 +26,7 @@ import { paravirtPatch } from './apply-paravirt.ts';
 import { applyRetpolines, type RetpolineOutcome } from './apply-retpolines.ts';
 import { applyReturns, type ReturnOutcome } from './apply-returns.ts';
 import { applySealEndbr, type EndbrOutcome } from './apply-endbr.ts';
+import { applySmpUnlock, type SmpLockOutcome } from './apply-smp-locks.ts';
 import { applyStaticCalls, staticCallBytes, type StaticCallOutcome } from './apply-static-calls.ts';
 import { applyRuntimeConsts, type RuntimeConstOutcome } from './apply-runtime-consts.ts';
 import type { BootEnv } from './boot-env.ts';
@@ -46,6 +48,8 @@ export interface BootPatchResult {
   readonly returns: readonly ReturnOutcome[];
   readonly alternatives: readonly AltOutcome[];
   readonly endbr: readonly EndbrOutcome[];
+  /** alternatives_smp_unlock, when the boot is uniprocessor (else empty). */
+  readonly smpLocks: readonly SmpLockOutcome[];
   /** Per runtime constant (tables.runtimeConsts), per site. */
   readonly runtimeConsts: readonly (readonly RuntimeConstOutcome[])[];
 }
@@ -63,7 +67,11 @@ export function alternativeInstructions(image: KernelImage, tables: PatchTables,
   const returns = applyReturns(tables.returnSites, text, env);
   const alternatives = tables.layouts.dialect === '6.12' ? applyAlternatives612(tables.altinstructions, text, env) : applyAlternatives(tables.altinstructions, text, env);
   const endbr = applySealEndbr(tables.endbrSeal, text, tables.layouts.dialect);
-  return { image, tables, text, paravirt, retpolines, returns, alternatives, endbr };
+  // Patch to UP if other CPUs are not imminent, over [_text, _etext).
+  const t0 = image.symbols.addressOf('_text') ?? image.section('.text')?.addr;
+  const t1 = image.symbols.addressOf('_etext') ?? ((s) => (s === undefined ? undefined : s.addr + s.size))(image.section('.text'));
+  const smpLocks = env.uniprocessor && t0 !== undefined && t1 !== undefined ? applySmpUnlock(tables.smpLocks, text, t0, t1) : [];
+  return { image, tables, text, paravirt, retpolines, returns, alternatives, endbr, smpLocks };
 }
 
 /** Every boot-time text write, in start_kernel's order. */

@@ -83,6 +83,7 @@ function owners(boot: BootPatchResult, start: number, size: number): { map: Int3
   t.returnSites.forEach((a, i) => own('return_sites', a, len(a), i));
   t.altinstructions.forEach((a, i) => own('altinstructions', a.address, a.instrlen, i));
   t.endbrSeal.forEach((a, i) => own('ibt_endbr_seal', a, 4, i));
+  if (boot.smpLocks.length > 0) t.smpLocks.forEach((a, i) => a !== undefined && own('smp_locks', a, 1, i));
   t.runtimeConsts.forEach((c, i) => c.sites.forEach((a) => own('runtime_const', a, c.kind === 'ptr' ? 8 : 1, i)));
   const syms = boot.image.symbols;
   if (syms instanceof MapSymbols) {

@@ -21,6 +21,7 @@ import type { KernelImage } from './image.ts';
 import { readPvOps, type PvOpsTable } from './pv-ops-table.ts';
 import { pvOpsSlot, PV_OPS_SLOTS } from './pv-ops-slots.ts';
 import { nativeInline510 } from './native-patch-5.10.ts';
+import { uniprocessorBoot } from './apply-smp-locks.ts';
 import { bootDecisions, type KernelConfig } from './boot-keys.ts';
 import { XEN_PV_LOCK_OPS, XEN_PV_OPS, XEN_REPLACED_GROUPS } from './xen-pv-ops.ts';
 import type { ParaSite } from './tables.ts';
@@ -142,6 +143,7 @@ export function bootSetup(image: KernelImage, sites: readonly ParaSite[], option
       return t === undefined ? undefined : t.kind === 'function' ? t.address : t.kind === 'nop' ? (pvOps.paravirtNop ?? 0) : 0;
     },
     no5lvl: cmdline.options.has('no5lvl'),
+    uniprocessor: uniprocessorBoot(cmdline.options),
     ...(options.nativePatch510 === true
       ? { nativeInline: (slot: number, len: number) => (slots[slot]?.kind === 'function' && !overridden.has(slot) ? nativeInline510(image.symbols.nameAt((slots[slot] as { address: number }).address), len) : undefined) }
       : {}),

@@ -29,7 +29,7 @@ export const ALT_FLAG_DIRECT_CALL = 1 << 1;
 
 export type TableName =
   | 'parainstructions' | 'altinstructions' | 'retpoline_sites' | 'return_sites' | 'call_sites' | 'ibt_endbr_seal'
-  | 'jump_table' | 'static_call_sites' | 'mcount_loc';
+  | 'jump_table' | 'static_call_sites' | 'mcount_loc' | 'smp_locks';
 
 /** Where each table lives: its section in a module (and in vmlinux for the first six), its bounding symbols in a vmlinux. */
 export const TABLE_SECTIONS: Record<TableName, { section: string; bounds?: readonly [string, string] }> = {
@@ -42,6 +42,7 @@ export const TABLE_SECTIONS: Record<TableName, { section: string; bounds?: reado
   jump_table: { section: '__jump_table', bounds: ['__start___jump_table', '__stop___jump_table'] },
   static_call_sites: { section: '.static_call_sites', bounds: ['__start_static_call_sites', '__stop_static_call_sites'] },
   mcount_loc: { section: '__mcount_loc', bounds: ['__start_mcount_loc', '__stop_mcount_loc'] },
+  smp_locks: { section: '.smp_locks' },
 };
 
 export interface ParaSite {
@@ -104,6 +105,8 @@ export interface PatchTables {
   readonly staticCallSites: readonly StaticCallSite[] | undefined;
   readonly mcountLoc: readonly number[] | undefined;
   readonly runtimeConsts: readonly RuntimeConst[];
+  /** `.smp_locks`: each LOCK prefix, undefined for a 0 entry (page padding). */
+  readonly smpLocks: readonly (number | undefined)[];
   /** Bytes and entries behind each table present in the image. */
   readonly sizes: Partial<Record<TableName, { readonly bytes: number; readonly entries: number; readonly entrySize: number }>>;
 }
@@ -224,6 +227,17 @@ class TableReader {
     return out;
   }
 
+  smpLocks(): (number | undefined)[] {
+    const t = this.open('smp_locks', 4);
+    if (t === undefined) return [];
+    const out: (number | undefined)[] = [];
+    for (let off = 0; off < t.s.size; off += 4) {
+      const rel = t.v.getInt32(off, true);
+      out.push(rel === 0 ? undefined : t.s.addr + off + rel);
+    }
+    return out;
+  }
+
   mcountLoc(): number[] | undefined {
     const t = this.open('mcount_loc', 8);
     if (t === undefined) return undefined;
@@ -263,6 +277,7 @@ export function readPatchTables(image: KernelImage, layouts: TableLayouts = tabl
     staticCallSites: r.staticCallSites(),
     mcountLoc: r.mcountLoc(),
     runtimeConsts: readRuntimeConsts(image, layouts),
+    smpLocks: r.smpLocks(),
     sizes: r.sizes,
   };
 }

@@ -9,6 +9,8 @@ import assert from 'node:assert/strict';
 import { hexBytes } from '../../src/x86/format.ts';
 import { addNop, applyRelocation, optimizeNops612 } from '../../src/elf/apply-alternatives-6.12.ts';
 import { runtimeConstValue } from '../../src/elf/apply-runtime-consts.ts';
+import { applySmpUnlock, uniprocessorBoot } from '../../src/elf/apply-smp-locks.ts';
+import { parseCommandLine } from '../../src/elf/boot-cpu.ts';
 import { bootTextWrites } from '../../src/elf/boot-patch.ts';
 import { compareText } from '../../src/elf/compare.ts';
 import { ElfFile } from '../../src/elf/elf64.ts';
@@ -91,4 +93,16 @@ test('runtime constants: USER_PTR_MAX is TASK_SIZE_MAX, the dentry hash is a run
   assert.equal(runtimeConstValue('USER_PTR_MAX', false), 0x7ffffffff000n);
   assert.equal(runtimeConstValue('USER_PTR_MAX', true), 0xfffffffffff000n);
   assert.equal(runtimeConstValue('d_hash_shift', false), undefined);
+});
+
+test('uniprocessor boots (nosmp, maxcpus=0|1) turn LOCK prefixes into DS prefixes inside [_text, _etext) only', () => {
+  assert.equal(uniprocessorBoot(parseCommandLine('nosmp').options), true);
+  assert.equal(uniprocessorBoot(parseCommandLine('maxcpus=1').options), true);
+  assert.equal(uniprocessorBoot(parseCommandLine('maxcpus=2 quiet').options), false);
+  const r = boot();
+  const text = r.result.text;
+  text.write(n(T) + 0x70, Uint8Array.of(0xf0, 0x0f, 0xb1, 0x17)); // lock cmpxchg %edx,(%rdi)
+  const out = applySmpUnlock([n(T) + 0x70, n(T) + 0x71, undefined, n(T) + 0x400], text, n(T), n(T) + 0x200);
+  assert.deepEqual(out, ['unlocked', 'not-lock', 'outside-text', 'outside-text']);
+  assert.equal(hexBytes(text.read(n(T) + 0x70, 4)!), '3e 0f b1 17');
 });

@@ -164,6 +164,7 @@ function summaryText(r: InspectReport, flags: InspectFlags): string {
       ['apply_returns', b.result.returns.length, changed('return_sites'), tally(b.result.returns)],
       ['apply_alternatives', b.result.alternatives.length, changed('altinstructions'), tally(b.result.alternatives)],
       ['apply_seal_endbr', b.result.endbr.length, '-', tally(b.result.endbr)],
+      ['alternatives_smp_unlock', b.result.smpLocks.length, '-', b.setup.env.uniprocessor ? tally(b.result.smpLocks) : 'SMP boot: lock prefixes kept'],
     ], [1, 2]));
     for (const note of b.setup.env.notes) out.push(`  boot decision: ${note}`);
     out.push(`  ${n(bootDiff(r).reduce((s, d) => s + d.original.length, 0))} bytes changed in total (--diff lists them)`);
