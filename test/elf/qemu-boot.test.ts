@@ -36,7 +36,7 @@ function qemuAvailable(): string | undefined {
 
 const DEFAULT_BOOTS = [
   '6.1:Skylake-Client', '6.1:Haswell', '6.1:EPYC', '6.1:qemu64', '6.1:Skylake-Client mitigations=off', '6.1:Skylake-Client spectre_v2=retpoline,lfence',
-  '6.1:Skylake-Client nosmp', '6.12:Skylake-Client', '5.10:Skylake-Client',
+  '6.1:Skylake-Client nosmp', '6.12:Skylake-Client', '6.12:EPYC', '6.12:Skylake-Client mitigations=off', '5.10:Skylake-Client',
 ].join(';');
 const boots = (process.env.PVPATCH_QEMU_BOOTS ?? DEFAULT_BOOTS).split(';').map((b) => b.trim()).filter((b) => b !== '');
 
