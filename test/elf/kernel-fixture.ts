@@ -21,12 +21,14 @@ export interface CachedKernel {
 }
 
 export type Series = '5.10' | '6.1' | '6.12';
+/** Debian's flavours: cloud (the default) and the generic amd64 one (whose -dbg is ~1 GB: never fetched by tests). */
+export type Flavour = 'cloud' | 'generic';
 
 const cacheRoot = (): string => process.env.PVPATCH_CACHE ?? join(process.cwd(), '.cache');
 
-function cached(series: Series): CachedKernel | undefined {
+function cached(series: Series, flavour: Flavour): CachedKernel | undefined {
   const root = join(cacheRoot(), 'kernel');
-  const pointers = [join(root, `current-${series}-cloud`), ...(series === '6.1' ? [join(root, 'current')] : [])];
+  const pointers = [join(root, `current-${series}-${flavour}`), ...(series === '6.1' && flavour === 'cloud' ? [join(root, 'current')] : [])];
   const current = pointers.find((p) => existsSync(p));
   if (current === undefined) return undefined;
   const release = readFileSync(current, 'utf8').trim();
@@ -36,19 +38,20 @@ function cached(series: Series): CachedKernel | undefined {
   return { series, release, dir, vmlinux: join(dir, 'vmlinux'), vmlinuz: join(dir, 'vmlinuz'), modules: join(dir, 'modules'), systemMap: existsSync(map) ? map : undefined };
 }
 
-const attempts = new Map<Series, { kernel?: CachedKernel; reason?: string }>();
+const attempts = new Map<string, { kernel?: CachedKernel; reason?: string }>();
 
 /** The cached kernel of a series, fetching it once if possible; otherwise a skip reason. */
-export function realKernel(series: Series = '6.1'): { kernel?: CachedKernel; reason?: string } {
-  const known = attempts.get(series);
+export function realKernel(series: Series = '6.1', flavour: Flavour = 'cloud'): { kernel?: CachedKernel; reason?: string } {
+  const known = attempts.get(`${series}-${flavour}`);
   if (known !== undefined) return known;
-  const remember = (a: { kernel?: CachedKernel; reason?: string }) => (attempts.set(series, a), a);
-  const k = cached(series);
+  const remember = (a: { kernel?: CachedKernel; reason?: string }) => (attempts.set(`${series}-${flavour}`, a), a);
+  const k = cached(series, flavour);
   if (k !== undefined) return remember({ kernel: k });
+  if (flavour === 'generic') return remember({ reason: `no cached ${series} generic kernel (run scripts/get-kernel.sh --series ${series} --flavour generic --symbols; its -dbg is ~1 GB)` });
   if (process.env.PVPATCH_NO_DOWNLOAD === '1') return remember({ reason: `no cached ${series} kernel and PVPATCH_NO_DOWNLOAD=1 (run scripts/get-kernel.sh --series ${series})` });
   const args = ['scripts/get-kernel.sh', '--series', series, ...(series === '6.1' ? [] : ['--symbols'])];
   const r = spawnSync('bash', args, { encoding: 'utf8', timeout: 900_000 });
-  const after = cached(series);
+  const after = cached(series, flavour);
   if (after !== undefined) return remember({ kernel: after });
   const why = (r.stderr ?? '').trim().split('\n').pop() ?? `exit ${r.status}`;
   return remember({ reason: `no Debian ${series} kernel available: scripts/get-kernel.sh --series ${series} failed (${why})` });
