@@ -91,17 +91,18 @@ function toJson(r: InspectReport, flags: InspectFlags) {
         ...(j !== undefined ? { switch: judgementJson(j) } : {}),
       };
     }),
-    jumpTable: r.tables.jumpTable?.map((e) => ({ code: hexAddress(e.code), target: hexAddress(e.target), key: hexAddress(e.key), branch: e.branch, objtoolNop: e.objtoolNop, insn: insnAt(r, e.code) })) ?? null,
-    staticCallSites: r.tables.staticCallSites?.map((c) => ({ address: hexAddress(c.address), key: hexAddress(c.key), tail: c.tail, init: c.init, insn: insnAt(r, c.address) })) ?? null,
+    // Bytes, not disassembly: 9k jump labels and 8k static calls through the formatter cost seconds.
+    jumpTable: r.tables.jumpTable?.map((e, i) => ({ code: hexAddress(e.code), target: hexAddress(e.target), key: hexAddress(e.key), keyName: r.image.symbols.nameAt(e.key) ?? null, branch: e.branch, objtoolNop: e.objtoolNop, ...siteHex(r, e.code, boot?.result.jumpLabels[i]?.size ?? 5) })) ?? null,
+    staticCallSites: r.tables.staticCallSites?.map((c) => ({ address: hexAddress(c.address), key: hexAddress(c.key), keyName: r.image.symbols.nameAt(c.key) ?? null, tail: c.tail, init: c.init, ...siteHex(r, c.address, 5) })) ?? null,
     ...(flags.diff === true ? { diff: bootDiff(r).map((d) => ({ address: hexAddress(d.address), original: hexBytes(d.original), patched: hexBytes(d.patched) })) } : {}),
   };
 }
 
-/** The instruction at a jump-label or static-call site, as the image has it (iced-x86). */
-function insnAt(r: InspectReport, address: number): string | null {
-  const b = r.image.read(address, 5) ?? r.image.read(address, 2);
-  if (b === undefined) return null;
-  return disassemble(b, address)[0]?.text ?? null;
+/** A jump-label or static-call site's bytes in the image and after boot (hex). */
+function siteHex(r: InspectReport, address: number, length: number): { original: string | null; patched: string | null } {
+  const o = r.image.read(address, length);
+  const p = r.boot?.result.text.read(address, length);
+  return { original: o === undefined ? null : hexBytes(o), patched: p === undefined ? null : hexBytes(p) };
 }
 
 function altJson(r: InspectReport, i: number) {
