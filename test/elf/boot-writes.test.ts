@@ -7,7 +7,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { hexBytes } from '../../src/x86/format.ts';
-import { addNop, applyRelocation, optimizeNops612 } from '../../src/elf/apply-alternatives-6.12.ts';
+import fc from 'fast-check';
+import { addNop, applyAlternatives612, applyRelocation, optimizeNops612 } from '../../src/elf/apply-alternatives-6.12.ts';
+import { PatchedText } from '../../src/elf/patched-text.ts';
 import { runtimeConstValue } from '../../src/elf/apply-runtime-consts.ts';
 import { applySmpUnlock, uniprocessorBoot } from '../../src/elf/apply-smp-locks.ts';
 import { parseCommandLine } from '../../src/elf/boot-cpu.ts';
@@ -105,4 +107,27 @@ test('uniprocessor boots (nosmp, maxcpus=0|1) turn LOCK prefixes into DS prefixe
   const out = applySmpUnlock([n(T) + 0x70, n(T) + 0x71, undefined, n(T) + 0x400], text, n(T), n(T) + 0x200);
   assert.deepEqual(out, ['unlocked', 'not-lock', 'outside-text', 'outside-text']);
   assert.equal(hexBytes(text.read(n(T) + 0x70, 4)!), '3e 0f b1 17');
+});
+
+test('fuzz: 6.12 apply_alternatives over random entries (DIRECT_CALL, nested, out of range) never throws (fast-check, seed 10)', () => {
+  const r = boot();
+  const env = bootSetup(r.image, [], { platform: 'bare-metal', cpu: 'Skylake-Client', cmdline: '' }).env;
+  const base = n(T);
+  const entry = fc.record({
+    address: fc.integer({ min: base - 16, max: base + 0x210 }),
+    replacement: fc.integer({ min: base - 16, max: base + 0x210 }),
+    feature: fc.integer({ min: -5, max: 4000 }),
+    inverted: fc.boolean(),
+    directCall: fc.boolean(),
+    instrlen: fc.integer({ min: 0, max: 300 }),
+    replacementlen: fc.integer({ min: 0, max: 40 }),
+  });
+  fc.assert(
+    fc.property(fc.array(entry, { maxLength: 12 }), (entries) => {
+      const text = new PatchedText(r.image);
+      const out = applyAlternatives612(entries, text, env);
+      assert.equal(out.length, entries.length);
+    }),
+    { seed: 10, numRuns: 400 },
+  );
 });
