@@ -8,7 +8,7 @@
 import { nopPadding } from '../x86/nops.ts';
 import { getS32, putS32, relocateRel32, CALL_INSN_OPCODE, JMP8_INSN_OPCODE, JMP32_INSN_OPCODE } from '../x86/relocate.ts';
 import type { BootEnv } from './boot-env.ts';
-import { X86_FEATURE_LIMIT } from './cpufeatures.ts';
+import { EXTRA_FEATURE_BASE, X86_FEATURE_LIMIT } from './cpufeatures.ts';
 import { optimizeNops } from './optimize-nops.ts';
 import type { PatchedText } from './patched-text.ts';
 import type { AltInstr } from './tables.ts';
@@ -59,7 +59,7 @@ export type AltOutcome = 'patched' | 'not-applied' | 'bad-entry';
 export function applyAlternatives(entries: readonly AltInstr[], text: PatchedText, env: BootEnv): AltOutcome[] {
   return entries.map((a): AltOutcome => {
     // The kernel BUG()s on these; a corrupt table must not stop the others here.
-    if (a.instrlen > MAX_PATCH_LEN || a.feature >= X86_FEATURE_LIMIT) return 'bad-entry';
+    if (a.instrlen > MAX_PATCH_LEN || (a.feature >= X86_FEATURE_LIMIT && a.feature < EXTRA_FEATURE_BASE)) return 'bad-entry';
     let outcome: AltOutcome = 'not-applied';
     if (altApplies(a, env.features)) {
       const repl = text.read(a.replacement, a.replacementlen);

@@ -4,10 +4,11 @@
  * becomes a direct CALL to whatever pv_ops[type] holds, or nothing when it holds `_paravirt_nop`,
  * and the rest of the site is padded with Linux's NOPs (add_nops). In 6.1 there is no native
  * inline code here: the inline forms (`cli`, `pushf; pop %rax`, ...) arrive later through the
- * ALT_NOT(X86_FEATURE_XENPV) alternatives that wrap these sites.
+ * ALT_NOT(X86_FEATURE_XENPV) alternatives that wrap these sites; 5.10 still wrote them here
+ * (native-patch-5.10.ts, through env.nativeInline).
  */
 import { nopPadding } from '../x86/nops.ts';
-import { encodeRel32, fitsRel32, CALL_INSN_OPCODE } from '../x86/relocate.ts';
+import { encodeRel32, fitsRel32, CALL_INSN_OPCODE, JMP32_INSN_OPCODE } from '../x86/relocate.ts';
 import type { BootEnv } from './boot-env.ts';
 import type { ParaSite } from './tables.ts';
 
@@ -16,11 +17,17 @@ export function paravirtPatch(site: ParaSite, original: Uint8Array, env: BootEnv
   const buf = original.slice(0, site.len);
   const op = env.pvOp(site.type);
   let used = 0;
-  if (op.kind === 'function' || op.kind === 'bug') {
+  const inline = env.nativeInline?.(site.type, site.len);
+  if (inline !== undefined) {
+    buf.set(inline, 0);
+    used = inline.length;
+  } else if (op.kind === 'function' || op.kind === 'bug') {
     // CALL_INSN_SIZE = 5; a site shorter than a CALL would BUG() in the kernel.
     if (site.len >= 5) {
       if (!fitsRel32(op.address - (site.address + 5))) return undefined;
-      buf.set(encodeRel32(CALL_INSN_OPCODE, site.address, op.address), 0);
+      // 5.10's paravirt_patch_default: the `jmp *pv_ops` sites (cpu.iret, usergs_sysret64) get a JMP.
+      const jmp = env.nativeInline !== undefined && original[0] === 0xff && original[1] === 0x25;
+      buf.set(encodeRel32(jmp ? JMP32_INSN_OPCODE : CALL_INSN_OPCODE, site.address, op.address), 0);
       used = 5;
     }
   }

@@ -94,6 +94,13 @@ export function bootCpu(model: CpuModel, add: readonly string[], remove: readonl
     if (has('XMM2')) set('LFENCE_RDTSC', 'amd.c: DE_CFG makes LFENCE serializing');
     if (!has('3DNOWPREFETCH') && has('LM')) set('3DNOWPREFETCH', 'amd.c: LM implies PREFETCHW');
     if (model.family === 0x17 || model.family === 0x19) set('ZEN', 'amd.c init_amd_zen_common');
+    // bsp_init_amd: the Zen generation flags (6.1.y backport and 6.12), by family and model range.
+    const m = model.model;
+    const inRange = (ranges: readonly [number, number][]): boolean => ranges.some(([lo, hi]) => m >= lo && m <= hi);
+    if (model.family === 0x17 && inRange([[0x00, 0x2f], [0x50, 0x5f]])) set('ZEN1', 'amd.c: family 17h Zen 1 models');
+    if (model.family === 0x17 && inRange([[0x30, 0x4f], [0x60, 0x7f], [0x90, 0x91], [0xa0, 0xaf]])) set('ZEN2', 'amd.c: family 17h Zen 2 models');
+    if (model.family === 0x19 && inRange([[0x00, 0x0f], [0x20, 0x5f]])) set('ZEN3', 'amd.c: family 19h Zen 3 models');
+    if (model.family === 0x19 && inRange([[0x10, 0x1f], [0x60, 0xaf]])) set('ZEN4', 'amd.c: family 19h Zen 4 models');
   }
   // vulnerable_to_its (common.c): an Intel guest without ITS_NO may run on affected hardware.
   if (model.vendor === 'intel' && has('HYPERVISOR') && !has('BHI_CTRL')) f.add(bitOf('BUG_ITS'));

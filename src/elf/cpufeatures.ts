@@ -4,6 +4,7 @@
  * X86_FEATURE_ prefix (bugs keep BUG_), and the /proc/cpuinfo name when it differs from the
  * lowercased macro name ("-" = hidden, the header's "" comment).
  */
+import { FEATURES_6_12_DELTA } from './cpufeatures-6.12.ts';
 
 /** NCAPINTS * 32: bug bits start here (X86_BUG(0)). */
 export const X86_BUG_BASE = 22 * 32;
@@ -126,6 +127,57 @@ function parse(): { byBit: Map<number, CpuFeature>; byName: Map<string, CpuFeatu
 
 const FEATURES = parse();
 
+/** pvpatch's own ids for features 6.1.y does not have (never a real bit: above every version's limit). */
+export const EXTRA_FEATURE_BASE = 64 * 32;
+
+/** A version's numbering: image bit → pvpatch feature id (6.1.y's bit, or an extra id). */
+export interface FeatureNumbering {
+  readonly version: string;
+  /** X86_FEATURE_LIMIT of that version: apply_alternatives BUG()s above it. */
+  readonly limit: number;
+  toId(bit: number): number;
+}
+
+function numberingFromDelta(version: string, delta: string, base: (bit: number) => number = (b) => b, limit = X86_FEATURE_LIMIT): FeatureNumbering {
+  const map = new Map<number, number>();
+  let next = EXTRA_FEATURE_BASE;
+  for (const token of delta.split(/\s+/)) {
+    if (token === '') continue;
+    const [pos, name] = token.split(':') as [string, string];
+    const [word, bit] = pos.split('*32+').map(Number) as [number, number];
+    const raw = word * 32 + bit;
+    if (name === '-') {
+      map.set(raw, -1 - raw);
+      continue;
+    }
+    let f = FEATURES.byName.get(name);
+    if (f === undefined) {
+      f = { bit: next++, name, cpuinfo: '' };
+      FEATURES.byName.set(name, f);
+      FEATURES.byBit.set(f.bit, f);
+    }
+    map.set(raw, f.bit);
+  }
+  return { version, limit, toId: (b) => map.get(b) ?? base(b) };
+}
+
+/**
+ * Debian's 5.10.y, as its image shows it: the backports added a 23rd capability word, so every
+ * X86_BUG bit sits one word higher than in 6.1.y (X86_BUG_11AP, the APIC mov→xchg alternative, is
+ * 23*32+5), and X86_FEATURE_CLEAR_CPU_BUF (the `jmp` over VERW on every exit to user) is 11*32+19.
+ * Other capability bits are read as 6.1.y's; word 22 is unnamed.
+ */
+export const FEATURES_5_10: FeatureNumbering = numberingFromDelta(
+  '5.10',
+  '11*32+18:- 11*32+19:CLEAR_CPU_BUF',
+  (b) => (b >= 23 * 32 ? b - 32 : b >= 22 * 32 ? -1 - b : b),
+  (23 + 2) * 32,
+);
+
+/** 6.1.y's numbering is pvpatch's own. */
+export const FEATURES_6_1: FeatureNumbering = { version: '6.1', limit: X86_FEATURE_LIMIT, toId: (b) => b };
+export const FEATURES_6_12: FeatureNumbering = numberingFromDelta('6.12', FEATURES_6_12_DELTA);
+
 /** The feature at `bit`, or undefined for an unnamed bit. */
 export function featureByBit(bit: number): CpuFeature | undefined {
   return FEATURES.byBit.get(bit);
@@ -139,5 +191,6 @@ export function featureByName(name: string): CpuFeature | undefined {
 
 /** A printable name for a feature bit: `XENPV` or `8*32+16` when unnamed. */
 export function featureName(bit: number): string {
+  if (bit < 0) return `${Math.floor((-1 - bit) / 32)}*32+${(-1 - bit) % 32} (unnamed)`;
   return FEATURES.byBit.get(bit)?.name ?? `${Math.floor(bit / 32)}*32+${bit % 32}`;
 }

@@ -27,10 +27,13 @@ export interface SymbolTable {
 export class MapSymbols implements SymbolTable {
   private readonly byName = new Map<string, number>();
   private readonly byAddr = new Map<number, string>();
+  private readonly all: [string, number][] = [];
   add(name: string, addr: number): void {
-    if (name === '' || this.byName.has(name)) return;
-    this.byName.set(name, addr);
+    if (name === '') return;
+    this.all.push([name, addr]);
+    // Static functions share names (two native_wbinvd): the first keeps the name, each address its own.
     if (!this.byAddr.has(addr)) this.byAddr.set(addr, name);
+    if (!this.byName.has(name)) this.byName.set(name, addr);
   }
   addressOf(name: string): number | undefined {
     return this.byName.get(name);
@@ -41,8 +44,9 @@ export class MapSymbols implements SymbolTable {
   get size(): number {
     return this.byName.size;
   }
+  /** Every (name, address) added, duplicates of a name included. */
   entries(): IterableIterator<[string, number]> {
-    return this.byName.entries();
+    return this.all.values();
   }
 }
 
@@ -133,10 +137,12 @@ export function readKsymtab(image: KernelImage, into: MapSymbols): void {
  */
 export function loadVmlinux(elf: ElfFile, extra?: MapSymbols): KernelImage {
   const sections = elf.sections.filter((s) => (s.flags & SHF_ALLOC) !== 0 && s.addr !== 0 && s.size > 0).map((s) => loaded(elf, s, s.addr));
-  const symbols = new MapSymbols();
+  const own = elf.symbols().filter((s) => s.shndx !== 0);
+  // A stripped image with a System.map: the map is the table (copying 190k names costs a second).
+  const symbols = own.length === 0 && extra !== undefined ? extra : new MapSymbols();
   const image = new KernelImage('vmlinux', elf.file, elf, sections, symbols);
-  for (const sym of elf.symbols()) if (sym.shndx !== 0) symbols.add(sym.name, sym.value);
-  if (extra !== undefined) for (const [n, a] of extra.entries()) symbols.add(n, a);
+  for (const sym of own) symbols.add(sym.name, sym.value);
+  if (extra !== undefined && symbols !== extra) for (const [n, a] of extra.entries()) symbols.add(n, a);
   readKsymtab(image, symbols);
   return image;
 }

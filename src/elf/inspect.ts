@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { alternativeInstructions, siteBytes, type BootPatchResult, type SiteBytes } from './boot-patch.ts';
+import { alternativeInstructions, bootTextWrites, siteBytes, type BootPatchResult, type SiteBytes } from './boot-patch.ts';
 import { extractVmlinux } from './bzimage.ts';
 import { featureName } from './cpufeatures.ts';
 import { ElfFile } from './elf64.ts';
@@ -14,6 +14,7 @@ import { InspectError } from './errors.ts';
 import { isModule, loadVmlinux, type KernelImage } from './image.ts';
 import { loadModule } from './module.ts';
 import { changedRuns, type ChangedRun } from './patched-text.ts';
+import { parseKernelConfig, type KernelConfig } from './boot-keys.ts';
 import { bootSetup, type BootOptions, type BootSetup, type Platform } from './platforms.ts';
 import { pvOpsSlotName } from './pv-ops-slots.ts';
 import { judgeSite, type SiteJudgement } from './site-analysis.ts';
@@ -32,8 +33,9 @@ export interface InspectOptions extends BootOptions {
 export interface TableCount {
   readonly table: TableName;
   readonly section: string;
-  readonly entrySize: number;
-  /** Section size in bytes, or undefined when the image has no such section. */
+  /** Undefined when the image has no such table (or does not say where it is). */
+  readonly entrySize: number | undefined;
+  /** Table size in bytes. */
   readonly sectionBytes: number | undefined;
   readonly entries: number | undefined;
 }
@@ -82,12 +84,17 @@ function vmlinuxBeside(modulePath: string): string | undefined {
   return undefined;
 }
 
-function countTables(image: KernelImage, t: PatchTables): TableCount[] {
+function countTables(t: PatchTables): TableCount[] {
   return (Object.keys(TABLE_SECTIONS) as TableName[]).map((table) => {
-    const { section, entrySize } = TABLE_SECTIONS[table];
-    const s = image.section(section);
-    return { table, section, entrySize, sectionBytes: s?.size, entries: s === undefined ? undefined : s.size / entrySize };
+    const size = t.sizes[table];
+    return { table, section: TABLE_SECTIONS[table].section, entrySize: size?.entrySize, sectionBytes: size?.bytes, entries: size?.entries };
   });
+}
+
+/** The .config get-kernel.sh keeps beside a cached vmlinux (Debian's /boot/config-<release>). */
+function configBeside(vmlinuxPath: string): KernelConfig | undefined {
+  const path = join(dirname(vmlinuxPath), 'config');
+  return existsSync(path) ? parseKernelConfig(new TextDecoder('latin1').decode(readFile(path))) : undefined;
 }
 
 /** A System.map kept beside a cached vmlinux (scripts/get-kernel.sh --symbols), for platforms that need names. */
@@ -118,8 +125,15 @@ export function inspect(path: string, o: InspectOptions): InspectReport {
   let boot: InspectReport['boot'];
   if (kernel !== undefined) {
     const kernelTables = kernel === image ? tables : readPatchTables(kernel);
-    const setup = bootSetup(kernel, kernelTables.parainstructions, o);
-    boot = { setup, result: alternativeInstructions(image, tables, setup.env) };
+    const v = kernelTables.layouts.version;
+    if (o.platform !== 'bare-metal' && !(v.major === 6 && v.minor === 1)) {
+      throw new InspectError(`platform ${o.platform} is modelled on Linux 6.1's pv_ops layout; this is ${v.release} (use --platform bare-metal)`);
+    }
+    const setup = bootSetup(kernel, kernelTables.parainstructions, { ...o, config: o.config ?? configBeside(kernel.file), nativePatch510: v.major === 5 && v.minor === 10 });
+    // module_finalize patches a module's alternative_instructions() tables; its jump labels,
+    // static calls and ftrace sites are written against keys that live in the vmlinux.
+    const result = image === kernel ? bootTextWrites(image, tables, setup.env) : { ...alternativeInstructions(image, tables, setup.env), jumpLabels: [], staticCalls: [], ftrace: [], runtimeConsts: [] };
+    boot = { setup, result };
   }
   const sites = siteBytes(image, tables, boot?.result.text);
 
@@ -140,14 +154,14 @@ export function inspect(path: string, o: InspectOptions): InspectReport {
   if (o.analyzeAgainst !== undefined && boot !== undefined && kernel !== undefined) {
     judgements = judgeParaSites(image, tables, kernel, o, boot.result);
   }
-  return { file: path, kind: image.kind, image, tables, counts: countTables(image, tables), boot, bootUnavailable, sites, perSlot, perFeature, judgements };
+  return { file: path, kind: image.kind, image, tables, counts: countTables(tables), boot, bootUnavailable, sites, perSlot, perFeature, judgements };
 }
 
 /** Native (bare metal) vs paravirt form of each .parainstructions site, keyed by table index. */
 function judgeParaSites(image: KernelImage, tables: PatchTables, kernel: KernelImage, o: InspectOptions, current: BootPatchResult): Map<number, SiteJudgement> {
   const kernelTables = kernel === image ? tables : readPatchTables(kernel);
   const boot = (platform: Platform): BootPatchResult =>
-    platform === o.platform ? current : alternativeInstructions(image, tables, bootSetup(kernel, kernelTables.parainstructions, { ...o, platform, standInForUnnamed: true }).env);
+    platform === o.platform ? current : { ...alternativeInstructions(image, tables, bootSetup(kernel, kernelTables.parainstructions, { ...o, platform, standInForUnnamed: true }).env), jumpLabels: [], staticCalls: [], ftrace: [], runtimeConsts: [] };
   const native = boot('bare-metal');
   const pv = boot(o.analyzeAgainst!);
   const out = new Map<number, SiteJudgement>();

@@ -20,6 +20,9 @@ import { InspectError } from './errors.ts';
 import type { KernelImage } from './image.ts';
 import { readPvOps, type PvOpsTable } from './pv-ops-table.ts';
 import { pvOpsSlot, PV_OPS_SLOTS } from './pv-ops-slots.ts';
+import { nativeInline510 } from './native-patch-5.10.ts';
+import { uniprocessorBoot } from './apply-smp-locks.ts';
+import { bootDecisions, type KernelConfig } from './boot-keys.ts';
 import { XEN_PV_LOCK_OPS, XEN_PV_OPS, XEN_REPLACED_GROUPS } from './xen-pv-ops.ts';
 import type { ParaSite } from './tables.ts';
 
@@ -67,6 +70,10 @@ export interface BootOptions {
    * right target. For runtime-switch analysis, which only needs shapes.
    */
   readonly standInForUnnamed?: boolean;
+  /** The kernel's .config, for boot decisions it makes from its configuration (preempt model). */
+  readonly config?: KernelConfig;
+  /** Linux 5.10's apply_paravirt writes native instructions inline (native_patch). */
+  readonly nativePatch510?: boolean;
 }
 
 export interface BootSetup {
@@ -118,6 +125,7 @@ export function bootSetup(image: KernelImage, sites: readonly ParaSite[], option
   if (!native('lock.queued_spin_unlock')) features.add(featureByName('PVUNLOCK')!.bit);
   if (!native('lock.vcpu_is_preempted')) features.add(featureByName('VCPUPREEMPT')!.bit);
 
+  const decisions = bootDecisions(image, features, cmdline, options.config);
   const returnThunk = image.symbols.addressOf('__x86_return_thunk');
   const active = cpu.returnThunk === '__x86_return_thunk' ? returnThunk : image.symbols.addressOf(cpu.returnThunk);
   const env: BootEnv = {
@@ -127,6 +135,24 @@ export function bootSetup(image: KernelImage, sites: readonly ParaSite[], option
     returnThunk,
     activeReturnThunk: active,
     itsReturnThunk: cpu.returnThunk === 'its_return_thunk',
+    bugFunc: image.symbols.addressOf('BUG_func'),
+    nopFunc: image.symbols.addressOf('nop_func'),
+    pvOpAt: (slotAddress) => {
+      if (pvOps.address === undefined || !overridden.has((slotAddress - pvOps.address) / 8)) return undefined;
+      const t = slots[(slotAddress - pvOps.address) / 8];
+      return t === undefined ? undefined : t.kind === 'function' ? t.address : t.kind === 'nop' ? (pvOps.paravirtNop ?? 0) : 0;
+    },
+    no5lvl: cmdline.options.has('no5lvl'),
+    uniprocessor: uniprocessorBoot(cmdline.options),
+    ...(options.nativePatch510 === true
+      ? { nativeInline: (slot: number, len: number) => (slots[slot]?.kind === 'function' && !overridden.has(slot) ? nativeInline510(image.symbols.nameAt((slots[slot] as { address: number }).address), len) : undefined) }
+      : {}),
+    fentry: image.symbols.addressOf('__fentry__'),
+    staticCalls: {
+      rethunk: features.has(featureByName('RETHUNK')!.bit) ? active : undefined,
+      return0: image.symbols.addressOf('__static_call_return0'),
+    },
+    ...decisions,
   };
   return { env, cpu: { ...cpu, features }, pvOps, options };
 }

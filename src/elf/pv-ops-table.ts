@@ -10,6 +10,8 @@ import type { KernelImage } from './image.ts';
 import { PV_OPS_SLOTS } from './pv-ops-slots.ts';
 import type { ParaSite } from './tables.ts';
 
+const MAX_SLOTS = 128;
+
 export interface PvOpsTable {
   /** Address of pv_ops, or undefined when the image has none we can find. */
   readonly address: number | undefined;
@@ -47,10 +49,13 @@ function isBareReturn(image: KernelImage, addr: number, returnThunk: number | un
 export function readPvOps(image: KernelImage, sites: readonly ParaSite[]): PvOpsTable {
   const address = image.symbols.addressOf('pv_ops') ?? pvOpsFromSites(image, sites);
   if (address === undefined) return { address, slots: [], paravirtNop: undefined };
-  const raw = image.read(address, 8 * PV_OPS_SLOTS.length);
+  // Other versions have more slots (5.10: iret, usergs_sysret64, ...): read what the section holds, up to 128.
+  const sec = image.sectionAt(address);
+  const n = sec === undefined ? 0 : Math.min(MAX_SLOTS, Math.floor((sec.addr + sec.size - address) / 8));
+  const raw = n < PV_OPS_SLOTS.length ? undefined : image.read(address, 8 * n);
   if (raw === undefined) return { address, slots: [], paravirtNop: undefined };
   const v = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-  const slots = PV_OPS_SLOTS.map((_, i) => Number(v.getBigInt64(8 * i, true)));
+  const slots = Array.from({ length: n }, (_, i) => Number(v.getBigInt64(8 * i, true)));
   let paravirtNop = image.symbols.addressOf('_paravirt_nop');
   if (paravirtNop === undefined) {
     const returnThunk = image.symbols.addressOf('__x86_return_thunk');

@@ -70,13 +70,13 @@ test('siteBytes reports {table, address, length, original, patched} for every en
 });
 
 test('a copied 5-byte CALL is re-targeted by replacement - instr', () => {
-  const a: AltInstr = { address: 0x1000, replacement: 0x9000, feature: 0, inverted: false, instrlen: 5, replacementlen: 5 };
+  const a: AltInstr = { address: 0x1000, replacement: 0x9000, feature: 0, inverted: false, directCall: false, instrlen: 5, replacementlen: 5 };
   // call +0x10 from the replacement reaches 0x9015; from the site that is disp 0x8010.
   assert.equal(hexBytes(alternativeBytes(a, Uint8Array.of(0xe8, 0x10, 0, 0, 0))), 'e8 10 80 00 00');
 });
 
 test('a copied JMP that reaches forward within 127 bytes becomes a 2-byte JMP + NOP3 (recompute_jump)', () => {
-  const a: AltInstr = { address: 0x1000, replacement: 0x1000 + 0x40, feature: 0, inverted: false, instrlen: 5, replacementlen: 5 };
+  const a: AltInstr = { address: 0x1000, replacement: 0x1000 + 0x40, feature: 0, inverted: false, directCall: false, instrlen: 5, replacementlen: 5 };
   // jmp from replacement+5 with disp -0x20 → target 0x1025; from the site: eb 23 + 0f 1f 00.
   assert.equal(hexBytes(alternativeBytes(a, Uint8Array.of(0xe9, 0xe0, 0xff, 0xff, 0xff))), 'eb 23 0f 1f 00');
 });

@@ -7,14 +7,16 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ElfFile } from '../../src/elf/elf64.ts';
 import { ElfError, PatchTableError, BzImageError, InspectError } from '../../src/elf/errors.ts';
-import { alternativeInstructions } from '../../src/elf/boot-patch.ts';
+import { alternativeInstructions, bootTextWrites } from '../../src/elf/boot-patch.ts';
+import { compareText } from '../../src/elf/compare.ts';
 import { bootSetup } from '../../src/elf/platforms.ts';
-import { loadVmlinux } from '../../src/elf/image.ts';
+import { loadVmlinux, MapSymbols } from '../../src/elf/image.ts';
 import { loadModule } from '../../src/elf/module.ts';
 import { readPatchTables } from '../../src/elf/tables.ts';
 import { extractVmlinux } from '../../src/elf/bzimage.ts';
 import { tinyKernel, SITE_PV, SITE_RET, SITE_RETPOLINE } from './tiny-kernel.ts';
 import { tinyModule } from './tiny-module.ts';
+import { BOOT_NAMES, bootImage } from './boot-kernel.ts';
 
 function expectElfError(bytes: Uint8Array, problem: RegExp): void {
   assert.throws(() => ElfFile.parse(bytes, 'x.elf'), (e: unknown) => e instanceof ElfError && e.userFacing && problem.test(e.message));
@@ -75,13 +77,22 @@ test('something that is neither ELF nor bzImage says so', () => {
 });
 
 /** Everything the reader (and the boot patcher after it) may throw on bad input is a typed, user-facing error. */
-function readsOrFailsCleanly(bytes: Uint8Array): void {
+function readsOrFailsCleanly(bytes: Uint8Array, names?: readonly (readonly [string, number])[]): void {
   try {
+    const map = names === undefined ? undefined : new MapSymbols();
+    for (const [name, a] of names ?? []) map!.add(name, a);
     const elf = ElfFile.parse(bytes, 'fuzz');
-    const image = elf.type === 1 ? loadModule(elf) : loadVmlinux(elf);
+    const image = elf.type === 1 ? loadModule(elf) : loadVmlinux(elf, map);
     const tables = readPatchTables(image);
     // ...and the boot patcher over whatever the tables say.
-    alternativeInstructions(image, tables, bootSetup(image, tables.parainstructions, { platform: 'bare-metal', cpu: 'Skylake-Client', cmdline: '' }).env);
+    const env = bootSetup(image, tables.parainstructions, { platform: 'bare-metal', cpu: 'Skylake-Client', cmdline: '' }).env;
+    if (image.kind === 'module') alternativeInstructions(image, tables, env);
+    else {
+      // Every boot write, then the comparison against the image itself as the "running" text.
+      const boot = bootTextWrites(image, tables, env);
+      const s = image.section('.text');
+      if (s !== undefined) compareText(boot, s.bytes, s.addr);
+    }
   } catch (e) {
     if (!(e instanceof ElfError || e instanceof PatchTableError || e instanceof InspectError)) throw e;
   }
@@ -123,6 +134,18 @@ test('fuzz: random bytes behind an ELF header never crash the reader (fast-check
       readsOrFailsCleanly(b);
     }),
     { seed: 7, numRuns: 1000 },
+  );
+});
+
+test('fuzz: mutated boot images (jump labels, static calls, ftrace) never crash boot reproduction or compare (fast-check, seed 9)', () => {
+  const base = bootImage();
+  fc.assert(
+    fc.property(fc.array(fc.tuple(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 10 }), (edits) => {
+      const b = base.slice();
+      for (const [at, value] of edits) b[at] = value;
+      readsOrFailsCleanly(b, BOOT_NAMES);
+    }),
+    { seed: 9, numRuns: 1500 },
   );
 });
 

@@ -45,7 +45,7 @@ test('a real Debian module (kvm.ko) is read through its relocations and its site
   if (kernel === undefined) return t.skip(reason);
   const r = inspect(join(kernel.modules, 'arch/x86/kvm/kvm.ko'), { platform: 'bare-metal', cpu: 'Skylake-Client', cmdline: '' });
   assert.equal(r.kind, 'module');
-  for (const c of r.counts.filter((c) => c.sectionBytes !== undefined)) assert.equal(c.entries, c.sectionBytes! / c.entrySize);
+  for (const c of r.counts.filter((c) => c.sectionBytes !== undefined)) assert.equal(c.entries, c.sectionBytes! / c.entrySize!);
   assert.ok(r.tables.parainstructions.length > 0);
   // Every relocated pv site lies in the module's text and starts as `call *disp(%rip)`.
   for (const p of r.tables.parainstructions) assert.deepEqual([...r.image.read(p.address, 2)!], [0xff, 0x15]);

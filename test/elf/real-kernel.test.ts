@@ -24,8 +24,8 @@ test('table counts equal section size / Linux 6.1 entry size', (t) => {
   for (const name of ['parainstructions', 'altinstructions', 'retpoline_sites', 'return_sites'] as const) {
     const c = byTable[name]!;
     assert.ok(c.sectionBytes !== undefined && c.sectionBytes > 0, `${c.section} present`);
-    assert.equal(c.sectionBytes % c.entrySize, 0);
-    assert.equal(c.entries, c.sectionBytes / c.entrySize);
+    assert.equal(c.sectionBytes % c.entrySize!, 0);
+    assert.equal(c.entries, c.sectionBytes / c.entrySize!);
   }
   assert.equal(r.tables.parainstructions.length, byTable.parainstructions!.entries);
   assert.equal(r.tables.altinstructions.length, byTable.altinstructions!.entries);
@@ -103,4 +103,29 @@ test('kvm-realtime (KVM_HINTS_REALTIME): lock ops stay native, vcpu_is_preempted
   const at = (slot: number): Uint8Array[] => r.tables.parainstructions.filter((p) => p.type === slot).map((p) => r.boot!.result.text.read(p.address, p.len)!);
   for (const b of at(80)) assert.deepEqual([...b.subarray(0, 3)], [0xc6, 0x07, 0x00]); // native unlock inline
   for (const b of at(83)) assert.equal(b[0], 0xe8); // CALL __kvm_vcpu_is_preempted
+});
+
+test('Debian 6.12: 14-byte alt_instr with ft_flags, pv-ops as ALT_FLAG_DIRECT_CALL alternatives, no .parainstructions, every entry handled', (t) => {
+  const { kernel, reason } = realKernel('6.12');
+  if (kernel === undefined) return t.skip(reason);
+  const r = inspect(kernel.vmlinux, { platform: 'bare-metal', cpu: 'Skylake-Client', cmdline: '', symbols: kernel.systemMap });
+  assert.equal(r.tables.layouts.version.minor, 12);
+  assert.equal(r.tables.layouts.altinstructions.entrySize, 14);
+  assert.equal(r.tables.sizes.altinstructions!.entries * 14, r.tables.sizes.altinstructions!.bytes);
+  assert.equal(r.tables.parainstructions.length, 0);
+  const direct = r.tables.altinstructions.filter((a) => a.directCall);
+  assert.ok(direct.length > 1000, `${direct.length} DIRECT_CALL entries`);
+  for (const a of direct.slice(0, 200)) assert.deepEqual([...r.image.read(a.address, 2)!], [0xff, 0x15]); // call *pv_ops[x](%rip)
+  assert.ok(r.boot!.result.alternatives.every((o) => o === 'patched' || o === 'not-applied'));
+  t.diagnostic(`${kernel.release}: ${r.counts.filter((c) => c.entries !== undefined).map((c) => `${c.section} ${c.entries}`).join(', ')}`);
+});
+
+test('Debian 5.10: .parainstructions entries of 16 bytes whose last one ends after its clobbers field', (t) => {
+  const { kernel, reason } = realKernel('5.10');
+  if (kernel === undefined) return t.skip(reason);
+  const r = inspect(kernel.vmlinux, { platform: 'bare-metal', cpu: 'Skylake-Client', cmdline: '', symbols: kernel.systemMap });
+  const size = r.tables.sizes.parainstructions!;
+  assert.equal(size.bytes, 16 * size.entries - 4);
+  assert.ok(r.boot!.result.paravirt.every((o) => o === 'patched'));
+  assert.ok(r.boot!.result.alternatives.every((o) => o === 'patched' || o === 'not-applied'));
 });

@@ -3,7 +3,8 @@
  * site `call *pv_ops+0x280(%rip)` (.parainstructions, slot 80) wrapped by ALT_NOT(PVUNLOCK)
  * `movb $0,(%rdi)` (.altinstructions), a `jmp __x86_return_thunk` (.return_sites), a
  * `call __x86_indirect_thunk_rax` (.retpoline_sites), pv_ops in .data, and an export table
- * naming pv_ops, the thunks and its_return_thunk, as a stripped Debian vmlinux has.
+ * naming pv_ops, the thunks and its_return_thunk, as a stripped Debian vmlinux has, and a
+ * linux_banner in .rodata.
  */
 import { buildElf, Packer, SHF, SHT, concat } from './elf-builder.ts';
 
@@ -16,6 +17,7 @@ const A = 0xffffffff83001000n; // .altinstructions
 const R = 0xffffffff83002000n; // .altinstr_replacement
 const RP = 0xffffffff83003000n; // .retpoline_sites
 const RS = 0xffffffff83004000n; // .return_sites
+const RO = 0xffffffff82200000n; // .rodata (linux_banner)
 
 export const SITE_PV = Number(BigInt.asIntN(64, T));
 export const SITE_RET = SITE_PV + 0x20;
@@ -28,7 +30,10 @@ const THUNK_ARRAY = 0x300;
 
 const rel = (from: bigint, to: bigint): number => Number(to - from);
 
-export function tinyKernel(): Uint8Array {
+/** linux_banner as init/version-timestamp.c prints it; the version picks the table layouts. */
+export const TINY_BANNER = 'Linux version 6.1.0-tiny-amd64 (pvpatch@tests) (gcc 12) #1 SMP Debian 6.1.176-1';
+
+export function tinyKernel(banner = TINY_BANNER): Uint8Array {
   const text = new Uint8Array(0x600).fill(0xcc);
   const put = (off: number, b: Packer): void => text.set(b.done(), off);
   // call *pv_ops+8*80(%rip)
@@ -66,5 +71,6 @@ export function tinyKernel(): Uint8Array {
     { name: '.altinstr_replacement', type: SHT.PROGBITS, flags: SHF.ALLOC | SHF.EXEC, addr: R, data: repl.done() },
     { name: '.retpoline_sites', type: SHT.PROGBITS, flags: SHF.ALLOC, addr: RP, data: new Packer().s32(rel(RP, T + 0x40n)).done() },
     { name: '.return_sites', type: SHT.PROGBITS, flags: SHF.ALLOC, addr: RS, data: concat([new Packer().s32(rel(RS, T + 0x20n)).done()]) },
+    { name: '.rodata', type: SHT.PROGBITS, flags: SHF.ALLOC, addr: RO, data: new TextEncoder().encode(`${banner}\n\0`) },
   ]);
 }

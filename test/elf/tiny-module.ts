@@ -30,5 +30,6 @@ export function tinyModule(): Uint8Array {
     { name: '.rela.return_sites', type: SHT.RELA, data: rela(0, 1, R_X86_64_PC32, 8n), link: 7, info: 5, entsize: 24 },
     { name: '.symtab', type: SHT.SYMTAB, data: symtab, link: 8, info: 2, entsize: 24, align: 8 },
     { name: '.strtab', type: SHT.STRTAB, data: new TextEncoder().encode(strtab) },
+    { name: '.modinfo', type: SHT.PROGBITS, flags: SHF.ALLOC, data: new TextEncoder().encode('license=GPL\0vermagic=6.1.0-tiny-amd64 SMP preempt mod_unload modversions \0') },
   ]);
 }

@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { disassemble, hexAddress, hexBytes } from '../../x86/format.ts';
 import { featureName } from '../../elf/cpufeatures.ts';
+import { versionString } from '../../elf/kernel-version.ts';
 import { CPU_MODELS } from '../../elf/cpu-models.ts';
 import { InspectError } from '../../elf/errors.ts';
 import { bootDiff, inspect, type InspectReport } from '../../elf/inspect.ts';
@@ -15,6 +16,8 @@ import { PLATFORMS, type Platform } from '../../elf/platforms.ts';
 import { pvOpsSlotName } from '../../elf/pv-ops-slots.ts';
 import type { SiteJudgement } from '../../elf/site-analysis.ts';
 import { FlagError, inputFileFlag, textFlag } from '../flags.ts';
+import { checkOutputPath } from '../write-file.ts';
+import { compareWithDump, comparisonJson, comparisonText, DEFAULT_DUMP_BASE, emitText, parseDumpBase } from './inspect-compare.ts';
 
 interface InspectFlags {
   platform: Platform;
@@ -26,6 +29,9 @@ interface InspectFlags {
   json?: boolean;
   diff?: boolean;
   analyze?: string | boolean;
+  compare?: string;
+  dumpBase: string;
+  emitText?: string;
 }
 
 const n = (x: number): string => x.toLocaleString('en-US');
@@ -60,6 +66,7 @@ function toJson(r: InspectReport, flags: InspectFlags) {
   return {
     file: r.file,
     kind: r.kind,
+    version: { release: r.tables.layouts.version.release, version: versionString(r.tables.layouts.version) },
     tables: Object.fromEntries(r.counts.map((c) => [c.table, { section: c.section, entrySize: c.entrySize, sectionBytes: c.sectionBytes ?? null, entries: c.entries ?? null }])),
     boot: boot === undefined
       ? { unavailable: r.bootUnavailable }
@@ -86,17 +93,18 @@ function toJson(r: InspectReport, flags: InspectFlags) {
         ...(j !== undefined ? { switch: judgementJson(j) } : {}),
       };
     }),
-    jumpTable: r.tables.jumpTable?.map((e) => ({ code: hexAddress(e.code), target: hexAddress(e.target), key: hexAddress(e.key), initiallyTrue: e.initiallyTrue, branch: e.branch, insn: insnAt(r, e.code) })) ?? null,
-    staticCallSites: r.tables.staticCallSites?.map((c) => ({ address: hexAddress(c.address), key: hexAddress(c.key), tail: c.tail, init: c.init, insn: insnAt(r, c.address) })) ?? null,
+    // Bytes, not disassembly: 9k jump labels and 8k static calls through the formatter cost seconds.
+    jumpTable: r.tables.jumpTable?.map((e, i) => ({ code: hexAddress(e.code), target: hexAddress(e.target), key: hexAddress(e.key), keyName: r.image.symbols.nameAt(e.key) ?? null, branch: e.branch, objtoolNop: e.objtoolNop, ...siteHex(r, e.code, boot?.result.jumpLabels[i]?.size ?? 5) })) ?? null,
+    staticCallSites: r.tables.staticCallSites?.map((c) => ({ address: hexAddress(c.address), key: hexAddress(c.key), keyName: r.image.symbols.nameAt(c.key) ?? null, tail: c.tail, init: c.init, ...siteHex(r, c.address, 5) })) ?? null,
     ...(flags.diff === true ? { diff: bootDiff(r).map((d) => ({ address: hexAddress(d.address), original: hexBytes(d.original), patched: hexBytes(d.patched) })) } : {}),
   };
 }
 
-/** The instruction at a jump-label or static-call site, as the image has it (iced-x86). */
-function insnAt(r: InspectReport, address: number): string | null {
-  const b = r.image.read(address, 5) ?? r.image.read(address, 2);
-  if (b === undefined) return null;
-  return disassemble(b, address)[0]?.text ?? null;
+/** A jump-label or static-call site's bytes in the image and after boot (hex). */
+function siteHex(r: InspectReport, address: number, length: number): { original: string | null; patched: string | null } {
+  const o = r.image.read(address, length);
+  const p = r.boot?.result.text.read(address, length);
+  return { original: o === undefined ? null : hexBytes(o), patched: p === undefined ? null : hexBytes(p) };
 }
 
 function altJson(r: InspectReport, i: number) {
@@ -137,8 +145,10 @@ function siteText(r: InspectReport, address: number): string {
 function summaryText(r: InspectReport, flags: InspectFlags): string {
   const out: string[] = [];
   out.push(`${r.kind} ${r.file}: ${r.image.elf.sections.length} sections`);
-  out.push('\nPatch-site tables (entries = section bytes / entry size, Linux 6.1 layouts)');
-  out.push(table([['table', 'section', 'entries', 'entry', 'bytes'], ...r.counts.map((c) => [c.table, c.section, c.entries ?? '-', c.entrySize, c.sectionBytes ?? '(no section)'])], [2, 3, 4]));
+  const v = r.tables.layouts.version;
+  out.push(`Linux ${versionString(v)} (${v.release}), from ${v.source.startsWith('vermagic') ? 'the module vermagic' : 'linux_banner'}`);
+  out.push(`\nPatch-site tables (entries = table bytes / entry size, the layouts of Linux ${v.major}.${v.minor})`);
+  out.push(table([['table', 'section', 'entries', 'entry', 'bytes'], ...r.counts.map((c) => [c.table, c.section, c.entries ?? '-', c.entrySize ?? '-', c.sectionBytes ?? '(absent)'])], [2, 3, 4]));
   if (r.boot === undefined) {
     out.push(`\nBoot patching: not reproduced: ${r.bootUnavailable}`);
   } else {
@@ -149,11 +159,17 @@ function summaryText(r: InspectReport, flags: InspectFlags): string {
     const changed = (t: string): number => r.sites.filter((s) => s.table === t && s.patched !== undefined && s.patched.some((x, i) => x !== s.original[i])).length;
     out.push(table([
       ['pass (kernel order)', 'sites', 'changed', 'outcomes'],
+      ['jump_label_init', b.result.jumpLabels.length, '-', tally(b.result.jumpLabels.map((j) => j.outcome))],
+      ['static_call_init', b.result.staticCalls.length, '-', tally(b.result.staticCalls)],
+      ['ftrace_init', b.result.ftrace.length, '-', tally(b.result.ftrace)],
       ['apply_paravirt', b.result.paravirt.length, changed('parainstructions'), tally(b.result.paravirt)],
       ['apply_retpolines', b.result.retpolines.length, changed('retpoline_sites'), tally(b.result.retpolines)],
       ['apply_returns', b.result.returns.length, changed('return_sites'), tally(b.result.returns)],
       ['apply_alternatives', b.result.alternatives.length, changed('altinstructions'), tally(b.result.alternatives)],
+      ['apply_seal_endbr', b.result.endbr.length, '-', tally(b.result.endbr)],
+      ['alternatives_smp_unlock', b.result.smpLocks.length, '-', b.setup.env.uniprocessor ? tally(b.result.smpLocks) : 'SMP boot: lock prefixes kept'],
     ], [1, 2]));
+    for (const note of b.setup.env.notes) out.push(`  boot decision: ${note}`);
     out.push(`  ${n(bootDiff(r).reduce((s, d) => s + d.original.length, 0))} bytes changed in total (--diff lists them)`);
   }
   out.push('\n.parainstructions sites per pv_ops slot');
@@ -178,6 +194,8 @@ function checkInspectFlags(image: string, flags: InspectFlags): void {
   textFlag(flags.features, 'features');
   inputFileFlag(flags.symbols, 'symbols');
   inputFileFlag(flags.vmlinux, 'vmlinux');
+  inputFileFlag(flags.compare, 'compare');
+  if (flags.emitText !== undefined) checkOutputPath(flags.emitText, '--emit-text');
   if (flags.diff === true && flags.site !== undefined) throw new FlagError('--diff lists every changed byte and --site shows one site: give one of them');
 }
 
@@ -195,6 +213,9 @@ export function register(program: Command): void {
     .option('--analyze [platform]', 'judge every pv_ops site for switching between bare metal and a paravirt platform (default kvm)')
     .option('--diff', 'print every byte that boot patching changes')
     .option('--json', 'one JSON object: tables, boot setup, every site {table, address, length, original, patched}')
+    .option('--compare <dump>', "compare the reproduced .text with a running kernel's memory (QMP pmemsave or raw bytes): every differing byte classified")
+    .option('--dump-base <address>', "virtual address of the dump's first byte (pmemsave from 16 MiB with nokaslr)", DEFAULT_DUMP_BASE)
+    .option('--emit-text <file>', 'write the reproduced .text bytes to a file (atomically)')
     .action((image: string, flags: InspectFlags) => {
       checkInspectFlags(image, flags);
       const against = flags.analyze === undefined ? undefined : flags.analyze === true ? 'kvm' : flags.analyze;
@@ -209,6 +230,12 @@ export function register(program: Command): void {
         analyzeAgainst: (against ?? (site !== undefined ? (flags.platform === 'bare-metal' ? 'kvm' : flags.platform) : undefined)) as Platform | undefined,
       });
       if (flags.vmlinux !== undefined && r.kind !== 'module') throw new FlagError(`--vmlinux does not apply: it names the kernel a module belongs to, and ${image} is a ${r.kind}`);
+      if (flags.emitText !== undefined) emitText(r, flags.emitText);
+      if (flags.compare !== undefined) {
+        const c = compareWithDump(r, flags.compare, parseDumpBase(flags.dumpBase));
+        process.stdout.write((flags.json === true ? JSON.stringify({ file: r.file, version: r.tables.layouts.version.release, compare: comparisonJson(c) }) : comparisonText(c)) + '\n');
+        return;
+      }
       if (flags.json === true) {
         const j = toJson(r, flags);
         process.stdout.write(JSON.stringify(site === undefined ? j : { ...j, sites: j.sites.filter((s) => BigInt(s.address) === BigInt.asUintN(64, BigInt(site))) }) + '\n');
