@@ -324,9 +324,9 @@ export function sweepGuestScenario(file: string, s: GuestScenario, flags: GuestR
   bar?.stop();
   const range = `${flags.seed}..${flags.seed + seeds - 1}`;
   if (flags.json) {
-    process.stdout.write(JSON.stringify({ scenario: file, protocol: protocol ?? null, strategy: strategyOf(s, flags), seeds: { from: flags.seed, count: seeds }, failing, totals, runs }) + '\n');
+    process.stdout.write(JSON.stringify({ scenario: file, protocol: protocol ?? null, ...(flags.protocolFile ? { protocolFile: { path: flags.protocolFile.path, name: flags.protocolFile.protocol.name } } : {}), strategy: strategyOf(s, flags), seeds: { from: flags.seed, count: seeds }, failing, totals, runs }) + '\n');
   } else {
-    const out = [`${file}: ${seeds} seeds (${range})${protocol ? `, switch protocol ${protocol}` : ''}: ${failing.length} failing`];
+    const out = [`${file}: ${seeds} seeds (${range})${protocol ? `, switch protocol ${protocol}` : ''}${flags.protocolFile ? ` (${flags.protocolFile.protocol.name}, ${flags.protocolFile.path})` : ''}: ${failing.length} failing`];
     out.push(`  acquisitions ${totals.acquisitions}${protocol ? `, switches completed ${totals.switched}/${seeds}, INT3 hits ${totals.int3Hits}, IPIs ${totals.ipis}, v2 retries ${totals.retries}` : ''}`);
     for (const f of failing.slice(0, 20)) out.push(`  seed ${f.seed}: ${f.reason} at step ${f.step}${f.detail ? ` — ${f.detail}` : ''}\n    replay: ${f.replay}`);
     if (failing.length > 20) out.push(`  … and ${failing.length - 20} more (--json lists them all)`);
