@@ -10,7 +10,7 @@
  *  - `int3`, `tails`, `firstBytes`: the three text writes (each site's first byte becomes 0xCC; the
  *    bytes behind it; the first byte) — the INT3 is the site-local barrier (seed 001) that lets a
  *    multi-byte instruction change while other CPUs run it;
- *  - `order`: the order of those three steps (Linux's is the only one the CMC rule allows);
+ *  - `order`: the order of those three steps (Linux's: each write is then fetched only behind an INT3 every CPU has seen);
  *  - `sync`: how every CPU is serialized after a text step (text_poke_sync: IPI + serializing
  *    instruction on each, SDM 8.1.3, seed 003), called with the step it follows;
  *  - `release`: drop refs and wait for handlers still reading tp_vec;
