@@ -12,6 +12,7 @@ import { GuestConfigError } from '../kernel/errors.ts';
 import { judgeGuestRun } from '../kernel/judge.ts';
 import { installHintSwitch, runHintSwitch, type HintSwitch, type HintSwitchResult, type SwitchProtocol } from '../patching/hint-switch.ts';
 import type { Chooser } from '../machine/chooser.ts';
+import type { Protocol } from '../patching/protocol-api.ts';
 import type { Machine, RunResult } from '../machine/machine.ts';
 import type { HostScheduler } from '../host/scheduler.ts';
 import { hexBytes } from '../x86/format.ts';
@@ -28,6 +29,8 @@ export interface GuestSwitch {
   atStep: number;
   patcherCpu?: number;
   maxRetries?: number;
+  /** A protocol of `protocol`'s kind with hooks overridden (src/patching/protocol-api.ts). */
+  custom?: Protocol;
 }
 
 export interface GuestSubjectConfig {
@@ -106,8 +109,8 @@ export class GuestSubject implements Subject {
     const g = new Guest(config.guest);
     if (config.switch) {
       if (!g.host) throw new GuestConfigError('a hint-triggered switch needs platform kvm');
-      const { protocol, patcherCpu, maxRetries } = config.switch;
-      this.sw = installHintSwitch(g, protocol, { patcherCpu: patcherCpu ?? 0, ...(maxRetries !== undefined ? { maxRetries } : {}) });
+      const { protocol, patcherCpu, maxRetries, custom } = config.switch;
+      this.sw = installHintSwitch(g, protocol, { patcherCpu: patcherCpu ?? 0, ...(maxRetries !== undefined ? { maxRetries } : {}), ...(custom ? { custom } : {}) });
     }
     config.prepare?.(g);
     this.boot = g;

@@ -19,8 +19,8 @@
  *  - Nested NMIs (seeds 000, 002): an IRET re-opens NMIs (SDM 6.7.1), so an INT3 taken inside an
  *    NMI handler that returns with IRET lets a second NMI in, whose handler spins on the NMI lock
  *    the first one holds. The v1 handler returns from an INT3 taken in NMI context without IRET
- *    (the RFC's sync_one() serializes with CPUID there), keeping NMIs blocked; `nmiIret: true` is
- *    the broken form.
+ *    (the RFC's sync_one() serializes with CPUID there), keeping NMIs blocked (V1_HOOKS.bpEmulation;
+ *    src/patching/broken.ts derives the IRET form by overriding that hook).
  *
  * Each state is a sequence number s in one word: 0 is the start (PATCH_SYNC_DONE of no site),
  * s = 4k + 1 + j is site k in state PATCH_SYNC_j (j = 3: PATCH_SYNC_DONE), and 4N + 1 is PATCH_DONE.
@@ -37,6 +37,9 @@ import { Opcode } from './text-poke-loc.ts';
 import { KernelBug } from './errors.ts';
 import { lockWordDisagreement, type LockWordModel } from './lock-word.ts';
 import { inNmi as inNmiOf } from './preempt-count.ts';
+import { V1_HOOKS, type V1Hooks } from './stop-machine-hooks.ts';
+
+export { V1_HOOKS, type V1Hooks, type V1Int3 } from './stop-machine-hooks.ts';
 
 export const STOP_MACHINE_SERVICE = {
   primary: SERVICE_BASE + 0x480,
@@ -92,12 +95,10 @@ export interface V1Generation {
 
 export interface V1Options {
   primaryCpu: number;
-  /** Broken: return from an INT3 taken in NMI context with IRET (re-opening NMIs). */
-  nmiIret?: boolean;
-  /** Broken: the #BP handler does not drive the state machine; it returns to the INT3 and retries. */
-  int3Retry?: boolean;
   /** Is the vCPU at a preemptible point (no lock held, not inside a lock op)? */
   preemptible: (c: Vcpu) => boolean;
+  /** The steps' hooks (default V1_HOOKS; the broken variants override one). */
+  hooks?: V1Hooks;
 }
 
 export interface V1Stats {
@@ -150,10 +151,12 @@ export class StopMachineV1 {
   private gen = -1;
   private readonly gens: V1Generation[] = [];
   private windowStart = 0;
+  private readonly hooks: V1Hooks;
 
   constructor(private readonly machine: { vcpus: Vcpu[]; registerService: (a: number, n: string, f: (ctx: ServiceContext) => ServiceBody) => void; setIdt: (v: number, h: number) => void; step: number }, private readonly o: V1Options) {
     const n = machine.vcpus.length;
     this.stats = newV1Stats(n);
+    this.hooks = o.hooks ?? V1_HOOKS;
     machine.registerService(STOP_MACHINE_SERVICE.primary, 'text_poke_late', (ctx) => this.primary(ctx));
     machine.registerService(STOP_MACHINE_SERVICE.multiCpuStop, 'multi_cpu_stop', (ctx) => this.secondary(ctx));
     machine.registerService(STOP_MACHINE_SERVICE.pokeInt3, 'poke_int3_native', (ctx) => this.int3(ctx));
@@ -285,8 +288,8 @@ export class StopMachineV1 {
    */
   private *allAcked(ctx: ServiceContext, b: ReturnType<typeof block>, s: number): Generator<number, boolean, void> {
     const n = this.machine.vcpus.length, me = ctx.cpu.id;
-    for (let cpu = 0; cpu < n; cpu++) {
-      if (cpu === me) continue;
+    const secondaries = Array.from({ length: n }, (_, cpu) => cpu).filter((cpu) => cpu !== me);
+    for (const cpu of this.hooks.ackOrder(secondaries)) {
       for (;;) {
         if ((yield* ctx.load(b.ack(cpu), 4)) >= s) break;
         if ((yield* ctx.load(b.state, 4)) !== s) return false;
@@ -348,27 +351,32 @@ export class StopMachineV1 {
     if (k < 0) throw new KernelBug(`vCPU ${c.id}: int3 at ${hexAddress(ip)}, which v1 is not patching`);
     this.stats.int3Hits++;
     if (inNmi) this.stats.int3InNmi++;
-    if (this.o.int3Retry) {
-      // Broken: no state machine here, just return to the INT3 and hope it is gone.
-      yield* ctx.store(frame, 8, ip);
-      return yield* leave(ctx, false);
-    }
+    const sm = this;
+    yield* this.hooks.bpEmulation({
+      ctx, ip, site: k, inNmi,
+      drive: () => sm.driveSite(ctx, g, k),
+      *resume(keepNmiBlocked) {
+        yield* ctx.store(frame, 8, ip); // execute the new instruction: back to the site's first byte
+        yield* leave(ctx, keepNmiBlocked);
+      },
+    });
+  }
+
+  /** The stock #BP handler's work: until site k's first byte is final (PATCH_SYNC_2). */
+  private *driveSite(ctx: ServiceContext, g: number, k: number): Generator<number, void, void> {
     const siteDone = 4 * k + 3; // PATCH_SYNC_2 of site k: its first byte is final
-    if (c.id === this.o.primaryCpu) {
+    if (ctx.cpu.id === this.o.primaryCpu) {
       this.stats.primaryDrives++;
       yield* this.advance(ctx, g, 4 * k + 4);
-    } else {
-      const b = block(g);
-      let acked = -1;
-      for (;;) {
-        const s = yield* ctx.load(b.state, 4);
-        acked = yield* this.ack(ctx, g, s, acked);
-        if (s >= siteDone) break;
-        yield* ctx.pause();
-      }
+      return;
     }
-    // Execute the new instruction: back to the site's first byte.
-    yield* ctx.store(frame, 8, ip);
-    return yield* leave(ctx, inNmi && !this.o.nmiIret);
+    const b = block(g);
+    let acked = -1;
+    for (;;) {
+      const s = yield* ctx.load(b.state, 4);
+      acked = yield* this.ack(ctx, g, s, acked);
+      if (s >= siteDone) break;
+      yield* ctx.pause();
+    }
   }
 }

@@ -1,17 +1,17 @@
 /**
- * text_poke() and text_poke_bp_batch() (Linux 5.x/6.x arch/x86/kernel/alternative.c) as kernel
- * services on the patcher vCPU, with text_poke_sync() = on_each_cpu(do_sync_core, NULL, 1): a
- * SYNC IPI to every other vCPU, whose handler serializes and acknowledges (seed 003: every CPU
- * that may execute the code must serialize; Intel SDM 8.1.3).
+ * The text_poke_bp machinery of a guest (Linux 5.x/6.x arch/x86/kernel/alternative.c): the batch,
+ * #BP and SYNC services on the patcher's machine and the queue of batches. The batch's numbered
+ * steps, and the hooks a variant overrides, are in src/kernel/text-poke-steps.ts.
  */
 import type { Machine } from '../machine/machine.ts';
 import type { ServiceBody, ServiceContext } from '../machine/service.ts';
-import { CostClass } from '../machine/chooser.ts';
 import { SERVICE_BASE, VECTOR } from './layout.ts';
-import { pokeInt3Handler, type Int3Stats } from './int3.ts';
 import { EmulationOracle } from './emulation-oracle.ts';
-import { BP_DESC, Opcode, SYNC_ACKS, TP_LOC, TP_VEC, TP_VEC_MAX, relAddr, textPokeLocInit, type TextPatch, type TextPokeLoc } from './text-poke-loc.ts';
+import { TP_VEC_MAX, textPokeLocInit, type TextPatch, type TextPokeLoc } from './text-poke-loc.ts';
 import { TextPokeError } from './text-poke-errors.ts';
+import { TEXT_POKE_BP_STEPS, doSyncCore, textPokeBpBatch, type TextPokeBpSteps, type TextPokeStats } from './text-poke-steps.ts';
+
+export { textPoke, textPokeSync, writeLoc, type TextPokeStats } from './text-poke-steps.ts';
 
 /** Where the text_poke services live (after the slowpath services of src/kernel/image.ts). */
 export const TEXT_POKE_SERVICE = {
@@ -19,23 +19,6 @@ export const TEXT_POKE_SERVICE = {
   pokeInt3Handler: SERVICE_BASE + 0x110,
   doSyncCore: SERVICE_BASE + 0x120,
 } as const;
-
-/** x2APIC ICR destination shorthand "all excluding self" (SDM Vol. 3 11.6.1). */
-const ICR_ALL_BUT_SELF = 3 << 18;
-
-export interface TextPokeStats extends Int3Stats {
-  /** SYNC IPIs sent (one per other vCPU per text_poke_sync). */
-  ipis: number;
-  syncs: number;
-  /** Batches text_poke_bp_batch finished (the refcount dropped to zero). */
-  batchesDone: number;
-}
-
-/** text_poke(): one write through the alias mapping, one scheduling step. */
-export function* textPoke(ctx: ServiceContext, address: number, bytes: ArrayLike<number>): Generator<number, void, void> {
-  ctx.exec.memory.poke(address, bytes, ctx.cpu.id);
-  yield CostClass.Store;
-}
 
 /**
  * The text_poke_bp machinery of one guest machine: the services, the IDT entries for #BP and the
@@ -46,12 +29,14 @@ export class TextPokeBp {
   /** The emulation oracle: the old and new bytes of each site of the batch in flight. */
   readonly emulation = new EmulationOracle();
   private readonly queued: TextPokeLoc[][] = [];
+  private readonly nCpus: number;
 
-  constructor(machine: Machine) {
+  /** `steps`: the batch's steps and hooks (default Linux's; a variant overrides one). */
+  constructor(machine: Machine, readonly steps: TextPokeBpSteps = TEXT_POKE_BP_STEPS) {
     const stats = this.stats;
-    const nCpus = machine.vcpus.length;
-    machine.registerService(TEXT_POKE_SERVICE.textPokeBpBatch, 'text_poke_bp_batch', (ctx) => this.batch(ctx, nCpus));
-    machine.registerService(TEXT_POKE_SERVICE.pokeInt3Handler, 'poke_int3_handler', (ctx) => pokeInt3Handler(ctx, stats, this.emulation));
+    this.nCpus = machine.vcpus.length;
+    machine.registerService(TEXT_POKE_SERVICE.textPokeBpBatch, 'text_poke_bp_batch', (ctx) => this.batch(ctx));
+    machine.registerService(TEXT_POKE_SERVICE.pokeInt3Handler, 'poke_int3_handler', (ctx) => steps.bpEmulation(ctx, stats, this.emulation));
     machine.registerService(TEXT_POKE_SERVICE.doSyncCore, 'do_sync_core', doSyncCore);
     machine.setIdt(VECTOR.BP, TEXT_POKE_SERVICE.pokeInt3Handler);
     machine.setIdt(VECTOR.SYNC, TEXT_POKE_SERVICE.doSyncCore);
@@ -75,97 +60,13 @@ export class TextPokeBp {
     return locs;
   }
 
-  /** text_poke_bp_batch(): each numbered step as in alternative.c, each write its own step. */
-  private *batch(ctx: ServiceContext, nCpus: number): ServiceBody {
+  /**
+   * text_poke_bp_batch() with this machinery's steps (src/kernel/text-poke-steps.ts): the service
+   * body, for a caller that registers the batch at an address of its own (a negative control).
+   */
+  *batch(ctx: ServiceContext): ServiceBody {
     const tp = this.queued.shift();
     if (tp === undefined) throw new TextPokeError('text_poke_bp_batch called with nothing queued');
-
-    // Publish the batch: tp_vec, then bp_desc.{vec,nr_entries}, then refs = 1. The text writes
-    // below go through the alias mapping (memory.poke), not this vCPU's store buffer, so refs is
-    // published with a locked xchg: it must be visible before the first 0xCC can be hit.
-    for (let i = 0; i < tp.length; i++) yield* writeLoc(ctx, TP_VEC + i * TP_LOC.size, tp[i]!);
-    // The oracle's record (not guest state): what each site holds now, and what it will hold.
-    for (const loc of tp) this.emulation.expect(loc.address, ctx.exec.memory.readBytes(loc.address, loc.len), loc.text);
-    yield* ctx.store(BP_DESC.vec, 8, TP_VEC);
-    yield* ctx.store(BP_DESC.nrEntries, 4, tp.length);
-    yield* ctx.xchg(BP_DESC.refs, 4, 1);
-
-    // First step: an INT3 on every site's first byte. From here a vCPU reaching a site either
-    // runs the old instruction (it has not seen the 0xCC yet: legal, DESIGN.md §2) or traps and
-    // the handler emulates the new one.
-    for (let i = 0; i < tp.length; i++) {
-      const loc = tp[i]!;
-      yield* ctx.store(TP_VEC + i * TP_LOC.size + TP_LOC.old, 1, yield* ctx.load(loc.address, 1)); // tp->old
-      yield* textPoke(ctx, loc.address, [Opcode.INT3]);
-    }
-    yield* this.sync(ctx, nCpus);
-
-    // Second step: every byte but the first. No vCPU can fetch them now: all have serialized
-    // after the 0xCC went in, so each traps at the first byte instead of decoding the tail.
-    let doSync = false;
-    for (const loc of tp) {
-      if (loc.len <= 1) continue;
-      yield* textPoke(ctx, loc.address + 1, loc.text.subarray(1));
-      doSync = true;
-    }
-    // Intel says this sync is probably unnecessary; Linux keeps it "better safe than sorry".
-    if (doSync) yield* this.sync(ctx, nCpus);
-
-    // Third step: the first byte, replacing the INT3 (skipped when the new first byte is 0xCC).
-    doSync = false;
-    for (const loc of tp) {
-      if (loc.text[0] === Opcode.INT3) continue;
-      yield* textPoke(ctx, loc.address, loc.text.subarray(0, 1));
-      doSync = true;
-    }
-    // After this sync no vCPU can still be about to fetch an INT3 of ours: a handler that
-    // trapped earlier runs with IF clear, so this vCPU acknowledges only after it returned.
-    if (doSync) yield* this.sync(ctx, nCpus);
-
-    // Remove and wait for refs to be zero: handlers still emulating hold the batch in memory.
-    if ((yield* ctx.fetchAdd(BP_DESC.refs, 4, -1)) !== 1) {
-      while ((yield* ctx.load(BP_DESC.refs, 4)) !== 0) yield* ctx.pause();
-    }
-    for (const loc of tp) this.emulation.forget(loc.address);
-    this.stats.batchesDone++;
+    yield* textPokeBpBatch({ ctx, tp, nCpus: this.nCpus, stats: this.stats, emulation: this.emulation, steps: this.steps });
   }
-
-  /** text_poke_sync(): on_each_cpu(do_sync_core, NULL, 1) — IPI everyone, wait for every ack. */
-  private sync(ctx: ServiceContext, nCpus: number): Generator<number, void, void> {
-    return textPokeSync(ctx, nCpus, this.stats);
-  }
-}
-
-/**
- * text_poke_sync(): on_each_cpu(do_sync_core, NULL, 1) — IPI everyone, wait for every ack. Needs
- * do_sync_core on VECTOR.SYNC (a TextPokeBp installs it). Shared with the v2 lock-op switch.
- */
-export function* textPokeSync(ctx: ServiceContext, nCpus: number, stats: { syncs: number; ipis: number }): Generator<number, void, void> {
-  stats.syncs++;
-  yield* ctx.serialize(); // do_sync_core() on this CPU too
-  if (nCpus === 1) return;
-  // Reset the acknowledgements; the locked op is also the fence before the ICR write
-  // (weak_wrmsr_fence), so every text write is visible before any IPI lands.
-  yield* ctx.xchg(SYNC_ACKS, 4, 0);
-  ctx.exec.sendIpi(ctx.cpu.id, VECTOR.SYNC | ICR_ALL_BUT_SELF, 0);
-  stats.ipis += nCpus - 1;
-  yield* ctx.work(CostClass.Serializing);
-  while ((yield* ctx.load(SYNC_ACKS, 4)) < nCpus - 1) yield* ctx.pause();
-}
-
-/** tp_vec[i] = loc (the patcher's private data until bp_desc publishes it). */
-export function* writeLoc(ctx: ServiceContext, at: number, loc: TextPokeLoc): Generator<number, void, void> {
-  const textWord = (from: number) => loc.text.subarray(from, from + 4).reduce((acc, b, i) => acc + b * 2 ** (8 * i), 0);
-  yield* ctx.store(at + TP_LOC.relAddr, 4, relAddr(loc.address));
-  yield* ctx.store(at + TP_LOC.disp, 4, loc.disp);
-  yield* ctx.store(at + TP_LOC.len, 2, loc.len | (loc.opcode << 8));
-  yield* ctx.store(at + TP_LOC.text, 4, textWord(0));
-  yield* ctx.store(at + TP_LOC.text + 4, 4, textWord(4));
-}
-
-/** do_sync_core(): the SYNC IPI handler — serialize, acknowledge, IRET (itself serializing). */
-function* doSyncCore(ctx: ServiceContext): ServiceBody {
-  yield* ctx.serialize();
-  yield* ctx.fetchAdd(SYNC_ACKS, 4, 1);
-  yield* ctx.iret();
 }

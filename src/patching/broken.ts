@@ -1,10 +1,10 @@
 /**
  * Broken patching protocols (DESIGN.md §5, negative controls): each drops one rule text_poke_bp
  * keeps, and the machine's checks must catch it. They run as a kernel service on one vCPU while
- * the others take locks, on the text_poke_bp machinery (bp_desc/tp_vec, poke_int3_handler,
- * do_sync_core), so the only difference from the correct batch is the step that is left out.
+ * the others take locks, on the text_poke_bp machinery and Linux's steps with one hook overridden
+ * (src/kernel/text-poke-steps.ts), so the only difference from the correct batch is that step.
  *
- *  - `no-int3`: write every byte of the site at once while others run it (no breakpoint barrier).
+ *  - `no-int3`: tails and first bytes written while others run the site (no breakpoint barrier).
  *  - `no-sync`: INT3, tail, first byte with no text_poke_sync between them.
  *  - `skip-one`: every sync IPIs and waits for all vCPUs but `skipCpu`.
  *  - `first-before-tail`: INT3, sync, first byte, sync, tail, sync (alternative.c writes the tail
@@ -12,12 +12,13 @@
  */
 import { GuestConfigError } from '../kernel/errors.ts';
 import type { ServiceBody, ServiceContext } from '../machine/service.ts';
-import { CostClass } from '../machine/chooser.ts';
-import { SERVICE_BASE, VECTOR, lockAddress } from '../kernel/layout.ts';
+import { SERVICE_BASE, lockAddress } from '../kernel/layout.ts';
 import { QSPINLOCK, type LockWordModel } from '../kernel/lock-word.ts';
-import type { V1Generation } from '../kernel/stop-machine.ts';
-import { TextPokeBp, writeLoc } from '../kernel/text-poke.ts';
-import { BP_DESC, Opcode, SYNC_ACKS, TP_LOC, TP_VEC, textPokeLocInit, type TextPatch } from '../kernel/text-poke-loc.ts';
+import { V2_HOOKS, type V2Hooks } from './v2-hooks.ts';
+import { V1_HOOKS, type V1Generation, type V1Hooks } from '../kernel/stop-machine.ts';
+import { TextPokeBp } from '../kernel/text-poke.ts';
+import { TEXT_POKE_BP_STEPS, TextStep, textPokeSync, type TextPokeBpSteps } from '../kernel/text-poke-steps.ts';
+import type { TextPatch } from '../kernel/text-poke-loc.ts';
 import type { Guest } from '../kernel/guest.ts';
 import type { RunOptions } from '../machine/machine.ts';
 import { enterBeforeTask, runAndJudge, type PatchRunResult } from './run-patcher.ts';
@@ -28,9 +29,6 @@ export type BrokenVariant = 'no-int3' | 'no-sync' | 'skip-one' | 'first-before-t
 
 /** Where the broken batch service lives (clear of text_poke's services at +0x100..+0x120). */
 export const BROKEN_SERVICE = SERVICE_BASE + 0x400;
-
-/** ICR delivery: fixed, one destination (shorthand 0) or all excluding self (shorthand 3). */
-const ICR_ALL_BUT_SELF = 3 << 18;
 
 export interface BrokenOptions {
   variant: BrokenVariant;
@@ -43,78 +41,68 @@ export interface BrokenResult extends PatchRunResult {
   syncs: number;
 }
 
-function* textPoke(ctx: ServiceContext, address: number, bytes: ArrayLike<number>): Generator<number, void, void> {
-  ctx.exec.memory.poke(address, bytes, ctx.cpu.id);
-  yield CostClass.Store;
+/**
+ * Each variant is Linux's steps (TEXT_POKE_BP_STEPS) with one hook overridden:
+ *  - `no-int3`: the order without step 1 (the tails and first bytes go straight in while others run them);
+ *  - `no-sync`: `sync` only serializes the patcher itself;
+ *  - `skip-one`: `sync` IPIs and waits for every vCPU but `skipCpu` (a stale cpumask);
+ *  - `first-before-tail`: the order INT3, first bytes, tails.
+ */
+export function brokenSteps(o: BrokenOptions, nCpus: number): TextPokeBpSteps {
+  const real = TEXT_POKE_BP_STEPS;
+  switch (o.variant) {
+    case 'no-int3':
+      return { ...real, order: [TextStep.Tails, TextStep.FirstBytes] };
+    case 'no-sync':
+      return { ...real, *sync({ ctx, stats }) { stats.syncs++; yield* ctx.serialize(); } };
+    case 'skip-one': {
+      const mask = Array.from({ length: nCpus }, (_, t) => t).filter((t) => t !== o.skipCpu);
+      return { ...real, sync: ({ ctx, stats }) => textPokeSync(ctx, nCpus, stats, mask) };
+    }
+    case 'first-before-tail':
+      return { ...real, order: [TextStep.Int3, TextStep.FirstBytes, TextStep.Tails] };
+  }
 }
-
 
 /**
  * Patch `patches` with `variant` on `patcherCpu`, then run the guest to completion and judge it.
- * The sites' INT3s (when the variant writes them) are handled by the real poke_int3_handler.
+ * The batch runs at BROKEN_SERVICE; the sites' INT3s (when the variant writes them) are handled by
+ * the real poke_int3_handler.
  */
 export function brokenPatch(guest: Guest, patches: readonly TextPatch[], o: BrokenOptions, opts: RunOptions = {}): BrokenResult {
   const m = guest.machine;
-  new TextPokeBp(m); // poke_int3_handler at #BP, do_sync_core at the SYNC vector
-  const nCpus = m.vcpus.length;
-  const locs = patches.map(textPokeLocInit).sort((a, b) => a.address - b.address);
-  let syncs = 0;
-  let done = false;
-
-  function* sync(ctx: ServiceContext): Generator<number, void, void> {
-    syncs++;
-    yield* ctx.serialize();
-    if (o.variant === 'no-sync' || nCpus === 1) return;
-    yield* ctx.xchg(SYNC_ACKS, 4, 0);
-    let expected = nCpus - 1;
-    if (o.variant === 'skip-one') {
-      // The bug: one vCPU is left out of the IPI (a stale cpumask), and nobody waits for it.
-      for (let t = 0; t < nCpus; t++) if (t !== ctx.cpu.id && t !== o.skipCpu) ctx.exec.sendIpi(ctx.cpu.id, VECTOR.SYNC, t);
-      expected = nCpus - 2;
-    } else {
-      ctx.exec.sendIpi(ctx.cpu.id, VECTOR.SYNC | ICR_ALL_BUT_SELF, 0);
-    }
-    yield* ctx.work(CostClass.Serializing);
-    while ((yield* ctx.load(SYNC_ACKS, 4)) < expected) yield* ctx.pause();
-  }
-
-  function* batch(ctx: ServiceContext): ServiceBody {
-    if (o.variant === 'no-int3') {
-      // text_poke() of the whole site (a memcpy, byte by byte) while other vCPUs may be
-      // executing it, then the sync: too late for a vCPU that fetched in between.
-      for (const loc of locs) for (let i = 0; i < loc.len; i++) yield* textPoke(ctx, loc.address + i, [loc.text[i]!]);
-      yield* sync(ctx);
-      done = true;
-      return;
-    }
-    for (let i = 0; i < locs.length; i++) yield* writeLoc(ctx, TP_VEC + i * TP_LOC.size, locs[i]!);
-    yield* ctx.store(BP_DESC.vec, 8, TP_VEC);
-    yield* ctx.store(BP_DESC.nrEntries, 4, locs.length);
-    yield* ctx.store(BP_DESC.refs, 4, 1);
-    for (const loc of locs) yield* textPoke(ctx, loc.address, [Opcode.INT3]);
-    yield* sync(ctx);
-    const tails = function* () { for (const loc of locs) if (loc.len > 1) yield* textPoke(ctx, loc.address + 1, loc.text.subarray(1)); };
-    const firsts = function* () { for (const loc of locs) yield* textPoke(ctx, loc.address, loc.text.subarray(0, 1)); };
-    if (o.variant === 'first-before-tail') {
-      yield* firsts();
-      yield* sync(ctx);
-      yield* tails();
-    } else {
-      yield* tails();
-      yield* sync(ctx);
-      yield* firsts();
-    }
-    yield* sync(ctx);
-    if ((yield* ctx.fetchAdd(BP_DESC.refs, 4, -1)) !== 1) {
-      while ((yield* ctx.load(BP_DESC.refs, 4)) !== 0) yield* ctx.pause();
-    }
-    done = true;
-  }
-
-  m.registerService(BROKEN_SERVICE, `text_poke_bp_broken(${o.variant})`, batch);
+  const tp = new TextPokeBp(m, brokenSteps(o, m.vcpus.length));
+  tp.queue(patches);
+  m.registerService(BROKEN_SERVICE, `text_poke_bp_broken(${o.variant})`, (ctx) => tp.batch(ctx));
   enterBeforeTask(guest, o.patcherCpu, BROKEN_SERVICE);
-  const r = runAndJudge(guest, () => done, opts);
-  return { ...r, syncs };
+  const r = runAndJudge(guest, () => tp.stats.batchesDone === 1, opts);
+  return { ...r, syncs: tp.stats.syncs };
+}
+
+// ---- v1 without its NMI handling (RFC PATCH 15–19, seeds 000 and 002) ----
+
+export type V1BrokenVariant = 'int3-retry' | 'nmi-iret';
+
+/**
+ * v1's hooks with the #BP handler's one step changed:
+ *  - `int3-retry`: no state machine in the handler: back to the INT3, hoping it is gone (an NMI
+ *    that meets it runs it forever while the primary waits for that vCPU's acknowledgement);
+ *  - `nmi-iret`: the RFC's handler, but returning with IRET in NMI context too (re-opens NMIs).
+ */
+export function v1BrokenHooks(variant: V1BrokenVariant): V1Hooks {
+  switch (variant) {
+    case 'int3-retry':
+      return { ...V1_HOOKS, bpEmulation: (h) => h.resume(false) };
+    case 'nmi-iret':
+      return { ...V1_HOOKS, *bpEmulation(h) { yield* h.drive(); yield* h.resume(false); } };
+  }
+}
+
+// ---- v2 without its global barrier (seed 001) ----
+
+/** v2's hooks with the flip condition dropped: switch on a zero count before every vCPU counts. */
+export function v2NoBarrierHooks(): V2Hooks {
+  return { ...V2_HOOKS, *flipCondition() { return true; } };
 }
 
 // ---- an incompatible lock implementation (seed 000: "both implementations agree what an unlocked spinlock looks like") ----

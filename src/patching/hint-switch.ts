@@ -21,7 +21,9 @@ import type { Hazard } from '../machine/events.ts';
 import { SERVICE_BASE } from '../kernel/layout.ts';
 import { LOCKOP, flavorOf } from '../kernel/lockop-barrier.ts';
 import { PvOp, directCall, patchBytes, unexpectedSite, type Flavor, type PatchSite } from '../kernel/pv-ops.ts';
-import { StopMachineV1, STOP_MACHINE_SERVICE, type V1Stats } from '../kernel/stop-machine.ts';
+import { StopMachineV1, STOP_MACHINE_SERVICE, type V1Hooks, type V1Stats } from '../kernel/stop-machine.ts';
+import type { TextPokeBpSteps } from '../kernel/text-poke-steps.ts';
+import { STOCK_PROTOCOLS, textPokeBpSteps, v1Hooks, v2Hooks, type Protocol } from './protocol-api.ts';
 import { TextPokeBp, TEXT_POKE_SERVICE, type TextPokeStats } from '../kernel/text-poke.ts';
 import { nativeSlowpath, pvSlowpath } from '../kernel/qspinlock-slowpath.ts';
 import { GuestConfigError } from '../kernel/errors.ts';
@@ -79,6 +81,8 @@ export interface HintSwitchOptions {
   patcherCpu?: number;
   /** v2: attempts after the first before -EAGAIN. */
   maxRetries?: number;
+  /** A protocol of `protocol`'s kind with hooks overridden (src/patching/protocol-api.ts; a user's --protocol-file). */
+  custom?: Protocol;
 }
 
 /** A protocol installed on a guest, waiting for the hint (it forks with the guest: Guest.fork). */
@@ -95,12 +99,14 @@ export function installHintSwitch(guest: Guest, protocol: SwitchProtocol, o: Hin
   if (!guest.workload.lockopCheckpoint) throw new GuestConfigError('a hint-triggered switch needs workload.lockopCheckpoint (where the patcher picks the request up)');
   const patcherCpu = o.patcherCpu ?? 0;
   if (patcherCpu < 0 || patcherCpu >= guest.machine.vcpus.length) throw new GuestConfigError(`no vCPU ${patcherCpu} to run the switch`);
+  const custom = o.custom ?? STOCK_PROTOCOLS[protocol];
+  if (custom.kind !== protocol) throw new GuestConfigError(`the protocol '${custom.name}' is a ${custom.kind} protocol, not ${protocol}`);
   let sw: HintSwitch;
-  if (protocol === 'v2') {
-    const v2 = installLockopV2(guest, { patcherCpu, ...(o.maxRetries !== undefined ? { maxRetries: o.maxRetries } : {}) });
+  if (custom.kind === 'v2') {
+    const v2 = installLockopV2(guest, { patcherCpu, ...(o.maxRetries !== undefined ? { maxRetries: o.maxRetries } : {}), ...(o.custom ? { hooks: v2Hooks(custom) } : {}) });
     sw = new V2AtCheckpoint(guest, v2);
   } else {
-    sw = protocol === 'v1' ? new V1AtCheckpoint(guest, patcherCpu) : new TextPokeBpAtCheckpoint(guest, patcherCpu);
+    sw = custom.kind === 'v1' ? new V1AtCheckpoint(guest, patcherCpu, v1Hooks(custom)) : new TextPokeBpAtCheckpoint(guest, patcherCpu, textPokeBpSteps(custom));
   }
   installHintTrigger(guest);
   return sw;
@@ -243,13 +249,13 @@ class V1AtCheckpoint extends CheckpointPatcher {
   readonly protocol = 'v1';
   private readonly sm: StopMachineV1;
 
-  constructor(guest: Guest, patcherCpu: number) {
+  constructor(guest: Guest, patcherCpu: number, private readonly hooks: V1Hooks) {
     super(guest, patcherCpu);
-    this.sm = new StopMachineV1(guest.machine, { primaryCpu: patcherCpu, preemptible: preemptibleCheck(guest) });
+    this.sm = new StopMachineV1(guest.machine, { primaryCpu: patcherCpu, preemptible: preemptibleCheck(guest), hooks });
   }
 
   forkInto(fork: Guest): V1AtCheckpoint {
-    const copy = this.copyStateInto(new V1AtCheckpoint(fork, this.patcherCpu));
+    const copy = this.copyStateInto(new V1AtCheckpoint(fork, this.patcherCpu, this.hooks));
     copy.sm.copyStateFrom(this.sm);
     return copy;
   }
@@ -280,16 +286,16 @@ class TextPokeBpAtCheckpoint extends CheckpointPatcher {
   readonly protocol = 'text-poke-bp';
   private readonly tp: TextPokeBp;
 
-  constructor(guest: Guest, patcherCpu: number) {
+  constructor(guest: Guest, patcherCpu: number, private readonly steps: TextPokeBpSteps) {
     super(guest, patcherCpu);
-    this.tp = new TextPokeBp(guest.machine);
+    this.tp = new TextPokeBp(guest.machine, steps);
     const env = guest.env;
     const flavor = this.flavor;
     guest.machine.registerService(LIVEPATCHED_SLOWPATH, 'queued_spin_lock_slowpath_livepatched', (ctx) => (flavor === 'pv' ? pvSlowpath(ctx, env) : nativeSlowpath(ctx, env)));
   }
 
   forkInto(fork: Guest): TextPokeBpAtCheckpoint {
-    const copy = this.copyStateInto(new TextPokeBpAtCheckpoint(fork, this.patcherCpu));
+    const copy = this.copyStateInto(new TextPokeBpAtCheckpoint(fork, this.patcherCpu, this.steps));
     copy.tp.copyStateFrom(this.tp);
     copy.asked = this.asked;
     return copy;

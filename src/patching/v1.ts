@@ -7,7 +7,8 @@ import type { Vcpu } from '../machine/vcpu.ts';
 import type { RunOptions } from '../machine/machine.ts';
 import { Reg } from '../x86/registers.ts';
 import { PvOp, patchBytes, unexpectedSite, type Flavor, type PatchSite } from '../kernel/pv-ops.ts';
-import { StopMachineV1, STOP_MACHINE_SERVICE, newV1Stats, type V1Generation, type V1Stats } from '../kernel/stop-machine.ts';
+import { StopMachineV1, STOP_MACHINE_SERVICE, V1_HOOKS, newV1Stats, type V1Generation, type V1Hooks, type V1Stats } from '../kernel/stop-machine.ts';
+import { v1BrokenHooks } from './broken.ts';
 import { GuestConfigError } from '../kernel/errors.ts';
 import { enterBeforeTask, patchRunReason, runAndJudge, verdictFields, type PatchRunResult } from './run-patcher.ts';
 import { judgeGuestRun } from '../kernel/judge.ts';
@@ -16,9 +17,11 @@ import { violation } from '../kernel/verdict.ts';
 export interface V1SwitchOptions {
   primaryCpu?: number;
   run?: RunOptions;
-  /** Broken variants (src/patching/broken.ts): see V1Options. */
+  /** Broken variants (src/patching/broken.ts, v1BrokenHooks): IRET from the #BP handler in NMI; no state machine in it. */
   nmiIret?: boolean;
   int3Retry?: boolean;
+  /** The steps' hooks (default V1_HOOKS; a user's protocol module may give its own). */
+  hooks?: V1Hooks;
   /** Patch only the sites this accepts (default: every lock-op site). */
   sites?: (s: PatchSite) => boolean;
 }
@@ -88,8 +91,7 @@ export function runV1(guest: Guest, gens: V1Generation[], opts: V1SwitchOptions 
   const sm = new StopMachineV1(m, {
     primaryCpu,
     preemptible: preemptibleCheck(guest),
-    ...(opts.nmiIret ? { nmiIret: true } : {}),
-    ...(opts.int3Retry ? { int3Retry: true } : {}),
+    hooks: opts.int3Retry ? v1BrokenHooks('int3-retry') : opts.nmiIret ? v1BrokenHooks('nmi-iret') : opts.hooks ?? V1_HOOKS,
   });
   for (const g of gens) sm.queue(g);
   enterBeforeTask(guest, primaryCpu, STOP_MACHINE_SERVICE.primary);

@@ -32,6 +32,10 @@ import { KernelBug, GuestConfigError } from '../kernel/errors.ts';
 import { judgeGuestRun } from '../kernel/judge.ts';
 import { violation, type Verdict } from '../kernel/verdict.ts';
 import { hazardName } from '../machine/events.ts';
+import { v2NoBarrierHooks } from './broken.ts';
+import { V2_HOOKS, type V2Hooks } from './v2-hooks.ts';
+
+export { V2_HOOKS, type V2Flip, type V2Hooks } from './v2-hooks.ts';
 
 export interface V2Options {
   /** The vCPU that runs the switch from its checkpoint (default 0). */
@@ -48,6 +52,8 @@ export interface V2Options {
    * vCPU to pass the global barrier.
    */
   broken?: 'no-map' | 'no-barrier';
+  /** The steps' hooks (default V2_HOOKS; 'no-barrier' overrides flipCondition). */
+  hooks?: V2Hooks;
 }
 
 export type V2PhaseName = 'start' | 'int3' | 'barrier-open' | 'flip' | 'tails' | 'first-bytes' | 'done' | 'abort' | 'int3-removed';
@@ -94,7 +100,7 @@ export class LockopSwitcher implements GuestComponent {
   private readonly sync = { syncs: 0, ipis: 0 };
   private epoch = 0;
   private busy = false;
-  private readonly broken: V2Options['broken'];
+  private readonly hooks: V2Hooks;
 
   constructor(readonly guest: Guest, private readonly opts: V2Options = {}) {
     if (!guest.workload.lockopCheckpoint) throw new GuestConfigError('the v2 lock-op switch needs workload.lockopCheckpoint (its global barrier)');
@@ -105,7 +111,7 @@ export class LockopSwitcher implements GuestComponent {
     this.maxWaitSpins = opts.maxWaitSpins ?? 20000;
     this.maxRetries = opts.maxRetries ?? 3;
     this.retryDelay = opts.retryDelay ?? 5000;
-    this.broken = opts.broken;
+    this.hooks = opts.broken === 'no-barrier' ? v2NoBarrierHooks() : opts.hooks ?? V2_HOOKS;
     this.barrier = new LockopBarrier(guest.image.sites, guest.image.targets, m.vcpus.length, opts.broken === 'no-map' ? 'no-map' : undefined,
       (cpu, lock, address) => guest.atomicSwitch.nativeUnlock(cpu, lock, address));
     this.tp = new TextPokeBp(m); // do_sync_core on the SYNC vector (text_poke_sync's IPI)
@@ -158,7 +164,7 @@ export class LockopSwitcher implements GuestComponent {
         }
       }
     }
-    yield* this.barrier.pass(ctx);
+    yield* this.hooks.barrierPoint(ctx, () => this.barrier.pass(ctx));
   }
 
   private *switchTo(ctx: ServiceContext, to: Flavor): Generator<number, number, void> {
@@ -211,8 +217,7 @@ export class LockopSwitcher implements GuestComponent {
       // 3./4. Wait for every CPU and a zero count; the cmpxchg is the switch.
       let flipped = false, spins = 0;
       for (; spins < this.maxWaitSpins; spins++) {
-        const passed = this.broken === 'no-barrier' ? n : yield* ctx.load(LOCKOP.passed, 4);
-        if (passed === n && (yield* ctx.cmpxchg(LOCKOP.word, 4, 0, FLIPPED)) === 0) {
+        if ((yield* this.hooks.flipCondition({ ctx, nCpus: n })) && (yield* ctx.cmpxchg(LOCKOP.word, 4, 0, FLIPPED)) === 0) {
           flipped = true;
           break;
         }

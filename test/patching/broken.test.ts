@@ -33,12 +33,12 @@ function cmc(h: Hazard | undefined): Extract<Hazard, { kind: 'cmc-unsynchronized
   return h as Extract<Hazard, { kind: 'cmc-unsynchronized' }>;
 }
 
-test('broken 1, no INT3: the CALL is rewritten byte by byte while vCPU 1 runs it -> cmc-unsynchronized at the site (seed 9)', () => {
-  const { site, r } = slowpathSwitch(9, 'no-int3');
+test('broken 1, no INT3 (Linux\'s steps without step 1): the CALL\'s tail is rewritten while vCPU 2 runs the site -> cmc-unsynchronized at the site (seed 8)', () => {
+  const { site, r } = slowpathSwitch(8, 'no-int3');
   assert.equal(r.reason, 'hazard');
   const h = cmc(r.hazard);
   assert.equal(h.address, site.address);
-  assert.equal(h.cpu, 1);
+  assert.equal(h.cpu, 2);
   assert.ok(h.unsynchronized.every((b) => b.writer === 0), 'the bytes came from the patcher, vCPU 0');
   assert.ok(h.unsynchronized.some((b) => b.offset > 0), 'a displacement byte nobody synchronized with');
 });
@@ -71,7 +71,7 @@ test('broken 4, first byte written (and synced) before the tail: the tail write 
 
 test('control: the correct text_poke_bp makes the same switch cleanly on the same seeds', async () => {
   const { textPokeBp } = await import('../../src/patching/text-poke-bp.ts');
-  for (const seed of [1, 9]) {
+  for (const seed of [1, 8]) {
     const g = new Guest({ vcpus: 4, flavor: 'pv', spinThreshold: 4, workload: { iterations: 3 }, seed });
     g.machine.registerService(PV_SLOWPATH_V2, '__pv_queued_spin_lock_slowpath_v2', (ctx) => pvSlowpath(ctx, g.env));
     const site = g.image.sites.find((s) => s.type === PvOp.QueuedSpinLockSlowpath)!;

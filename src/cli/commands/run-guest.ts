@@ -29,6 +29,7 @@ import { judgeGuestRun } from '../../kernel/judge.ts';
 import type { CheckKind, Verdict } from '../../check/verdict.ts';
 import { hazardName } from '../../machine/events.ts';
 import { guestCodeNames, injectionOptions } from '../scenario/injection-plan.ts';
+import type { ProtocolModule } from '../protocol-file.ts';
 
 export interface GuestRunFlags {
   strategy?: Strategy;
@@ -40,6 +41,8 @@ export interface GuestRunFlags {
   showSites?: boolean;
   /** Override the scenario's switch protocol. */
   protocol?: SwitchProtocol;
+  /** A user's protocol module (--protocol-file): its kind is the switch protocol. */
+  protocolFile?: ProtocolModule;
   /** Rewrite this site's NOP padding before the run (a site the patcher does not expect). */
   corruptSite?: number;
   /** Write the run's schedule string / Chrome trace here (single runs only). */
@@ -130,6 +133,12 @@ interface GuestOutcome {
 function protocolOf(file: string, s: GuestScenario, flags: GuestRunFlags): SwitchProtocol | undefined {
   if (flags.protocol !== undefined && !s.switch) throw new ScenarioError(`${file}: --protocol needs a switch section in the scenario (what triggers the switch)`);
   if (flags.corruptSite !== undefined && !s.switch) throw new ScenarioError(`${file}: --corrupt-site needs a switch section in the scenario (a switch to refuse the site)`);
+  const pf = flags.protocolFile;
+  if (pf !== undefined) {
+    if (!s.switch) throw new ScenarioError(`${file}: --protocol-file needs a switch section in the scenario (what triggers the switch)`);
+    if (flags.protocol !== undefined && flags.protocol !== pf.protocol.kind) throw new ScenarioError(`${pf.path}: a ${pf.protocol.kind} protocol, but --protocol says ${flags.protocol}`);
+    return pf.protocol.kind;
+  }
   return s.switch ? flags.protocol ?? s.switch.protocol ?? 'v2' : undefined;
 }
 
@@ -154,7 +163,11 @@ function subjectOf(file: string, s: GuestScenario, flags: GuestRunFlags): GuestS
   return new GuestSubject({
     name: file,
     guest: guestOptions(s, flags.seed),
-    ...(sw && protocol ? { switch: { protocol, hint: sw.hint, atStep: sw.atStep, patcherCpu: sw.patcherCpu ?? 0, ...(sw.maxRetries !== undefined ? { maxRetries: sw.maxRetries } : {}) } } : {}),
+    ...(sw && protocol ? { switch: {
+      protocol, hint: sw.hint, atStep: sw.atStep, patcherCpu: sw.patcherCpu ?? 0,
+      ...(sw.maxRetries !== undefined ? { maxRetries: sw.maxRetries } : {}),
+      ...(flags.protocolFile ? { custom: flags.protocolFile.protocol } : {}),
+    } } : {}),
     ...(flags.corruptSite !== undefined ? { prepare: (g: Guest) => corruptSite(file, g, flags.corruptSite!) } : {}),
     ...(wantsHost ? {
       overcommit: {
@@ -272,7 +285,7 @@ function replayCommand(file: string, s: GuestScenario, flags: GuestRunFlags, see
   const protocol = s.switch ? protocolOf(file, s, flags) : undefined;
   return [
     `pvpatch run ${file} --seed ${seed}`,
-    ...(protocol ? [`--protocol ${protocol}`] : []),
+    ...(flags.protocolFile ? [`--protocol-file ${flags.protocolFile.path}`] : protocol ? [`--protocol ${protocol}`] : []),
     `--strategy ${strategyOf(s, flags)}`,
     ...(flags.corruptSite !== undefined ? [`--corrupt-site ${flags.corruptSite}`] : []),
     ...(flags.maxInstructions !== undefined ? [`--max-instructions ${flags.maxInstructions}`] : []),
@@ -321,9 +334,9 @@ export function sweepGuestScenario(file: string, s: GuestScenario, flags: GuestR
   bar?.stop();
   const range = `${flags.seed}..${flags.seed + seeds - 1}`;
   if (flags.json) {
-    process.stdout.write(JSON.stringify({ scenario: file, protocol: protocol ?? null, strategy: strategyOf(s, flags), seeds: { from: flags.seed, count: seeds }, ...tally.json(), failing, totals, runs }) + '\n');
+    process.stdout.write(JSON.stringify({ scenario: file, protocol: protocol ?? null, ...(flags.protocolFile ? { protocolFile: { path: flags.protocolFile.path, name: flags.protocolFile.protocol.name } } : {}), strategy: strategyOf(s, flags), seeds: { from: flags.seed, count: seeds }, ...tally.json(), failing, totals, runs }) + '\n');
   } else {
-    const out = [`${file}: ${seeds} seeds (${range}), one boot, a fork and a run per seed${protocol ? `, switch protocol ${protocol}` : ''}: ${failing.length} failing`, ...tally.lines()];
+    const out = [`${file}: ${seeds} seeds (${range}), one boot, a fork and a run per seed${protocol ? `, switch protocol ${protocol}` : ''}${flags.protocolFile ? ` (${flags.protocolFile.protocol.name}, ${flags.protocolFile.path})` : ''}: ${failing.length} failing`, ...tally.lines()];
     out.push(`  acquisitions ${totals.acquisitions}${protocol ? `, switches completed ${totals.switched}/${seeds}, INT3 hits ${totals.int3Hits}, IPIs ${totals.ipis}, v2 retries ${totals.retries}` : ''}`);
     for (const f of failing.slice(0, 20)) out.push(`  seed ${f.seed}: ${f.reason} at step ${f.step}${f.detail ? ` — ${f.detail}` : ''}\n    replay: ${f.replay}`);
     if (failing.length > 20) out.push(`  … and ${failing.length - 20} more (--json lists them all)`);

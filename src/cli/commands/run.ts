@@ -19,6 +19,7 @@ import { buildMachine, makeChooser, type Strategy } from '../scenario/build-mach
 import { ScenarioError } from '../scenario/errors.ts';
 import { ScheduleError, recordedSchedule, type Schedule } from '../../sched/schedule.ts';
 import { readScheduleFile } from '../schedule-file.ts';
+import { loadProtocolFile } from '../protocol-file.ts';
 import { describeHazard } from '../hazard-text.ts';
 import { disassemble, hexAddress } from '../../x86/format.ts';
 import { REG_NAMES } from '../../x86/registers.ts';
@@ -37,6 +38,7 @@ interface RunFlags {
   maxInstructions?: string;
   seeds?: string;
   protocol?: SwitchProtocol;
+  protocolFile?: string;
   corruptSite?: string;
   json?: boolean;
   scheduleOut?: string;
@@ -127,6 +129,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
     const gflags = {
       seed: intFlag(flags.seed, 'seed', 0) ?? gs.schedule?.seed ?? 1,
       ...(flags.protocol ? { protocol: flags.protocol } : {}),
+      ...(flags.protocolFile !== undefined ? { protocolFile: await loadProtocolFile(flags.protocolFile) } : {}),
       ...(flags.corruptSite !== undefined ? { corruptSite: intFlag(flags.corruptSite, 'corrupt-site', 0)! } : {}),
       ...(flags.strategy ? { strategy: flags.strategy } : {}),
       ...(replayOf(flags, gs.guest.vcpus) !== undefined ? { schedule: replayOf(flags, gs.guest.vcpus)! } : {}),
@@ -200,6 +203,7 @@ export function register(program: Command): void {
     .option('--seed <n>', 'seed for the strategy (default: the scenario\'s, else 1)')
     .option('--seeds <n>', 'sweep n seeds from --seed, each a fork of one boot; report failing seeds with the command that replays each')
     .addOption(new Option('--protocol <name>', 'guest scenarios with a switch: the patching protocol (default: the scenario\'s, else v2)').choices([...SWITCH_PROTOCOLS]))
+    .option('--protocol-file <file>', 'guest scenarios with a switch: a protocol module (.ts or .js) built on the protocol API (see examples/README.md)')
     .option('--corrupt-site <n>', 'guest scenarios: rewrite site n\'s NOP padding first, so the switch meets bytes it does not expect')
     .option('--schedule <string>', 'replay this schedule string (implies --strategy replay)')
     .option('--schedule-file <file>', 'replay the schedule in this file (any length; implies --strategy replay)')
