@@ -108,6 +108,11 @@ export interface V1Stats {
   int3InNmi: number;
   /** INT3s whose handler drove the state machine on the primary. */
   primaryDrives: number;
+  /**
+   * Times such a nested driver found the state not yet acknowledged by every secondary and waited
+   * (before the fix of issue 9's first bug it moved on at once: cmc-unsynchronized).
+   */
+  nestedAckWaits: number;
   ipis: number;
   /** STOP IPIs that found the vCPU not preemptible and were re-raised. */
   deferred: number;
@@ -124,7 +129,7 @@ export interface V1Stats {
 
 /** Statistics of no stop_machine yet, for `n` vCPUs. */
 export function newV1Stats(n: number): V1Stats {
-  return { done: 0, int3Hits: 0, int3InNmi: 0, primaryDrives: 0, ipis: 0, deferred: 0, stoppedSteps: Array(n).fill(0), windowSteps: [], stoppedCycles: Array(n).fill(0), windowCycles: [] };
+  return { done: 0, int3Hits: 0, int3InNmi: 0, primaryDrives: 0, nestedAckWaits: 0, ipis: 0, deferred: 0, stoppedSteps: Array(n).fill(0), windowSteps: [], stoppedCycles: Array(n).fill(0), windowCycles: [] };
 }
 
 /** text_poke() writing only the bytes that differ (a byte rewritten with its own value changes nothing any CPU can fetch). */
@@ -261,13 +266,13 @@ export class StopMachineV1 {
    * start from a state whose wait it had not done, so the order here (wait before moving on) is
    * what the RFC's design requires of any driver, nested or not.
    */
-  private *advance(ctx: ServiceContext, g: number, target: number): Generator<number, void, void> {
+  private *advance(ctx: ServiceContext, g: number, target: number, nested = false): Generator<number, void, void> {
     const b = block(g);
     const sites = this.gens[g]!.sites, last = this.last(g);
     for (;;) {
       const s = yield* ctx.load(b.state, 4);
       if (s === last) return; // PATCH_DONE: the secondaries leave on their own
-      if (!(yield* this.allAcked(ctx, b, s))) continue; // a nested driver moved on meanwhile
+      if (!(yield* this.allAcked(ctx, b, s, nested))) continue; // a nested driver moved on meanwhile
       if (s >= target) return;
       const next = s + 1;
       if (next < last) {
@@ -286,13 +291,16 @@ export class StopMachineV1 {
    * Wait until every vCPU but the primary has acknowledged state `s`; false if the state moved
    * on meanwhile (a driver nested in the primary's #BP handler did the waiting and more).
    */
-  private *allAcked(ctx: ServiceContext, b: ReturnType<typeof block>, s: number): Generator<number, boolean, void> {
+  private *allAcked(ctx: ServiceContext, b: ReturnType<typeof block>, s: number, nested: boolean): Generator<number, boolean, void> {
     const n = this.machine.vcpus.length, me = ctx.cpu.id;
     const secondaries = Array.from({ length: n }, (_, cpu) => cpu).filter((cpu) => cpu !== me);
+    let waited = false;
     for (const cpu of this.hooks.ackOrder(secondaries)) {
       for (;;) {
         if ((yield* ctx.load(b.ack(cpu), 4)) >= s) break;
         if ((yield* ctx.load(b.state, 4)) !== s) return false;
+        if (nested && !waited) this.stats.nestedAckWaits++;
+        waited = true;
         yield* ctx.pause();
       }
     }
@@ -367,7 +375,7 @@ export class StopMachineV1 {
     const siteDone = 4 * k + 3; // PATCH_SYNC_2 of site k: its first byte is final
     if (ctx.cpu.id === this.o.primaryCpu) {
       this.stats.primaryDrives++;
-      yield* this.advance(ctx, g, 4 * k + 4);
+      yield* this.advance(ctx, g, 4 * k + 4, true);
       return;
     }
     const b = block(g);

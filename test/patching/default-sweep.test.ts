@@ -78,8 +78,8 @@ test(`text_poke_bp on the default scenario, ${SEEDS} seeds: on the hint it retar
   assert.ok(int3Hits > 0, 'some vCPU hit the INT3 and had the CALL emulated');
 });
 
-test('v1 with more NMIs on the default scenario (12 instead of 3, 150 seeds): the oracle, recording, finds NMI handlers mixing flavours on the NMI lock inside the stop_machine window, never any other context; no other check fails', () => {
-  const s: GuestScenario = { ...SCENARIO, inject: { ...SCENARIO.inject, nmis: 12 } };
+test('v1 with more NMIs on the default scenario (30 instead of 3, 150 seeds): the oracle, recording, finds NMI handlers mixing flavours on the NMI lock inside the stop_machine window, never any other context; no other check fails', () => {
+  const s: GuestScenario = { ...SCENARIO, inject: { ...SCENARIO.inject, nmis: 30 } };
   const mixedSeeds: number[] = [];
   const runDefault = defaultRunner('v1', s, (guest) => { guest.atomicSwitch.mode = 'record'; });
   for (let seed = 1; seed <= 150; seed++) {

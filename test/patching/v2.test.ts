@@ -163,8 +163,8 @@ test('v2 under heavy contention (one lock, waiters halting early), both directio
 // protocol, above and here.
 for (const [broken, seed, harm] of [
   ['no-map', 1, 'all-halted'],
-  ['no-map', 182, 'broken-lock'],
-  ['no-barrier', 32, 'all-halted'],
+  ['no-map', 106, 'broken-lock'],
+  ['no-barrier', 2, 'all-halted'],
   ['no-barrier', 80, 'hazard'],
 ] as const) {
   test(`broken v2 '${broken}' (native -> pv, seed ${seed}) is caught: the oracle names the step, and the harm is ${harm}`, () => {
