@@ -210,7 +210,8 @@ function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags, subj
     strategy,
     seed,
     reason: r.reason,
-    error: r.error?.message,
+    // A schedule that stopped fitting is bad input: `error` says so, like every other exit-2 JSON.
+    error: r.error?.message ?? r.misfit?.message,
     ...(r.misfit ? { misfit: r.misfit } : {}),
     tasksDone: g.stats.tasksDone,
     lostWakeup,

@@ -67,7 +67,8 @@ function summary(m: Machine, r: RunResult, strategy: string, seed: number) {
       regs: Object.fromEntries(REG_NAMES.map((n, i) => [n, '0x' + c.getReg64(i).toString(16)])),
     })),
     hazards: r.hazards,
-    error: r.error?.message,
+    // A schedule that stopped fitting is bad input: `error` says so, like every other exit-2 JSON.
+    error: r.error?.message ?? r.misfit?.message,
     ...(r.misfit ? { misfit: r.misfit } : {}),
     events: countEvents(m),
     schedule: recordedSchedule(m).toString(),
