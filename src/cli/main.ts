@@ -6,6 +6,7 @@
 import { Command, CommanderError } from 'commander';
 import { register as registerRun } from './commands/run.ts';
 import { register as registerInspect } from './commands/inspect.ts';
+import { register as registerReport } from './commands/report.ts';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerRun(program);
   registerInspect(program);
+  registerReport(program);
   return program;
 }
 

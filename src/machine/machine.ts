@@ -17,6 +17,7 @@ import { MachineConfigError } from './errors.ts';
 import { ActionKind, CostClass, FirstEnabled, action, actionCpu, actionKind, type Chooser, type ChoiceKind, type SchedulingPoint } from './chooser.ts';
 import type { ExecContext, HostHooks } from './context.ts';
 import type { Hazard, MachineEvent } from './events.ts';
+import { StepRing, StepKind, type RecentStep } from './step-ring.ts';
 
 export const MAX_VCPUS = 256;
 
@@ -87,6 +88,15 @@ export class Machine implements ExecContext {
   hooks: HostHooks = {};
   readonly events: MachineEvent[] = [];
   droppedEvents = 0;
+  /**
+   * Emit the tracing-only events too (service spans, IPIs, store-buffer depth; events.ts): on for
+   * a run whose trace or report is written, off for benchmarks.
+   */
+  tracing = false;
+  /** The last steps of a traced run (tracing only), for the instructions around a violation. */
+  private ring: StepRing | undefined;
+  /** Per vCPU, the store-buffer depth last emitted (tracing only). */
+  private tracedDepth: Int32Array;
   readonly hazards: Hazard[] = [];
   /** The step at which each hazard was raised. */
   readonly hazardSteps: number[] = [];
@@ -114,6 +124,7 @@ export class Machine implements ExecContext {
     this.stopOnHazard = opts.stopOnHazard ?? true;
     this.maxEvents = opts.maxEvents ?? 100_000;
     this.actions = new Int32Array(n * 4);
+    this.tracedDepth = new Int32Array(n);
   }
 
   vcpu(id: number): Vcpu {
@@ -154,10 +165,12 @@ export class Machine implements ExecContext {
     if (top === undefined || top.rsp !== rsp || top.address !== c.rip) {
       top = { rsp, address: c.rip, name: svc.name, body: svc.factory(new ServiceContext(this, c, c.rip)) };
       frames.push(top);
+      if (this.tracing) this.emit({ type: 'service-enter', step: this.step, cpu: c.id, name: svc.name, address: c.rip });
     }
     const r = top.body.next();
     if (!r.done) return r.value;
     frames.pop();
+    if (this.tracing) this.emit({ type: 'service-exit', step: this.step, cpu: c.id, name: svc.name });
     if (typeof r.value === 'bigint') c.setReg64(Reg.RAX, r.value);
     else if (typeof r.value === 'number') c.setAddr(Reg.RAX, r.value);
     const slot = c.getAddr(Reg.RSP);
@@ -225,6 +238,7 @@ export class Machine implements ExecContext {
       if (!c) continue; // an IPI to a missing APIC ID is dropped, as on hardware
       if (nmi) raiseNmi(c);
       else raiseIrq(c, vector);
+      if (this.tracing) this.emit({ type: 'ipi', step: this.step, cpu: from, target: t, vector, nmi });
     }
     this.dirty = true;
   }
@@ -382,9 +396,11 @@ export class Machine implements ExecContext {
           this.burstAction = a;
           for (;;) {
             this.burstCount++;
+            if (this.tracing) (this.ring ??= new StepRing()).push(this.step, c.id, StepKind.Instruction, c.rip);
             const cost = this.stepCpu(c);
             instructions++;
             this.step++;
+            if (this.tracing) this.traceStoreBuffer(c);
             if (cost < 0 || this.stopRequested) { reason = 'hazard'; break outer; }
             chooser.observe?.(c, kind, cost as CostClass);
             if (until !== undefined && until(this)) { reason = 'until'; break outer; }
@@ -394,7 +410,11 @@ export class Machine implements ExecContext {
           continue;
         }
         this.record(a);
-        if (kind === ActionKind.Drain) drainOne(this.memory, c);
+        if (this.tracing) (this.ring ??= new StepRing()).push(this.step, c.id, kind === ActionKind.Drain ? StepKind.Drain : kind === ActionKind.Nmi ? StepKind.Nmi : StepKind.Irq, c.rip);
+        if (kind === ActionKind.Drain) {
+          drainOne(this.memory, c);
+          if (this.tracing) this.traceStoreBuffer(c);
+        }
         else if (kind === ActionKind.Nmi) { budget.nmis--; raiseNmi(c); }
         else { budget.irqs--; raiseIrq(c, budget.irqVector); }
         this.step++;
@@ -419,6 +439,19 @@ export class Machine implements ExecContext {
     };
   }
 
+  /** The last steps of a traced run, oldest first (none when the run was not traced). */
+  recentSteps(): RecentStep[] {
+    return this.ring?.entries() ?? [];
+  }
+
+  /** Tracing: emit `c`'s store-buffer depth when it changed. */
+  private traceStoreBuffer(c: Vcpu): void {
+    const depth = c.storeBuffer.length;
+    if (this.tracedDepth[c.id] === depth) return;
+    this.tracedDepth[c.id] = depth;
+    this.emit({ type: 'store-buffer', step: this.step, cpu: c.id, depth });
+  }
+
   retired(): number {
     let n = 0;
     for (const c of this.vcpus) n += c.retired;
@@ -431,6 +464,7 @@ export class Machine implements ExecContext {
    */
   fork(): Machine {
     const m = new Machine({ vcpus: this.vcpus.length, tso: this.tso, stopOnHazard: this.stopOnHazard, maxEvents: this.maxEvents });
+    m.tracing = this.tracing;
     for (const [addr, svc] of this.services) m.registerService(addr, svc.name, svc.factory);
     m.memory = this.memory.fork();
     for (let i = 0; i < this.vcpus.length; i++) m.vcpus[i]!.copyFrom(this.vcpus[i]!);

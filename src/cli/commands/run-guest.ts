@@ -19,7 +19,9 @@ import type { HostScheduler } from '../../host/scheduler.ts';
 import type { GuestSnapshot, LockReport } from '../../kernel/guest.ts';
 import cliProgress from 'cli-progress';
 import { writeAtomically } from '../write-file.ts';
-import { chromeTrace } from '../../trace/chrome.ts';
+import { phaseTracks, runTimeline, violationRecord, writeReport, writeTrace } from '../run-artifacts.ts';
+import { traceLocks } from '../../kernel/lock-trace.ts';
+import type { Timeline } from '../../trace/timeline.ts';
 import { foreignEncoding } from '../../patching/broken.ts';
 import { GuestConfigError } from '../../kernel/errors.ts';
 import type { GuestScenario } from '../scenario/guest-schema.ts';
@@ -38,6 +40,13 @@ export interface GuestRunFlags {
   /** Write the run's schedule string / Chrome trace here (single runs only). */
   scheduleOut?: string;
   traceOut?: string;
+  /** Write the run's HTML report here (single runs only). */
+  report?: string;
+}
+
+/** Whether a run records its timeline: for a trace, a report, or `--json` (which carries it). */
+function wantsTrace(flags: GuestRunFlags): boolean {
+  return Boolean(flags.traceOut || flags.report || flags.json);
 }
 
 export function bootGuest(s: GuestScenario, seed = 1): Guest {
@@ -110,7 +119,7 @@ interface GuestOutcome {
   strategy: Strategy;
   failed: boolean;
   lostWakeup: boolean;
-  summary: Record<string, unknown> & { simulatedMicroseconds: number; locks: LockReport[]; stats: Record<string, number> };
+  summary: Record<string, unknown> & { simulatedMicroseconds: number; locks: LockReport[]; stats: Record<string, number>; timeline?: Timeline };
 }
 
 function protocolOf(file: string, s: GuestScenario, flags: GuestRunFlags): SwitchProtocol | undefined {
@@ -126,6 +135,11 @@ function strategyOf(s: GuestScenario, flags: GuestRunFlags): Strategy {
 
 function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags): GuestOutcome {
   const g = bootGuest(s, flags.seed);
+  const tracing = wantsTrace(flags);
+  if (tracing) {
+    g.machine.tracing = true;
+    traceLocks(g);
+  }
   const strategy = strategyOf(s, flags);
   const wantsHost = s.host?.pcpus !== undefined || s.host?.overcommit !== undefined;
   if (wantsHost && strategy !== 'timed') throw new ScenarioError(`${file}: host over-commit (host.pcpus/overcommit) needs the timed strategy, not ${strategy}`);
@@ -191,7 +205,22 @@ function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags): Gue
     schedule: strategy === 'timed' ? undefined : formatSchedule(g.machine.decisions),
   };
   const failed = r.hazards.length > 0 || locks.some((l) => !l.ok) || lostWakeup || r.reason === 'error' || (hs !== undefined && !hs.ok);
+  // --json carries the timeline of a failing run (what `pvpatch report` draws); a clean run's
+  // would be megabytes, and --report/--trace-out draw it from memory.
+  if (tracing) Object.assign(summary, traceRecord(g, r, hs, failed || Boolean(flags.report || flags.traceOut)));
   return { g, r, hs, sched, strategy, failed, lostWakeup, summary };
+}
+
+/** The timeline (vCPU lanes and the switch's phases) and the violating step with its instructions. */
+function traceRecord(g: Guest, r: RunResult, hs: HintSwitchResult | undefined, withTimeline: boolean) {
+  const m = g.machine;
+  const read = (a: number, n: number) => { try { return m.memory.readBytes(a, n); } catch { return undefined; } };
+  const starts = [...g.image.symbols.values(), ...g.image.sites.flatMap((s) => [s.address, s.address + s.len])];
+  const h = r.hazards[0];
+  return {
+    ...(withTimeline ? { timeline: runTimeline(m, phaseTracks(hs)) } : {}),
+    violation: h ? violationRecord(h, r.hazardSteps[0]!, read, starts) : null,
+  };
 }
 
 /** --corrupt-site N: another patcher's NOPs in site N's padding (src/patching/broken.ts). */
@@ -209,7 +238,8 @@ export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRun
   const o = runGuestOnce(file, s, flags);
   const { g, r, hs, sched, strategy, failed, lostWakeup, summary } = o;
   if (flags.scheduleOut) writeAtomically(flags.scheduleOut, formatSchedule(g.machine.decisions) + '\n');
-  if (flags.traceOut) writeAtomically(flags.traceOut, JSON.stringify(chromeTrace(g.machine.events, g.machine.vcpus.length, file)) + '\n');
+  if (flags.traceOut) writeTrace(flags.traceOut, summary.timeline!, file);
+  if (flags.report) writeReport(flags.report, summary, file);
   if (r.reason === 'error' && r.error && !flags.json) throw r.error;
   if (flags.json) {
     process.stdout.write(JSON.stringify(summary) + '\n');
@@ -239,7 +269,7 @@ export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRun
  */
 export function sweepGuestScenario(file: string, s: GuestScenario, flags: GuestRunFlags, seeds: number): number {
   if (flags.schedule) throw new ScenarioError('--seeds sweeps seeds; it cannot be combined with a replay schedule');
-  if (flags.scheduleOut || flags.traceOut) throw new ScenarioError('--schedule-out and --trace-out write one run; replay a failing seed with --seed to get them');
+  if (flags.scheduleOut || flags.traceOut || flags.report) throw new ScenarioError('--schedule-out, --trace-out and --report write one run; replay a failing seed with --seed to get them');
   const protocol = protocolOf(file, s, flags);
   const bar = !flags.json && process.stderr.isTTY
     ? new cliProgress.SingleBar({ format: `seeds {bar} {value}/{total} | failing {failing}`, hideCursor: true }, cliProgress.Presets.shades_classic)

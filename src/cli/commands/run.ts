@@ -19,7 +19,7 @@ import { disassemble, hexAddress } from '../../x86/format.ts';
 import { REG_NAMES } from '../../x86/registers.ts';
 import type { Machine, RunResult } from '../../machine/machine.ts';
 import { defaultScenarioPath } from '../default-scenario.ts';
-import { chromeTrace } from '../../trace/chrome.ts';
+import { phaseTracks, runTimeline, violationRecord, writeReport, writeTrace } from '../run-artifacts.ts';
 
 interface RunFlags {
   seed?: string;
@@ -32,6 +32,7 @@ interface RunFlags {
   json?: boolean;
   scheduleOut?: string;
   traceOut?: string;
+  report?: string;
   showSites?: boolean;
 }
 
@@ -102,6 +103,16 @@ function printRun(file: string, m: Machine, r: RunResult, strategy: string, seed
 }
 
 
+/** The timeline and the violating step of a traced machine run (`run --json` carries both). */
+function traceRecord(m: Machine, r: RunResult, labels: Map<string, number>) {
+  const read = (a: number, n: number) => { try { return m.memory.readBytes(a, n); } catch { return undefined; } };
+  const h = r.hazards[0];
+  return {
+    timeline: runTimeline(m, phaseTracks(undefined)),
+    violation: h ? violationRecord(h, r.hazardSteps[0]!, read, [...labels.values()]) : null,
+  };
+}
+
 export async function runCommand(file: string | undefined, flags: RunFlags): Promise<number> {
   const path = file ?? defaultScenarioPath();
   const doc = readScenarioDoc(path);
@@ -119,6 +130,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
       showSites: flags.showSites ?? false,
       ...(flags.scheduleOut ? { scheduleOut: flags.scheduleOut } : {}),
       ...(flags.traceOut ? { traceOut: flags.traceOut } : {}),
+      ...(flags.report ? { report: flags.report } : {}),
     };
     return seeds !== undefined ? sweepGuestScenario(path, gs, gflags, seeds) : runGuestScenario(path, gs, gflags);
   }
@@ -132,6 +144,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   const replay = flags.schedule ?? scenario.schedule?.replay;
 
   if (seeds !== undefined) {
+    if (flags.traceOut || flags.report) throw new ScenarioError('--trace-out and --report write one run; replay a failing seed with --seed to get them');
     if (strategy === 'replay') throw new ScenarioError('--seeds sweeps seeds; it cannot be combined with a replay schedule');
     const bar = !flags.json && process.stderr.isTTY ? new cliProgress.SingleBar({ format: 'seeds {bar} {value}/{total} | hazards {hazards}', hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
     bar?.start(seeds, 0, { hazards: 0 });
@@ -154,13 +167,16 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   }
 
   const m = boot.machine;
+  m.tracing = Boolean(flags.traceOut || flags.report || flags.json);
   const r = m.run({ ...runOpts, chooser: makeChooser(strategy, seed, m.vcpus.length, replay) });
   if (flags.scheduleOut) writeAtomically(flags.scheduleOut, formatSchedule(m.decisions) + '\n');
-  if (flags.traceOut) writeAtomically(flags.traceOut, JSON.stringify(chromeTrace(m.events, m.vcpus.length, path)) + '\n');
+  const full = m.tracing ? { ...summary(m, r, strategy, seed), scenario: path, ...traceRecord(m, r, boot.labels) } : undefined;
+  if (flags.traceOut) writeTrace(flags.traceOut, full!.timeline, path);
+  if (flags.report) writeReport(flags.report, full, path);
   if (r.reason === 'error' && r.error && !flags.json) {
     throw r.error;
   }
-  if (flags.json) process.stdout.write(JSON.stringify(summary(m, r, strategy, seed)) + '\n');
+  if (flags.json) process.stdout.write(JSON.stringify(full) + '\n');
   else printRun(path, m, r, strategy, seed);
   return r.reason === 'error' ? 2 : r.hazards.length > 0 ? 1 : 0;
 }
@@ -178,6 +194,7 @@ export function register(program: Command): void {
     .option('--schedule <string>', 'replay this schedule string (implies --strategy replay)')
     .option('--schedule-out <file>', 'write the run\'s schedule string to a file')
     .option('--trace-out <file>', 'write the run\'s events as Chrome/Perfetto trace JSON (open in ui.perfetto.dev)')
+    .option('--report <file>', 'write a self-contained HTML report of the run (swimlanes, the violating step, phases)')
     .option('--max-instructions <n>', 'stop after n instructions')
     .option('--show-sites', 'guest scenarios: list every patched pv-op site with its bytes')
     .option('--json', 'print one JSON object instead of text')
