@@ -116,20 +116,25 @@ export function benchFigures(j: unknown, source: string): BenchFigure[] {
   const metrics = [...new Set(rows.flatMap((r) => Object.keys(r).filter((k) => isSpread(r[k]))))];
   if (metrics.length === 0) throw new ReportInputError(`${source}: its rows carry no {median, min, max} spreads to plot`);
   const name = typeof j.bench === 'string' ? j.bench : source;
-  return metrics.map((metric) => {
-    const xLabels = [...new Set(rows.filter((r) => isSpread(r[metric])).map(label))];
-    const groups = [...new Set(rows.filter((r) => isSpread(r[metric])).map(group))];
-    return {
-      title: `${name}: ${metric}`,
-      xLabels,
-      series: groups.map((g) => ({
-        label: g || metric,
-        points: xLabels.map((x) => {
-          const r = rows.find((row) => group(row) === g && label(row) === x && isSpread(row[metric]));
-          const s = r?.[metric] as (Spread & { seeds?: unknown[] }) | undefined;
-          return s ? { median: s.median, min: s.min, max: s.max, n: Array.isArray(s.seeds) ? s.seeds.length : s.n ?? 0 } : null;
-        }),
-      })),
-    };
+  // native_acq_per_sim_s, pv_acq_per_sim_s, adaptive_acq_per_sim_s: one figure, a series each.
+  const rest = (m: string) => m.slice(m.indexOf('_') + 1);
+  const shared = (m: string) => m.includes('_') && metrics.filter((x) => rest(x) === rest(m)).length > 1;
+  const figures = new Map<string, string[]>();
+  for (const m of metrics) {
+    const key = shared(m) ? rest(m) : m;
+    figures.set(key, [...(figures.get(key) ?? []), m]);
+  }
+  const point = (s: (Spread & { values?: unknown[] }) | undefined): Spread | null =>
+    s ? { median: s.median, min: s.min, max: s.max, n: Array.isArray(s.values) ? s.values.length : s.n ?? 0 } : null;
+  return [...figures].map(([title, ms]) => {
+    const xLabels = [...new Set(rows.filter((r) => ms.some((m) => isSpread(r[m]))).map(label))];
+    const series = ms.flatMap((metric) => {
+      const groups = [...new Set(rows.filter((r) => isSpread(r[metric])).map(group))];
+      return groups.map((g) => ({
+        label: [ms.length > 1 ? metric.slice(0, metric.indexOf('_')) : '', g].filter(Boolean).join(' ') || metric,
+        points: xLabels.map((x) => point(rows.find((row) => group(row) === g && label(row) === x && isSpread(row[metric]))?.[metric] as Spread | undefined)),
+      }));
+    });
+    return { title: `${name}: ${title}`, xLabels, series };
   });
 }

@@ -71,16 +71,21 @@ export function violationRecord(h: Hazard, step: number, read: (a: number, n: nu
 }
 
 /** The protocol's phases as tracks above the vCPUs: each switch with its phases, and its INT3 barrier. */
-export function phaseTracks(hs: HintSwitchResult | undefined): PhaseTrack[] {
+export function phaseTracks(hs: HintSwitchResult | undefined, runEnd: number): PhaseTrack[] {
   if (!hs) return [];
   const phases: PhaseTrack = { name: `switch (${hs.protocol})`, spans: [] };
   const barrier: PhaseTrack = { name: hs.protocol === 'v1' ? 'stop_machine' : 'INT3 barrier', spans: [] };
   for (const sw of hs.switches) {
     const ps = sw.phases;
     if (ps.length === 0) continue;
-    const first = ps[0]!.step, last = ps[ps.length - 1]!.step;
+    // A switch the run stopped in the middle of (a hazard) lasts to the end of the run.
+    const finished = ['done', 'int3-removed'].includes(ps[ps.length - 1]!.phase) || sw.ok;
+    const first = ps[0]!.step, last = finished ? ps[ps.length - 1]!.step : runEnd;
     phases.spans.push({ name: `${sw.from} → ${sw.to}: ${sw.reason}`, begin: first, end: last, cat: 'patch' });
-    for (let i = 0; i + 1 < ps.length; i++) phases.spans.push({ name: ps[i]!.phase + (ps[i]!.attempt > 0 ? ` (attempt ${ps[i]!.attempt + 1})` : ''), begin: ps[i]!.step, end: ps[i + 1]!.step, cat: 'phase' });
+    for (let i = 0; i < ps.length; i++) {
+      const end = ps[i + 1]?.step ?? last;
+      if (i + 1 < ps.length || end > ps[i]!.step) phases.spans.push({ name: ps[i]!.phase + (ps[i]!.attempt > 0 ? ` (attempt ${ps[i]!.attempt + 1})` : ''), begin: ps[i]!.step, end, cat: 'phase' });
+    }
     if (hs.protocol === 'v1') barrier.spans.push({ name: 'stop_machine window', begin: first, end: last, cat: 'stop-machine' });
     let up: number | undefined;
     for (const p of ps) {
@@ -90,6 +95,7 @@ export function phaseTracks(hs: HintSwitchResult | undefined): PhaseTrack[] {
         up = undefined;
       }
     }
+    if (up !== undefined) barrier.spans.push({ name: 'INT3 on every lock-op site', begin: up, end: last, cat: 'int3-handler' });
   }
   return [phases, barrier].filter((t) => t.spans.length > 0);
 }

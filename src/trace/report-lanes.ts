@@ -13,7 +13,7 @@ const MAX_RECTS = 15_000;
 
 const COLOURS: Record<string, string> = {
   handler: '#e8a33d', slowpath: '#d9534f', 'stop-machine': '#8e44ad', 'int3-handler': '#c0392b', patch: '#2e86c1',
-  service: '#95a5a6', halted: '#d5d8dc', phase: '#5dade2', 'lock-held': '#27ae60', 'spin-lock': '#f5b041',
+  service: '#95a5a6', step: '#b0b7bd', drain: '#5d6d7e', halted: '#d5d8dc', phase: '#5dade2', 'lock-held': '#27ae60', 'spin-lock': '#f5b041',
 };
 
 function esc(s: string): string {

@@ -112,7 +112,9 @@ function benchHtml(m: ReportModel): string {
     var el = document.getElementById('bench-' + i);
     var title = document.createElement('h3'); title.textContent = f.title; el.appendChild(title);
     new uPlot({ width: 900, height: 300, series: series, bands: bands, scales: { x: { time: false } },
-      axes: [{ values: function (u, splits) { return splits.map(function (v) { return f.xLabels[v] === undefined ? '' : f.xLabels[v]; }); }, space: 40 }, {}] }, data, el);
+      axes: [
+        { splits: function () { return xs; }, values: function (u, splits) { return splits.map(function (v) { return f.xLabels[v] === undefined ? '' : f.xLabels[v]; }); } },
+        { size: 70, values: function (u, splits) { return splits.map(function (v) { return v >= 1e6 ? (v / 1e6).toFixed(2) + 'M' : v >= 1e4 ? Math.round(v / 1e3) + 'k' : String(+v.toFixed(3)); }); } }] }, data, el);
   });
 })();`;
   return `<h2 id="benchmarks">Benchmarks (median, band = min–max over seeds)</h2>${divs}

@@ -218,7 +218,7 @@ function traceRecord(g: Guest, r: RunResult, hs: HintSwitchResult | undefined, w
   const starts = [...g.image.symbols.values(), ...g.image.sites.flatMap((s) => [s.address, s.address + s.len])];
   const h = r.hazards[0];
   return {
-    ...(withTimeline ? { timeline: runTimeline(m, phaseTracks(hs)) } : {}),
+    ...(withTimeline ? { timeline: runTimeline(m, phaseTracks(hs, m.step)) } : {}),
     violation: h ? violationRecord(h, r.hazardSteps[0]!, read, starts) : null,
   };
 }

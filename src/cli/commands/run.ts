@@ -108,7 +108,7 @@ function traceRecord(m: Machine, r: RunResult, labels: Map<string, number>) {
   const read = (a: number, n: number) => { try { return m.memory.readBytes(a, n); } catch { return undefined; } };
   const h = r.hazards[0];
   return {
-    timeline: runTimeline(m, phaseTracks(undefined)),
+    timeline: runTimeline(m, phaseTracks(undefined, m.step)),
     violation: h ? violationRecord(h, r.hazardSteps[0]!, read, [...labels.values()]) : null,
   };
 }
