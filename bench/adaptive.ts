@@ -12,7 +12,7 @@ import { CYCLES_PER_NS } from '../src/sched/cost-model.ts';
 import type { Flavor } from '../src/kernel/pv-ops.ts';
 import { RATIOS, VCPUS } from './locks.ts';
 import { SEED, TASK_LOCKS, THINK_CYCLES, UNDER_RATIO, V2_OPTIONS, runGuest, type AdaptiveConfig, type Commit, type GuestKind, type GuestRun, type PhaseMeasure } from './_adaptive-guest.ts';
-import { DEFAULT_SEEDS, cell, seedList, spread, type Spread } from './spread.ts';
+import { DEFAULT_SEEDS, cell, seedList, spearman, spread, type Spread } from './spread.ts';
 import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -144,6 +144,14 @@ export interface AdaptiveRow {
   switch_results: Partial<Record<NonNullable<SeedRow['switch_result']>, number>>;
   /** adaptive / best static from the end of the switch to the end of the phase, over the seeds where it switched. */
   after_switch_adaptive_over_best: Spread | null;
+  /**
+   * Spearman's ρ between host preemptions and rate over all of the phase's runs (3 guests × seeds):
+   * near -1 when the host's regime (lock-holder preemption and PLE yields, or not), not the lock
+   * flavour, sets the rate; null when the preemptions do not vary (under-commit).
+   */
+  rate_vs_preemptions: number | null;
+  /** Why a figure above 1.05 is not a win, from the evidence above; absent otherwise. */
+  note?: string;
 }
 
 export function aggregateRows(perSeed: readonly SeedRow[]): AdaptiveRow[] {
@@ -167,8 +175,25 @@ export function aggregateRows(perSeed: readonly SeedRow[]): AdaptiveRow[] {
       switch_us: lat.length > 0 ? spread(lat, 1) : null,
       switch_results: results,
       after_switch_adaptive_over_best: after.length > 0 ? spread(after, 3) : null,
+      ...evidence(rs, +(adaptive.median / Math.max(1, native.median, pv.median)).toFixed(3)),
     };
   });
+}
+
+/** The preemption/rate correlation of a phase, and a note when adaptive/best is above 1.05. */
+function evidence(rs: readonly SeedRow[], ratio: number): Pick<AdaptiveRow, 'rate_vs_preemptions' | 'note'> {
+  const kinds = ['native', 'pv', 'adaptive'] as const;
+  const rates = rs.flatMap((r) => [r.native_acq_per_sim_s, r.pv_acq_per_sim_s, r.adaptive_acq_per_sim_s]);
+  const pre = rs.flatMap((r) => kinds.map((k) => r.preemptions[k]));
+  const rho = spearman(pre, rates);
+  if (ratio <= 1.05) return { rate_vs_preemptions: rho };
+  const bimodal = rho !== null && rho < -0.7;
+  return {
+    rate_vs_preemptions: rho,
+    note: bimodal
+      ? `rates follow the host's preemptions (Spearman ρ ${rho} over ${rates.length} runs), whatever the flavour: the phase is bimodal and the medians of ${rs.length} seeds still fall on different modes`
+      : `not explained by host preemptions (ρ ${rho ?? 'n/a'}); see the per-seed rows`,
+  };
 }
 
 /** runGuest in a child process (bench/_adaptive-child.ts). */
@@ -272,11 +297,15 @@ export function table(r: Record<string, unknown>): string {
   const out = [
     'ratio  phase  commit  pCPUs  native/s median (min–max)    pv/s median (min–max)        adaptive/s median (min–max)  adapt/best  per seed (min–max)   preemptions native / pv / adaptive (medians)  switches',
   ];
+  const notes: string[] = [];
   for (const x of rows) {
     const sw = Object.entries(x.switch_results).map(([k, v]) => `${v} ${k}`).join(', ') || '-';
     const lat = x.switch_us ? `, ${cell(x.switch_us, 1)} µs` : '';
+    if (x.note) notes.push(`ratio ${x.ratio} phase ${x.phase}: adaptive/best ${x.adaptive_over_best}: ${x.note}`);
     out.push(`${String(x.ratio).padStart(5)}  ${String(x.phase).padStart(5)}  ${x.commit.padEnd(6)}  ${String(x.pcpus).padStart(5)}  ${cell(x.native_acq_per_sim_s).padEnd(27)}  ${cell(x.pv_acq_per_sim_s).padEnd(27)}  ${cell(x.adaptive_acq_per_sim_s).padEnd(27)}  ${x.adaptive_over_best.toFixed(3).padStart(10)}  ${`${x.adaptive_over_best_per_seed.min.toFixed(3)}–${x.adaptive_over_best_per_seed.max.toFixed(3)}`.padEnd(19)}  ${`${x.preemptions.native.median} / ${x.preemptions.pv.median} / ${x.preemptions.adaptive.median}`.padEnd(44)}  ${sw}${lat}`);
   }
+  const rho = rows.filter((x) => x.rate_vs_preemptions !== null).map((x) => `ratio ${x.ratio} phase ${x.phase} ${x.rate_vs_preemptions}`);
+  out.push('', `rate vs host preemptions, Spearman ρ over every run of the phase: ${rho.join('; ') || '-'}`, ...notes);
   out.push('');
   type Sum = { ratio: number; geomean_adaptive_over_best: number; phases_above_1_05: number[]; hint_changes: number; switched: number; late: number; eagain: number; not_started: number };
   const summary = r.summary as { by_ratio: Sum[]; all_ratios: { geomean_adaptive_over_best: number; rows_above_1_05: number; rows: number } };

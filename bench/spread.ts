@@ -44,3 +44,30 @@ export function seedsFromArgs(argv: readonly string[], fallback = DEFAULT_SEEDS)
   if (!Number.isInteger(n) || n < 1) throw new Error(`--seeds must be a positive integer, not '${v}'`);
   return n;
 }
+
+/** Ranks of `xs` (ties share their mean rank). */
+function ranks(xs: readonly number[]): number[] {
+  const order = xs.map((x, i) => [x, i] as const).sort((a, b) => a[0] - b[0]);
+  const out = new Array<number>(xs.length);
+  for (let i = 0; i < order.length;) {
+    let j = i;
+    while (j + 1 < order.length && order[j + 1]![0] === order[i]![0]) j++;
+    for (let k = i; k <= j; k++) out[order[k]![1]] = (i + j) / 2;
+    i = j + 1;
+  }
+  return out;
+}
+
+/** Spearman's rank correlation of two equally long series (null when either is constant). */
+export function spearman(xs: readonly number[], ys: readonly number[]): number | null {
+  const rx = ranks(xs), ry = ranks(ys);
+  const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+  const mx = mean(rx), my = mean(ry);
+  let sxy = 0, sxx = 0, syy = 0;
+  for (let i = 0; i < rx.length; i++) {
+    sxy += (rx[i]! - mx) * (ry[i]! - my);
+    sxx += (rx[i]! - mx) ** 2;
+    syy += (ry[i]! - my) ** 2;
+  }
+  return sxx === 0 || syy === 0 ? null : +(sxy / Math.sqrt(sxx * syy)).toFixed(3);
+}

@@ -4,7 +4,9 @@
  * `{verdict, executions, states, counterexample: {schedule, replay, steps, preemptions}}`, and
  * benchmark JSON files whose rows carry `{median, min, max, seeds}` spreads.
  */
-import type { Timeline } from '../trace/timeline.ts';
+import type { Slice, Timeline } from '../trace/timeline.ts';
+import { decisionToken, parseSchedule } from '../sched/schedule.ts';
+import { ActionKind, actionCpu, actionKind } from '../machine/chooser.ts';
 import type { BenchFigure, PhaseTable, ReportModel, Spread, ViolationView } from '../trace/report-model.ts';
 
 /** An input the report cannot use: one line saying which file and why. */
@@ -79,16 +81,57 @@ function fromCheck(j: Json, source: string): ReportModel {
     verdict: verdictText, executions: num(j.executions), states: num(j.states),
     schedule: str(cx?.schedule), replay: str(cx?.replay), steps: num(cx?.steps), preemptions: num(cx?.preemptions),
   }).filter(([, x]) => x !== undefined)) as unknown as ReportModel['exploration'];
-  const timeline = timelineOf(cx?.timeline ?? j.timeline, source);
+  const given = timelineOf(cx?.timeline ?? j.timeline, source);
+  const fromSchedule = given === undefined && typeof cx?.schedule === 'string' ? scheduleTimeline(cx.schedule) : undefined;
+  const timeline = given ?? fromSchedule;
   const violation = violationOf(cx?.violation ?? j.violation, source);
+  const vcpu = isObject(v) && typeof v.cpu === 'number' ? v.cpu : undefined;
+  const mark = !violation && fromSchedule && vcpu !== undefined && vcpu < fromSchedule.vcpus ? { step: fromSchedule.end, cpu: vcpu } : undefined;
   const facts: [string, string][] = [];
   if (typeof j.scenario === 'string') facts.push(['scenario', j.scenario]);
   if (typeof j.strategy === 'string') facts.push(['strategy', j.strategy]);
   return {
     title: `pvpatch check: ${String(j.scenario ?? source)}`, source, ok, headline: verdictText, facts,
     ...(timeline ? { timeline } : {}), ...(violation ? { violation } : {}), ...(exploration ? { exploration } : {}),
+    ...(fromSchedule ? { axis: 'The counterexample\'s schedule, one unit per decision (steps with a single enabled action are not decisions); the violation follows its last decision.' } : {}),
+    ...(mark ? { mark } : {}),
     phases: phasesOf(cx?.switch ?? j.switch), benches: [],
   };
+}
+
+/** The most decisions a schedule may expand to before the report declines to draw it. */
+const MAX_DRAWN_DECISIONS = 1_000_000;
+
+/**
+ * A counterexample's schedule as lanes: each run of decisions for one vCPU a slice, on an axis of
+ * decision indexes (forced steps between decisions are not in a schedule). Undefined when the
+ * schedule does not parse or is too long to draw.
+ */
+export function scheduleTimeline(schedule: string): Timeline | undefined {
+  if (schedule.length > 100_000) return undefined;
+  let flat: number[];
+  try {
+    const total = [...schedule.matchAll(/\*(\d+)/g)].reduce((t, m) => t + Number(m[1]), 0);
+    if (total > MAX_DRAWN_DECISIONS) return undefined;
+    flat = parseSchedule(schedule);
+  } catch {
+    return undefined;
+  }
+  const slices: Slice[] = [];
+  let vcpus = 1;
+  for (let i = 0; i < flat.length;) {
+    const d = flat[i]!;
+    let j = i;
+    while (j < flat.length && flat[j] === d) j++;
+    if (d >= 0) {
+      const cpu = actionCpu(d), kind = actionKind(d);
+      vcpus = Math.max(vcpus, cpu + 1);
+      const what = kind === ActionKind.Step ? 'step' : kind === ActionKind.Drain ? 'drain' : kind === ActionKind.Nmi ? 'NMI injected' : 'IRQ injected';
+      slices.push({ track: cpu, name: `${what}${j - i > 1 ? ` ×${j - i}` : ''} (${decisionToken(d)})`, cat: kind === ActionKind.Step ? 'step' : kind === ActionKind.Drain ? 'drain' : 'handler', begin: i, end: j, depth: 0 });
+    }
+    i = j;
+  }
+  return { vcpus, end: flat.length, trackNames: Array.from({ length: vcpus }, (_, c) => `vCPU ${c}`), slices, flows: [], instants: [], counters: [] };
 }
 
 /** A run or check JSON, as `run --json` / `check --json` print it. */

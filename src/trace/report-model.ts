@@ -56,7 +56,11 @@ export interface ReportModel {
   headline: string;
   facts: [string, string][];
   timeline?: Timeline;
+  /** What the lanes' time axis counts (machine steps, or a schedule's decisions). */
+  axis?: string;
   violation?: ViolationView;
+  /** Where to mark the violation on the lanes when there is no ViolationView (a check's counterexample). */
+  mark?: { step: number; cpu: number };
   phases: PhaseTable[];
   exploration?: ExplorationView;
   benches: BenchFigure[];

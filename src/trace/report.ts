@@ -60,8 +60,8 @@ function violationHtml(m: ReportModel): string {
 function lanesHtml(m: ReportModel): string {
   const t = m.timeline;
   if (!t) return '<h2>Swimlanes</h2><p>This input carries no events to draw.</p>';
-  const v = m.violation ? { step: m.violation.step, cpu: m.violation.cpu } : undefined;
-  const out = [`<h2>Swimlanes</h2><p>${legendHtml()}</p>`, lanesSvg(t, { id: 'lanes-all', title: 'the whole run', from: 0, to: t.end }, v)];
+  const v = m.violation ? { step: m.violation.step, cpu: m.violation.cpu } : m.mark;
+  const out = [`<h2>Swimlanes</h2>${m.axis ? `<p>${esc(m.axis)}</p>` : ''}<p>${legendHtml()}</p>`, lanesSvg(t, { id: 'lanes-all', title: 'the whole run', from: 0, to: t.end }, v)];
   if (v) {
     const w = 150;
     out.push(`<h3>Around the violating step (${Math.max(0, v.step - w)}–${v.step + 10})</h3>`);

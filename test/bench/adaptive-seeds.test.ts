@@ -52,3 +52,10 @@ test('the seeds differ: the over-commit phase does not give five identical rates
   const over = rows.find((r) => r.commit === 'over')!;
   assert.ok(new Set(over.native_acq_per_sim_s.values).size > 1, JSON.stringify(over.native_acq_per_sim_s));
 });
+
+test("Spearman's ρ: +1 for the same order, -1 for the reverse, null for a constant", async () => {
+  const { spearman } = await import('../../bench/spread.ts');
+  assert.equal(spearman([1, 2, 3, 4], [10, 20, 30, 45]), 1);
+  assert.equal(spearman([1, 2, 3, 4], [9, 7, 5, 1]), -1);
+  assert.equal(spearman([1, 1, 1], [1, 2, 3]), null);
+});

@@ -87,7 +87,7 @@ test('the report of a check result with benchmark JSON: what was explored, and u
     }));
     const spread = (m: number) => ({ median: m, min: m * 0.9, max: m * 1.1, seeds: [m * 0.9, m, m * 1.1, m, m] });
     const bench = join(dir, 'bench.json');
-    writeFileSync(bench, JSON.stringify({ bench: 'locks', rows: [1, 2, 3].flatMap((ratio) => ['native', 'pv'].map((flavor) => ({ ratio, flavor, acquisitions_per_sim_s: spread(1e6 / ratio) }))) }));
+    writeFileSync(bench, JSON.stringify({ bench: 'locks', rows: [1, 2, 3].flatMap((ratio) => ['native', 'pv'].map((flavor) => ({ ratio, flavor, acquisitions_per_sim_s: spread((flavor === 'pv' ? 1.3e6 : 1e6) / ratio) }))) }));
     const html = join(dir, 'check.html');
     const r = pvpatch('report', check, '--bench', bench, '-o', html);
     assert.equal(r.code, 0, r.err);
@@ -95,6 +95,9 @@ test('the report of a check result with benchmark JSON: what was explored, and u
     const explored = await page.$eval('#exploration', (h) => h.nextElementSibling?.textContent ?? '');
     assert.match(explored, /1,234/);
     assert.match(explored, /s1\*2 d1 s1\*2 d1 s0/);
+    // No events in a check result: the lanes come from the counterexample's schedule.
+    assert.deepEqual(await page.$$eval('#lanes-all .vcpu-lane', (gs) => gs.map((g) => g.getAttribute('data-cpu'))), ['0', '1']);
+    assert.deepEqual(await page.$eval('#lanes-all .violation-mark', (g) => [g.getAttribute('data-step'), g.getAttribute('data-cpu')]), ['7', '0']);
     assert.equal((await page.$$('#bench-0 canvas')).length, 1, 'uPlot drew the chart');
     const legend = await page.$$eval('#bench-0 .u-legend .u-label', (ls) => ls.map((l) => l.textContent));
     assert.ok(legend.includes('native (median)') && legend.includes('pv max'), legend.join(', '));
