@@ -271,6 +271,7 @@ export async function run(opts: { json: boolean; quick: boolean; seeds?: number 
   const { rows, per_seed, runs } = await sweep({ base, ratios, seeds, children: true, ...(opts.json ? {} : { progress: (l: string) => process.stderr.write(l + '\n') }) });
   const byRatio = ratios.map((ratio) => summarize(ratio, rows.filter((r) => r.ratio === ratio)));
   return {
+    bench: 'adaptive',
     vcpus: VCPUS,
     under_commit: { ratio: UNDER_RATIO, pcpus: Math.round(VCPUS / UNDER_RATIO), hint: 'realtime' },
     over_commit_ratios: ratios,
