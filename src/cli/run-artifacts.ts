@@ -26,10 +26,16 @@ export interface DisassemblyLine {
 export interface ViolationRecord {
   step: number;
   cpu: number;
-  kind: Hazard['kind'];
+  /** The hazard's name (an oracle's hazard: the oracle's). */
+  kind: string;
   rip: string;
   explanation: string;
   disassembly: DisassemblyLine[];
+}
+
+/** A hazard's name for a reader: its kind, or the name of the oracle that raised it. */
+export function hazardLabel(h: Hazard): string {
+  return (h as { oracle?: string }).oracle ?? h.kind;
 }
 
 /** The address a hazard is about: the fetched instruction, the return target, the op that started. */
@@ -67,7 +73,7 @@ export function disassembleAround(read: (a: number, n: number) => Uint8Array | u
 
 export function violationRecord(h: Hazard, step: number, read: (a: number, n: number) => Uint8Array | undefined, starts: readonly number[]): ViolationRecord {
   const rip = hazardRip(h);
-  return { step, cpu: h.cpu, kind: h.kind, rip: hexAddress(rip), explanation: describeHazard(h), disassembly: disassembleAround(read, rip, starts) };
+  return { step, cpu: h.cpu, kind: hazardLabel(h), rip: hexAddress(rip), explanation: describeHazard(h), disassembly: disassembleAround(read, rip, starts) };
 }
 
 /** The protocol's phases as tracks above the vCPUs: each switch with its phases, and its INT3 barrier. */

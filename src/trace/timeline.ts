@@ -206,7 +206,7 @@ export function buildTimeline(events: readonly MachineEvent[], vcpus: number, op
         break;
       case 'hazard':
         instants.push({
-          cpu, step: e.step, name: `HAZARD ${e.hazard.kind}`, cat: e.type, global: true,
+          cpu, step: e.step, name: `HAZARD ${(e.hazard as { oracle?: string }).oracle ?? e.hazard.kind}`, cat: e.type, global: true,
           args: { ...e.hazard, ...(opts.explain ? { explanation: opts.explain(e.hazard) } : {}) },
         });
         break;

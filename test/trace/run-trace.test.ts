@@ -59,7 +59,7 @@ test('a v1 NMI-window failure: nested handler, lock and stop_machine slices, mat
   assert.equal(improperNesting(ev), undefined);
   assert.deepEqual(unmatchedFlows(ev), []);
   const h = hazardOf(trace);
-  assert.equal(h.args?.kind, 'non-atomic-switch');
+  assert.equal(h.name, 'HAZARD non-atomic-switch');
   const recent = ev.filter((e) => e.ts >= h.ts - 300 && e.ph !== 'M');
   assert.ok(recent.length > 300, `${recent.length} events in the last 300 steps`);
   const cats = new Set(ev.filter((e) => e.ph === 'X').map((e) => e.cat));
