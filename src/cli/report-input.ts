@@ -155,7 +155,7 @@ export function benchFigures(j: unknown, source: string): BenchFigure[] {
   if (!isObject(j) || !Array.isArray(j.rows)) throw new ReportInputError(`${source}: not a benchmark JSON with a 'rows' array (npm run bench -- <name> --json)`);
   const rows = j.rows as Json[];
   const group = (r: Json) => String(r.flavor ?? r.protocol ?? '');
-  const label = (r: Json) => Object.entries(r).filter(([k, v]) => k !== 'flavor' && k !== 'protocol' && (typeof v === 'number' || (typeof v === 'string' && v.length <= 16)) && !/seed|wall/i.test(k)).slice(0, 3).map(([k, v]) => `${k} ${v}`).join(', ');
+  const label = (r: Json) => Object.entries(r).filter(([k, v]) => k !== 'flavor' && k !== 'protocol' && (typeof v === 'number' || (typeof v === 'string' && v.length <= 16)) && !/seed|wall/i.test(k)).slice(0, 3).map(([, v]) => String(v)).join(' · ');
   const metrics = [...new Set(rows.flatMap((r) => Object.keys(r).filter((k) => isSpread(r[k]))))];
   if (metrics.length === 0) throw new ReportInputError(`${source}: its rows carry no {median, min, max} spreads to plot`);
   const name = typeof j.bench === 'string' ? j.bench : source;

@@ -59,7 +59,7 @@ function violationHtml(m: ReportModel): string {
 
 function lanesHtml(m: ReportModel): string {
   const t = m.timeline;
-  if (!t) return '<h2>Swimlanes</h2><p>This input carries no events to draw.</p>';
+  if (!t) return m.benches.length > 0 && !m.exploration && m.facts.length === 0 ? '' : '<h2>Swimlanes</h2><p>This input carries no events to draw.</p>';
   const v = m.violation ? { step: m.violation.step, cpu: m.violation.cpu } : m.mark;
   const out = [`<h2>Swimlanes</h2>${m.axis ? `<p>${esc(m.axis)}</p>` : ''}<p>${legendHtml()}</p>`, lanesSvg(t, { id: 'lanes-all', title: 'the whole run', from: 0, to: t.end }, v)];
   if (v) {
@@ -117,7 +117,7 @@ function benchHtml(m: ReportModel): string {
         { size: 70, values: function (u, splits) { return splits.map(function (v) { return v >= 1e6 ? (v / 1e6).toFixed(2) + 'M' : v >= 1e4 ? Math.round(v / 1e3) + 'k' : String(+v.toFixed(3)); }); } }] }, data, el);
   });
 })();`;
-  return `<h2 id="benchmarks">Benchmarks (median, band = min–max over seeds)</h2>${divs}
+  return `<h2 id="benchmarks">Benchmarks (median, band = min–max over seeds; x: the row's ratio · phase · … or ratio · pCPUs)</h2>${divs}
 <script type="application/json" id="bench-data">${scriptJson(m.benches)}</script>
 <script>${script}</script>`;
 }
