@@ -68,6 +68,8 @@ export interface PhaseMeasure {
   flavor: Flavor;
   /** [simulated time, acquisitions since the phase began] every SAMPLE_MS, and at the end. */
   samples: [number, number][];
+  /** Host preemptions of the guest's vCPUs within the phase (slice ends and PLE yields). */
+  preemptions: number;
 }
 
 export interface GuestRun {
@@ -127,6 +129,7 @@ export function runGuest(kind: GuestKind, cfg: AdaptiveConfig): GuestRun {
   for (let i = 0; i < cfg.phases; i++) {
     const commit = commitOf(i);
     const start = chooser.now;
+    const preempted0 = sched.stats.preemptions;
     if (i > 0) {
       // The host starts or stops over-committing, and grants or revokes the hint as it does.
       sched.setPcpus(pcpusOf(commit), start, slice);
@@ -145,7 +148,7 @@ export function runGuest(kind: GuestKind, cfg: AdaptiveConfig): GuestRun {
       samples.push([chooser.now, acquisitions(g) - count]);
     }
     const after = count + samples[samples.length - 1]![1];
-    phases.push({ commit, pcpus: sched.opts.pcpus, start, end: chooser.now, acquisitions: after - count, flavor: flavorNow(), samples });
+    phases.push({ commit, pcpus: sched.opts.pcpus, start, end: chooser.now, acquisitions: after - count, flavor: flavorNow(), samples, preemptions: sched.stats.preemptions - preempted0 });
     count = after;
   }
   // Wind down: every task ends after its current iteration (r13 counts the iterations left), so the

@@ -2,13 +2,16 @@
  * `npm run bench -- locks`: simulated lock throughput and p99 wait of native vs paravirt qspinlock,
  * 8 vCPUs on 16, 8, 5, 4, 3 and 2 physical CPUs (over-commit 0.5 … 4), timed strategy, every cost
  * from src/sched/cost-model.ts and src/host/costs.ts. Each run lasts a fixed simulated time, so the
- * figures are steady-state rates, not the time to finish a fixed amount of work.
+ * figures are steady-state rates, not the time to finish a fixed amount of work. Every point runs
+ * 5 seeds (the host's and the workload's randomness; --seeds N): over-commit points are bimodal
+ * (a lock holder is preempted or not), which the min–max and the per-seed values show.
  */
 import { Guest } from '../src/kernel/guest.ts';
 import { hostScheduler } from '../src/kernel/host-setup.ts';
 import { TimedChooser } from '../src/sched/timed.ts';
 import { CYCLES_PER_NS } from '../src/sched/cost-model.ts';
 import { HOST_COSTS } from '../src/host/costs.ts';
+import { DEFAULT_SEEDS, cell, seedList, spread, type Spread } from './spread.ts';
 
 export const describe = 'native vs PV qspinlock throughput and p99 wait under host over-commit (8 vCPUs)';
 
@@ -32,14 +35,15 @@ export interface LockRow {
 }
 
 
-export function runOne(flavor: 'native' | 'pv', ratio: number, simMs: number): LockRow {
+export function runOne(flavor: 'native' | 'pv', ratio: number, simMs: number, seed = 1): LockRow {
   const g = new Guest({
     vcpus: VCPUS,
     flavor,
+    seed,
     workload: LOCK_WORKLOAD,
   });
   const sched = hostScheduler(g, { overcommit: ratio });
-  const chooser = new TimedChooser({ seed: 1, host: sched });
+  const chooser = new TimedChooser({ seed, host: sched });
   const end = simMs * 1e6 * CYCLES_PER_NS;
   const t0 = performance.now();
   const r = g.run({ chooser, maxInstructions: 2e9, record: false, until: () => chooser.now >= end });
@@ -63,42 +67,67 @@ export function runOne(flavor: 'native' | 'pv', ratio: number, simMs: number): L
   };
 }
 
-export async function run(opts: { quick: boolean }): Promise<Record<string, unknown>> {
-  const simMs = opts.quick ? 10 : 60;
-  const rows: LockRow[] = [];
+/** One point (ratio, flavour) over every seed: each figure as a spread (bench/spread.ts). */
+export interface LockPoint {
+  ratio: number;
+  pcpus: number;
+  flavor: 'native' | 'pv';
+  seeds: number[];
+  acquisitions_per_sim_s: Spread;
+  p99_wait_ns: Spread;
+  halts: Spread;
+  kicks: Spread;
+  preemptions: Spread;
+}
+
+function point(runs: LockRow[], seeds: number[]): LockPoint {
+  const f = (k: 'acquisitions_per_sim_s' | 'p99_wait_ns' | 'halts' | 'kicks' | 'preemptions') => spread(runs.map((r) => r[k]));
+  return { ratio: runs[0]!.ratio, pcpus: runs[0]!.pcpus, flavor: runs[0]!.flavor, seeds, acquisitions_per_sim_s: f('acquisitions_per_sim_s'), p99_wait_ns: f('p99_wait_ns'), halts: f('halts'), kicks: f('kicks'), preemptions: f('preemptions') };
+}
+
+export async function run(opts: { quick: boolean; seeds?: number }): Promise<Record<string, unknown>> {
+  const simMs = opts.quick ? 5 : 20;
+  const seeds = seedList(opts.seeds ?? DEFAULT_SEEDS);
+  const runs: LockRow[] = [];
+  const rows: LockPoint[] = [];
   for (const ratio of RATIOS) {
     for (const flavor of ['native', 'pv'] as const) {
-      rows.push(runOne(flavor, ratio, simMs));
-      process.stderr.write(`  ratio ${ratio} ${flavor}: done\n`);
+      const mine = seeds.map((seed) => runOne(flavor, ratio, simMs, seed));
+      runs.push(...mine);
+      rows.push(point(mine, seeds));
+      process.stderr.write(`  ratio ${ratio} ${flavor}: done (${seeds.length} seeds)\n`);
     }
   }
-  const pv8 = rows.filter((r) => r.flavor === 'pv');
-  const guestIps = Math.round(pv8.reduce((a, r) => a + r.instructions, 0) / pv8.reduce((a, r) => a + r.wall_s, 0));
+  const pvRuns = runs.filter((r) => r.flavor === 'pv');
+  const guestIps = Math.round(pvRuns.reduce((a, r) => a + r.instructions, 0) / pvRuns.reduce((a, r) => a + r.wall_s, 0));
   const crossover = RATIOS.map((ratio) => {
     const n = rows.find((r) => r.ratio === ratio && r.flavor === 'native')!;
     const p = rows.find((r) => r.ratio === ratio && r.flavor === 'pv')!;
-    return { ratio, winner: n.acquisitions_per_sim_s >= p.acquisitions_per_sim_s ? 'native' : 'pv', pv_over_native: +(p.acquisitions_per_sim_s / Math.max(1, n.acquisitions_per_sim_s)).toFixed(3) };
+    return { ratio, winner: n.acquisitions_per_sim_s.median >= p.acquisitions_per_sim_s.median ? 'native' : 'pv', pv_over_native: +(p.acquisitions_per_sim_s.median / Math.max(1, n.acquisitions_per_sim_s.median)).toFixed(3) };
   });
   return {
+    bench: 'locks',
     vcpus: VCPUS,
     simulated_ms_per_run: simMs,
+    seeds,
     workload: { critical_section_ns: 200, think_ns: 1000, locks: 1 },
     host: { slice: 'CFS: max(6 ms·(1+log2 pCPUs) / vCPUs per pCPU, 0.75 ms·(1+log2 pCPUs))', switch_cycles: HOST_COSTS.contextSwitch.cycles, wake_cycles: HOST_COSTS.wakeup.cycles },
     spin_threshold: 1 << 15,
     rows,
+    runs,
     crossover,
     guest_ips: guestIps,
   };
 }
 
 export function table(r: Record<string, unknown>): string {
-  const rows = r.rows as LockRow[];
-  const out = ['ratio  pCPUs  flavor  acq/sim-s      p99 wait ns  halts   kicks  preempt', '-----  -----  ------  -------------  -----------  ------  -----  -------'];
+  const rows = r.rows as LockPoint[];
+  const out = ['ratio  pCPUs  flavor  acq/sim-s median (min–max)     p99 wait ns median (min–max)  preemptions median (min–max)  acq/sim-s per seed', '-----  -----  ------  ------------------------------  ----------------------------  ----------------------------  ------------------'];
   for (const x of rows) {
-    out.push(`${String(x.ratio).padStart(5)}  ${String(x.pcpus).padStart(5)}  ${x.flavor.padEnd(6)}  ${x.acquisitions_per_sim_s.toLocaleString('en-US').padStart(13)}  ${x.p99_wait_ns.toLocaleString('en-US').padStart(11)}  ${String(x.halts).padStart(6)}  ${String(x.kicks).padStart(5)}  ${String(x.preemptions).padStart(7)}`);
+    out.push(`${String(x.ratio).padStart(5)}  ${String(x.pcpus).padStart(5)}  ${x.flavor.padEnd(6)}  ${cell(x.acquisitions_per_sim_s).padEnd(30)}  ${cell(x.p99_wait_ns).padEnd(28)}  ${cell(x.preemptions).padEnd(28)}  ${x.acquisitions_per_sim_s.values.map((v) => v.toLocaleString('en-US')).join(' ')}`);
   }
   const c = r.crossover as { ratio: number; winner: string; pv_over_native: number }[];
-  out.push('', 'winner by ratio: ' + c.map((x) => `${x.ratio}: ${x.winner} (pv/native ${x.pv_over_native})`).join(', '));
-  out.push(`guest instructions per wall-second (PV runs): ${(r.guest_ips as number).toLocaleString('en-US')}`);
+  out.push('', 'winner by ratio (medians): ' + c.map((x) => `${x.ratio}: ${x.winner} (pv/native ${x.pv_over_native})`).join(', '));
+  out.push(`seeds ${(r.seeds as number[]).join(', ')}, ${r.simulated_ms_per_run as number} ms simulated per run; guest instructions per wall-second (PV runs): ${(r.guest_ips as number).toLocaleString('en-US')}`);
   return out.join('\n');
 }

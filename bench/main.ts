@@ -8,12 +8,13 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { packageRoot } from '../src/cli/package-root.ts';
+import { seedsFromArgs } from './spread.ts';
 
 export interface BenchModule {
   /** One line saying what the benchmark measures. */
   describe: string;
   /** Runs the benchmark; returns a JSON-serialisable result. */
-  run(opts: { json: boolean; quick: boolean }): Promise<Record<string, unknown>>;
+  run(opts: { json: boolean; quick: boolean; seeds?: number }): Promise<Record<string, unknown>>;
   /** Renders the result as a terminal table. */
   table(result: Record<string, unknown>): string;
 }
@@ -40,7 +41,10 @@ async function main(): Promise<number> {
   const args = process.argv.slice(2);
   const json = args.includes('--json');
   const quick = args.includes('--quick');
-  const names = args.filter((a) => !a.startsWith('--'));
+  // --seeds N: seeds per benchmark point, for the benchmarks where seeds matter (bench/spread.ts).
+  const seedsAt = args.indexOf('--seeds');
+  const seeds = seedsAt >= 0 ? seedsFromArgs(args) : undefined;
+  const names = args.filter((a, i) => !a.startsWith('--') && !(seedsAt >= 0 && i === seedsAt + 1));
   const modules = new Map<string, BenchModule>();
   for (const n of available()) {
     const m = await benchModule(n);
@@ -48,7 +52,7 @@ async function main(): Promise<number> {
   }
   if (names.length === 0) {
     // Each benchmark takes from seconds to minutes: a bare `npm run bench` says what there is.
-    console.log('usage: npm run bench -- <name> [--json] [--quick]\n\nbenchmarks:');
+    console.log('usage: npm run bench -- <name> [--json] [--quick] [--seeds N]\n\nbenchmarks:');
     for (const [n, m] of modules) console.log(`  ${n.padEnd(10)} ${m.describe}`);
     return 0;
   }
@@ -62,7 +66,7 @@ async function main(): Promise<number> {
   for (const name of names) {
     const mod = modules.get(name)!;
     if (!json) console.error(`bench ${name}: ${mod.describe}`);
-    const result = await mod.run({ json, quick });
+    const result = await mod.run({ json, quick, ...(seeds !== undefined ? { seeds } : {}) });
     if (!existsSync(outDir)) mkdirSync(outDir, { recursive: true });
     writeFileSync(join(outDir, `${name}.json`), JSON.stringify(result, null, 2) + '\n');
     if (json) console.log(JSON.stringify(result));

@@ -45,6 +45,7 @@ import type { Vcpu } from '../src/machine/vcpu.ts';
 import { Reg } from '../src/x86/registers.ts';
 import { Prng } from '../src/sched/prng.ts';
 import { SERVICE, buildImage } from '../src/kernel/image.ts';
+import { DEFAULT_SEEDS, cell, seedList, spread, type Spread } from './spread.ts';
 
 export const describe = 'lock-op switch cost: v1, v2, text_poke_bp on 4/16/64 vCPUs × 10/100/1,000 sites (simulated latency, stopped time, INT3s, IPIs, retries)';
 
@@ -115,8 +116,8 @@ class HandlerClock extends TimedChooser {
   readonly cycles: number[];
   readonly longest: number[];
   private readonly since: number[];
-  constructor(n: number, private readonly handlers: ReadonlySet<string>, private readonly patcher: number) {
-    super({ seed: SEED });
+  constructor(n: number, private readonly handlers: ReadonlySet<string>, private readonly patcher: number, seed: number) {
+    super({ seed });
     this.cycles = Array(n).fill(0);
     this.longest = Array(n).fill(0);
     this.since = Array(n).fill(-1);
@@ -177,8 +178,8 @@ function benchCheckpoint(g: Guest, start: (ctx: ServiceContext) => Generator<num
 const UDELAY_CHUNK = 100 * CYCLES_PER_NS;
 const UDELAY_JITTER = 0.5;
 
-function interruptibleUdelay(g: Guest): void {
-  const rng = new Prng(SEED);
+function interruptibleUdelay(g: Guest, seed: number): void {
+  const rng = new Prng(seed);
   const udelay: ServiceFactory = function* (ctx) {
     let left = Math.round(ctx.arg(0) * (1 + UDELAY_JITTER * (2 * rng.float() - 1)));
     while (left > 0) {
@@ -190,11 +191,11 @@ function interruptibleUdelay(g: Guest): void {
   g.machine.services.set(SERVICE.udelay, { name: 'udelay', factory: udelay });
 }
 
-function bootGuest(vcpus: number, sites: number, flavor: Flavor): Guest {
+function bootGuest(vcpus: number, sites: number, flavor: Flavor, seed: number): Guest {
   const base = buildImage(SWITCH_WORKLOAD, 'vmcall').sites.length; // the live sites
   if (sites < base) throw new Error(`the image has ${base} live lock-op sites; cannot measure ${sites}`);
-  const g = new Guest({ vcpus, flavor, seed: SEED, delayJitter: UDELAY_JITTER, workload: { ...SWITCH_WORKLOAD, extraSites: sites - base } });
-  interruptibleUdelay(g);
+  const g = new Guest({ vcpus, flavor, seed, delayJitter: UDELAY_JITTER, workload: { ...SWITCH_WORKLOAD, extraSites: sites - base } });
+  interruptibleUdelay(g, seed);
   return g;
 }
 
@@ -308,9 +309,9 @@ const TRANSFORMATION: Record<Protocol, string> = {
 const us = (cycles: number) => +(cycles / US).toFixed(2);
 
 /** One protocol on one guest size; throws unless the run is clean. */
-export function runOne(protocol: Protocol, vcpus: number, sites: number): SwitchRow {
-  const g = bootGuest(vcpus, sites, protocol === 'text_poke_bp' ? 'pv' : FROM);
-  const chooser = new HandlerClock(vcpus, new Set(HANDLERS[protocol]), PATCHER);
+export function runOne(protocol: Protocol, vcpus: number, sites: number, seed = SEED): SwitchRow {
+  const g = bootGuest(vcpus, sites, protocol === 'text_poke_bp' ? 'pv' : FROM, seed);
+  const chooser = new HandlerClock(vcpus, new Set(HANDLERS[protocol]), PATCHER, seed);
   const t0 = performance.now();
   const m = protocol === 'v1' ? runV1(g, chooser) : protocol === 'v2' ? runV2(g, chooser) : runTextPokeBp(g, chooser);
   const wall = (performance.now() - t0) / 1000;
@@ -328,19 +329,40 @@ export function runOne(protocol: Protocol, vcpus: number, sites: number): Switch
   };
 }
 
-export async function run(opts: { json: boolean; quick: boolean }): Promise<Record<string, unknown>> {
+/** The figures a seed moves (the workload's udelay jitter and the timed chooser's), each as a spread. */
+const SPREAD_FIELDS = ['latency_us', 'stopped_us_min', 'stopped_us_max', 'stopped_us_total', 'handler_us_total', 'hold_us_max', 'int3_hits', 'ipis', 'retries'] as const;
+type SpreadField = (typeof SPREAD_FIELDS)[number];
+
+/**
+ * One point over every seed: the row's figures are the medians (so a reader of one number reads
+ * the median), and `<field>_spread` holds median, min, max and each seed's value.
+ */
+export type SwitchPoint = SwitchRow & { seeds: number[] } & { [K in `${SpreadField}_spread`]: Spread };
+
+function point(runs: SwitchRow[], seeds: number[]): SwitchPoint {
+  const out: Record<string, unknown> = { ...runs[0]!, seeds, ok: runs.every((r) => r.ok), wall_s: +runs.reduce((a, r) => a + r.wall_s, 0).toFixed(2) };
+  for (const f of SPREAD_FIELDS) {
+    const sp = spread(runs.map((r) => r[f]), 2);
+    out[f] = sp.median;
+    out[`${f}_spread`] = sp;
+  }
+  return out as unknown as SwitchPoint;
+}
+
+export async function run(opts: { json: boolean; quick: boolean; seeds?: number }): Promise<Record<string, unknown>> {
+  const seeds = seedList(opts.seeds ?? DEFAULT_SEEDS, SEED);
   const grid = opts.quick ? QUICK : { vcpus: VCPUS, sites: SITES };
   const jobs = grid.vcpus.flatMap((v) => grid.sites.flatMap((s) => PROTOCOLS.map((p) => [p, v, s] as const)));
   const bar = !opts.json && process.stderr.isTTY
     ? new cliProgress.SingleBar({ format: 'switch {bar} {value}/{total} | {run}', hideCursor: true, stream: process.stderr }, cliProgress.Presets.shades_classic)
     : undefined;
   bar?.start(jobs.length, 0, { run: '' });
-  const rows: SwitchRow[] = [];
+  const rows: SwitchPoint[] = [];
   const t0 = performance.now();
   try {
     for (const [p, v, s] of jobs) {
       bar?.update({ run: `${p} ${v} vCPUs ${s} sites` });
-      rows.push(runOne(p, v, s));
+      rows.push(point(seeds.map((seed) => runOne(p, v, s, seed)), seeds));
       bar?.increment();
       if (!opts.json && !bar) process.stderr.write(`  ${p} ${v} vCPUs ${s} sites: done\n`);
     }
@@ -348,7 +370,9 @@ export async function run(opts: { json: boolean; quick: boolean }): Promise<Reco
     bar?.stop();
   }
   return {
+    bench: 'switch',
     quick: opts.quick,
+    seeds,
     switch: { from: FROM, to: TO, patcher_cpu: PATCHER, request_at_us: us(REQUEST_AT), text_poke_bp_batch_max: TP_VEC_MAX },
     workload: { task_locks: SWITCH_WORKLOAD.taskLocks, critical_section_ns: 100, think_ns: 10_000, irq_lock_every: SWITCH_WORKLOAD.irqLockEvery },
     rows,
@@ -357,11 +381,11 @@ export async function run(opts: { json: boolean; quick: boolean }): Promise<Reco
 }
 
 export function table(r: Record<string, unknown>): string {
-  const rows = r.rows as SwitchRow[];
-  const head = ['protocol', 'vCPUs', 'sites', 'latency µs', 'stopped µs max', 'stopped µs sum', 'handlers µs', 'hold µs', 'INT3', 'IPIs', 'syncs', 'batches', 'retries', 'ok', 'wall s'];
+  const rows = r.rows as SwitchPoint[];
+  const head = ['protocol', 'vCPUs', 'sites', 'latency µs median (min–max)', 'stopped µs max', 'stopped µs sum', 'handlers µs median (min–max)', 'hold µs', 'INT3 median (min–max)', 'IPIs', 'syncs', 'batches', 'retries (max)', 'ok', 'wall s'];
   const cells = rows.map((x) => [
-    x.protocol, x.vcpus, x.sites, x.latency_us, x.stopped_us_max, x.stopped_us_total, x.handler_us_total, x.hold_us_max,
-    x.int3_hits, x.ipis, x.sync_rounds, x.batches, x.retries, x.ok ? 'ok' : 'FAIL', x.wall_s,
+    x.protocol, x.vcpus, x.sites, cell(x.latency_us_spread, 2), x.stopped_us_max, x.stopped_us_total, cell(x.handler_us_total_spread, 2), x.hold_us_max,
+    cell(x.int3_hits_spread), x.ipis, x.sync_rounds, x.batches, `${x.retries} (${x.retries_spread.max})`, x.ok ? 'ok' : 'FAIL', x.wall_s,
   ].map((c) => (typeof c === 'number' ? c.toLocaleString('en-US') : c)));
   const width = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   const line = (c: string[]) => c.map((s, i) => (i === 0 ? s.padEnd(width[i]!) : s.padStart(width[i]!))).join('  ');
@@ -371,7 +395,7 @@ export function table(r: Record<string, unknown>): string {
     `v1 and v2: ${TRANSFORMATION.v1}; text_poke_bp: ${TRANSFORMATION.text_poke_bp}, batches of ${TP_VEC_MAX} sites.`,
     'stopped: time in stop_machine with IRQs off (v2 and text_poke_bp have none); handlers: time the other vCPUs spent in the',
     "protocol's INT3, sync-IPI and stop handlers; hold: the longest such stretch on one vCPU; syncs: waits for every other vCPU.",
-    `total wall time ${r.wall_s as number} s`,
+    `every figure over seeds ${(r.seeds as number[]).join(', ')} (medians; the *_spread fields of the JSON hold min, max and each seed's value); total wall time ${r.wall_s as number} s`,
   );
   return out.join('\n');
 }

@@ -11,6 +11,7 @@
 import { Command, CommanderError } from 'commander';
 import { register as registerRun } from './commands/run.ts';
 import { register as registerInspect } from './commands/inspect.ts';
+import { register as registerReport } from './commands/report.ts';
 
 /** The exit codes of the `pvpatch` command (README: Exit codes). */
 export const EXIT = { ok: 0, found: 1, badInput: 2, internal: 70 } as const;
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerRun(program);
   registerInspect(program);
+  registerReport(program);
   return program;
 }
 

@@ -31,6 +31,8 @@ export interface ExecContext extends FetchContext {
   readonly idt: ReadonlyMap<number, number>;
   readonly hooks: HostHooks;
   emit(e: MachineEvent): void;
+  /** Whether the tracing-only events (service spans, IPIs, store-buffer depth) are wanted. */
+  readonly tracing: boolean;
   /** Report a hazard; returns true when the run should stop. */
   hazard(h: Hazard): boolean;
   readonly step: number;

@@ -76,6 +76,21 @@ export type MachineEvent =
   | { type: 'hypercall'; step: number; cpu: number; kind: 'vmcall' | 'vmmcall'; nr: number }
   /** The host descheduled (preempted) or resumed the vCPU by a scheduler decision. */
   | { type: 'host-preempt'; step: number; cpu: number; preempted: boolean }
-  | { type: 'cmc-choice'; step: number; cpu: number; address: number; executed: 'old' | 'new' };
+  | { type: 'cmc-choice'; step: number; cpu: number; address: number; executed: 'old' | 'new' }
+  // The events below are emitted only while Machine.tracing is on (a trace or report is wanted),
+  // so a benchmark run pays one field test for them.
+  /** A kernel service's coroutine starts on `cpu` (src/machine/service.ts) ... */
+  | { type: 'service-enter'; step: number; cpu: number; name: string; address: number }
+  /** ... and returns (RET, or IRET for a handler service). */
+  | { type: 'service-exit'; step: number; cpu: number; name: string }
+  /** `cpu` sent an IPI (or an NMI by IPI) to `target` (an x2APIC ICR write). */
+  | { type: 'ipi'; step: number; cpu: number; target: number; vector: number; nmi: boolean }
+  /** `cpu`'s store buffer now holds `depth` stores. */
+  | { type: 'store-buffer'; step: number; cpu: number; depth: number }
+  /**
+   * A span of a layer above the machine on `cpu`'s track (a lock held, a spin_lock() call):
+   * `category` is that layer's word for it, `name` what a trace viewer shows.
+   */
+  | { type: 'span'; step: number; cpu: number; edge: 'begin' | 'end'; category: string; name: string; args?: Record<string, string | number> };
 
 export type MachineEventType = MachineEvent['type'];

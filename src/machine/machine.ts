@@ -18,8 +18,18 @@ import { MachineConfigError } from './errors.ts';
 import { ACTION_KINDS, ActionKind, CostClass, FirstEnabled, NO_DECISION, action, actionCpu, actionKind, type Chooser, type ChooserStop, type ChoiceKind, type SchedulingPoint } from './chooser.ts';
 import type { ExecContext, HostHooks } from './context.ts';
 import type { Hazard, MachineEvent } from './events.ts';
+import { StepRing, StepKind, type RecentStep } from './step-ring.ts';
 
 export const MAX_VCPUS = 256;
+
+/** The step ring's label for each non-step action kind (tracing only). */
+const RING_KIND: Partial<Record<ActionKind, StepKind>> = {
+  [ActionKind.Drain]: StepKind.Drain,
+  [ActionKind.Nmi]: StepKind.Nmi,
+  [ActionKind.Irq]: StepKind.Irq,
+  [ActionKind.Preempt]: StepKind.Preempt,
+  [ActionKind.Resume]: StepKind.Resume,
+};
 
 export interface MachineOptions {
   vcpus: number;
@@ -110,6 +120,15 @@ export class Machine implements ExecContext {
   hooks: HostHooks = {};
   readonly events: MachineEvent[] = [];
   droppedEvents = 0;
+  /**
+   * Emit the tracing-only events too (service spans, IPIs, store-buffer depth; events.ts): on for
+   * a run whose trace or report is written, off for benchmarks.
+   */
+  tracing = false;
+  /** The last steps of a traced run (tracing only), for the instructions around a violation. */
+  private ring: StepRing | undefined;
+  /** Per vCPU, the store-buffer depth last emitted (tracing only). */
+  private tracedDepth: Int32Array;
   readonly hazards: Hazard[] = [];
   /** The step at which each hazard was raised. */
   readonly hazardSteps: number[] = [];
@@ -139,6 +158,7 @@ export class Machine implements ExecContext {
     this.maxEvents = opts.maxEvents ?? 100_000;
     this.actions = new Int32Array(n * ACTION_KINDS);
     this.descheduled = new Uint8Array(n);
+    this.tracedDepth = new Int32Array(n);
   }
 
   vcpu(id: number): Vcpu {
@@ -179,10 +199,12 @@ export class Machine implements ExecContext {
     if (top === undefined || top.rsp !== rsp || top.address !== c.rip) {
       top = { rsp, address: c.rip, name: svc.name, body: svc.factory(new ServiceContext(this, c, c.rip)) };
       frames.push(top);
+      if (this.tracing) this.emit({ type: 'service-enter', step: this.step, cpu: c.id, name: svc.name, address: c.rip });
     }
     const r = top.body.next();
     if (!r.done) return r.value;
     frames.pop();
+    if (this.tracing) this.emit({ type: 'service-exit', step: this.step, cpu: c.id, name: svc.name });
     if (typeof r.value === 'bigint') c.setReg64(Reg.RAX, r.value);
     else if (typeof r.value === 'number') c.setAddr(Reg.RAX, r.value);
     const slot = c.getAddr(Reg.RSP);
@@ -252,6 +274,7 @@ export class Machine implements ExecContext {
       this.memory.footprint?.interrupt(t, nmi ? Pseudo.Nmi : Pseudo.Irq);
       if (nmi) raiseNmi(c);
       else raiseIrq(c, vector);
+      if (this.tracing) this.emit({ type: 'ipi', step: this.step, cpu: from, target: t, vector, nmi });
     }
     this.dirty = true;
   }
@@ -438,9 +461,11 @@ export class Machine implements ExecContext {
           this.burstAction = a;
           for (;;) {
             this.burstCount++;
+            if (this.tracing) (this.ring ??= new StepRing()).push(this.step, c.id, StepKind.Instruction, c.rip);
             const cost = this.stepCpu(c);
             instructions++;
             this.step++;
+            if (this.tracing) this.traceStoreBuffer(c);
             if (cost < 0 || this.stopRequested) { reason = 'hazard'; break outer; }
             chooser.observe?.(c, kind, cost as CostClass);
             if (until !== undefined && until(this)) { reason = 'until'; break outer; }
@@ -450,7 +475,11 @@ export class Machine implements ExecContext {
           continue;
         }
         this.record(a);
-        if (kind === ActionKind.Drain) drainOne(this.memory, c);
+        if (this.tracing) (this.ring ??= new StepRing()).push(this.step, c.id, RING_KIND[kind]!, c.rip);
+        if (kind === ActionKind.Drain) {
+          drainOne(this.memory, c);
+          if (this.tracing) this.traceStoreBuffer(c);
+        }
         else if (kind === ActionKind.Nmi) { budget.nmis--; raiseNmi(c); this.memory.footprint?.injected(c.id, Pseudo.NmiBudget); }
         else if (kind === ActionKind.Irq) { budget.irqs--; raiseIrq(c, budget.irqVector); this.memory.footprint?.injected(c.id, Pseudo.IrqBudget); }
         else {
@@ -493,6 +522,19 @@ export class Machine implements ExecContext {
     this.memory.footprint = recorder;
   }
 
+  /** The last steps of a traced run, oldest first (none when the run was not traced). */
+  recentSteps(): RecentStep[] {
+    return this.ring?.entries() ?? [];
+  }
+
+  /** Tracing: emit `c`'s store-buffer depth when it changed. */
+  private traceStoreBuffer(c: Vcpu): void {
+    const depth = c.storeBuffer.length;
+    if (this.tracedDepth[c.id] === depth) return;
+    this.tracedDepth[c.id] = depth;
+    this.emit({ type: 'store-buffer', step: this.step, cpu: c.id, depth });
+  }
+
   retired(): number {
     let n = 0;
     for (const c of this.vcpus) n += c.retired;
@@ -507,6 +549,7 @@ export class Machine implements ExecContext {
    */
   fork(opts: { bare?: boolean } = {}): Machine {
     const m = new Machine({ vcpus: this.vcpus.length, tso: this.tso, stopOnHazard: this.stopOnHazard, maxEvents: this.maxEvents });
+    m.tracing = this.tracing;
     const bare = opts.bare ?? false;
     if (!bare) for (const [addr, svc] of this.services) m.registerService(addr, svc.name, svc.factory);
     m.memory = this.memory.fork();

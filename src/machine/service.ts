@@ -161,7 +161,10 @@ export class ServiceContext {
   *iret(emulate: { push?: number; pop?: boolean; keepNmiBlocked?: boolean } = {}): Generator<number, void, void> {
     const c = this.cpu;
     const frames = c.serviceFrames;
-    if (frames[frames.length - 1]?.address === this.address) frames.pop();
+    if (frames[frames.length - 1]?.address === this.address) {
+      const f = frames.pop()!;
+      if (this.exec.tracing) this.exec.emit({ type: 'service-exit', step: this.exec.step, cpu: c.id, name: f.name });
+    }
     const nmiBlocked = c.nmiBlocked;
     let hazard = iret(this.exec, c);
     // keepNmiBlocked: the IRET of a #BP taken inside an NMI handler re-opens NMIs in hardware;

@@ -1,48 +1,67 @@
 /**
- * Export a run's events in the Chrome/Perfetto trace-event JSON format (DESIGN.md §7), so a run
- * opens in ui.perfetto.dev or chrome://tracing: one track per vCPU, an instant event per
- * interrupt, NMI, exception, IRET, halt, wake-up, hypercall, old/new choice and hazard.
- * Timestamps are the machine's step numbers (one "microsecond" per step).
+ * Export a run in the Chrome/Perfetto trace-event JSON format (DESIGN.md §7), so a run opens in
+ * ui.perfetto.dev or chrome://tracing: one thread per vCPU with complete ("X") slices that nest
+ * (handlers, services, slowpaths, locks held, halts), flow arrows ("s"/"f") from each IPI or kick
+ * to its delivery, counter tracks ("C": store-buffer depth, acquisitions), a thread per protocol
+ * phase track, and each hazard as a global instant with its explanation. Timestamps are the
+ * machine's step numbers (one "microsecond" per step).
  */
-import { hazardName, type MachineEvent } from '../machine/events.ts';
+import type { Hazard, MachineEvent } from '../machine/events.ts';
+import { buildTimeline, type PhaseTrack, type Timeline } from './timeline.ts';
 
 export interface TraceEvent {
   name: string;
-  ph: 'i' | 'M';
+  ph: 'X' | 'i' | 'M' | 's' | 'f' | 'C';
   ts: number;
   pid: number;
   tid: number;
+  dur?: number;
   s?: 't' | 'p' | 'g';
+  id?: number;
+  bp?: 'e';
   cat?: string;
   args?: Record<string, unknown>;
 }
 
-function hex(a: number): string {
-  return '0x' + BigInt.asUintN(64, BigInt(a)).toString(16);
+export interface ChromeTrace {
+  traceEvents: TraceEvent[];
+  displayTimeUnit: 'ns';
+  otherData: { title: string; unit: 'machine step' };
 }
 
-function describe(e: MachineEvent): { name: string; args: Record<string, unknown> } {
-  switch (e.type) {
-    case 'hazard': return { name: `HAZARD ${hazardName(e.hazard)}`, args: { ...e.hazard } };
-    case 'interrupt': return { name: `irq ${hex(e.vector)}`, args: { rip: hex(e.rip) } };
-    case 'nmi': return { name: 'nmi', args: { rip: hex(e.rip) } };
-    case 'exception': return { name: `exception ${e.vector}`, args: { rip: hex(e.rip) } };
-    case 'iret': return { name: 'iret', args: { rip: hex(e.rip) } };
-    case 'halt': return { name: 'halt', args: { rip: hex(e.rip) } };
-    case 'wake': return { name: `wake (${e.reason})`, args: {} };
-    case 'hypercall': return { name: `${e.kind} ${e.nr}`, args: {} };
-    case 'host-preempt': return { name: e.preempted ? 'descheduled by the host' : 'resumed by the host', args: {} };
-    case 'cmc-choice': return { name: `fetch ${e.executed} bytes`, args: { address: hex(e.address) } };
+export interface ChromeTraceOptions {
+  title?: string;
+  explain?: (h: Hazard) => string;
+  phases?: PhaseTrack[];
+  end?: number;
+}
+
+const PID = 1;
+
+/** The trace-event JSON object of a timeline. */
+export function timelineToChrome(t: Timeline, title = 'pvpatch'): ChromeTrace {
+  const out: TraceEvent[] = [{ name: 'process_name', ph: 'M', ts: 0, pid: PID, tid: 0, args: { name: title } }];
+  t.trackNames.forEach((name, tid) => {
+    out.push({ name: 'thread_name', ph: 'M', ts: 0, pid: PID, tid, args: { name } });
+    out.push({ name: 'thread_sort_index', ph: 'M', ts: 0, pid: PID, tid, args: { sort_index: tid } });
+  });
+  // Outer slices first at equal timestamps, so a viewer that sorts stably nests them as built.
+  const slices = [...t.slices].sort((a, b) => a.track - b.track || a.begin - b.begin || a.depth - b.depth);
+  for (const s of slices) out.push({ name: s.name, ph: 'X', ts: s.begin, dur: s.end - s.begin, pid: PID, tid: s.track, cat: s.cat, ...(s.args ? { args: s.args } : {}) });
+  for (const f of t.flows) {
+    out.push({ name: f.label, ph: 's', id: f.id, ts: f.from.step, pid: PID, tid: f.from.cpu, cat: f.kind });
+    out.push({ name: f.label, ph: 'f', bp: 'e', id: f.id, ts: f.to.step, pid: PID, tid: f.to.cpu, cat: f.kind });
   }
+  for (const c of t.counters) {
+    for (const [ts, v] of c.points) out.push({ name: `${c.name} vCPU ${c.cpu}`, ph: 'C', ts, pid: PID, tid: c.cpu, args: { [c.name === 'store buffer' ? 'depth' : 'count']: v } });
+  }
+  for (const i of t.instants) out.push({ name: i.name, ph: 'i', s: i.global ? 'g' : 't', ts: i.step, pid: PID, tid: i.cpu, cat: i.cat, args: i.args });
+  return { traceEvents: out, displayTimeUnit: 'ns', otherData: { title, unit: 'machine step' } };
 }
 
 /** The trace-event JSON object for `events` on `vcpus` vCPUs. */
-export function chromeTrace(events: readonly MachineEvent[], vcpus: number, title = 'pvpatch'): { traceEvents: TraceEvent[]; displayTimeUnit: 'ns' } {
-  const out: TraceEvent[] = [{ name: 'process_name', ph: 'M', ts: 0, pid: 1, tid: 0, args: { name: title } }];
-  for (let c = 0; c < vcpus; c++) out.push({ name: 'thread_name', ph: 'M', ts: 0, pid: 1, tid: c, args: { name: `vCPU ${c}` } });
-  for (const e of events) {
-    const d = describe(e);
-    out.push({ name: d.name, ph: 'i', s: e.type === 'hazard' ? 'g' : 't', ts: e.step, pid: 1, tid: e.cpu, cat: e.type, args: d.args });
-  }
-  return { traceEvents: out, displayTimeUnit: 'ns' };
+export function chromeTrace(events: readonly MachineEvent[], vcpus: number, opts: ChromeTraceOptions | string = {}): ChromeTrace {
+  const o = typeof opts === 'string' ? { title: opts } : opts;
+  const t = buildTimeline(events, vcpus, { ...(o.explain ? { explain: o.explain } : {}), ...(o.phases ? { phases: o.phases } : {}), ...(o.end !== undefined ? { end: o.end } : {}) });
+  return timelineToChrome(t, o.title ?? 'pvpatch');
 }

@@ -21,7 +21,9 @@ import cliProgress from 'cli-progress';
 import { writeAtomically } from '../write-file.ts';
 import { stopText } from '../stop-text.ts';
 import { SweepTally } from '../sweep-summary.ts';
-import { chromeTrace } from '../../trace/chrome.ts';
+import { phaseTracks, runTimeline, violationRecord, writeReport, writeTrace } from '../run-artifacts.ts';
+import { traceLocks } from '../../kernel/lock-trace.ts';
+import type { Timeline } from '../../trace/timeline.ts';
 import { foreignEncoding } from '../../patching/broken.ts';
 import { GuestConfigError } from '../../kernel/errors.ts';
 import type { GuestScenario } from '../scenario/guest-schema.ts';
@@ -48,6 +50,13 @@ export interface GuestRunFlags {
   /** Write the run's schedule string / Chrome trace here (single runs only). */
   scheduleOut?: string;
   traceOut?: string;
+  /** Write the run's HTML report here (single runs only). */
+  report?: string;
+}
+
+/** Whether a run records its timeline: for a trace, a report, or `--json` (which carries it). */
+function wantsTrace(flags: GuestRunFlags): boolean {
+  return Boolean(flags.traceOut || flags.report || flags.json);
 }
 
 /** The guest a scenario describes, with the workload seeded by `seed`. */
@@ -127,7 +136,7 @@ interface GuestOutcome {
   verdict: Verdict;
   failed: boolean;
   lostWakeup: boolean;
-  summary: Record<string, unknown> & { simulatedMicroseconds: number; locks: LockReport[]; stats: Record<string, number>; finalState: string };
+  summary: Record<string, unknown> & { simulatedMicroseconds: number; locks: LockReport[]; stats: Record<string, number>; finalState: string; timeline?: Timeline };
 }
 
 function protocolOf(file: string, s: GuestScenario, flags: GuestRunFlags): SwitchProtocol | undefined {
@@ -187,10 +196,14 @@ function subjectOf(file: string, s: GuestScenario, flags: GuestRunFlags): GuestS
 }
 
 /** One run of a guest scenario: a fork of the subject's boot, its workload and strategy seeded by `seed`. */
-function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags, subject: GuestSubject, seed: number): GuestOutcome {
+function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags, subject: GuestSubject, seed: number, tracing: boolean): GuestOutcome {
   const strategy = strategyOf(s, flags);
   const exec = subject.start(seed);
   const g = exec.guest;
+  if (tracing) {
+    g.machine.tracing = true;
+    traceLocks(g);
+  }
   const sched = exec.scheduler;
   if (s.inject?.preemptions && strategy === 'timed') throw new ScenarioError(`${file}: /inject/preemptions: the timed strategy preempts through host.pcpus or host.overcommit; preemption decisions are for random and pct`);
   // Injection plans may name the installed protocol's services (the #BP handler): the fork has them.
@@ -234,7 +247,23 @@ function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags, subj
     finalState: result.finalState,
     schedule: strategy === 'timed' ? undefined : recordedSchedule(g.machine).toString(),
   };
-  return { g, r, hs, sched, strategy, verdict, failed: !verdict.ok, lostWakeup, summary };
+  const failed = !verdict.ok;
+  // --json carries the timeline of a failing run (what `pvpatch report` draws); a clean run's
+  // would be megabytes, and --report/--trace-out draw it from memory.
+  if (tracing) Object.assign(summary, traceRecord(g, r, hs, failed || Boolean(flags.report || flags.traceOut)));
+  return { g, r, hs, sched, strategy, verdict, failed, lostWakeup, summary };
+}
+
+/** The timeline (vCPU lanes and the switch's phases) and the violating step with its instructions. */
+function traceRecord(g: Guest, r: RunResult, hs: HintSwitchResult | undefined, withTimeline: boolean) {
+  const m = g.machine;
+  const read = (a: number, n: number) => { try { return m.memory.readBytes(a, n); } catch { return undefined; } };
+  const starts = [...g.image.symbols.values(), ...g.image.sites.flatMap((s) => [s.address, s.address + s.len])];
+  const h = r.hazards[0];
+  return {
+    ...(withTimeline ? { timeline: runTimeline(m, phaseTracks(hs, m.step)) } : {}),
+    violation: h ? violationRecord(h, r.hazardSteps[0]!, read, starts) : null,
+  };
 }
 
 /** --corrupt-site N: another patcher's NOPs in site N's padding (src/patching/broken.ts). */
@@ -249,10 +278,11 @@ function corruptSite(file: string, g: Guest, index: number): void {
 
 export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRunFlags): number {
   if (flags.scheduleOut && strategyOf(s, flags) === 'timed') throw new ScenarioError('--schedule-out needs a replayable strategy (random, pct, first); the timed strategy replays from its seed');
-  const o = runGuestOnce(file, s, flags, subjectOf(file, s, flags), flags.seed);
+  const o = runGuestOnce(file, s, flags, subjectOf(file, s, flags), flags.seed, wantsTrace(flags));
   const { g, r, hs, sched, strategy, failed, lostWakeup, summary } = o;
   if (flags.scheduleOut) writeAtomically(flags.scheduleOut, recordedSchedule(g.machine).toString() + '\n', '--schedule-out');
-  if (flags.traceOut) writeAtomically(flags.traceOut, JSON.stringify(chromeTrace(g.machine.events, g.machine.vcpus.length, file)) + '\n', '--trace-out');
+  if (flags.traceOut) writeTrace(flags.traceOut, summary.timeline!, file);
+  if (flags.report) writeReport(flags.report, summary, file);
   // A run that stopped on an error is bad input (or, without userFacing, a bug): one stderr line either way.
   if (r.reason === 'error' && r.error && (!flags.json || r.error.userFacing !== true)) throw r.error;
   if (r.reason === 'error' && r.error) process.stderr.write(`pvpatch: ${r.error.message.split('\n')[0]}\n`);
@@ -300,7 +330,7 @@ function replayCommand(file: string, s: GuestScenario, flags: GuestRunFlags, see
  */
 export function sweepGuestScenario(file: string, s: GuestScenario, flags: GuestRunFlags, seeds: number): number {
   if (flags.schedule) throw new ScenarioError('--seeds sweeps seeds; it cannot be combined with a replay schedule');
-  if (flags.scheduleOut || flags.traceOut) throw new ScenarioError('--schedule-out and --trace-out write one run; replay a failing seed with --seed to get them');
+  if (flags.scheduleOut || flags.traceOut || flags.report) throw new ScenarioError('--schedule-out, --trace-out and --report write one run; replay a failing seed with --seed to get them');
   const protocol = protocolOf(file, s, flags);
   const subject = subjectOf(file, s, flags);
   const bar = !flags.json && process.stderr.isTTY
@@ -312,7 +342,7 @@ export function sweepGuestScenario(file: string, s: GuestScenario, flags: GuestR
   const totals = { acquisitions: 0, int3Hits: 0, ipis: 0, retries: 0, switched: 0 };
   const tally = new SweepTally();
   for (let seed = flags.seed; seed < flags.seed + seeds; seed++) {
-    const o = runGuestOnce(file, s, flags, subject, seed);
+    const o = runGuestOnce(file, s, flags, subject, seed, false);
     const finished = o.g.tasksDone && (o.r.reason === 'until' || o.r.reason === 'all-halted');
     const ended = finished ? 'every task finished' : o.lostWakeup ? 'every vCPU halted before the tasks finished' : o.r.reason === 'limit' ? 'the instruction limit was reached' : o.r.reason === 'hazard' ? 'a hazard was found' : o.r.reason === 'error' ? 'an error' : stopText(o.r);
     totals.acquisitions += o.summary.stats.acquisitions ?? 0;

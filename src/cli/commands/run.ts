@@ -25,10 +25,10 @@ import { disassemble, hexAddress } from '../../x86/format.ts';
 import { REG_NAMES } from '../../x86/registers.ts';
 import type { Machine, RunResult } from '../../machine/machine.ts';
 import { defaultScenarioPath } from '../default-scenario.ts';
-import { chromeTrace } from '../../trace/chrome.ts';
 import { judgeMachineRun } from '../../check/judge-machine.ts';
 import type { CheckKind } from '../../check/verdict.ts';
 import { hazardName } from '../../machine/events.ts';
+import { phaseTracks, runTimeline, violationRecord, writeReport, writeTrace } from '../run-artifacts.ts';
 
 interface RunFlags {
   seed?: string;
@@ -43,6 +43,7 @@ interface RunFlags {
   json?: boolean;
   scheduleOut?: string;
   traceOut?: string;
+  report?: string;
   showSites?: boolean;
 }
 
@@ -109,15 +110,25 @@ function printRun(file: string, m: Machine, r: RunResult, strategy: string, seed
 }
 
 
-/** --schedule or --schedule-file (not both): the schedule to replay. */
 /** What a machine scenario's run stops on, for the stop text. */
 function stopOf(scenario: MachineScenario, maxInstructions: number | undefined): StopContext {
   return { maxInstructions, ...(scenario.run?.stopWhenHalted ? { stopWhenHalted: scenario.run.stopWhenHalted } : {}) };
 }
 
+/** --schedule or --schedule-file (not both): the schedule to replay. */
 function replayOf(flags: RunFlags, vcpus: number): string | Schedule | undefined {
   if (flags.schedule !== undefined && flags.scheduleFile !== undefined) throw new ScenarioError('give --schedule or --schedule-file, not both');
   return flags.scheduleFile !== undefined ? readScheduleFile(flags.scheduleFile, vcpus) : flags.schedule;
+}
+
+/** The timeline and the violating step of a traced machine run (`run --json` carries both). */
+function traceRecord(m: Machine, r: RunResult, labels: Map<string, number>) {
+  const read = (a: number, n: number) => { try { return m.memory.readBytes(a, n); } catch { return undefined; } };
+  const h = r.hazards[0];
+  return {
+    timeline: runTimeline(m, phaseTracks(undefined, m.step)),
+    violation: h ? violationRecord(h, r.hazardSteps[0]!, read, [...labels.values()]) : null,
+  };
 }
 
 export async function runCommand(file: string | undefined, flags: RunFlags): Promise<number> {
@@ -139,6 +150,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
       showSites: flags.showSites ?? false,
       ...(flags.scheduleOut ? { scheduleOut: flags.scheduleOut } : {}),
       ...(flags.traceOut ? { traceOut: flags.traceOut } : {}),
+      ...(flags.report ? { report: flags.report } : {}),
     };
     return seeds !== undefined ? sweepGuestScenario(path, gs, gflags, seeds) : runGuestScenario(path, gs, gflags);
   }
@@ -154,6 +166,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   const replay = flagReplay ?? scenario.schedule?.replay;
 
   if (seeds !== undefined) {
+    if (flags.traceOut || flags.report) throw new ScenarioError('--trace-out and --report write one run; replay a failing seed with --seed to get them');
     if (strategy === 'replay') throw new ScenarioError('--seeds sweeps seeds; it cannot be combined with a replay schedule');
     const bar = !flags.json && process.stderr.isTTY ? new cliProgress.SingleBar({ format: 'seeds {bar} {value}/{total} | hazards {hazards}', hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
     bar?.start(seeds, 0, { hazards: 0 });
@@ -180,16 +193,19 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   }
 
   const m = boot.machine;
+  m.tracing = Boolean(flags.traceOut || flags.report || flags.json);
   const r = m.run({ ...runOpts, chooser: makeChooser(strategy, seed, m.vcpus.length, replay, boot.plans) });
   if (flags.scheduleOut) writeAtomically(flags.scheduleOut, recordedSchedule(m).toString() + '\n', '--schedule-out');
-  if (flags.traceOut) writeAtomically(flags.traceOut, JSON.stringify(chromeTrace(m.events, m.vcpus.length, path)) + '\n', '--trace-out');
+  const full = m.tracing ? { ...summary(m, r, strategy, seed), scenario: path, ...traceRecord(m, r, boot.labels) } : undefined;
+  if (flags.traceOut) writeTrace(flags.traceOut, full!.timeline, path);
+  if (flags.report) writeReport(flags.report, full, path);
   // A run that stopped on an error is bad input (or, without userFacing, a bug): one stderr line either way.
   if (r.reason === 'error' && r.error && (!flags.json || r.error.userFacing !== true)) throw r.error;
   if (r.reason === 'error' && r.error) process.stderr.write(`pvpatch: ${r.error.message.split('\n')[0]}\n`);
   const misfit = r.misfit?.message ?? 'the schedule does not fit the run';
   if (r.reason === 'misfit' && !flags.json) throw new ScheduleError(misfit);
   if (r.reason === 'misfit') process.stderr.write(`pvpatch: ${misfit}\n`);
-  if (flags.json) process.stdout.write(JSON.stringify(summary(m, r, strategy, seed)) + '\n');
+  if (flags.json) process.stdout.write(JSON.stringify(full) + '\n');
   else printRun(path, m, r, strategy, seed, stopOf(scenario, runOpts.maxInstructions));
   const v = judgeMachineRun(m, r);
   return r.reason === 'misfit' ? 2 : v.ok ? 0 : v.check === 'machine-fault' ? 2 : 1;
@@ -210,6 +226,7 @@ export function register(program: Command): void {
     .option('--schedule-file <file>', 'replay the schedule in this file (any length; implies --strategy replay)')
     .option('--schedule-out <file>', 'write the run\'s schedule string to a file')
     .option('--trace-out <file>', 'write the run\'s events as Chrome/Perfetto trace JSON (open in ui.perfetto.dev)')
+    .option('--report <file>', 'write a self-contained HTML report of the run (swimlanes, the violating step, phases)')
     .option('--max-instructions <n>', 'stop after n instructions')
     .option('--show-sites', 'guest scenarios: list every patched pv-op site with its bytes')
     .option('--json', 'print one JSON object instead of text')
