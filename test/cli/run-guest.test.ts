@@ -92,7 +92,7 @@ test('pvpatch run --seeds sweeps a guest scenario with each protocol and reports
   for (const protocol of ['v2', 'v1', 'text-poke-bp']) {
     const r = pvpatch('run', '--seeds', '8', '--protocol', protocol);
     assert.equal(r.code, 0, r.err + r.out);
-    assert.match(r.out, new RegExp(`8 seeds \\(1\\.\\.8\\), a boot and a run per seed, switch protocol ${protocol}: 0 failing`));
+    assert.match(r.out, new RegExp(`8 seeds \\(1\\.\\.8\\), one boot, a fork and a run per seed, switch protocol ${protocol}: 0 failing`));
     assert.match(r.out, /switches completed 8\/8/);
   }
   const j = pvpatch('run', '--seeds', '3', '--seed', '5', '--json');
