@@ -19,6 +19,11 @@ export interface ExecutionResult {
   run: RunResult;
   /** A canonical text of the final state the scenario observes (registers, memory, lock counters). */
   finalState: string;
+  /**
+   * What this execution reached, each point once (a protocol phase, a patched site, a code label),
+   * for the explorer's coverage table; absent when the subject reports none.
+   */
+  coverage?: readonly string[];
 }
 
 export interface Execution {

@@ -20,6 +20,7 @@ import { REG_NAMES } from '../../x86/registers.ts';
 import type { Machine, RunResult } from '../../machine/machine.ts';
 import { defaultScenarioPath } from '../default-scenario.ts';
 import { chromeTrace } from '../../trace/chrome.ts';
+import { observe, formatState, type Observation } from '../../check/observation.ts';
 
 interface RunFlags {
   seed?: string;
@@ -47,7 +48,7 @@ function intFlag(v: string | undefined, name: string, min: number): number | und
   return n;
 }
 
-function summary(m: Machine, r: RunResult, strategy: string, seed: number) {
+function summary(m: Machine, r: RunResult, strategy: string, seed: number, obs: readonly Observation[]) {
   return {
     reason: r.reason,
     strategy,
@@ -61,6 +62,7 @@ function summary(m: Machine, r: RunResult, strategy: string, seed: number) {
       halted: c.halted,
       regs: Object.fromEntries(REG_NAMES.map((n, i) => [n, '0x' + c.getReg64(i).toString(16)])),
     })),
+    ...(obs.length > 0 ? { observed: Object.fromEntries(observe(m, obs).map(([k, v]) => [k, v.toString()])) } : {}),
     hazards: r.hazards,
     error: r.error?.message,
     events: countEvents(m),
@@ -82,7 +84,7 @@ function instructionText(m: Machine, rip: number): string {
   }
 }
 
-function printRun(file: string, m: Machine, r: RunResult, strategy: string, seed: number): void {
+function printRun(file: string, m: Machine, r: RunResult, strategy: string, seed: number, obs: readonly Observation[]): void {
   const out: string[] = [];
   out.push(`${file}: ${m.vcpus.length} vCPUs, strategy ${strategy}, seed ${seed}`);
   out.push(`stopped: ${r.reason}${r.error ? ` (${r.error.message})` : ''} after ${r.instructions.toLocaleString('en-US')} instructions, ${r.steps.toLocaleString('en-US')} steps`);
@@ -93,6 +95,7 @@ function printRun(file: string, m: Machine, r: RunResult, strategy: string, seed
   }
   const counts = countEvents(m);
   if (Object.keys(counts).length > 0) out.push('', 'events: ' + Object.entries(counts).map(([k, v]) => `${k} ${v}`).join(', '));
+  if (obs.length > 0) out.push('', `observed: ${formatState(observe(m, obs))}`);
   out.push('');
   if (r.hazards.length === 0) out.push('hazards: none');
   else for (const h of r.hazards) out.push(describeHazard(h));
@@ -160,8 +163,8 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   if (r.reason === 'error' && r.error && !flags.json) {
     throw r.error;
   }
-  if (flags.json) process.stdout.write(JSON.stringify(summary(m, r, strategy, seed)) + '\n');
-  else printRun(path, m, r, strategy, seed);
+  if (flags.json) process.stdout.write(JSON.stringify(summary(m, r, strategy, seed, boot.observe)) + '\n');
+  else printRun(path, m, r, strategy, seed, boot.observe);
   return r.reason === 'error' ? 2 : r.hazards.length > 0 ? 1 : 0;
 }
 

@@ -13,6 +13,8 @@ import { PctChooser } from '../../sched/pct.ts';
 import { assembleText } from '../../x86/asm-text.ts';
 import { ScenarioError } from './errors.ts';
 import { big, num, type MachineScenario, type Num } from './load.ts';
+import { observations } from './observe.ts';
+import type { Observation } from '../../check/observation.ts';
 
 export type Strategy = 'timed' | 'random' | 'pct' | 'replay' | 'first';
 
@@ -21,6 +23,8 @@ export interface BuiltMachine {
   /** Label → address, from every `asm` block. */
   labels: Map<string, number>;
   run: Omit<RunOptions, 'chooser'> & { maxInstructions: number };
+  /** What the final state is made of (the scenario's `observe:`). */
+  observe: Observation[];
 }
 
 function parseHex(text: string, what: string): number[] {
@@ -91,9 +95,15 @@ export function buildMachine(file: string, s: MachineScenario): BuiltMachine {
   const inj = s.inject ?? {};
   const waitFor = s.run?.stopWhenHalted ?? [];
   for (const id of waitFor) if (id >= s.machine.vcpus) throw new ScenarioError(`${file}: /run/stopWhenHalted: there is no vCPU ${id}`);
+  const observe = observations(file, s, (v, what) => {
+    const a = addressOrLabel(v, labels, what);
+    if (!m.memory.isMapped(a)) throw new ScenarioError(`${what}: ${'0x' + a.toString(16)} is not inside a memory region`);
+    return a;
+  });
   return {
     machine: m,
     labels,
+    observe,
     run: {
       maxInstructions: s.run?.maxInstructions ?? 1_000_000,
       inject: { nmis: inj.nmis ?? 0, irqs: inj.irqs ?? 0, irqVector: inj.vector ?? 0x20, ...(inj.cpus ? { cpus: inj.cpus } : {}) },
