@@ -1,0 +1,163 @@
+/**
+ * Shrinking a counterexample (DESIGN.md §6): from a schedule on which a check fired, find one
+ * with fewer preemptions, then fewer injections, then fewer steps, on which the same check fires.
+ * Each candidate is the current schedule with one thing taken out — its tail after some decision
+ * (the rest runs without preempting), an injection, one vCPU's run of steps (moved earlier or
+ * left to run later), half of a run — replayed leniently (src/check/lenient-replay.ts); what the
+ * replay actually did is the new schedule, and a candidate is kept only when it is smaller and
+ * the same check fires. Greedy to a fixed point, deterministic, bounded by a replay budget. The
+ * result is re-verified by strict replay.
+ */
+import { ActionKind, actionCpu, actionKind } from '../machine/chooser.ts';
+import { ReplayChooser } from '../sched/replay.ts';
+import { formatSchedule, parseSchedule } from '../sched/schedule.ts';
+import { CountingChooser } from './preemptions.ts';
+import { LenientReplay } from './lenient-replay.ts';
+import type { ExecutionLimits, Subject } from './subject.ts';
+import type { Verdict } from './verdict.ts';
+
+export type Violation = Verdict & { ok: false };
+
+/** A schedule with what it costs a reader, and the verdict its run reached. */
+export interface MeasuredSchedule {
+  /** Exact: a strict replay (ReplayChooser) reproduces the run. */
+  readonly schedule: string;
+  readonly verdict: Verdict;
+  readonly preemptions: number;
+  readonly injections: number;
+  /** Actions of the run (instruction steps, drains, injections). */
+  readonly steps: number;
+}
+
+export interface ShrinkResult extends MeasuredSchedule {
+  readonly verdict: Violation;
+  readonly original: MeasuredSchedule;
+  /** Candidate replays tried. */
+  readonly replays: number;
+}
+
+export interface ShrinkOptions {
+  readonly limits?: ExecutionLimits;
+  /** Candidate replays at most (default 400). */
+  readonly maxReplays?: number;
+}
+
+export class ShrinkError extends Error {
+  readonly userFacing = true;
+  constructor(message: string) {
+    super(message);
+    this.name = 'ShrinkError';
+  }
+}
+
+/** The same check: kind, and for a hazard its kind. */
+export function sameCheck(a: Verdict, b: Violation): boolean {
+  return !a.ok && a.check === b.check && a.hazard?.kind === b.hazard?.kind;
+}
+
+function runWith(subject: Subject, chooser: LenientReplay | ReplayChooser, limits: ExecutionLimits | undefined): MeasuredSchedule {
+  const exec = subject.start();
+  const counting = new CountingChooser(chooser);
+  const r = exec.run(counting, limits);
+  return { schedule: formatSchedule(exec.machine.decisions), verdict: r.verdict, preemptions: counting.preemptions, injections: counting.injections, steps: r.run.steps };
+}
+
+/** Replay `schedule` exactly and measure it (a decision that does not fit is a ScheduleError). */
+export function measureSchedule(subject: Subject, schedule: string, limits?: ExecutionLimits): MeasuredSchedule {
+  return runWith(subject, new ReplayChooser(schedule, subject.vcpus), limits);
+}
+
+function smaller(a: MeasuredSchedule, b: MeasuredSchedule): boolean {
+  if (a.preemptions !== b.preemptions) return a.preemptions < b.preemptions;
+  if (a.injections !== b.injections) return a.injections < b.injections;
+  return a.steps < b.steps;
+}
+
+type Run = [decision: number, count: number];
+
+function runsOf(schedule: string, vcpus: number): Run[] {
+  const out: Run[] = [];
+  for (const d of parseSchedule(schedule, vcpus)) {
+    const last = out[out.length - 1];
+    if (last !== undefined && last[0] === d) last[1]++;
+    else out.push([d, 1]);
+  }
+  return out;
+}
+
+function flatten(runs: readonly Run[]): number[] {
+  const out: number[] = [];
+  for (const [d, k] of runs) for (let i = 0; i < k; i++) out.push(d);
+  return out;
+}
+
+const isStep = (d: number): boolean => d >= 0 && actionKind(d) === ActionKind.Step;
+const isInjection = (d: number): boolean => d >= 0 && (actionKind(d) === ActionKind.Nmi || actionKind(d) === ActionKind.Irq);
+
+/** Candidates in the order tried: the biggest cuts first. */
+function* candidates(runs: readonly Run[]): Generator<Run[]> {
+  // 1. A prefix, the rest without preemptions (prefix 0: the non-preemptive schedule itself).
+  const cuts = new Set<number>();
+  for (let k = 0; k < Math.min(runs.length, 32); k++) cuts.add(k);
+  for (let k = 32; k < runs.length; k *= 2) cuts.add(k);
+  for (const k of cuts) yield runs.slice(0, k);
+  // 2. Each injection out.
+  for (let k = 0; k < runs.length; k++) if (isInjection(runs[k]![0])) yield [...runs.slice(0, k), ...runs.slice(k + 1)];
+  // 3. Each vCPU's run of steps between another vCPU's: moved to that vCPU's previous run, or left out (it runs later).
+  for (let k = 0; k < runs.length; k++) {
+    const [d, count] = runs[k]!;
+    if (!isStep(d)) continue;
+    for (let j = k - 1; j >= 0; j--) {
+      const e = runs[j]![0];
+      if (isStep(e) && actionCpu(e) === actionCpu(d)) {
+        const moved = runs.map((r) => [r[0], r[1]] as Run);
+        moved[j]![1] += count;
+        moved.splice(k, 1);
+        yield moved;
+        break;
+      }
+    }
+    yield [...runs.slice(0, k), ...runs.slice(k + 1)];
+  }
+  // 4. Half of a long run.
+  for (let k = 0; k < runs.length; k++) {
+    const [d, count] = runs[k]!;
+    if (count >= 2) yield [...runs.slice(0, k), [d, count >> 1], ...runs.slice(k + 1)];
+  }
+}
+
+/**
+ * Shrink `schedule`, on which `target` fired. Throws ShrinkError when the schedule does not
+ * reproduce the target (the caller handed a schedule of another run).
+ */
+export function shrink(subject: Subject, schedule: string, target: Violation, opts: ShrinkOptions = {}): ShrinkResult {
+  const limits = opts.limits;
+  const maxReplays = opts.maxReplays ?? 400;
+  const original = measureSchedule(subject, schedule, limits);
+  if (!sameCheck(original.verdict, target)) {
+    throw new ShrinkError(`the schedule does not reproduce the violation (${target.check}): its replay ended ${original.verdict.ok ? 'clean' : `in ${original.verdict.check}`}`);
+  }
+  let best = original;
+  let replays = 0;
+  const tried = new Set<string>([best.schedule]);
+  improve: while (replays < maxReplays) {
+    for (const c of candidates(runsOf(best.schedule, subject.vcpus))) {
+      const key = formatSchedule(c.flat());
+      if (tried.has(key)) continue;
+      tried.add(key);
+      if (replays++ >= maxReplays) break improve;
+      const m = runWith(subject, new LenientReplay(flatten(c)), limits);
+      if (sameCheck(m.verdict, target) && smaller(m, best)) {
+        best = m;
+        continue improve;
+      }
+    }
+    break;
+  }
+  // Re-verify: the kept schedule, replayed strictly, is the same run.
+  const verified = measureSchedule(subject, best.schedule, limits);
+  if (verified.schedule !== best.schedule || !sameCheck(verified.verdict, target)) {
+    throw new Error(`shrink: the shrunk schedule does not replay to itself (${best.schedule.slice(0, 80)})`);
+  }
+  return { ...verified, verdict: verified.verdict as Violation, original, replays };
+}
