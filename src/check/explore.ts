@@ -104,7 +104,8 @@ export function budgetAllows(budget: ExplorationBudget, index: number, startedMs
   return budget.kind === 'executions' ? index < budget.executions : nowMs - startedMs < budget.seconds * 1000;
 }
 
-function headerOf(subject: Subject, strategy: Strategy, opts: ExploreOptions, limits: ExecutionLimits) {
+/** The header of an exploration's result (what ran, with which bound). */
+export function headerOf(subject: Subject, strategy: Strategy, opts: ExploreOptions, limits: ExecutionLimits) {
   const preemptions = strategy.kind === 'exhaustive' ? strategy.preemptions : undefined;
   return {
     subject: subject.name,

@@ -6,6 +6,8 @@
 import { Command, CommanderError } from 'commander';
 import { register as registerRun } from './commands/run.ts';
 import { register as registerInspect } from './commands/inspect.ts';
+import { register as registerCheck } from './commands/check.ts';
+import { register as registerMerge } from './commands/merge.ts';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -21,6 +23,8 @@ export function buildProgram(): Command {
     .exitOverride();
   registerRun(program);
   registerInspect(program);
+  registerCheck(program);
+  registerMerge(program);
   return program;
 }
 

@@ -2,6 +2,7 @@
  * `pvpatch run <scenario>`: build the scenario's machine, run it under a strategy (or sweep many
  * seeds), print a per-vCPU summary, every hazard, the stop reason and the replayable schedule.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { writeAtomically } from '../write-file.ts';
 import type { Command } from 'commander';
 import { Option } from 'commander';
@@ -26,6 +27,7 @@ interface RunFlags {
   seed?: string;
   strategy?: Strategy;
   schedule?: string;
+  scheduleFile?: string;
   maxInstructions?: string;
   seeds?: string;
   protocol?: SwitchProtocol;
@@ -105,7 +107,16 @@ function printRun(file: string, m: Machine, r: RunResult, strategy: string, seed
 }
 
 
-export async function runCommand(file: string | undefined, flags: RunFlags): Promise<number> {
+/** --schedule-file: a schedule of any length, read as --schedule would take it. */
+function scheduleFromFile(flags: RunFlags): RunFlags {
+  if (flags.scheduleFile === undefined) return flags;
+  if (flags.schedule !== undefined) throw new ScenarioError('give --schedule or --schedule-file, not both');
+  if (!existsSync(flags.scheduleFile)) throw new ScenarioError(`--schedule-file ${flags.scheduleFile}: no such file`);
+  return { ...flags, schedule: readFileSync(flags.scheduleFile, 'utf8').trim() };
+}
+
+export async function runCommand(file: string | undefined, given: RunFlags): Promise<number> {
+  const flags = scheduleFromFile(given);
   const path = file ?? defaultScenarioPath();
   const doc = readScenarioDoc(path);
   if (isGuestScenario(doc)) {
@@ -179,6 +190,7 @@ export function register(program: Command): void {
     .addOption(new Option('--protocol <name>', 'guest scenarios with a switch: the patching protocol (default: the scenario\'s, else v2)').choices([...SWITCH_PROTOCOLS]))
     .option('--corrupt-site <n>', 'guest scenarios: rewrite site n\'s NOP padding first, so the switch meets bytes it does not expect')
     .option('--schedule <string>', 'replay this schedule string (implies --strategy replay)')
+    .option('--schedule-file <file>', 'replay the schedule string in this file (any length; implies --strategy replay)')
     .option('--schedule-out <file>', 'write the run\'s schedule string to a file')
     .option('--trace-out <file>', 'write the run\'s events as Chrome/Perfetto trace JSON (open in ui.perfetto.dev)')
     .option('--max-instructions <n>', 'stop after n instructions')
