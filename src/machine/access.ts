@@ -46,6 +46,7 @@ function loadCommitted(mem: Memory, c: Vcpu, addr: number, size: number, out: Ha
 
 /** Load `size` bytes as this vCPU sees them (its own buffered stores forwarded). */
 export function load(mem: Memory, c: Vcpu, addr: number, size: number, out: Halves): void {
+  if (mem.footprint !== undefined) mem.footprint.load(c, addr, size);
   loadCommitted(mem, c, addr, size, out);
   const sb = c.storeBuffer;
   if (sb.length === 0) return;
@@ -70,6 +71,7 @@ export function load(mem: Memory, c: Vcpu, addr: number, size: number, out: Halv
 
 /** Write a store to memory now (drain, or a locked/unbuffered store). */
 export function commit(mem: Memory, cpu: number, rip: number, addr: number, size: number, lo: number, hi: number): void {
+  if (mem.footprint !== undefined) mem.footprint.write(addr, size);
   const p = mem.writablePage(addr);
   if (p !== undefined && !p.writer && (p.perms & Perm.W) !== 0) {
     const o = addr - p.base;
@@ -112,11 +114,13 @@ export function store(mem: Memory, c: Vcpu, tso: boolean, addr: number, size: nu
   checkWritable(mem, c, addr, size);
   const sb = c.storeBuffer;
   if (sb.length >= STORE_BUFFER_CAPACITY) drainOne(mem, c);
+  if (mem.footprint !== undefined) mem.footprint.buffer(c.id);
   sb.push({ addr, size, lo, hi, time: c.time });
 }
 
 /** Commit the oldest buffered store. */
 export function drainOne(mem: Memory, c: Vcpu): void {
+  if (mem.footprint !== undefined) mem.footprint.drain(c.id, c.storeBuffer.length > 0 ? 1 : 0);
   const s = c.storeBuffer.shift();
   if (s) commit(mem, c.id, c.rip, s.addr, s.size, s.lo, s.hi);
 }
@@ -124,7 +128,19 @@ export function drainOne(mem: Memory, c: Vcpu): void {
 /** Commit every buffered store, oldest first (locked ops, MFENCE, serializing instructions). */
 export function drainAll(mem: Memory, c: Vcpu): void {
   const sb = c.storeBuffer;
+  // Recorded even when empty: a drain-all disables the vCPU's next drain, whichever comes first.
+  if (mem.footprint !== undefined) mem.footprint.drain(c.id, sb.length);
   if (sb.length === 0) return;
   for (const s of sb) commit(mem, c.id, c.rip, s.addr, s.size, s.lo, s.hi);
   sb.length = 0;
+}
+
+/**
+ * A serializing event on `c` (CPUID, SERIALIZE, IRET, serializing WRMSR, sync_core()): drain the
+ * store buffer, then synchronize with every text write so far (SDM 8.1.3).
+ */
+export function serialize(mem: Memory, c: Vcpu): void {
+  drainAll(mem, c);
+  if (mem.footprint !== undefined) mem.footprint.serialize();
+  c.serializedSeq = mem.textSeq;
 }

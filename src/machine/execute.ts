@@ -7,7 +7,8 @@ import { Op, Opd, Seg, BASE_RIP, type Insn } from '../x86/insn.ts';
 import { Flag, Reg, STATUS_FLAGS } from '../x86/registers.ts';
 import * as alu from '../x86/alu.ts';
 import { UnsupportedInstruction } from '../x86/errors.ts';
-import { load, store, commit, drainAll, type Halves } from './access.ts';
+import { load, store, commit, drainAll, serialize, type Halves } from './access.ts';
+import { Pseudo } from './footprint.ts';
 import { deliver, iret, recordReturn, checkReturn, push64, pop64 } from './interrupts.ts';
 import { MachineFault } from './errors.ts';
 import { CostClass } from './chooser.ts';
@@ -363,23 +364,23 @@ export function execute(ctx: ExecContext, c: Vcpu, i: Insn): number {
       drainAll(ctx.memory, c);
       return CostClass.Fence;
     case Op.CPUID: {
-      drainAll(ctx.memory, c);
       const leaf = c.lo[Reg.RAX]! >>> 0, sub = c.lo[Reg.RCX]! >>> 0;
       const r = ctx.hooks.cpuid?.(c, leaf, sub) ?? builtinCpuid(leaf);
       writeReg(c, Reg.RAX, 4, r[0] >>> 0, 0);
       writeReg(c, Reg.RBX, 4, r[1] >>> 0, 0);
       writeReg(c, Reg.RCX, 4, r[2] >>> 0, 0);
       writeReg(c, Reg.RDX, 4, r[3] >>> 0, 0);
-      c.serializedSeq = ctx.memory.textSeq;
+      if (ctx.hooks.cpuid !== undefined) ctx.memory.footprint?.pseudoRead(Pseudo.Host);
+      serialize(ctx.memory, c);
       return CostClass.Hypercall; // CPUID always exits to the hypervisor under VMX
     }
     case Op.SERIALIZE:
-      drainAll(ctx.memory, c);
-      c.serializedSeq = ctx.memory.textSeq;
+      serialize(ctx.memory, c);
       return CostClass.Serializing;
     case Op.VMCALL:
     case Op.VMMCALL: {
       const kind = i.op === Op.VMCALL ? 'vmcall' : 'vmmcall';
+      ctx.memory.footprint?.pseudoWrite(Pseudo.Host);
       const outcome = ctx.hooks.hypercall?.(c, kind, i) ?? 'ud';
       ctx.emit({ type: 'hypercall', step: ctx.step, cpu: c.id, kind, nr: c.lo[Reg.RAX]! >>> 0 });
       if (outcome === 'retry') c.rip = i.address;
@@ -398,8 +399,7 @@ export function execute(ctx: ExecContext, c: Vcpu, i: Insn): number {
       if (msr === Msr.GS_BASE) c.gsBase = (hi | 0) * 4294967296 + lo;
       else if (msr === Msr.FS_BASE) c.fsBase = (hi | 0) * 4294967296 + lo;
       else throw new MachineFault('unhandled-exception', c.id, i.address, `#GP: WRMSR to unmodelled MSR 0x${msr.toString(16)}`);
-      drainAll(ctx.memory, c); // WRMSR is serializing for other MSRs
-      c.serializedSeq = ctx.memory.textSeq;
+      serialize(ctx.memory, c); // WRMSR is serializing for other MSRs
       return CostClass.Serializing;
     }
     case Op.RDMSR: {

@@ -29,6 +29,8 @@ export function pop64(ctx: ExecContext, c: Vcpu): number {
 
 /** Remember a pushed return address (call or interrupt frame) for the return-into-rewritten check. */
 export function recordReturn(ctx: ExecContext, c: Vcpu, slot: number, returnAddress: number): void {
+  // The later check compares the text bytes around R with their writes since now: a text read.
+  if (ctx.memory.footprint !== undefined) ctx.memory.footprint.fetch(returnAddress - 15, 31);
   c.returns.set(slot, {
     returnAddress,
     pushedAt: ctx.memory.textSeq,
@@ -69,6 +71,7 @@ export function checkReturn(ctx: ExecContext, c: Vcpu, slot: number, target: num
   if (rec === undefined) return false;
   c.returns.delete(slot);
   if (rec.returnAddress !== target || rec.bytes.length === 0) return false;
+  if (ctx.memory.footprint !== undefined) ctx.memory.footprint.fetch(target - 15, 31);
   if (!rewrittenSince(ctx.memory, target, rec.bytes.length, rec.pushedAt)) return false;
   if (!landsMidInstruction(ctx.memory, target, rec.pushedAt)) return false;
   return ctx.hazard({
@@ -115,6 +118,7 @@ export function iret(ctx: ExecContext, c: Vcpu): boolean {
   c.setAddr(Reg.RSP, rsp);
   c.rip = rip;
   c.nmiBlocked = false;
+  ctx.memory.footprint?.serialize();
   c.serializedSeq = ctx.memory.textSeq;
   ctx.emit({ type: 'iret', step: ctx.step, cpu: c.id, rip });
   return checkReturn(ctx, c, slot, rip);

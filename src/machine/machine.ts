@@ -10,6 +10,7 @@ import { fetch, decodeAt } from './decode-cache.ts';
 import { execute } from './execute.ts';
 import { deliverPending, canWake, raiseIrq, raiseNmi } from './interrupts.ts';
 import { drainOne } from './access.ts';
+import { Pseudo, type FootprintRecorder } from './footprint.ts';
 import { ServiceContext, type ServiceFactory } from './service.ts';
 import { pop64, checkReturn } from './interrupts.ts';
 import { Reg } from '../x86/registers.ts';
@@ -223,6 +224,7 @@ export class Machine implements ExecContext {
     for (const t of targets) {
       const c = this.vcpus[t];
       if (!c) continue; // an IPI to a missing APIC ID is dropped, as on hardware
+      this.memory.footprint?.interrupt(t);
       if (nmi) raiseNmi(c);
       else raiseIrq(c, vector);
     }
@@ -232,11 +234,13 @@ export class Machine implements ExecContext {
   // ---- interrupts from outside (host, devices, other vCPUs' IPIs) ---------------------------
 
   raiseIrq(cpu: number, vector: number): void {
+    this.memory.footprint?.interrupt(cpu);
     raiseIrq(this.vcpu(cpu), vector);
     this.dirty = true;
   }
 
   raiseNmi(cpu: number): void {
+    this.memory.footprint?.interrupt(cpu);
     raiseNmi(this.vcpu(cpu));
     this.dirty = true;
   }
@@ -247,6 +251,7 @@ export class Machine implements ExecContext {
    */
   kick(cpu: number): void {
     const c = this.vcpu(cpu);
+    this.memory.footprint?.interrupt(cpu);
     if (!c.halted) {
       c.pvUnhalted = true;
       return;
@@ -267,6 +272,9 @@ export class Machine implements ExecContext {
 
   /** One step of vCPU `c`: deliver a pending interrupt, or fetch and execute one instruction. */
   stepCpu(c: Vcpu): number {
+    // Footprints (src/machine/footprint.ts) cost this one field test per step when off.
+    const fp = this.memory.footprint;
+    if (fp !== undefined) fp.step(c.id);
     if ((c.nmiPending || c.pendingIrqs.length > 0) && deliverPending(this, c)) return CostClass.Interrupt;
     if (c.halted) return CostClass.Halt;
     if (c.interruptShadow) c.interruptShadow = false;
@@ -281,10 +289,12 @@ export class Machine implements ExecContext {
     }
     let insn = fetch(this, c.id, c.serializedSeq, rip);
     if (insn === null) {
-      if (this.hazard(this.fetchHazard!)) return -1;
       insn = decodeAt(this.memory, c.rip)!;
-    }
+      if (fp !== undefined) fp.fetch(rip, insn.len);
+      if (this.hazard(this.fetchHazard!)) return -1;
+    } else if (fp !== undefined) fp.fetch(rip, insn.len);
     if (this.probes !== undefined && this.probeBits[rip - this.probeLo] === 1) {
+      fp?.pseudoWrite(Pseudo.Oracle);
       const h = this.probes!.get(rip)!(c, insn);
       if (h !== undefined && this.hazard(h)) return -1;
     }
@@ -395,8 +405,8 @@ export class Machine implements ExecContext {
         }
         this.record(a);
         if (kind === ActionKind.Drain) drainOne(this.memory, c);
-        else if (kind === ActionKind.Nmi) { budget.nmis--; raiseNmi(c); }
-        else { budget.irqs--; raiseIrq(c, budget.irqVector); }
+        else if (kind === ActionKind.Nmi) { budget.nmis--; raiseNmi(c); this.memory.footprint?.injected(c.id, Pseudo.NmiBudget); }
+        else { budget.irqs--; raiseIrq(c, budget.irqVector); this.memory.footprint?.injected(c.id, Pseudo.IrqBudget); }
         this.step++;
         chooser.observe?.(c, kind, kind === ActionKind.Drain ? CostClass.Drain : CostClass.Inject);
         if (until !== undefined && until(this)) { reason = 'until'; break; }
@@ -417,6 +427,14 @@ export class Machine implements ExecContext {
       hazardSteps: this.hazardSteps.slice(hazardsBefore),
       ...(error ? { error } : {}),
     };
+  }
+
+  /**
+   * Record what each action touches into `recorder` (undefined: stop). The recorder belongs to this
+   * machine's memory; a fork starts without one.
+   */
+  recordFootprints(recorder: FootprintRecorder | undefined): void {
+    this.memory.footprint = recorder;
   }
 
   retired(): number {

@@ -7,6 +7,7 @@
 import { MachineConfigError } from './errors.ts';
 import type { DecodeEntry } from './decode-cache.ts';
 import { hexAddress } from '../x86/format.ts';
+import type { FootprintRecorder } from './footprint.ts';
 
 export const PAGE_SIZE = 4096;
 
@@ -107,6 +108,8 @@ export class Memory {
   private token: object = {};
   /** Global text write sequence number: increments once per committed write to an executable page. */
   textSeq = 0;
+  /** Set by an explorer to record what each action touches (src/machine/footprint.ts); forks start without. */
+  footprint: FootprintRecorder | undefined = undefined;
 
   constructor(
     readonly lineage: Lineage = { generation: 0 },
@@ -198,6 +201,7 @@ export class Memory {
    * they are synchronized for every vCPU). Ignores write permission.
    */
   writeBytes(addr: number, bytes: ArrayLike<number>): void {
+    if (this.footprint !== undefined && bytes.length > 0) this.footprint.write(addr, bytes.length);
     for (let i = 0; i < bytes.length; i++) {
       const p = this.writablePage(addr + i);
       if (!p) throw new MachineConfigError(`write to unmapped address ${hexAddress(addr + i)}`);
@@ -224,6 +228,7 @@ export class Memory {
    * executable, so the cross-modifying-code rule sees it.
    */
   poke(addr: number, bytes: ArrayLike<number>, writer: number): void {
+    if (this.footprint !== undefined && bytes.length > 0) this.footprint.write(addr, bytes.length);
     for (let i = 0; i < bytes.length; i++) this.commitByte(addr + i, bytes[i]!, writer, true);
   }
 

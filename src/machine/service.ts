@@ -8,7 +8,7 @@
  * and resumes when that code returns; interrupts and NMIs land between steps and nest.
  */
 import { Reg, Flag } from '../x86/registers.ts';
-import { load, store, commit, drainAll } from './access.ts';
+import { load, store, commit, drainAll, serialize } from './access.ts';
 import { push64, pop64, recordReturn, iret, checkReturn } from './interrupts.ts';
 import { CostClass } from './chooser.ts';
 import type { ExecContext } from './context.ts';
@@ -146,8 +146,7 @@ export class ServiceContext {
    * store buffer and synchronizes this vCPU with every text write so far (SDM 8.1.3).
    */
   *serialize(): Generator<number, void, void> {
-    drainAll(this.exec.memory, this.cpu);
-    this.cpu.serializedSeq = this.exec.memory.textSeq;
+    serialize(this.exec.memory, this.cpu);
     yield CostClass.Serializing;
   }
 

@@ -1,0 +1,258 @@
+/**
+ * One DPOR execution as a Chooser: it replays the exploration path's decisions up to the branch
+ * being explored, then extends the path with new scheduling nodes, taking a default at each
+ * (continue the running vCPU, else drain, else the lowest vCPU, else inject). Every action's
+ * footprint goes into the execution's Trace; the races of new events are kept for the explorer.
+ *
+ * Spinning (DESIGN.md §3: a vCPU spinning on PAUSE is not a useful choice forever): at each
+ * scheduling point the machine state is hashed. When a state repeats within the execution, the
+ * processes that moved since its first occurrence went round a cycle:
+ * - if every enabled vCPU step and drain took part, nothing else can happen: a livelock;
+ * - if this execution's branch point lies inside the cycle, the cycle only re-enters a state whose
+ *   futures the branch's ancestors explore: the execution ends (redundant);
+ * - otherwise the cycling processes yield (CHESS-style fair scheduling): they may not be chosen at
+ *   this node, and switching away from them is no preemption.
+ */
+import { ActionKind, action, actionCpu, actionKind, type Chooser, type SchedulingPoint } from '../machine/chooser.ts';
+import type { Machine } from '../machine/machine.ts';
+import type { Footprint, FootprintRecorder } from '../machine/footprint.ts';
+import { dependent, type Trace } from './dpor-trace.ts';
+import { machineStateHash } from './state-hash.ts';
+
+/** A process that need not be explored here: explored before (fp: its next event), or ⊤ (null). */
+export interface SleepEntry {
+  readonly proc: number;
+  readonly fp: Footprint | null;
+}
+
+export interface ScheduleNode {
+  readonly kind: 'schedule';
+  /** Enabled actions, in the machine's order. */
+  readonly enabled: readonly number[];
+  /** The vCPU of the last step before this node (-1: none yet). */
+  readonly running: number;
+  /** Switching away from `running` here costs no preemption (it just spun: PAUSE or a cycle). */
+  readonly yieldable: boolean;
+  /** Preemptions before this node. */
+  readonly preemptions: number;
+  readonly sleep: readonly SleepEntry[];
+  /** Processes of a cycle that closed here: not to be chosen here. */
+  readonly blocked: readonly number[];
+  /** Processes still to explore from here. */
+  readonly backtrack: Set<number>;
+  /** Processes explored from here, with their event's footprint; `complete`: no bound cut below. */
+  readonly done: Map<number, SleepEntry & { readonly complete: boolean }>;
+  chosen: number;
+  /** Union of the chosen event's footprints over the executions of this branch. */
+  chosenFp: Footprint | null;
+  /** An execution below the current branch was cut by the depth bound. */
+  incomplete: boolean;
+}
+
+/** A non-scheduling choice (old or new bytes at a legal CMC fetch): every value is explored. */
+export interface ChoiceNode {
+  readonly kind: 'choice';
+  readonly values: number;
+  chosen: number;
+}
+
+export type PathNode = ScheduleNode | ChoiceNode;
+
+/** Why an execution ended before the machine stopped it. */
+export type CutReason = 'sleep-blocked' | 'preemption-bound' | 'redundant-cycle' | 'livelock';
+
+/** Thrown out of the machine's run loop to end an execution early (not a user-facing error). */
+export class ExplorationCut extends Error {
+  constructor(
+    readonly reason: CutReason,
+    /** For a livelock: the vCPUs going round the cycle, and the step where it closed. */
+    readonly cycle: { cpus: number[]; step: number } | undefined = undefined,
+  ) {
+    super(`exploration cut: ${reason}`);
+    this.name = 'ExplorationCut';
+  }
+}
+
+/** The preemption cost of choosing `proc` at `node`: a switch away from a vCPU that could continue. */
+export function preemptionCost(node: ScheduleNode, proc: number): number {
+  if (actionKind(proc) !== ActionKind.Step || node.running < 0 || actionCpu(proc) === node.running || node.yieldable) return 0;
+  return node.enabled.includes(action(node.running, ActionKind.Step)) ? 1 : 0;
+}
+
+function unionFp(a: Footprint | null, b: Footprint): Footprint {
+  if (a === null) return b;
+  const u = (x: readonly number[], y: readonly number[]) => [...x, ...y.filter((g) => !x.includes(g))];
+  return { reads: u(a.reads, b.reads), writes: u(a.writes, b.writes), fetches: u(a.fetches, b.fetches) };
+}
+
+export interface ExecutionSettings {
+  /** Partial-order reduction (races and sleep sets) on, or plain bounded DFS over every enabled action. */
+  readonly reduction: boolean;
+  readonly preemptionBound: number | undefined;
+}
+
+export class DporChooser implements Chooser {
+  readonly name = 'dpor';
+  /** (x, e) pairs: event x races with new event e. */
+  readonly races: [number, number][] = [];
+  /** A default choice was impossible within the preemption bound, or DFS left an action out. */
+  boundHit = false;
+  private pos = 0;
+  private current: { proc: number; node: number; buffered: number; drained: number } | undefined;
+  private sleep: readonly SleepEntry[] = [];
+  private preemptions = 0;
+  private running = -1;
+  private runningPaused = false;
+  private injections = 0;
+  private readonly seen = new Map<number, number>();
+  private readonly initialBuffer: number[];
+
+  constructor(
+    private readonly path: PathNode[],
+    /** Nodes [0, prefix) are replayed; node prefix-1 is the branch being explored (-1: first run). */
+    private readonly prefix: number,
+    private readonly machine: Machine,
+    private readonly recorder: FootprintRecorder,
+    private readonly trace: Trace,
+    private readonly settings: ExecutionSettings,
+  ) {
+    this.initialBuffer = machine.vcpus.map((c) => c.storeBuffer.length);
+  }
+
+  /** Preemptions taken so far. */
+  get preemptionCount(): number {
+    return this.preemptions;
+  }
+
+  next(point: SchedulingPoint): number {
+    const proc = this.point(point.actions.subarray(0, point.count));
+    return point.actions.subarray(0, point.count).indexOf(proc);
+  }
+
+  forced(a: number): void {
+    this.point(Int32Array.of(a));
+  }
+
+  choose(_kind: string, n: number): number {
+    const k = this.pos++;
+    if (k < this.prefix) {
+      const node = this.path[k]!;
+      if (node.kind !== 'choice' || node.values !== n) throw new Error(`DPOR replay diverged at node ${k}: expected a choice`);
+      return node.chosen;
+    }
+    this.path.push({ kind: 'choice', values: n, chosen: 0 });
+    return 0;
+  }
+
+  /** Record the last action of the run (call once the run has returned). */
+  finish(terminal: boolean): void {
+    this.finishEvent(terminal);
+  }
+
+  private point(actions: Int32Array): number {
+    this.finishEvent(false);
+    const k = this.pos++;
+    let node: ScheduleNode;
+    if (k < this.prefix) {
+      const n = this.path[k]!;
+      if (n.kind !== 'schedule' || n.enabled.length !== actions.length || n.enabled.some((a, i) => a !== actions[i])) {
+        throw new Error(`DPOR replay diverged at node ${k}: the run is not deterministic`);
+      }
+      node = n;
+      this.remember(k);
+    } else {
+      node = this.extend(k, Array.from(actions));
+    }
+    const proc = node.chosen;
+    this.preemptions += preemptionCost(node, proc);
+    const cpu = actionCpu(proc);
+    this.current = { proc, node: k, buffered: this.recorder.buffered[cpu]!, drained: this.recorder.drained[cpu]! };
+    return proc;
+  }
+
+  /** Put the state at node k in the cycle table; returns the node where it was first seen. */
+  private remember(k: number): number | undefined {
+    const h = machineStateHash(this.machine, this.recorder, [this.injections]);
+    if (h === undefined) return undefined;
+    const first = this.seen.get(h);
+    if (first === undefined) this.seen.set(h, k);
+    return first;
+  }
+
+  private extend(k: number, enabled: number[]): ScheduleNode {
+    let blocked: number[] = [];
+    let yieldable = this.runningPaused;
+    const first = this.remember(k);
+    if (first !== undefined) {
+      const cycle = new Set<number>();
+      const ev = this.trace.events;
+      for (let i = ev.length - 1; i >= 0 && ev[i]!.node >= first; i--) cycle.add(ev[i]!.proc);
+      const starved = enabled.filter((a) => !cycle.has(a) && (actionKind(a) === ActionKind.Step || actionKind(a) === ActionKind.Drain));
+      if (starved.length === 0) {
+        const cpus = [...new Set([...cycle].map(actionCpu))].sort((a, b) => a - b);
+        throw new ExplorationCut('livelock', { cpus, step: this.machine.step });
+      }
+      if (this.prefix - 1 >= first) throw new ExplorationCut('redundant-cycle');
+      blocked = enabled.filter((a) => cycle.has(a));
+      yieldable = true;
+    }
+    const node: ScheduleNode = {
+      kind: 'schedule',
+      enabled,
+      running: this.running,
+      yieldable,
+      preemptions: this.preemptions,
+      sleep: this.sleep,
+      blocked,
+      backtrack: new Set(),
+      done: new Map(),
+      chosen: -1,
+      chosenFp: null,
+      incomplete: false,
+    };
+    const bound = this.settings.preemptionBound;
+    const fits = (a: number) => bound === undefined || node.preemptions + preemptionCost(node, a) <= bound;
+    const open = enabled.filter((a) => !blocked.includes(a) && !node.sleep.some((s) => s.proc === a));
+    if (open.length === 0) throw new ExplorationCut('sleep-blocked');
+    const byKind = (kind: ActionKind) => open.filter((a) => actionKind(a) === kind && fits(a));
+    const own = action(this.running, ActionKind.Step);
+    const pick = [...(this.running >= 0 && open.includes(own) ? [own] : []), ...byKind(ActionKind.Drain), ...byKind(ActionKind.Step), ...byKind(ActionKind.Nmi), ...byKind(ActionKind.Irq)][0];
+    if (!this.settings.reduction) {
+      for (const a of open) {
+        if (fits(a)) node.backtrack.add(a);
+        else this.boundHit = true;
+      }
+    }
+    if (pick === undefined) {
+      this.boundHit = true;
+      throw new ExplorationCut('preemption-bound');
+    }
+    node.chosen = pick;
+    this.path.push(node);
+    return node;
+  }
+
+  private finishEvent(terminal: boolean): void {
+    const cur = this.current;
+    if (cur === undefined) return;
+    this.current = undefined;
+    const fp = this.recorder.take();
+    const cpu = actionCpu(cur.proc), kind = actionKind(cur.proc);
+    const buffered: [number, number] = [cur.buffered, this.recorder.buffered[cpu]!];
+    const drains = kind === ActionKind.Drain && this.recorder.drained[cpu]! > cur.drained ? cur.drained - this.initialBuffer[cpu]! : -1;
+    const races = this.trace.add(cur.proc, cur.node, fp, terminal, buffered, drains);
+    const e = this.trace.events.length - 1;
+    const node = this.path[cur.node] as ScheduleNode;
+    node.chosenFp = unionFp(node.chosenFp, fp);
+    if (this.settings.reduction) {
+      if (cur.node >= this.prefix - 1) for (const x of races) this.races.push([x, e]);
+      const inherited = [...node.sleep, ...[...node.done.values()].filter((d) => d.complete)];
+      this.sleep = inherited.filter((s) => s.proc !== cur.proc && s.fp !== null && !dependent(s.fp, s.proc, fp, cur.proc));
+    }
+    if (kind === ActionKind.Step) {
+      const c = this.machine.vcpus[cpu]!;
+      this.running = cpu;
+      this.runningPaused = c.lastPause === c.retired - 1;
+    } else if (kind === ActionKind.Nmi || kind === ActionKind.Irq) this.injections++;
+  }
+}
