@@ -26,10 +26,11 @@ export interface ExecutionRecord {
   /** Execution i of the exploration; a seeded strategy ran it with seed base + i. */
   readonly index: number;
   readonly seed?: number;
-  readonly stop: StopReason;
+  /** The machine's stop reason, or why an exhaustive strategy cut the execution short. */
+  readonly stop: StopReason | string;
   readonly steps: number;
-  /** The subject's canonical final state. */
-  readonly state: string;
+  /** The subject's canonical final state; absent for an execution cut short (it has none). */
+  readonly state?: string;
   readonly coverage: readonly string[];
   /** Present when the verdict is a violation: what fired and the schedule that reproduces it. */
   readonly violation?: { readonly verdict: Verdict & { ok: false }; readonly schedule: string };
@@ -37,7 +38,7 @@ export interface ExecutionRecord {
 
 /** How one execution ended: `ok (<stop reason>)` or the check that fired (with its hazard kind). */
 export function endingOf(r: ExecutionRecord): string {
-  if (r.violation === undefined) return `ok (${r.stop})`;
+  if (r.violation === undefined) return r.state === undefined ? `cut (${r.stop})` : `ok (${r.stop})`;
   const v = r.violation.verdict;
   return v.hazard !== undefined ? `${v.check} ${v.hazard.kind}` : v.check;
 }
@@ -65,7 +66,7 @@ export interface ExplorationResult {
   readonly shard?: Shard;
   readonly executions: number;
   readonly violations: number;
-  /** Distinct final states, most frequent first (ties by state text). */
+  /** Distinct final states, most frequent first (ties by state text); executions cut short have none. */
   readonly states: readonly Counted[];
   readonly endings: readonly Counted[];
   /** Coverage point → executions that reached it, by point. */
@@ -99,7 +100,7 @@ export function aggregate(header: ExplorationHeader, records: readonly Execution
   let first: FirstViolation | undefined;
   let violations = 0;
   for (const r of records) {
-    add(states, r.state, 1);
+    if (r.state !== undefined) add(states, r.state, 1);
     add(endings, endingOf(r), 1);
     for (const p of r.coverage) add(coverage, p, 1);
     if (r.violation !== undefined) {

@@ -17,6 +17,7 @@ import { formatSchedule } from '../sched/schedule.ts';
 import { ReplayChooser } from '../sched/replay.ts';
 import { aggregate, type ExecutionRecord, type ExplorationBudget, type ExplorationResult, type Shard } from './exploration.ts';
 import type { Execution, ExecutionLimits, ExecutionResult, Subject } from './subject.ts';
+import type { Verdict } from './verdict.ts';
 
 export interface SeededStrategy {
   readonly kind: 'seeded';
@@ -34,8 +35,20 @@ export interface ReplayStrategy {
 
 /** One execution an exhaustive strategy ran, as it hands it to the driver. */
 export interface ExhaustiveVisit {
-  readonly execution: Execution;
-  readonly result: ExecutionResult;
+  /** The machine's stop reason, or why the strategy cut the execution short (then it has no final state). */
+  readonly stop: string;
+  readonly steps: number;
+  /** Absent for an execution cut short. */
+  readonly verdict?: Verdict;
+  readonly finalState?: string;
+  readonly coverage?: readonly string[];
+  /** The schedule of a violating execution (src/sched/schedule.ts), for its counterexample. */
+  readonly schedule?: string;
+}
+
+/** The visit of a finished execution. */
+export function visitOf(exec: Execution, r: ExecutionResult): ExhaustiveVisit {
+  return { stop: r.run.reason, steps: r.run.steps, verdict: r.verdict, finalState: r.finalState, ...(r.coverage ? { coverage: r.coverage } : {}), schedule: formatSchedule(exec.machine.decisions) };
 }
 
 export interface ExhaustiveStrategy {
@@ -46,9 +59,9 @@ export interface ExhaustiveStrategy {
   /**
    * Run executions of `subject` (each from `subject.start()`), hand each to `visit` in the order
    * run, stop as soon as `visit` returns false (the budget is spent); return whether every
-   * interleaving within the bound was explored.
+   * interleaving within the bound was explored. `maxExecutions` is the budget when it is a count.
    */
-  explore(subject: Subject, limits: ExecutionLimits, visit: (v: ExhaustiveVisit) => boolean): { complete: boolean };
+  explore(subject: Subject, limits: ExecutionLimits, visit: (v: ExhaustiveVisit) => boolean, opts: { maxExecutions?: number; stopAtViolation: boolean }): { complete: boolean };
 }
 
 export type Strategy = SeededStrategy | ReplayStrategy | ExhaustiveStrategy;
@@ -82,6 +95,18 @@ export function recordOf(index: number, seed: number | undefined, exec: Executio
     state: r.finalState,
     coverage: r.coverage ?? [],
     ...(v.ok ? {} : { violation: { verdict: v, schedule: formatSchedule(exec.machine.decisions) } }),
+  };
+}
+
+function recordOfVisit(index: number, v: ExhaustiveVisit): ExecutionRecord {
+  const bad = v.verdict !== undefined && !v.verdict.ok ? v.verdict : undefined;
+  return {
+    index,
+    stop: v.stop,
+    steps: v.steps,
+    ...(v.finalState !== undefined ? { state: v.finalState } : {}),
+    coverage: v.coverage ?? [],
+    ...(bad !== undefined ? { violation: { verdict: bad, schedule: v.schedule ?? '' } } : {}),
   };
 }
 
@@ -152,13 +177,12 @@ export function explore(subject: Subject, strategy: Strategy, opts: ExploreOptio
     case 'exhaustive': {
       if (opts.shard !== undefined && opts.shard.count > 1) throw new ExploreError(`--shard splits seeded strategies; ${strategy.name} explores one tree in one process`);
       let i = 0;
-      let stopped = false;
-      const { complete } = strategy.explore(subject, limits, ({ execution, result }) => {
-        const rec = recordOf(i++, undefined, execution, result);
+      const stopAtViolation = opts.stopAtViolation === true;
+      const { complete } = strategy.explore(subject, limits, (v) => {
+        const rec = recordOfVisit(i++, v);
         records.push(rec);
-        stopped = (opts.stopAtViolation === true && rec.violation !== undefined) || !budgetAllows(opts.budget, i, started, now());
-        return !stopped;
-      });
+        return !((stopAtViolation && rec.violation !== undefined) || !budgetAllows(opts.budget, i, started, now()));
+      }, { ...(opts.budget.kind === 'executions' ? { maxExecutions: opts.budget.executions } : {}), stopAtViolation });
       return aggregate(header, records, complete);
     }
   }

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { scenarioSubject } from '../../src/cli/scenario/subject.ts';
-import { explore, runSeeded, limitsFor, type ExhaustiveStrategy } from '../../src/check/explore.ts';
+import { explore, runSeeded, limitsFor, visitOf, type ExhaustiveStrategy } from '../../src/check/explore.ts';
 import { aggregate } from '../../src/check/exploration.ts';
 import { seededStrategy } from '../../src/check/seeded.ts';
 import type { Chooser, SchedulingPoint } from '../../src/machine/chooser.ts';
@@ -81,7 +81,7 @@ function dfs(): ExhaustiveStrategy {
         const execution = subject.start();
         const c = new Follow(prefix);
         const result = execution.run(c, limits);
-        if (!visit({ execution, result })) return { complete: false };
+        if (!visit(visitOf(execution, result))) return { complete: false };
         const path = c.widths.map((_, i) => (i < prefix.length ? prefix[i]! : 0));
         let k = path.length - 1;
         while (k >= 0 && path[k]! + 1 >= c.widths[k]!) k--;

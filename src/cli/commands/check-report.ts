@@ -100,7 +100,7 @@ export function checkText(r: CheckReport): string {
   const out: string[] = [];
   const shard = r.shard ? ` (shard ${r.shard.index}/${r.shard.count}: merge the shards with pvpatch merge)` : '';
   out.push(`${r.subject}: strategy ${r.strategy}${r.bound.preemptions !== undefined ? ` (preemption bound ${r.bound.preemptions})` : ''}, depth ${n(r.bound.maxInstructions)} instructions${shard}`);
-  out.push(`explored ${n(r.executions)} executions${seedsText(r)}; ${budgetText(r)}`);
+  out.push(`explored ${n(r.executions)} execution${r.executions === 1 ? '' : 's'}${seedsText(r)}; ${budgetText(r)}`);
   const verdict =
     r.verdict === 'violation' ? `violation: ${n(r.violations)} of ${n(r.executions)} executions broke a check`
     : r.verdict === 'exhausted' ? 'exhausted: every interleaving within the bound ran, none broke a check'

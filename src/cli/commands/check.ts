@@ -19,6 +19,7 @@ import { scenarioSubject } from '../scenario/subject.ts';
 import { defaultScenarioPath } from '../default-scenario.ts';
 import { checkExitCode, checkText, finishCheck } from './check-report.ts';
 import { explorePool } from '../../check/pool.ts';
+import { dporStrategy } from '../../check/dpor-strategy.ts';
 import type { CheckWorkerData } from '../check-worker.ts';
 
 export type CheckStrategyName = SeededStrategyName | 'dpor';
@@ -77,7 +78,7 @@ function strategyOf(flags: CheckFlags): Strategy {
   }
   const name = flags.strategy ?? 'random';
   const preemptions = intFlag(flags.preemptions, 'preemptions', 0);
-  if (name === 'dpor') throw new ScenarioError('--strategy dpor needs the exhaustive search (src/check/dpor.ts), which this build does not have yet; use random or pct');
+  if (name === 'dpor') return dporStrategy(preemptions);
   return seededStrategy(name, preemptions !== undefined ? { preemptions } : {});
 }
 
@@ -119,7 +120,7 @@ export function register(program: Command): void {
     .option('--depth <n>', 'instructions per execution at most (default: the scenario\'s run.maxInstructions)')
     .option('--executions <n>', 'run n executions (default 1000); execution i uses seed --seed + i')
     .option('--budget <seconds>', 'run for this much wall-clock time instead (the count then depends on the machine)')
-    .option('--workers <n>', 'worker threads for random and pct (default: the cores); the result is the same for any n')
+    .option('--workers <n>', 'worker threads for random and pct (default: the cores; dpor runs in one); the result is the same for any n')
     .option('--shard <i/n>', 'run only executions i, i+n, i+2n, ... (join the shards\' --json files with pvpatch merge)')
     .option('--seed <s>', 'seed of execution 0 (default 1)')
     .option('--expect <condition>', 'a herd-style final condition over observed values, e.g. \'exists (0:rax=0 /\\ 1:rax=0)\'')
