@@ -127,8 +127,17 @@ function* candidates(runs: readonly Run[]): Generator<Run[]> {
 }
 
 /**
- * Shrink `schedule`, on which `target` fired. Throws ShrinkError when the schedule does not
- * reproduce the target (the caller handed a schedule of another run).
+ * A liveness verdict is not shrunk: with fewer preemptions a run that fails to make progress
+ * becomes one vCPU looping while the others never run, an unfair schedule that proves nothing.
+ */
+export function shrinkable(v: Violation): boolean {
+  return v.check !== 'step-limit' && v.check !== 'livelock';
+}
+
+/**
+ * Shrink `schedule`, on which `target` fired (a liveness verdict is only re-verified, see
+ * shrinkable). Throws ShrinkError when the schedule does not reproduce the target (the caller
+ * handed a schedule of another run).
  */
 export function shrink(subject: Subject, schedule: string, target: Violation, opts: ShrinkOptions = {}): ShrinkResult {
   const limits = opts.limits;
@@ -139,6 +148,7 @@ export function shrink(subject: Subject, schedule: string, target: Violation, op
   }
   let best = original;
   let replays = 0;
+  if (!shrinkable(target)) return { ...original, verdict: original.verdict as Violation, original, replays };
   const tried = new Set<string>([best.schedule]);
   improve: while (replays < maxReplays) {
     for (const c of candidates(runsOf(best.schedule, subject.vcpus))) {

@@ -56,3 +56,12 @@ test('a schedule that does not reproduce the violation is refused', () => {
   const found = explore(s, seededStrategy('random'), { budget: { kind: 'executions', executions: 1 } }).firstViolation!;
   assert.throws(() => shrink(s, 's0*30', found.verdict, { limits: { maxInstructions: 30 } }), /does not reproduce the violation \(hazard\): its replay ended clean/);
 });
+
+test('a step-limit verdict is re-verified but not shrunk: fewer preemptions would only starve a vCPU', () => {
+  const s = scenarioSubject(join(import.meta.dirname, '..', '..', 'scenarios', 'text-poke-order.yaml'));
+  const found = explore(s, seededStrategy('random'), { budget: { kind: 'executions', executions: 1 }, limits: { maxInstructions: 30 } }).firstViolation!;
+  assert.equal(found.verdict.check, 'step-limit');
+  const r = shrink(s, found.schedule, found.verdict, { limits: { maxInstructions: 30 } });
+  assert.equal(r.schedule, found.schedule);
+  assert.equal(r.replays, 0);
+});

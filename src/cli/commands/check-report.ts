@@ -7,7 +7,7 @@
  */
 import { writeAtomically } from '../write-file.ts';
 import { describeHazard } from '../hazard-text.ts';
-import { shrink, type Violation } from '../../check/shrink.ts';
+import { shrink, shrinkable, type Violation } from '../../check/shrink.ts';
 import { judgeCondition, type Condition, type ConditionResult } from '../../check/condition.ts';
 import type { ExplorationResult } from '../../check/exploration.ts';
 import type { Subject } from '../../check/subject.ts';
@@ -119,7 +119,9 @@ export function checkText(r: CheckReport): string {
   const cx = r.counterexample;
   if (cx !== undefined) {
     const v = cx.check;
-    out.push('', `counterexample (execution ${cx.execution}${cx.seed !== undefined ? `, seed ${cx.seed}` : ''}), shrunk from ${n(cx.found.steps)} steps, ${cx.found.preemptions} preemptions, ${cx.found.injections} injections to ${n(cx.steps)} steps, ${cx.preemptions} preemptions, ${cx.injections} injections:`);
+    const found = `${n(cx.found.steps)} steps, ${cx.found.preemptions} preemptions, ${cx.found.injections} injections`;
+    const how = shrinkable(v) ? `shrunk from ${found} to ${n(cx.steps)} steps, ${cx.preemptions} preemptions, ${cx.injections} injections` : `${found}; not shrunk: fewer preemptions would only starve a vCPU`;
+    out.push('', `counterexample (execution ${cx.execution}${cx.seed !== undefined ? `, seed ${cx.seed}` : ''}), ${how}:`);
     out.push(`  schedule: ${cx.schedule.length > 400 ? cx.schedule.slice(0, 400) + ` … (${n(cx.schedule.length)} chars: --schedule-out FILE writes it)` : cx.schedule}`);
     out.push(`  check ${v.check} fired at step ${n(v.step)}${v.cpu !== undefined ? ` on vCPU ${v.cpu}` : ''}:`);
     const text = v.hazard !== undefined ? describeHazard(v.hazard) : v.message;
