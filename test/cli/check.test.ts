@@ -126,3 +126,16 @@ test('bad input is one line: a guest scenario, a bad shard, two budgets, a bad c
   assertOneLineError(pvpatch('check', SB, '--budget', '1', '--executions', '5'), /not both/);
   assertOneLineError(pvpatch('check', SB, '--executions', '2', '--expect', 'exists (z=1)'), /names 'z', which the final states do not hold/);
 });
+
+test('check --schedule-file checks one recorded schedule and shrinks it', () => {
+  const f = join(dir, 'pct.schedule');
+  writeFileSync(f, 's0*5687 s1*4 d1*3 s0*2\n');
+  const r = pvpatch('check', NO_SYNC, '--schedule-file', f, '--json');
+  assert.equal(r.code, 1, r.err);
+  const o = JSON.parse(r.out) as Report & { strategy: string };
+  assert.equal(o.strategy, 'replay');
+  assert.equal(o.executions, 1);
+  assert.equal(o.counterexample?.schedule, 's1*4 d1 s0');
+  assert.equal(o.counterexample?.preemptions, 0);
+  assertOneLineError(pvpatch('check', NO_SYNC, '--strategy', 'random', '--preemptions', '2'), /random has no such bound/);
+});

@@ -92,8 +92,7 @@ function budgetText(r: CheckReport): string {
 
 function seedsText(r: CheckReport): string {
   if (r.strategy === 'replay' || r.complete || r.bound.preemptions !== undefined) return '';
-  const stride = r.shard ? `, every ${r.shard.count}th from ${r.seed + r.shard.index}` : '';
-  return `, seeds from ${r.seed}${stride}`;
+  return r.shard ? `, seeds from ${r.seed + r.shard.index} in steps of ${r.shard.count}` : `, seeds from ${r.seed}`;
 }
 
 export function checkText(r: CheckReport): string {

@@ -78,6 +78,7 @@ function strategyOf(flags: CheckFlags): Strategy {
   }
   const name = flags.strategy ?? 'random';
   const preemptions = intFlag(flags.preemptions, 'preemptions', 0);
+  if (preemptions !== undefined && name === 'random') throw new ScenarioError('--preemptions bounds dpor and sets pct\'s change points; random has no such bound');
   if (name === 'dpor') return dporStrategy(preemptions);
   return seededStrategy(name, preemptions !== undefined ? { preemptions } : {});
 }
