@@ -113,7 +113,7 @@ function recordOfVisit(index: number, v: ExhaustiveVisit): ExecutionRecord {
 /** Run execution `index` of a seeded strategy (what a worker does for each index of its chunk). */
 export function runSeeded(subject: Subject, strategy: SeededStrategy, limits: ExecutionLimits, seedBase: number, index: number): ExecutionRecord {
   const seed = seedBase + index;
-  const exec = subject.start();
+  const exec = subject.start(seed);
   const r = exec.run(strategy.chooser(seed, subject.vcpus), limits);
   return recordOf(index, seed, exec, r);
 }

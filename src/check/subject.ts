@@ -39,6 +39,10 @@ export interface Subject {
   readonly vcpus: number;
   /** The run's limits unless a caller overrides them (the scenario's injections and bound). */
   readonly limits: ExecutionLimits;
-  /** A fresh execution from the boot snapshot: everything a guest, protocol, oracle or host keeps is forked. */
-  start(): Execution;
+  /**
+   * A fresh execution from the boot snapshot: everything a guest, protocol, oracle or host keeps is
+   * forked. A seeded strategy passes its execution's seed, for a subject with randomness of its own
+   * (a guest's workload); a subject without any ignores it.
+   */
+  start(seed?: number): Execution;
 }
