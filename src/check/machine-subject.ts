@@ -50,24 +50,26 @@ export function judgeMachineRun(r: RunResult, hasEnd: boolean, stepsAtStart: num
   return clean(end);
 }
 
-/** Label names by address (two labels at one address are one coverage point, `a/b`). */
-function labelsByAddress(labels: ReadonlyMap<string, number>): Map<number, string> {
+/** Label names by address (two labels at one address are one coverage point, `a/b`), sorted by name. */
+function labelsByAddress(labels: ReadonlyMap<string, number>): [number, string][] {
   const out = new Map<number, string>();
   for (const [name, a] of [...labels].sort((x, y) => (x[0] < y[0] ? -1 : 1))) out.set(a, out.has(a) ? `${out.get(a)}/${name}` : name);
-  return out;
+  return [...out].sort((x, y) => (x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : 0));
 }
 
 class MachineExecution implements Execution {
-  private readonly reached = new Set<string>();
+  /** One flag per label address: the probe's hot path sets a byte, the names are made once at the end. */
+  private readonly reached: Uint8Array;
   private ran = false;
 
   constructor(
     readonly machine: Machine,
     private readonly spec: MachineSubjectSpec,
-    labels: ReadonlyMap<number, string>,
+    private readonly labels: readonly (readonly [number, string])[],
   ) {
+    const reached = (this.reached = new Uint8Array(labels.length));
     // A probe writes nothing a vCPU can see, so coverage does not change the run (src/machine/machine.ts).
-    for (const [a, name] of labels) machine.probe(a, () => void this.reached.add(`label ${name}`));
+    labels.forEach(([a], k) => machine.probe(a, () => void (reached[k] = 1)));
   }
 
   run(chooser: Chooser, limits?: ExecutionLimits): ExecutionResult {
@@ -84,7 +86,8 @@ class MachineExecution implements Execution {
     });
     const verdict = judgeMachineRun(run, this.spec.until !== undefined, stepsAtStart);
     const finalState = this.spec.observe.length > 0 ? formatState(observe(m, this.spec.observe)) : whereStopped(m);
-    return { verdict, run, finalState, coverage: [...this.reached].sort() };
+    const coverage = this.labels.filter((_, k) => this.reached[k] === 1).map(([, name]) => `label ${name}`);
+    return { verdict, run, finalState, coverage };
   }
 }
 
