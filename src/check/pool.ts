@@ -42,6 +42,7 @@ export async function explorePool(subject: Subject, strategy: SeededStrategy, op
   });
   const records: ExecutionRecord[] = [];
   let violationAt = Infinity;
+  let failure: Error | undefined;
   try {
     const indices = shardIndices(opts.shard);
     const started = now();
@@ -58,17 +59,24 @@ export async function explorePool(subject: Subject, strategy: SeededStrategy, op
     // Keep two chunks per worker in flight; stop handing out work once the budget is spent or a violation came back (stopAtViolation).
     const inFlight = new Set<Promise<void>>();
     const launch = (): boolean => {
-      if (opts.stopAtViolation === true && violationAt < Infinity) return false;
+      if (failure !== undefined || (opts.stopAtViolation === true && violationAt < Infinity)) return false;
       const ind = nextChunk();
       if (ind.length === 0) return false;
       const task: ChunkTask = { indices: ind, seedBase, limits };
-      const p: Promise<void> = pool.run(task).then((rs: ExecutionRecord[]) => {
-        for (const r of rs) {
-          records.push(r);
-          if (r.violation !== undefined) violationAt = Math.min(violationAt, r.index);
-        }
-        inFlight.delete(p);
-      });
+      const p: Promise<void> = pool.run(task).then(
+        (rs: ExecutionRecord[]) => {
+          for (const r of rs) {
+            records.push(r);
+            if (r.violation !== undefined) violationAt = Math.min(violationAt, r.index);
+          }
+          inFlight.delete(p);
+        },
+        (e: unknown) => {
+          // Keep the first failure; the chunks still in flight finish before it is thrown.
+          failure ??= e instanceof Error ? e : new Error(String(e));
+          inFlight.delete(p);
+        },
+      );
       inFlight.add(p);
       return true;
     };
@@ -80,6 +88,7 @@ export async function explorePool(subject: Subject, strategy: SeededStrategy, op
   } finally {
     await pool.destroy();
   }
+  if (failure !== undefined) throw failure;
   records.sort((a, b) => a.index - b.index);
   // With stopAtViolation one thread stops right after the first violation: so do we.
   const kept = opts.stopAtViolation === true ? records.filter((r) => r.index <= violationAt) : records;
