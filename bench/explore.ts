@@ -3,7 +3,7 @@
  * random and PCT with one worker (in this thread) and with every core (the tinypool pool that
  * `check --workers` uses, its start-up included), DPOR in this thread — on the machine-level
  * text_poke_bp scenario; and the time to the first violation of the stock broken machine
- * scenario (cmc-no-sync) under each strategy. Wall-clock figures: the machine's load average is
+ * scenarios (cmc-no-sync, text-poke-first-byte-early) under each strategy. Wall-clock figures: the machine's load average is
  * reported with them. The guest scenarios need the guest subject, which this build lacks: their
  * rows say so.
  */
@@ -23,6 +23,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const SCENARIOS = join(here, '..', 'scenarios');
 const TPO = join(SCENARIOS, 'text-poke-order.yaml');
 const NO_SYNC = join(SCENARIOS, 'cmc-no-sync.yaml');
+const FIRST_BYTE_EARLY = join(SCENARIOS, 'text-poke-first-byte-early.yaml');
 const WORKER = new URL('../src/cli/check-worker.mjs', import.meta.url);
 
 interface Row {
@@ -94,7 +95,7 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, unkn
     // As many executions as one thread ran in `secs`, times the cores: equal times mean linear scaling.
     if (name !== 'dpor' && cores > 1) rows.push(await inPool(TPO, name, cores, Math.max(cores * 8, one.executions * cores)));
   }
-  const firstViolation = (['random', 'pct', 'dpor'] as const).map((name) => timeToFirstViolation(NO_SYNC, name, 10_000));
+  const firstViolation = [NO_SYNC, FIRST_BYTE_EARLY].flatMap((path) => (['random', 'pct', 'dpor'] as const).map((name) => timeToFirstViolation(path, name, 10_000)));
   return {
     cores,
     loadAverage: { before: loadBefore.map((x) => +x.toFixed(2)), after: loadavg().map((x) => +x.toFixed(2)) },

@@ -1,7 +1,8 @@
 /**
  * Counting what makes a schedule hard to read (CHESS's preemption bound): a preemption is a switch
  * from vCPU A to vCPU B at a point where A could have stepped on; a switch because A halted or
- * blocked is not one. Store drains are the memory system's, not a vCPU switch; injections (NMIs,
+ * blocked is not one, nor a switch away from a vCPU whose last instruction was PAUSE (a yield, as
+ * DPOR's bound counts it in src/check/dpor-chooser.ts). Store drains are the memory system's, not a vCPU switch; injections (NMIs,
  * IRQs) are counted apart. A wrapper around any chooser, so it counts exactly what the run did.
  */
 import { ActionKind, action, actionCpu, actionKind, type Chooser, type ChoiceKind, type CostClass, type SchedulingPoint } from '../machine/chooser.ts';
@@ -30,7 +31,8 @@ export class CountingChooser implements Chooser {
     if (k === ActionKind.Nmi || k === ActionKind.Irq) { this.injections++; return; }
     if (k !== ActionKind.Step) return;
     const cpu = actionCpu(a);
-    if (point !== undefined && this.last >= 0 && cpu !== this.last) {
+    const prev = this.last >= 0 ? point?.vcpus[this.last] : undefined;
+    if (point !== undefined && prev !== undefined && cpu !== this.last && prev.lastPause !== prev.retired - 1) {
       const stay = action(this.last, ActionKind.Step);
       for (let i = 0; i < point.count; i++) if (point.actions[i] === stay) { this.preemptions++; break; }
     }

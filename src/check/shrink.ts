@@ -6,7 +6,9 @@
  * left to run later), half of a run — replayed leniently (src/check/lenient-replay.ts); what the
  * replay actually did is the new schedule, and a candidate is kept only when it is smaller and
  * the same check fires. Greedy to a fixed point, deterministic, bounded by a replay budget. The
- * result is re-verified by strict replay.
+ * result is re-verified by strict replay. Preemptions are counted as CHESS counts them
+ * (src/check/preemptions.ts): a switch away from a busy loop is one, so a vCPU that never halts
+ * or pauses costs a preemption each time another vCPU runs after it.
  */
 import { ActionKind, actionCpu, actionKind } from '../machine/chooser.ts';
 import { ReplayChooser } from '../sched/replay.ts';
@@ -38,7 +40,7 @@ export interface ShrinkResult extends MeasuredSchedule {
 
 export interface ShrinkOptions {
   readonly limits?: ExecutionLimits;
-  /** Candidate replays at most (default 400). */
+  /** Candidate replays at most (default 1,000). */
   readonly maxReplays?: number;
 }
 
@@ -141,7 +143,7 @@ export function shrinkable(v: Violation): boolean {
  */
 export function shrink(subject: Subject, schedule: string, target: Violation, opts: ShrinkOptions = {}): ShrinkResult {
   const limits = opts.limits;
-  const maxReplays = opts.maxReplays ?? 400;
+  const maxReplays = opts.maxReplays ?? 1000;
   const original = measureSchedule(subject, schedule, limits);
   if (!sameCheck(original.verdict, target)) {
     throw new ShrinkError(`the schedule does not reproduce the violation (${target.check}): its replay ended ${original.verdict.ok ? 'clean' : `in ${original.verdict.check}`}`);
@@ -150,19 +152,25 @@ export function shrink(subject: Subject, schedule: string, target: Violation, op
   let replays = 0;
   if (!shrinkable(target)) return { ...original, verdict: original.verdict as Violation, original, replays };
   const tried = new Set<string>([best.schedule]);
-  improve: while (replays < maxReplays) {
-    for (const c of candidates(runsOf(best.schedule, subject.vcpus))) {
+  // Passes over the candidates; after a kept one, the pass goes on at the same position of the new
+  // schedule's candidates (the cuts before it were tried already), and one pass without any kept
+  // candidate ends the search.
+  for (let improved = true; improved && replays < maxReplays; ) {
+    improved = false;
+    let list = [...candidates(runsOf(best.schedule, subject.vcpus))];
+    for (let pos = 0; pos < list.length && replays < maxReplays; pos++) {
+      const c = list[pos]!;
       const key = formatSchedule(c.flat());
       if (tried.has(key)) continue;
       tried.add(key);
-      if (replays++ >= maxReplays) break improve;
+      replays++;
       const m = runWith(subject, new LenientReplay(flatten(c)), limits);
       if (sameCheck(m.verdict, target) && smaller(m, best)) {
         best = m;
-        continue improve;
+        improved = true;
+        list = [...candidates(runsOf(best.schedule, subject.vcpus))];
       }
     }
-    break;
   }
   // Re-verify: the kept schedule, replayed strictly, is the same run.
   const verified = measureSchedule(subject, best.schedule, limits);

@@ -25,7 +25,7 @@ test('a random failure of the no-sync rewrite with 3 preemptions shrinks to none
   assert.ok(r.steps < before.steps, `${r.steps} < ${before.steps}`);
   assert.equal(r.verdict.check, 'hazard');
   assert.equal(r.verdict.hazard?.kind, 'cmc-unsynchronized');
-  assert.equal(r.schedule, 's1*2 d1 s1*2 s0');
+  assert.equal(r.schedule, 's1*4 d1 s0');
 });
 
 test('a PCT failure thousands of steps long shrinks to a handful, and the shrunk schedule replays to the same run byte for byte', () => {
@@ -64,4 +64,19 @@ test('a step-limit verdict is re-verified but not shrunk: fewer preemptions woul
   const r = shrink(s, found.schedule, found.verdict, { limits: { maxInstructions: 30 } });
   assert.equal(r.schedule, found.schedule);
   assert.equal(r.replays, 0);
+});
+
+test('text_poke_bp with the first byte written before the tail shrinks to the three preemptions the hazard needs', () => {
+  // vCPU 0 loops over the site and never halts or pauses, so every return to the patcher (vCPU 1)
+  // preempts it: once after each of the first two syncs (vCPU 0 took the IPI while the patcher
+  // spun), and once to fetch the site between the tail's store and the third sync's IPI, which
+  // vCPU 0 would otherwise take first and serialize. Fewer cannot reach the torn fetch.
+  const s = scenarioSubject(join(import.meta.dirname, '..', '..', 'scenarios', 'text-poke-first-byte-early.yaml'));
+  const found = explore(s, seededStrategy('random'), { budget: { kind: 'executions', executions: 1 } }).firstViolation!;
+  assert.equal(found.verdict.hazard?.kind, 'cmc-unsynchronized');
+  const r = shrink(s, found.schedule, found.verdict);
+  assert.ok(r.original.preemptions > 10, `found with ${r.original.preemptions}`);
+  assert.equal(r.preemptions, 3);
+  assert.equal(r.verdict.hazard?.kind, 'cmc-unsynchronized');
+  assert.equal(measureSchedule(s, r.schedule).schedule, r.schedule);
 });
