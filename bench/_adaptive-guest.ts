@@ -12,6 +12,8 @@
  * every spinner for a whole CFS slice) the budget had to be 20× larger and half the switches
  * still landed after the over-commit phase.
  */
+import { judgeGuestRun } from '../src/kernel/judge.ts';
+import { hazardName } from '../src/machine/events.ts';
 import { Guest } from '../src/kernel/guest.ts';
 import { hostScheduler } from '../src/kernel/host-setup.ts';
 import { TimedChooser } from '../src/sched/timed.ts';
@@ -153,12 +155,9 @@ export function runGuest(kind: GuestKind, cfg: AdaptiveConfig): GuestRun {
   instructions += rest.instructions;
   hazards.push(...rest.hazards);
   const where = `${kind} at ratio ${cfg.ratio}`;
-  if (hazards.length > 0) throw new Error(`${where}: hazard ${hazards[0]!.kind}`);
-  if (rest.error) throw new Error(`${where}: ${rest.error.message}`);
-  const locks = g.checkLocks();
-  const broken = locks.find((l) => !l.ok);
-  if (broken) throw new Error(`${where}: lock ${broken.index}: counter ${broken.counter} != acquisitions ${broken.acquisitions}`);
-  if (!g.tasksDone) throw new Error(`${where}: the tasks did not finish: ${rest.reason}`);
+  if (hazards.length > 0) throw new Error(`${where}: hazard ${hazardName(hazards[0]!)}`);
+  const { verdict, locks } = judgeGuestRun(g, rest);
+  if (!verdict.ok) throw new Error(`${where}: ${verdict.check}: ${verdict.message}`);
   return {
     kind,
     phases,

@@ -7,11 +7,10 @@
  */
 import type { Machine } from '../machine/machine.ts';
 import type { Chooser } from '../machine/chooser.ts';
-import type { Hazard } from '../machine/events.ts';
 import { ScheduleError } from '../sched/schedule.ts';
-import { hexAddress } from '../x86/format.ts';
 import { observe, formatState, whereStopped, type Observation } from './observation.ts';
-import { clean, violation, type Verdict } from './verdict.ts';
+import { violation, type Verdict } from './verdict.ts';
+import { judgeMachineRun } from './judge-machine.ts';
 import type { Execution, ExecutionLimits, ExecutionResult, Subject } from './subject.ts';
 import type { RunResult } from '../machine/machine.ts';
 
@@ -28,26 +27,16 @@ export interface MachineSubjectSpec {
   readonly labels?: ReadonlyMap<string, number>;
 }
 
-/** One line naming a hazard (the CLI prints the paragraph from the hazard itself). */
-export function hazardLine(h: Hazard): string {
-  switch (h.kind) {
-    case 'cmc-unsynchronized': return `cmc-unsynchronized: vCPU ${h.cpu} fetched ${hexAddress(h.address)} with bytes another vCPU wrote after its last serializing instruction`;
-    case 'return-into-rewritten': return `return-into-rewritten: vCPU ${h.cpu} returned to ${hexAddress(h.returnAddress)}, rewritten since the call`;
-    case 'non-atomic-switch': return `non-atomic-switch: vCPU ${h.cpu} started ${h.op} at ${hexAddress(h.address)} while vCPU ${h.other.cpu} runs ${h.other.op}`;
-  }
-}
-
-/** The verdict of a machine-scenario run. A schedule that does not fit is the user's input, not a finding: it is thrown. */
-export function judgeMachineRun(r: RunResult, hasEnd: boolean, stepsAtStart: number): Verdict {
-  const end = stepsAtStart + r.steps;
-  const h = r.hazards[0];
-  if (h !== undefined) return violation('hazard', r.hazardSteps[0] ?? end, hazardLine(h), { cpu: h.cpu, hazard: h });
-  if (r.reason === 'error') {
-    if (r.error instanceof ScheduleError) throw r.error;
-    return violation('machine-fault', end, r.error?.message ?? 'the machine stopped with an error');
-  }
-  if (r.reason === 'limit' && hasEnd) return violation('step-limit', end, `the scenario's end was not reached within ${r.instructions.toLocaleString('en-US')} instructions`);
-  return clean(end);
+/**
+ * The verdict of a machine-scenario run: the machine's own checks (src/check/judge-machine.ts),
+ * and a run that did not reach the scenario's end (its `stopWhenHalted` vCPUs) within the bound
+ * fails step-limit. A schedule that does not fit is the user's input, not a finding: it is thrown.
+ */
+export function judgeMachineExecution(m: Machine, r: RunResult, hasEnd: boolean): Verdict {
+  if (r.reason === 'misfit') throw new ScheduleError(r.misfit?.message ?? 'the schedule does not fit the run');
+  const v = judgeMachineRun(m, r);
+  if (v.ok && r.reason === 'limit' && hasEnd) return violation('step-limit', m.step, `the scenario's end was not reached within ${r.instructions.toLocaleString('en-US')} instructions`);
+  return v;
 }
 
 /** Label names by address (two labels at one address are one coverage point, `a/b`), sorted by name. */
@@ -77,14 +66,13 @@ class MachineExecution implements Execution {
     this.ran = true;
     const l = { ...this.spec.limits, ...limits };
     const m = this.machine;
-    const stepsAtStart = m.step;
     const run = m.run({
       chooser,
       ...(l.maxInstructions !== undefined ? { maxInstructions: l.maxInstructions } : {}),
       ...(l.inject !== undefined ? { inject: l.inject } : {}),
       ...(this.spec.until !== undefined ? { until: this.spec.until } : {}),
     });
-    const verdict = judgeMachineRun(run, this.spec.until !== undefined, stepsAtStart);
+    const verdict = judgeMachineExecution(m, run, this.spec.until !== undefined);
     const finalState = this.spec.observe.length > 0 ? formatState(observe(m, this.spec.observe)) : whereStopped(m);
     const coverage = this.labels.filter((_, k) => this.reached[k] === 1).map(([, name]) => `label ${name}`);
     return { verdict, run, finalState, coverage };

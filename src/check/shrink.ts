@@ -12,7 +12,7 @@
  */
 import { ActionKind, actionCpu, actionKind } from '../machine/chooser.ts';
 import { ReplayChooser } from '../sched/replay.ts';
-import { formatSchedule, parseSchedule } from '../sched/schedule.ts';
+import { encodeDecision, formatSchedule, parseSchedule } from '../sched/schedule.ts';
 import { CountingChooser } from './preemptions.ts';
 import { LenientReplay } from './lenient-replay.ts';
 import type { ExecutionLimits, Subject } from './subject.ts';
@@ -40,6 +40,8 @@ export interface ShrinkResult extends MeasuredSchedule {
 
 export interface ShrinkOptions {
   readonly limits?: ExecutionLimits;
+  /** The seed the failing execution started with (Subject.start), for subjects with randomness of their own. */
+  readonly seed?: number;
   /** Candidate replays at most (default 1,000). */
   readonly maxReplays?: number;
 }
@@ -57,16 +59,16 @@ export function sameCheck(a: Verdict, b: Violation): boolean {
   return !a.ok && a.check === b.check && a.hazard?.kind === b.hazard?.kind;
 }
 
-function runWith(subject: Subject, chooser: LenientReplay | ReplayChooser, limits: ExecutionLimits | undefined): MeasuredSchedule {
-  const exec = subject.start();
+function runWith(subject: Subject, chooser: LenientReplay | ReplayChooser, limits: ExecutionLimits | undefined, seed: number | undefined): MeasuredSchedule {
+  const exec = subject.start(seed);
   const counting = new CountingChooser(chooser);
   const r = exec.run(counting, limits);
   return { schedule: formatSchedule(exec.machine.decisions), verdict: r.verdict, preemptions: counting.preemptions, injections: counting.injections, steps: r.run.steps };
 }
 
 /** Replay `schedule` exactly and measure it (a decision that does not fit is a ScheduleError). */
-export function measureSchedule(subject: Subject, schedule: string, limits?: ExecutionLimits): MeasuredSchedule {
-  return runWith(subject, new ReplayChooser(schedule, subject.vcpus), limits);
+export function measureSchedule(subject: Subject, schedule: string, limits?: ExecutionLimits, seed?: number): MeasuredSchedule {
+  return runWith(subject, new ReplayChooser(schedule, subject.vcpus), limits, seed);
 }
 
 function smaller(a: MeasuredSchedule, b: MeasuredSchedule): boolean {
@@ -79,10 +81,11 @@ type Run = [decision: number, count: number];
 
 function runsOf(schedule: string, vcpus: number): Run[] {
   const out: Run[] = [];
-  for (const d of parseSchedule(schedule, vcpus)) {
+  for (const e of parseSchedule(schedule, vcpus).entries) {
+    const d = encodeDecision(e.decision);
     const last = out[out.length - 1];
-    if (last !== undefined && last[0] === d) last[1]++;
-    else out.push([d, 1]);
+    if (last !== undefined && last[0] === d) last[1] += e.count;
+    else out.push([d, e.count]);
   }
   return out;
 }
@@ -144,7 +147,8 @@ export function shrinkable(v: Violation): boolean {
 export function shrink(subject: Subject, schedule: string, target: Violation, opts: ShrinkOptions = {}): ShrinkResult {
   const limits = opts.limits;
   const maxReplays = opts.maxReplays ?? 1000;
-  const original = measureSchedule(subject, schedule, limits);
+  const seed = opts.seed;
+  const original = measureSchedule(subject, schedule, limits, seed);
   if (!sameCheck(original.verdict, target)) {
     throw new ShrinkError(`the schedule does not reproduce the violation (${target.check}): its replay ended ${original.verdict.ok ? 'clean' : `in ${original.verdict.check}`}`);
   }
@@ -164,7 +168,7 @@ export function shrink(subject: Subject, schedule: string, target: Violation, op
       if (tried.has(key)) continue;
       tried.add(key);
       replays++;
-      const m = runWith(subject, new LenientReplay(flatten(c)), limits);
+      const m = runWith(subject, new LenientReplay(flatten(c)), limits, seed);
       if (sameCheck(m.verdict, target) && smaller(m, best)) {
         best = m;
         improved = true;
@@ -173,7 +177,7 @@ export function shrink(subject: Subject, schedule: string, target: Violation, op
     }
   }
   // Re-verify: the kept schedule, replayed strictly, is the same run.
-  const verified = measureSchedule(subject, best.schedule, limits);
+  const verified = measureSchedule(subject, best.schedule, limits, seed);
   if (verified.schedule !== best.schedule || !sameCheck(verified.verdict, target)) {
     throw new Error(`shrink: the shrunk schedule does not replay to itself (${best.schedule.slice(0, 80)})`);
   }

@@ -18,12 +18,8 @@ export function describeHazard(h: Hazard): string {
       `(SDM 8.1.3: the executing CPU must serialize before running modified code)`
     );
   }
-  if (h.kind === 'non-atomic-switch') {
-    return (
-      `non-atomic-switch: vCPU ${h.cpu} started ${h.op} at ${hexAddress(h.address)} on lock ${hexAddress(h.lock)} ` +
-      `while vCPU ${h.other.cpu} still runs ${h.other.op} on it (since step ${h.other.since}): ${h.why}`
-    );
-  }
+  // An oracle above the machine words its own finding (e.g. src/kernel/atomic-switch.ts).
+  if (h.kind === 'oracle') return `${h.oracle}: ${h.message}`;
   return (
     `return-into-rewritten: vCPU ${h.cpu} returned to ${hexAddress(h.returnAddress)}, ` +
     `which held [${hexBytes(Uint8Array.from(h.before))}] when the return address was pushed and now holds ` +

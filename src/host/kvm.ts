@@ -56,6 +56,14 @@ export class KvmHost implements HostHooks {
     machine.hooks = this;
   }
 
+  /** The same host for a fork of the guest's machine: its hints, steal-time areas and counters copied. */
+  fork(machine: Machine): KvmHost {
+    const h = new KvmHost(machine, { vendor: this.vendor, pvUnhalt: this.pvUnhalt, realtime: this.realtime, hintVector: this.hintVector });
+    Object.assign(h.stats, this.stats);
+    h.stealTime = [...this.stealTime];
+    return h;
+  }
+
   cpuid(_c: Vcpu, leaf: number): readonly [number, number, number, number] | undefined {
     if (leaf === KVM_CPUID_SIGNATURE) return [KVM_CPUID_FEATURES, ...KVM_SIGNATURE];
     if (leaf === KVM_CPUID_FEATURES) {

@@ -62,7 +62,7 @@ export class HostScheduler {
     private readonly vcpus: readonly Vcpu[],
     private readonly memory: Memory,
     /** Called when a vCPU is descheduled (true) or scheduled (false): steal time's preempted byte. */
-    private readonly onPreempt: (cpu: number, preempted: boolean) => void,
+    private onPreempt: (cpu: number, preempted: boolean) => void,
   ) {
     if (!Number.isInteger(opts.pcpus) || opts.pcpus < 1) throw new MachineConfigError(`the host needs at least one physical CPU, not ${opts.pcpus}`);
     if (!(opts.sliceCycles > 0)) throw new MachineConfigError('the host time slice must be positive');
@@ -82,6 +82,31 @@ export class HostScheduler {
       this.queue.push(c.id);
     }
     this.fill(0);
+  }
+
+  /**
+   * The same host scheduler for a fork of the guest (its vCPUs and memory): every queue, slice and
+   * counter copied, nothing re-initialised (the forked vCPUs already carry their `preempted` state).
+   */
+  fork(vcpus: readonly Vcpu[], memory: Memory, onPreempt: (cpu: number, preempted: boolean) => void): HostScheduler {
+    const saved = vcpus.map((c) => [c.preempted, c.time] as const);
+    // The constructor seats vCPUs as at boot; silence it, then overwrite what it set with our state.
+    const h = new HostScheduler(this.opts, vcpus, memory, () => {});
+    h.onPreempt = onPreempt;
+    vcpus.forEach((c, i) => { c.preempted = saved[i]![0]; c.time = saved[i]![1]; });
+    const copy = <T>(to: T[], from: readonly T[]) => { to.length = 0; to.push(...from); };
+    copy(h.state, this.state);
+    copy(h.pcpuOf, this.pcpuOf);
+    copy(h.running, this.running);
+    copy(h.sliceEnd, this.sliceEnd);
+    copy(h.sliceStart, this.sliceStart);
+    copy(h.queue, this.queue);
+    copy(h.queuedAt, this.queuedAt);
+    copy(h.spinFrom, this.spinFrom);
+    copy(h.lastPauseEnd, this.lastPauseEnd);
+    Object.assign(h.stats, { ...this.stats, steal: [...this.stats.steal] });
+    Object.assign(h.opts, this.opts);
+    return h;
   }
 
   get overcommitRatio(): number {

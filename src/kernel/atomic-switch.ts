@@ -22,7 +22,8 @@
  * executed at an unlock site (a machine probe) or emulated by the v2 INT3 handler (`nativeUnlock`).
  */
 import type { Machine } from '../machine/machine.ts';
-import type { Hazard } from '../machine/events.ts';
+import type { Hazard, OracleHazard } from '../machine/events.ts';
+import { hexAddress } from '../x86/format.ts';
 import type { Insn } from '../x86/insn.ts';
 import { Reg } from '../x86/registers.ts';
 import type { SlowpathObserver } from './qspinlock-slowpath.ts';
@@ -41,10 +42,35 @@ export function isNativeUnlock(bytes: ArrayLike<number>): boolean {
   return bytes[0] === 0xc6 && bytes[1] === 0x07 && bytes[2] === 0x00;
 }
 
+/** The oracle's name in an OracleHazard. */
+export const NON_ATOMIC_SWITCH = 'non-atomic-switch';
+
+/** What the oracle records: the op that started on `lock`, and the one in flight it depends on. */
+export interface NonAtomicSwitchData {
+  lock: number;
+  op: string;
+  other: { cpu: number; op: string; since: number };
+  /** Why the two cannot overlap. */
+  why: string;
+}
+
+/** vCPU `cpu` started an op at `address` whose flavour breaks an op another vCPU still runs on the same lock. */
+export type NonAtomicSwitch = OracleHazard<typeof NON_ATOMIC_SWITCH, NonAtomicSwitchData>;
+
+export function isNonAtomicSwitch(h: Hazard | undefined): h is NonAtomicSwitch {
+  return h !== undefined && h.kind === 'oracle' && h.oracle === NON_ATOMIC_SWITCH;
+}
+
+function nonAtomicSwitch(cpu: number, address: number, data: NonAtomicSwitchData): NonAtomicSwitch {
+  const message = `vCPU ${cpu} started ${data.op} at ${hexAddress(address)} on lock ${hexAddress(data.lock)} ` +
+    `while vCPU ${data.other.cpu} still runs ${data.other.op} on it (since step ${data.other.since}): ${data.why}`;
+  return { kind: 'oracle', oracle: NON_ATOMIC_SWITCH, cpu, address, message, data };
+}
+
 /** A violation kept in 'record' mode: the hazard, its step, and whether each side ran in NMI context. */
 export interface AtomicSwitchFinding {
   step: number;
-  hazard: Extract<Hazard, { kind: 'non-atomic-switch' }>;
+  hazard: NonAtomicSwitch;
   inNmi: { cpu: boolean; other: boolean };
 }
 
@@ -61,7 +87,17 @@ export class AtomicSwitchOracle implements SlowpathObserver {
   /** Per vCPU: kvm_kick_cpu() ran since its pv_kick() began. */
   private readonly kicked: boolean[];
 
-  constructor(private readonly machine: Machine, sites: readonly PatchSite[], kvmKickCpu: number) {
+  /** The oracle with the same state watching a fork of the machine (its probes registered there). */
+  fork(machine: Machine): AtomicSwitchOracle {
+    const o = new AtomicSwitchOracle(machine, this.sites, this.kvmKickCpu);
+    o.mode = this.mode;
+    o.findings.push(...this.findings);
+    this.running.forEach((list, cpu) => o.running[cpu]!.push(...list.map((r) => ({ ...r }))));
+    this.kicked.forEach((k, cpu) => { o.kicked[cpu] = k; });
+    return o;
+  }
+
+  constructor(private readonly machine: Machine, private readonly sites: readonly PatchSite[], private readonly kvmKickCpu: number) {
     this.running = machine.vcpus.map(() => []);
     this.kicked = machine.vcpus.map(() => false);
     machine.probe(kvmKickCpu, (c) => {
@@ -101,11 +137,11 @@ export class AtomicSwitchOracle implements SlowpathObserver {
     if (this.kicked[cpu]) return undefined;
     const waiting = (this.running[target] ?? []).filter((r) => r.flavor === 'pv').pop();
     if (waiting === undefined || target === cpu) return undefined;
-    return this.report(cpu, {
-      kind: 'non-atomic-switch', cpu, address, lock: waiting.lock, op: `the native pv_kick (a NOP) of vCPU ${target}`,
+    return this.report(cpu, nonAtomicSwitch(cpu, address, {
+      lock: waiting.lock, op: `the native pv_kick (a NOP) of vCPU ${target}`,
       other: { cpu: target, op: 'the PV slowpath', since: waiting.since },
       why: 'a PV waiter may have halted in pv_wait() and only KVM_HC_KICK_CPU wakes it',
-    }, target);
+    }), target);
   }
 
   private report(cpu: number, hazard: AtomicSwitchFinding['hazard'], other: number): Hazard | undefined {
@@ -120,7 +156,7 @@ export class AtomicSwitchOracle implements SlowpathObserver {
     for (const list of this.running) {
       for (const r of list) {
         if (r.cpu === cpu || r.flavor !== other || r.lock !== lock) continue;
-        return this.report(cpu, { kind: 'non-atomic-switch', cpu, address, lock, op, other: { cpu: r.cpu, op: otherOp, since: r.since }, why }, r.cpu);
+        return this.report(cpu, nonAtomicSwitch(cpu, address, { lock, op, other: { cpu: r.cpu, op: otherOp, since: r.since }, why }), r.cpu);
       }
     }
     return undefined;

@@ -20,6 +20,7 @@ import { nativeSlowpath, newSlowpathStats, pvSlowpath, pvUnlockSlowpath, type Sl
 import { GuestConfigError } from './errors.ts';
 import { AtomicSwitchOracle } from './atomic-switch.ts';
 import { Prng } from '../sched/prng.ts';
+import { hexAddress } from '../x86/format.ts';
 
 export type Platform = 'bare-metal' | 'kvm';
 export type FlavorChoice = 'auto' | Flavor;
@@ -81,6 +82,34 @@ function checkOptions(o: GuestOptions): void {
   if (!Number.isInteger(w.iterations) || w.iterations < 1) throw new GuestConfigError('workload iterations must be a positive integer');
 }
 
+/**
+ * Something installed on a booted guest that keeps state in TypeScript or registers services,
+ * probes or IDT entries (a protocol, its trigger, a patcher). Its constructor calls
+ * `guest.install(this)`; Guest.fork() asks every installed component, in install order, for its
+ * counterpart on the fork, which registers its own services there with closures over its own
+ * copied state (never the parent's). A service or probe that no component re-registers makes
+ * fork() fail, so a new service cannot silently share state between forks.
+ */
+export interface GuestComponent {
+  /** Build this component on `fork` (a fork of the guest it is installed on) with a copy of its state. */
+  forkInto(fork: Guest): GuestComponent;
+}
+
+export interface GuestForkOptions {
+  /**
+   * Re-seed the workload's randomness (udelay jitter) as a boot with this seed would: a fork of a
+   * booted guest with seed s runs exactly as a fresh boot with seed s. Default: continue the
+   * parent's sequence.
+   */
+  seed?: number;
+}
+
+/** Internal: what the constructor forks from (Guest.fork). */
+interface ForkSource {
+  parent: Guest;
+  seed: number | undefined;
+}
+
 export class Guest {
   readonly machine: Machine;
   readonly host: KvmHost | undefined;
@@ -93,8 +122,33 @@ export class Guest {
   readonly atomicSwitch: AtomicSwitchOracle;
   /** What lockop_checkpoint() runs (workload.lockopCheckpoint); installed by the v2 switch. */
   lockopCheckpoint: ServiceFactory | undefined;
+  /** The workload's own randomness (udelay jitter). */
+  private readonly rng: Prng;
+  /** Components installed on this guest, in order (Guest.fork forks each). */
+  private readonly components: GuestComponent[] = [];
+  /** On a fork: the parent's components → their counterparts here. */
+  private readonly counterparts = new Map<GuestComponent, GuestComponent>();
 
-  constructor(readonly options: GuestOptions) {
+  constructor(readonly options: GuestOptions, from?: ForkSource) {
+    if (from !== undefined) {
+      // A fork (Guest.fork): the image and the boot decision are the parent's (immutable); every
+      // piece of state is copied; every service and probe is registered again over the copies.
+      const p = from.parent;
+      this.workload = p.workload;
+      this.image = p.image;
+      this.decision = p.decision;
+      const m = p.machine.fork({ bare: true });
+      m.step = p.machine.step;
+      this.machine = m;
+      this.host = p.host?.fork(m);
+      this.stats = { ...p.stats, waitCycles: [...p.stats.waitCycles] };
+      this.env = { ...p.env, stats: this.stats };
+      this.atomicSwitch = p.atomicSwitch.fork(m);
+      this.env.ops = this.atomicSwitch;
+      this.rng = from.seed !== undefined ? new Prng(from.seed) : p.rng.clone();
+      this.registerServices();
+      return;
+    }
     checkOptions(options);
     const platform = options.platform ?? 'kvm';
     const vendor: Vendor = options.host?.vendor ?? 'intel';
@@ -134,30 +188,8 @@ export class Guest {
     };
     this.atomicSwitch = new AtomicSwitchOracle(m, this.image.sites, this.symbol('kvm_kick_cpu'));
     this.env.ops = this.atomicSwitch;
-    const env = this.env;
-    m.registerService(SERVICE.nativeSlowpath, 'native_queued_spin_lock_slowpath', (ctx) => nativeSlowpath(ctx, env));
-    m.registerService(SERVICE.pvSlowpath, '__pv_queued_spin_lock_slowpath', (ctx) => pvSlowpath(ctx, env));
-    m.registerService(SERVICE.pvUnlockSlowpath, '__pv_queued_spin_unlock_slowpath', (ctx) => pvUnlockSlowpath(ctx, env));
-    m.registerService(SERVICE.recordWait, 'record_wait', function* (ctx: ServiceContext) {
-      stats.waitCycles.push(ctx.arg(0));
-      yield* ctx.work();
-    });
-    // udelay() with seeded jitter (uniform ±delayJitter): real think times vary, and a fixed period
-    // would phase-lock the vCPUs into a collision-free rhythm no real workload has.
-    const rng = new Prng(options.seed ?? 1);
-    const jitter = options.delayJitter ?? 0.5;
-    m.registerService(SERVICE.udelay, 'udelay', (ctx: ServiceContext) => ctx.delay(Math.round(ctx.arg(0) * (1 + jitter * (2 * rng.float() - 1)))));
-    m.registerService(SERVICE.taskDone, 'task_done', function* (ctx: ServiceContext) {
-      stats.tasksDone++;
-      yield* ctx.work();
-    });
-
-    if (this.workload.lockopCheckpoint) {
-      m.registerService(SERVICE.lockopCheckpoint, 'lockop_checkpoint', (ctx: ServiceContext) => {
-        const f = this.lockopCheckpoint;
-        return f ? f(ctx) : ctx.work();
-      });
-    }
+    this.rng = new Prng(options.seed ?? 1);
+    this.registerServices();
     this.setFlavor(this.decision.flavor);
 
     m.setIdt(VECTOR.LOCK_IRQ, this.symbol('irq_handler'));
@@ -171,6 +203,64 @@ export class Guest {
       c.setReg64(Reg.R13, BigInt(this.workload.iterations));
       c.setReg64(Reg.RBX, BigInt((c.id % this.workload.taskLocks) * 64));
     }
+  }
+
+  /** The kernel's own services, over this guest's state (at boot, and again on every fork). */
+  private registerServices(): void {
+    const m = this.machine, env = this.env, stats = this.stats, rng = this.rng;
+    m.registerService(SERVICE.nativeSlowpath, 'native_queued_spin_lock_slowpath', (ctx) => nativeSlowpath(ctx, env));
+    m.registerService(SERVICE.pvSlowpath, '__pv_queued_spin_lock_slowpath', (ctx) => pvSlowpath(ctx, env));
+    m.registerService(SERVICE.pvUnlockSlowpath, '__pv_queued_spin_unlock_slowpath', (ctx) => pvUnlockSlowpath(ctx, env));
+    m.registerService(SERVICE.recordWait, 'record_wait', function* (ctx: ServiceContext) {
+      stats.waitCycles.push(ctx.arg(0));
+      yield* ctx.work();
+    });
+    // udelay() with seeded jitter (uniform ±delayJitter): real think times vary, and a fixed period
+    // would phase-lock the vCPUs into a collision-free rhythm no real workload has.
+    const jitter = this.options.delayJitter ?? 0.5;
+    m.registerService(SERVICE.udelay, 'udelay', (ctx: ServiceContext) => ctx.delay(Math.round(ctx.arg(0) * (1 + jitter * (2 * rng.float() - 1)))));
+    m.registerService(SERVICE.taskDone, 'task_done', function* (ctx: ServiceContext) {
+      stats.tasksDone++;
+      yield* ctx.work();
+    });
+    if (this.workload.lockopCheckpoint) {
+      m.registerService(SERVICE.lockopCheckpoint, 'lockop_checkpoint', (ctx: ServiceContext) => {
+        const f = this.lockopCheckpoint;
+        return f ? f(ctx) : ctx.work();
+      });
+    }
+  }
+
+  /** Record a component installed on this guest (its constructor calls this), for Guest.fork. */
+  install<T extends GuestComponent>(c: T): T {
+    this.components.push(c);
+    return c;
+  }
+
+  /** On a fork: the counterpart of the parent's component `c` (its copy installed here). */
+  counterpart<T extends GuestComponent>(c: T): T {
+    const x = this.counterparts.get(c);
+    if (x === undefined) throw new GuestConfigError('this component is not installed on the guest this one was forked from');
+    return x as T;
+  }
+
+  /**
+   * An independent guest in the same state: the machine (copy-on-write), the counters, the
+   * atomic-switch oracle, the host, the workload's randomness (`seed` re-seeds it as a boot would),
+   * and every installed component (protocols, triggers, patchers) with their services rebound to
+   * the fork's own copies; `counterpart()` finds them. Fork between runs: a vCPU inside a kernel
+   * service cannot be forked (its coroutine is not copyable) and fork() says so.
+   */
+  fork(opts: GuestForkOptions = {}): Guest {
+    const g = new Guest(opts.seed !== undefined ? { ...this.options, seed: opts.seed } : this.options, { parent: this, seed: opts.seed });
+    for (const c of this.components) g.counterparts.set(c, c.forkInto(g));
+    const missing = [...this.machine.services].filter(([a]) => !g.machine.services.has(a)).map(([a, svc]) => `service '${svc.name}' at ${hexAddress(a)}`);
+    const probes = new Set(g.machine.probeAddresses());
+    missing.push(...this.machine.probeAddresses().filter((a) => !probes.has(a)).map((a) => `a probe at ${hexAddress(a)}`));
+    if (this.lockopCheckpoint !== undefined && g.lockopCheckpoint === undefined) missing.push('the lockop_checkpoint handler');
+    if (this.machine.hooks !== (this.host ?? this.machine.hooks) || (this.host === undefined && Object.keys(this.machine.hooks).length > 0)) missing.push('host hooks installed outside the guest\'s host');
+    if (missing.length > 0) throw new GuestConfigError(`cannot fork this guest: ${missing.join(', ')} belong${missing.length === 1 ? 's' : ''} to nothing that forks (install it as a GuestComponent)`);
+    return g;
   }
 
   /** Boot-time: the pv_ops table and every site for `flavor` (apply_paravirt). */

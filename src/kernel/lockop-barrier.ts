@@ -86,6 +86,12 @@ export class LockopBarrier {
     this.slowLocks = Array.from({ length: nCpus }, () => []);
   }
 
+  /** Take over `o`'s counters and slowpath maps (a fork of the guest it runs on). */
+  copyStateFrom(o: LockopBarrier): void {
+    Object.assign(this.stats, o.stats);
+    o.slowLocks.forEach((locks, cpu) => { this.slowLocks[cpu] = [...locks]; });
+  }
+
   /**
    * lockop_checkpoint()'s barrier part: called where this CPU holds no lock. If a barrier is open
    * that this CPU has not passed, forget its slowpath map (nothing it records is in progress now)

@@ -150,6 +150,18 @@ export class StopMachineV1 {
     machine.setIdt(VECTOR.BP, STOP_MACHINE_SERVICE.pokeInt3);
   }
 
+  /** Take over `o`'s generations, position and counters (a fork of the guest it runs on). */
+  copyStateFrom(o: StopMachineV1): void {
+    // A queued generation's `after` closes over the parent's guest: only finished ones carry over.
+    if (o.gens.length > o.stats.done) throw new KernelBug('cannot fork a stop_machine with a generation still queued');
+    const st = o.stats;
+    Object.assign(this.stats, { ...st, stoppedSteps: [...st.stoppedSteps], windowSteps: [...st.windowSteps], stoppedCycles: [...st.stoppedCycles], windowCycles: [...st.windowCycles] });
+    this.gen = o.gen;
+    this.gens.length = 0;
+    this.gens.push(...o.gens);
+    this.windowStart = o.windowStart;
+  }
+
   /** Queue one stop_machine; the primary service runs them in order. */
   queue(g: V1Generation): void {
     this.gens.push(g);

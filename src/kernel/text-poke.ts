@@ -54,6 +54,13 @@ export class TextPokeBp {
     machine.setIdt(VECTOR.SYNC, TEXT_POKE_SERVICE.doSyncCore);
   }
 
+  /** Take over `o`'s counters and queued batches (a fork of the guest it runs on). */
+  copyStateFrom(o: TextPokeBp): void {
+    Object.assign(this.stats, o.stats);
+    this.queued.length = 0;
+    this.queued.push(...o.queued.map((b) => [...b]));
+  }
+
   /** text_poke_queue() + sorting: the next call of the batch service patches these sites. */
   queue(patches: readonly TextPatch[]): TextPokeLoc[] {
     if (patches.length < 1 || patches.length > TP_VEC_MAX) throw new TextPokeError(`a batch has 1..${TP_VEC_MAX} sites, not ${patches.length}`);

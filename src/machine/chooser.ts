@@ -59,16 +59,32 @@ export interface SchedulingPoint {
   readonly step: number;
 }
 
+/**
+ * What `next` or `choose` returns when the strategy cannot decide here (a replayed schedule that
+ * no longer fits the run): the run stops with reason 'misfit' and `RunResult.misfit` = `stopped`.
+ */
+export const NO_DECISION = -1;
+
+/** Why a strategy stopped the run; a strategy's own record extends it (src/sched/replay.ts's ReplayMisfit). */
+export interface ChooserStop {
+  readonly message: string;
+}
+
 export interface Chooser {
   readonly name: string;
-  /** Index (0..count-1) of the action to take. */
+  /** Index (0..count-1) of the action to take, or NO_DECISION. */
   next(point: SchedulingPoint): number;
-  /** A value in 0..n-1 for a non-scheduling choice. */
+  /** A value in 0..n-1 for a non-scheduling choice, or NO_DECISION. */
   choose(kind: ChoiceKind, n: number): number;
+  /** Set when the strategy returned NO_DECISION (or refused a forced action): why. */
+  readonly stopped?: ChooserStop | undefined;
   /** Told after every action what it cost; time-based strategies advance clocks here. */
   observe?(vcpu: Vcpu, kind: ActionKind, cost: CostClass): void;
-  /** Told the action taken at a point with a single enabled action (no decision to make). */
-  forced?(action: number): void;
+  /**
+   * Told the action taken at a point with a single enabled action (no decision to make). Returning
+   * false stops the run before it (reason 'misfit': a replay whose schedule says otherwise).
+   */
+  forced?(action: number): boolean | void;
   /**
    * After a step of `vcpu`, may it step again without a new scheduling point? Only asked when
    * nothing else changed (no vCPU woken, no halt); answering true must mean `next` would have

@@ -38,23 +38,32 @@ export type Hazard =
       /** The same bytes now. */
       after: number[];
     }
-  | {
-      /**
-       * An oracle of the guest kernel (src/kernel/atomic-switch.ts): vCPU `cpu` started an op at
-       * `address` whose flavour is incompatible with an op another vCPU still runs on the same lock.
-       */
-      kind: 'non-atomic-switch';
-      cpu: number;
-      address: number;
-      lock: number;
-      /** The op that started, and the one in flight it depends on. */
-      op: string;
-      other: { cpu: number; op: string; since: number };
-      /** Why the two cannot overlap. */
-      why: string;
-    };
+  | OracleHazard;
+
+/**
+ * A finding of an oracle above the machine (DESIGN.md §6: a kernel-level hazard kind belongs to
+ * the layer that raises it, here it is carried without being understood). The machine stops on it
+ * and reports it like its own; `oracle` names it (e.g. 'non-atomic-switch', defined by
+ * src/kernel/atomic-switch.ts) and `data` is that oracle's own typed record. A layer narrows it
+ * with its own guard on `oracle`.
+ */
+export interface OracleHazard<O extends string = string, D = unknown> {
+  kind: 'oracle';
+  oracle: O;
+  cpu: number;
+  /** The instruction or site where the oracle fired. */
+  address: number;
+  /** One line for a user, without the oracle's name. */
+  message: string;
+  data: D;
+}
 
 export type HazardKind = Hazard['kind'];
+
+/** What a report calls a hazard: its kind, or for an oracle's, the oracle's name. */
+export function hazardName(h: Hazard): string {
+  return h.kind === 'oracle' ? h.oracle : h.kind;
+}
 
 export type MachineEvent =
   | { type: 'hazard'; step: number; cpu: number; hazard: Hazard }

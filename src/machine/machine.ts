@@ -15,7 +15,7 @@ import { ServiceContext, type ServiceFactory } from './service.ts';
 import { pop64, checkReturn } from './interrupts.ts';
 import { Reg } from '../x86/registers.ts';
 import { MachineConfigError } from './errors.ts';
-import { ActionKind, CostClass, FirstEnabled, action, actionCpu, actionKind, type Chooser, type ChoiceKind, type SchedulingPoint } from './chooser.ts';
+import { ActionKind, CostClass, FirstEnabled, NO_DECISION, action, actionCpu, actionKind, type Chooser, type ChooserStop, type ChoiceKind, type SchedulingPoint } from './chooser.ts';
 import type { ExecContext, HostHooks } from './context.ts';
 import type { Hazard, MachineEvent } from './events.ts';
 
@@ -60,7 +60,9 @@ export type StopReason =
   | 'hazard'
   | 'until'
   /** The guest faulted or executed an unsupported instruction (see `error`). */
-  | 'error';
+  | 'error'
+  /** The chooser could not decide (a replayed schedule no longer fits; see `misfit`). */
+  | 'misfit';
 
 export interface RunResult {
   reason: StopReason;
@@ -71,7 +73,12 @@ export interface RunResult {
   /** The machine step of each hazard (the violating step a report names). */
   hazardSteps: number[];
   error?: Error & { userFacing?: boolean };
+  /** Why the chooser stopped the run (reason 'misfit'): its own record, e.g. a ReplayMisfit. */
+  misfit?: ChooserStop;
 }
+
+/** Thrown inside the run loop when `choose` returns NO_DECISION mid-instruction; the run catches it. */
+class ChooserStopped extends Error {}
 
 /** An instruction probe (Machine.probe): a hazard to report, or undefined. */
 export type Probe = (c: Vcpu, insn: Insn) => Hazard | undefined;
@@ -93,7 +100,8 @@ export class Machine implements ExecContext {
   readonly hazardSteps: number[] = [];
   /**
    * Every decision the chooser made in the runs so far (points with one enabled action are not
-   * decisions), run-length encoded as [decision, count] pairs; src/sched/schedule.ts prints it.
+   * decisions), run-length encoded as [code, count] pairs in the run loop's own encoding (the hot
+   * path appends here); read it as a typed Schedule with src/sched/schedule.ts's recordedSchedule().
    */
   readonly decisions: number[] = [];
   step = 0;
@@ -210,6 +218,7 @@ export class Machine implements ExecContext {
 
   choose(kind: ChoiceKind, n: number): number {
     const v = this.chooser.choose(kind, n);
+    if (v === NO_DECISION) throw new ChooserStopped();
     if (!Number.isInteger(v) || v < 0 || v >= n) throw new MachineConfigError(`chooser '${this.chooser.name}' returned ${v} for a choice among ${n}`);
     this.record(-(v + 1));
     return v;
@@ -379,10 +388,11 @@ export class Machine implements ExecContext {
           point.count = n;
           point.step = this.step;
           idx = chooser.next(point as SchedulingPoint);
+          if (idx === NO_DECISION) { reason = 'misfit'; break; }
           if (!(idx >= 0 && idx < n)) throw new MachineConfigError(`chooser '${chooser.name}' picked action ${idx} of ${n}`);
         }
         const a = this.actions[idx]!;
-        if (n === 1) chooser.forced?.(a);
+        if (n === 1 && chooser.forced?.(a) === false) { reason = 'misfit'; break; }
         const c = this.vcpus[actionCpu(a)]!;
         const kind = actionKind(a);
         if (kind === ActionKind.Step) {
@@ -413,7 +423,8 @@ export class Machine implements ExecContext {
       }
     } catch (e) {
       this.flushBurst();
-      if (e instanceof Error && (e as { userFacing?: boolean }).userFacing === true) {
+      if (e instanceof ChooserStopped) reason = 'misfit';
+      else if (e instanceof Error && (e as { userFacing?: boolean }).userFacing === true) {
         reason = 'error';
         error = e;
       } else throw e;
@@ -426,6 +437,7 @@ export class Machine implements ExecContext {
       hazards: this.hazards.slice(hazardsBefore),
       hazardSteps: this.hazardSteps.slice(hazardsBefore),
       ...(error ? { error } : {}),
+      ...(reason === 'misfit' && chooser.stopped ? { misfit: chooser.stopped } : {}),
     };
   }
 
@@ -445,16 +457,26 @@ export class Machine implements ExecContext {
 
   /**
    * A copy-on-write fork: same memory contents, vCPU states, IDT and hooks; empty trace and
-   * decision log. Cost: O(pages + vCPUs), no page data copied.
+   * decision log. Cost: O(pages + vCPUs), no page data copied. Services, probes and hooks are
+   * shared closures; `bare` leaves them out, for a caller that re-registers each over its own
+   * copies of the state they close over (Guest.fork).
    */
-  fork(): Machine {
+  fork(opts: { bare?: boolean } = {}): Machine {
     const m = new Machine({ vcpus: this.vcpus.length, tso: this.tso, stopOnHazard: this.stopOnHazard, maxEvents: this.maxEvents });
-    for (const [addr, svc] of this.services) m.registerService(addr, svc.name, svc.factory);
+    const bare = opts.bare ?? false;
+    if (!bare) for (const [addr, svc] of this.services) m.registerService(addr, svc.name, svc.factory);
     m.memory = this.memory.fork();
     for (let i = 0; i < this.vcpus.length; i++) m.vcpus[i]!.copyFrom(this.vcpus[i]!);
     for (const [k, v] of this.idt) m.idt.set(k, v);
-    m.hooks = this.hooks;
-    if (this.probes) for (const [a, p] of this.probes) m.probe(a, p);
+    if (!bare) {
+      m.hooks = this.hooks;
+      if (this.probes) for (const [a, p] of this.probes) m.probe(a, p);
+    }
     return m;
+  }
+
+  /** Addresses with a probe (Machine.probe), for a fork that must re-register every one. */
+  probeAddresses(): number[] {
+    return this.probes === undefined ? [] : [...this.probes.keys()];
   }
 }

@@ -14,7 +14,7 @@
  * Every run is judged the same way: machine hazards (the atomic-switch oracle's included), kernel
  * BUGs, the lock counters, the tasks, and whether each requested switch finished.
  */
-import type { Guest, GuestSnapshot, LockReport } from '../kernel/guest.ts';
+import type { Guest, GuestComponent, GuestSnapshot, LockReport } from '../kernel/guest.ts';
 import type { RunOptions, RunResult } from '../machine/machine.ts';
 import type { ServiceContext } from '../machine/service.ts';
 import type { Hazard } from '../machine/events.ts';
@@ -25,9 +25,10 @@ import { StopMachineV1, STOP_MACHINE_SERVICE, type V1Stats } from '../kernel/sto
 import { TextPokeBp, TEXT_POKE_SERVICE, type TextPokeStats } from '../kernel/text-poke.ts';
 import { nativeSlowpath, pvSlowpath } from '../kernel/qspinlock-slowpath.ts';
 import { GuestConfigError } from '../kernel/errors.ts';
-import { installLockopV2, judgeV2, runSettled, type LockopSwitcher } from './v2.ts';
+import { installLockopV2, judgeV2, runSettled, switchVerdict, type LockopSwitcher } from './v2.ts';
 import { preemptibleCheck } from './v1.ts';
-import { judgePatchRun } from './run-patcher.ts';
+import { judgePatchRun, patchRunReason, verdictFields } from './run-patcher.ts';
+import type { Verdict } from '../kernel/verdict.ts';
 import { installHintTrigger } from './trigger.ts';
 
 export const SWITCH_PROTOCOLS = ['v2', 'v1', 'text-poke-bp'] as const;
@@ -52,6 +53,8 @@ export interface SwitchRecord {
 
 export interface HintSwitchResult {
   protocol: SwitchProtocol;
+  /** What the checks said; `ok`, `reason`, `detail`, `hazard` and `step` are derived from it. */
+  verdict: Verdict;
   ok: boolean;
   reason: string;
   detail?: string;
@@ -78,8 +81,8 @@ export interface HintSwitchOptions {
   maxRetries?: number;
 }
 
-/** A protocol installed on a guest, waiting for the hint. */
-export interface HintSwitch {
+/** A protocol installed on a guest, waiting for the hint (it forks with the guest: Guest.fork). */
+export interface HintSwitch extends GuestComponent {
   readonly protocol: SwitchProtocol;
   /** Switches that finished so far (for callers that change the hint again after each). */
   completed(): number;
@@ -95,7 +98,7 @@ export function installHintSwitch(guest: Guest, protocol: SwitchProtocol, o: Hin
   let sw: HintSwitch;
   if (protocol === 'v2') {
     const v2 = installLockopV2(guest, { patcherCpu, ...(o.maxRetries !== undefined ? { maxRetries: o.maxRetries } : {}) });
-    sw = v2Switch(guest, v2);
+    sw = new V2AtCheckpoint(guest, v2);
   } else {
     sw = protocol === 'v1' ? new V1AtCheckpoint(guest, patcherCpu) : new TextPokeBpAtCheckpoint(guest, patcherCpu);
   }
@@ -125,28 +128,38 @@ export function runHintSwitch(guest: Guest, sw: HintSwitch, at: { atStep: number
   return { ...sw.judge(run), timeline: { ...(atHint ? { atHint } : {}), ...(switched ? { switched } : {}), end: guest.snapshot() } };
 }
 
-function v2Switch(guest: Guest, v2: LockopSwitcher): HintSwitch {
-  return {
-    protocol: 'v2',
-    completed: () => {
-      let n = 0;
-      for (const s of v2.switches) if (s.ok) n++;
-      return n;
-    },
-    judge(run): Omit<HintSwitchResult, 'timeline'> {
-      const r = judgeV2(guest, v2, run);
-      const switches: SwitchRecord[] = r.switches.map((s) => ({
-        from: s.from, to: s.to, ok: s.ok, reason: s.reason, ...(s.detail ? { detail: s.detail } : {}),
-        retries: s.retries, int3Hits: s.int3Hits, phases: s.phases,
-      }));
-      return {
-        protocol: 'v2', ok: r.ok, reason: r.reason, ...(r.detail ? { detail: r.detail } : {}),
-        ...(run.hazards[0] ? { hazard: run.hazards[0] } : {}),
-        flavor: r.flavor, switches, int3Hits: r.int3Hits, ipis: v2.ipis, retries: r.retries,
-        stoppedSteps: guest.machine.vcpus.map(() => 0), step: r.step, run, locks: r.locks,
-      };
-    },
-  };
+/** v2 on request: the switcher takes the request at its own checkpoint (src/patching/v2.ts). */
+class V2AtCheckpoint implements HintSwitch {
+  readonly protocol = 'v2';
+
+  constructor(private readonly guest: Guest, private readonly v2: LockopSwitcher) {
+    guest.install(this);
+  }
+
+  forkInto(fork: Guest): V2AtCheckpoint {
+    return new V2AtCheckpoint(fork, fork.counterpart(this.v2));
+  }
+
+  completed(): number {
+    let n = 0;
+    for (const s of this.v2.switches) if (s.ok) n++;
+    return n;
+  }
+
+  judge(run: RunResult): Omit<HintSwitchResult, 'timeline'> {
+    const guest = this.guest, v2 = this.v2;
+    const r = judgeV2(guest, v2, run);
+    const switches: SwitchRecord[] = r.switches.map((s) => ({
+      from: s.from, to: s.to, ok: s.ok, reason: s.reason, ...(s.detail ? { detail: s.detail } : {}),
+      retries: s.retries, int3Hits: s.int3Hits, phases: s.phases,
+    }));
+    return {
+      protocol: 'v2', verdict: r.verdict, ok: r.ok, reason: r.reason, ...(r.detail ? { detail: r.detail } : {}),
+      ...(run.hazards[0] ? { hazard: run.hazards[0] } : {}),
+      flavor: r.flavor, switches, int3Hits: r.int3Hits, ipis: v2.ipis, retries: r.retries,
+      stoppedSteps: guest.machine.vcpus.map(() => 0), step: r.step, run, locks: r.locks,
+    };
+  }
 }
 
 /** What v1 and text_poke_bp share: taking the request at the patcher's checkpoint, the verdict. */
@@ -156,9 +169,20 @@ abstract class CheckpointPatcher implements HintSwitch {
   readonly switches: SwitchRecord[] = [];
   private busy = false;
 
-  constructor(protected readonly guest: Guest, private readonly patcherCpu: number) {
+  constructor(protected readonly guest: Guest, protected readonly patcherCpu: number) {
     this.flavor = guest.flavor;
     guest.lockopCheckpoint = (ctx) => this.checkpoint(ctx);
+    guest.install(this);
+  }
+
+  abstract forkInto(fork: Guest): CheckpointPatcher;
+
+  /** A fork's copy takes over what this one recorded. */
+  protected copyStateInto<T extends CheckpointPatcher>(copy: T): T {
+    copy.flavor = this.flavor;
+    copy.switches.push(...structuredClone(this.switches));
+    copy.busy = this.busy;
+    return copy;
   }
 
   completed(): number {
@@ -204,12 +228,12 @@ abstract class CheckpointPatcher implements HintSwitch {
     const unfinished = this.switches.find((s) => s.reason === 'unfinished');
     const r = judgePatchRun(this.guest, run, unfinished === undefined);
     const refused = this.switches.find((s) => s.reason === 'unexpected-bytes');
-    const [reason, detail] = r.ok && refused ? ['unexpected-bytes', `${refused.from} -> ${refused.to} refused: ${refused.detail}`] : [r.reason, r.detail];
+    const verdict = switchVerdict(r.verdict, refused);
     const st = this.stats;
     return {
-      protocol: this.protocol, ok: reason === 'ok', reason, ...(detail ? { detail } : {}), ...(r.hazard ? { hazard: r.hazard } : {}),
+      protocol: this.protocol, verdict, ...verdictFields(verdict), reason: patchRunReason(verdict),
       flavor: this.flavor, switches: this.switches, int3Hits: st.int3Hits, ipis: st.ipis, retries: 0,
-      stoppedSteps: st.stoppedSteps ?? this.guest.machine.vcpus.map(() => 0), step: r.step, run, locks: r.locks,
+      stoppedSteps: st.stoppedSteps ?? this.guest.machine.vcpus.map(() => 0), run, locks: r.locks,
     };
   }
 }
@@ -222,6 +246,12 @@ class V1AtCheckpoint extends CheckpointPatcher {
   constructor(guest: Guest, patcherCpu: number) {
     super(guest, patcherCpu);
     this.sm = new StopMachineV1(guest.machine, { primaryCpu: patcherCpu, preemptible: preemptibleCheck(guest) });
+  }
+
+  forkInto(fork: Guest): V1AtCheckpoint {
+    const copy = this.copyStateInto(new V1AtCheckpoint(fork, this.patcherCpu));
+    copy.sm.copyStateFrom(this.sm);
+    return copy;
   }
 
   protected get stats(): V1Stats {
@@ -256,6 +286,13 @@ class TextPokeBpAtCheckpoint extends CheckpointPatcher {
     const env = guest.env;
     const flavor = this.flavor;
     guest.machine.registerService(LIVEPATCHED_SLOWPATH, 'queued_spin_lock_slowpath_livepatched', (ctx) => (flavor === 'pv' ? pvSlowpath(ctx, env) : nativeSlowpath(ctx, env)));
+  }
+
+  forkInto(fork: Guest): TextPokeBpAtCheckpoint {
+    const copy = this.copyStateInto(new TextPokeBpAtCheckpoint(fork, this.patcherCpu));
+    copy.tp.copyStateFrom(this.tp);
+    copy.asked = this.asked;
+    return copy;
   }
 
   protected get stats(): TextPokeStats {

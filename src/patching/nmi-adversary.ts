@@ -56,8 +56,12 @@ export class NmiInInt3Chooser implements Chooser {
     this.inner.observe?.(vcpu, kind, cost);
   }
 
-  forced(a: number): void {
-    this.inner.forced?.(a);
+  forced(a: number): boolean | void {
+    return this.inner.forced?.(a);
+  }
+
+  get stopped() {
+    return this.inner.stopped;
   }
 
   idle(vcpus: readonly Vcpu[]): boolean {

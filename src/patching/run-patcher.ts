@@ -1,21 +1,22 @@
 /**
  * Run a patching service on a live guest and judge the run (shared by v1 and the broken
  * variants): vCPU `patcherCpu` calls the service at `entry` before its task (its stack returns
- * into task_entry) while every vCPU keeps taking locks; the machine's hazards, the INT3 handler's
- * BUGs, the lock counters and task completion decide the verdict.
+ * into task_entry) while every vCPU keeps taking locks; the guest's checks (src/kernel/judge.ts)
+ * and whether the patcher finished decide the verdict.
  */
 import { Reg } from '../x86/registers.ts';
 import { stackTop } from '../kernel/layout.ts';
-import { Int3EmulationError } from '../kernel/text-poke-errors.ts';
 import { KernelBug } from '../kernel/errors.ts';
 import type { Guest, LockReport } from '../kernel/guest.ts';
 import type { RunOptions, RunResult } from '../machine/machine.ts';
-import type { Hazard } from '../machine/events.ts';
+import { hazardName, type Hazard } from '../machine/events.ts';
+import { judgeGuestRun, unlessPatched } from '../kernel/judge.ts';
+import type { Verdict } from '../kernel/verdict.ts';
 
-/** How a patcher run (text_poke_bp, v1, a broken variant) ended. */
+/** How a patcher run (text_poke_bp, v1, a broken variant) ended: its Verdict's check, in the words these results always used. */
 export type PatchRunReason =
   | 'ok'
-  /** The machine reported a hazard (cmc-unsynchronized, return-into-rewritten). */
+  /** The machine reported a hazard (cmc-unsynchronized, return-into-rewritten, an oracle's). */
   | 'hazard'
   /** The INT3 handler trapped on a site whose new instruction it cannot emulate. */
   | 'not-emulatable'
@@ -31,6 +32,8 @@ export type PatchRunReason =
   | 'unexpected-bytes';
 
 export interface PatchRunResult {
+  /** What the checks said; `ok`, `reason`, `detail`, `hazard` and `step` are derived from it. */
+  verdict: Verdict;
   ok: boolean;
   reason: PatchRunReason;
   detail?: string;
@@ -60,20 +63,30 @@ export function runAndJudge(guest: Guest, patched: () => boolean, opts: RunOptio
   return judgePatchRun(guest, guest.run(opts), patched());
 }
 
-/** Classify a finished run of a guest with a patcher: hazards, kernel BUGs, locks, tasks, the patcher. */
-export function judgePatchRun(guest: Guest, run: RunResult, patched: boolean): PatchRunResult {
-  const locks = guest.checkLocks();
-  const base = { patched, run, locks, step: run.hazardSteps[0] ?? guest.machine.step };
-  const fail = (reason: PatchRunReason, detail?: string, hazard?: Hazard): PatchRunResult =>
-    ({ ok: false, reason, ...(detail ? { detail } : {}), ...(hazard ? { hazard } : {}), ...base });
-  if (run.reason === 'hazard') return fail('hazard', run.hazards[0]?.kind, run.hazards[0]);
-  if (run.error instanceof Int3EmulationError) return fail('not-emulatable', run.error.message);
-  if (run.error instanceof KernelBug) return fail('kernel-bug', run.error.message);
-  const broken = locks.find((l) => !l.ok);
-  if (broken) return fail('broken-lock', `${broken.role} lock ${broken.index}: counter ${broken.counter} != acquisitions ${broken.acquisitions}`);
-  const m = guest.machine;
-  if (run.reason === 'all-halted' && !guest.tasksDone) return fail('all-halted', `${guest.stats.tasksDone} of ${m.vcpus.length} tasks finished`);
-  if (!guest.tasksDone || !base.patched) return fail('unfinished', run.error?.message ?? `${run.reason}; ${guest.stats.tasksDone} of ${m.vcpus.length} tasks finished`);
-  return { ok: true, reason: 'ok', ...base };
+/** A patcher run's reason for its Verdict (the names PatchRunResult has always used). */
+export function patchRunReason(v: Verdict): PatchRunReason {
+  if (v.ok) return 'ok';
+  switch (v.check) {
+    case 'hazard': return 'hazard';
+    case 'int3-bug': return 'not-emulatable';
+    case 'kernel-bug': return 'kernel-bug';
+    case 'broken-lock': return 'broken-lock';
+    case 'lost-wakeup': return 'all-halted';
+    case 'unexpected-bytes': return 'unexpected-bytes';
+    default: return 'unfinished';
+  }
 }
 
+/** The fields every protocol result derives from its Verdict. */
+export function verdictFields(v: Verdict): { ok: boolean; detail?: string; hazard?: Hazard; step: number } {
+  if (v.ok) return { ok: true, step: v.step };
+  const detail = v.hazard ? hazardName(v.hazard) : v.message;
+  return { ok: false, step: v.step, ...(detail ? { detail } : {}), ...(v.hazard ? { hazard: v.hazard } : {}) };
+}
+
+/** Classify a finished run of a guest with a patcher: the guest's checks (src/kernel/judge.ts), then the patcher. */
+export function judgePatchRun(guest: Guest, run: RunResult, patched: boolean): PatchRunResult {
+  const j = judgeGuestRun(guest, run);
+  const verdict = unlessPatched(guest, run, j.verdict, patched);
+  return { verdict, ...verdictFields(verdict), reason: patchRunReason(verdict), patched, run, locks: j.locks };
+}

@@ -9,7 +9,9 @@ import { Reg } from '../x86/registers.ts';
 import { PvOp, patchBytes, unexpectedSite, type Flavor, type PatchSite } from '../kernel/pv-ops.ts';
 import { StopMachineV1, STOP_MACHINE_SERVICE, newV1Stats, type V1Generation, type V1Stats } from '../kernel/stop-machine.ts';
 import { GuestConfigError } from '../kernel/errors.ts';
-import { enterBeforeTask, judgePatchRun, runAndJudge, type PatchRunResult } from './run-patcher.ts';
+import { enterBeforeTask, patchRunReason, runAndJudge, verdictFields, type PatchRunResult } from './run-patcher.ts';
+import { judgeGuestRun } from '../kernel/judge.ts';
+import { violation } from '../kernel/verdict.ts';
 
 export interface V1SwitchOptions {
   primaryCpu?: number;
@@ -67,9 +69,10 @@ export function switchLockOpsV1(guest: Guest, to: Flavor | Flavor[], opts: V1Swi
   // Refuse when a site does not hold the current flavour's bytes: no stop_machine, the guest runs on.
   const wrong = unexpectedSite(guest.machine.memory, guest.image.sites.filter(opts.sites ?? (() => true)), guest.flavor, guest.image.targets);
   if (wrong !== undefined) {
-    const r = judgePatchRun(guest, guest.run(opts.run), false);
-    const refused = r.reason === 'unfinished' ? { ok: false, reason: 'unexpected-bytes' as const, detail: `refused: ${wrong}` } : {};
-    return { ...r, ...refused, stats: newV1Stats(guest.machine.vcpus.length), switched: false };
+    const run = guest.run(opts.run);
+    const j = judgeGuestRun(guest, run);
+    const verdict = j.verdict.ok ? violation('unexpected-bytes', j.verdict.step, `refused: ${wrong}`) : j.verdict;
+    return { verdict, ...verdictFields(verdict), reason: patchRunReason(verdict), patched: false, run, locks: j.locks, stats: newV1Stats(guest.machine.vcpus.length), switched: false };
   }
   const gens = flavors.map((f): V1Generation => ({
     sites: guest.image.sites.filter(opts.sites ?? (() => true)).map((s) => ({ address: s.address, bytes: patchBytes(s, f, guest.image.targets) })),

@@ -19,7 +19,7 @@
  * The switch runs on `patcherCpu` from its own lockop_checkpoint(), when the trigger
  * (LOCKOP.pending: src/patching/trigger.ts's hint handler, or `request`) asks for a flavour.
  */
-import type { Guest, LockReport } from '../kernel/guest.ts';
+import type { Guest, GuestComponent, LockReport } from '../kernel/guest.ts';
 import type { RunOptions, RunResult } from '../machine/machine.ts';
 import type { ServiceContext } from '../machine/service.ts';
 import { DATA, DATA_BASE, VECTOR, stackTop } from '../kernel/layout.ts';
@@ -29,6 +29,9 @@ import { FLAVOR_CODE, FLIPPED, LOCKOP, LOCKOP_SERVICE, LockopBarrier, flavorOf }
 import { PV_OPS, patchBytes, unexpectedSite, type Flavor } from '../kernel/pv-ops.ts';
 import { pvOpsTable } from '../kernel/paravirt.ts';
 import { KernelBug, GuestConfigError } from '../kernel/errors.ts';
+import { judgeGuestRun } from '../kernel/judge.ts';
+import { violation, type Verdict } from '../kernel/verdict.ts';
+import { hazardName } from '../machine/events.ts';
 
 export interface V2Options {
   /** The vCPU that runs the switch from its checkpoint (default 0). */
@@ -79,9 +82,10 @@ const EAGAIN = -11;
 const EINVAL = -22;
 
 /** The v2 switcher of one guest: the INT3 handler, the checkpoint, the patcher. */
-export class LockopSwitcher {
+export class LockopSwitcher implements GuestComponent {
   flavor: Flavor;
   readonly switches: V2Switch[] = [];
+  private readonly tp: TextPokeBp;
   readonly barrier: LockopBarrier;
   readonly patcherCpu: number;
   private readonly maxWaitSpins: number;
@@ -92,7 +96,7 @@ export class LockopSwitcher {
   private busy = false;
   private readonly broken: V2Options['broken'];
 
-  constructor(readonly guest: Guest, opts: V2Options = {}) {
+  constructor(readonly guest: Guest, private readonly opts: V2Options = {}) {
     if (!guest.workload.lockopCheckpoint) throw new GuestConfigError('the v2 lock-op switch needs workload.lockopCheckpoint (its global barrier)');
     const m = guest.machine;
     this.flavor = guest.flavor;
@@ -104,10 +108,23 @@ export class LockopSwitcher {
     this.broken = opts.broken;
     this.barrier = new LockopBarrier(guest.image.sites, guest.image.targets, m.vcpus.length, opts.broken === 'no-map' ? 'no-map' : undefined,
       (cpu, lock, address) => guest.atomicSwitch.nativeUnlock(cpu, lock, address));
-    new TextPokeBp(m); // do_sync_core on the SYNC vector (text_poke_sync's IPI)
+    this.tp = new TextPokeBp(m); // do_sync_core on the SYNC vector (text_poke_sync's IPI)
     m.registerService(LOCKOP_SERVICE.int3Handler, 'lockop_int3_handler', (ctx) => this.barrier.handler(ctx));
     m.setIdt(VECTOR.BP, LOCKOP_SERVICE.int3Handler);
     guest.lockopCheckpoint = (ctx) => this.checkpoint(ctx);
+    guest.install(this);
+  }
+
+  forkInto(fork: Guest): LockopSwitcher {
+    const sw = new LockopSwitcher(fork, this.opts);
+    sw.flavor = this.flavor;
+    sw.switches.push(...structuredClone(this.switches));
+    sw.barrier.copyStateFrom(this.barrier);
+    sw.tp.copyStateFrom(this.tp);
+    Object.assign(sw.sync, this.sync);
+    sw.epoch = this.epoch;
+    sw.busy = this.busy;
+    return sw;
   }
 
   /** Ask for `to` from outside the guest (what the hint handler does from inside). */
@@ -250,6 +267,8 @@ export function installLockopV2(guest: Guest, opts: V2Options = {}): LockopSwitc
 export type V2Reason = 'ok' | 'eagain' | 'unexpected-bytes' | 'hazard' | 'kernel-bug' | 'broken-lock' | 'all-halted' | 'unfinished';
 
 export interface V2Result {
+  /** What the checks said; `ok`, `reason`, `detail` and `step` are derived from it. */
+  verdict: Verdict;
   ok: boolean;
   reason: V2Reason;
   detail?: string;
@@ -267,29 +286,39 @@ export interface V2Result {
   locks: LockReport[];
 }
 
-/** Judge a run of a guest with a switcher: the machine's hazards, the kernel, the locks, the tasks. */
+/** A v2 run's reason for its Verdict (the names V2Result has always used). */
+export function v2Reason(v: Verdict): V2Reason {
+  if (v.ok) return 'ok';
+  switch (v.check) {
+    case 'hazard': return 'hazard';
+    case 'int3-bug':
+    case 'kernel-bug': return 'kernel-bug';
+    case 'broken-lock': return 'broken-lock';
+    case 'lost-wakeup': return 'all-halted';
+    case 'unexpected-bytes': return 'unexpected-bytes';
+    case 'switch-aborted': return 'eagain';
+    default: return 'unfinished';
+  }
+}
+
+/** The guest's verdict, then the last requested switch's: refused, or given up under load. */
+export function switchVerdict(v: Verdict, last: { ok: boolean; reason: string; from: Flavor; to: Flavor; detail?: string; retries: number } | undefined): Verdict {
+  if (!v.ok || last === undefined || last.ok) return v;
+  return last.reason === 'unexpected-bytes'
+    ? violation('unexpected-bytes', v.step, `${last.from} -> ${last.to} refused: ${last.detail}`)
+    : violation('switch-aborted', v.step, `${last.from} -> ${last.to}: ${last.retries} retries, the barrier stayed open under load`);
+}
+
+/** Judge a run of a guest with a switcher: the guest's checks (src/kernel/judge.ts), then the switch. */
 export function judgeV2(guest: Guest, sw: LockopSwitcher, run: RunResult): V2Result {
-  const locks = guest.checkLocks();
-  const base = {
+  const j = judgeGuestRun(guest, run);
+  const verdict = switchVerdict(j.verdict, sw.switches[sw.switches.length - 1]);
+  return {
+    verdict, ok: verdict.ok, reason: v2Reason(verdict), ...(verdict.ok ? {} : { detail: verdict.hazard ? hazardName(verdict.hazard) : verdict.message }),
     flavor: sw.flavor, switches: sw.switches, int3Hits: sw.int3Hits,
     counted: sw.barrier.stats.counted, uncounted: sw.barrier.stats.uncounted,
-    retries: sw.switches.reduce((a, s) => a + s.retries, 0), run, locks,
-    step: run.hazardSteps[0] ?? guest.machine.step,
+    retries: sw.switches.reduce((a, s) => a + s.retries, 0), run, locks: j.locks, step: verdict.step,
   };
-  const fail = (reason: V2Reason, detail?: string): V2Result => ({ ok: false, reason, ...(detail ? { detail } : {}), ...base });
-  if (run.reason === 'hazard') return fail('hazard', run.hazards[0]?.kind);
-  if (run.error instanceof KernelBug) return fail('kernel-bug', run.error.message);
-  const broken = locks.find((l) => !l.ok);
-  if (broken) return fail('broken-lock', `${broken.role} lock ${broken.index}: counter ${broken.counter} != acquisitions ${broken.acquisitions}`);
-  if (run.reason === 'all-halted' && !guest.tasksDone) return fail('all-halted', `${guest.stats.tasksDone} of ${guest.machine.vcpus.length} tasks finished`);
-  if (!guest.tasksDone) return fail('unfinished', run.error?.message ?? run.reason);
-  const last = sw.switches[sw.switches.length - 1];
-  if (last && !last.ok) {
-    return last.reason === 'unexpected-bytes'
-      ? fail('unexpected-bytes', `${last.from} -> ${last.to} refused: ${last.detail}`)
-      : fail('eagain', `${last.from} -> ${last.to}: ${last.retries} retries, the barrier stayed open under load`);
-  }
-  return { ok: true, reason: 'ok', ...base };
 }
 
 /**

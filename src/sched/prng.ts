@@ -24,6 +24,16 @@ export class Prng {
     this.s3 = next();
   }
 
+  /** An independent generator in the same state (a forked guest's workload continues the same sequence). */
+  clone(): Prng {
+    const p = new Prng(0);
+    p.s0 = this.s0;
+    p.s1 = this.s1;
+    p.s2 = this.s2;
+    p.s3 = this.s3;
+    return p;
+  }
+
   /** Next 32-bit unsigned value. */
   u32(): number {
     const r = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;

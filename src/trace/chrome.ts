@@ -4,7 +4,7 @@
  * interrupt, NMI, exception, IRET, halt, wake-up, hypercall, old/new choice and hazard.
  * Timestamps are the machine's step numbers (one "microsecond" per step).
  */
-import type { MachineEvent } from '../machine/events.ts';
+import { hazardName, type MachineEvent } from '../machine/events.ts';
 
 export interface TraceEvent {
   name: string;
@@ -23,7 +23,7 @@ function hex(a: number): string {
 
 function describe(e: MachineEvent): { name: string; args: Record<string, unknown> } {
   switch (e.type) {
-    case 'hazard': return { name: `HAZARD ${e.hazard.kind}`, args: { ...e.hazard } };
+    case 'hazard': return { name: `HAZARD ${hazardName(e.hazard)}`, args: { ...e.hazard } };
     case 'interrupt': return { name: `irq ${hex(e.vector)}`, args: { rip: hex(e.rip) } };
     case 'nmi': return { name: 'nmi', args: { rip: hex(e.rip) } };
     case 'exception': return { name: `exception ${e.vector}`, args: { rip: hex(e.rip) } };

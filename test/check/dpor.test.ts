@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { exploreDpor } from '../../src/check/dpor.ts';
 import { ReplayChooser } from '../../src/sched/replay.ts';
+import { Schedule } from '../../src/sched/schedule.ts';
 import { Reg } from '../../src/x86/registers.ts';
 import { scenarioFile, scenarioSubject } from './machine-subject.ts';
 
@@ -91,7 +92,7 @@ test('cmc-no-sync: DPOR finds the torn fetch, and ReplayChooser reproduces it at
   const v = r.violation!;
   assert.equal(v.verdict.ok, false);
   assert.ok(!v.verdict.ok && v.verdict.hazard?.kind === 'cmc-unsynchronized');
-  const again = subject.start().run(new ReplayChooser(v.schedule, 2), subject.limits);
+  const again = subject.start().run(new ReplayChooser(Schedule.fromCodes(v.schedule), 2), subject.limits);
   assert.equal(again.run.reason, 'hazard');
   assert.deepEqual(again.verdict, v.verdict);
   assert.equal(again.run.hazardSteps[0], v.verdict.step);

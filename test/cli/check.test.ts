@@ -44,7 +44,7 @@ test('check finds the no-sync rewrite, shrinks it, and its replay command reprod
   const cx = o.counterexample!;
   assert.equal(cx.preemptions, 0);
   assert.equal(cx.check.hazard?.kind, 'cmc-unsynchronized');
-  const m = /^pvpatch run (\S+) --schedule '([^']*)'$/.exec(cx.replay);
+  const m = /^pvpatch run (\S+) --schedule '([^']*)' --seed 7$/.exec(cx.replay);
   assert.ok(m, cx.replay);
   assert.equal(m[2], cx.schedule);
   const replay = pvpatch('run', m[1]!, '--schedule', m[2]!, '--json');
@@ -120,8 +120,16 @@ test('check --strategy dpor proves store buffering\'s outcomes: exhausted, four 
   assertOneLineError(pvpatch('check', SB, '--strategy', 'dpor', '--shard', '0/2'), /--shard splits seeded strategies; dpor explores one tree/);
 });
 
-test('bad input is one line: a guest scenario, a bad shard, two budgets, a bad condition', () => {
-  assertOneLineError(pvpatch('check', join(ROOT, 'scenarios', 'guest-pv.yaml')), /guest scenarios need the guest subject/);
+test('a guest scenario is checked on forks of one boot: its protocol phases are the coverage', () => {
+  const r = pvpatch('check', '--executions', '2', '--workers', '1', '--json');
+  assert.equal(r.code, 0, r.err);
+  const o = JSON.parse(r.out) as Report & { coverage: { key: string; count: number }[] };
+  assert.equal(o.verdict, 'bounded-clean');
+  assert.match(o.states[0]!.key, /^locks .*; pv_ops pv; sites [0-9a-f]{16}$/);
+  assert.deepEqual(o.coverage.find((c) => c.key === 'v2 flip'), { key: 'v2 flip', count: 2 });
+});
+
+test('bad input is one line: a bad shard, two budgets, a bad condition', () => {
   assertOneLineError(pvpatch('check', SB, '--shard', '3/3'), /--shard must be i\/n with 0 ≤ i < n/);
   assertOneLineError(pvpatch('check', SB, '--budget', '1', '--executions', '5'), /not both/);
   assertOneLineError(pvpatch('check', SB, '--executions', '2', '--expect', 'exists (z=1)'), /names 'z', which the final states do not hold/);

@@ -157,3 +157,19 @@ test('the default run shows the workload before the hint, while the switch ran, 
 test('--corrupt-site on a scenario with no switch is one line, not ignored', () => {
   oneLine(pvpatch('run', join(ROOT, 'scenarios', 'guest-pv.yaml'), '--corrupt-site', '1'), /--corrupt-site needs a switch section/);
 });
+
+test('a guest sweep forks one boot per seed; each failing seed\'s replay line keeps --protocol, --strategy and --corrupt-site and reproduces it; the JSON has every seed\'s final state', () => {
+  const r = pvpatch('run', '--seeds', '2', '--seed', '3', '--corrupt-site', '1', '--strategy', 'random', '--protocol', 'v1', '--json');
+  assert.equal(r.code, 1, r.err);
+  const o = JSON.parse(r.out) as { failing: { seed: number; check: string; replay: string }[]; runs: { seed: number; verdict: string; finalState: string }[] };
+  assert.deepEqual(o.failing.map((f) => [f.seed, f.check]), [[3, 'unexpected-bytes'], [4, 'unexpected-bytes']]);
+  assert.match(o.failing[0]!.replay, /^pvpatch run \S+default\.yaml --seed 3 --protocol v1 --strategy random --corrupt-site 1$/);
+  assert.deepEqual(o.runs.map((x) => x.seed), [3, 4]);
+  for (const x of o.runs) assert.match(x.finalState, /^locks .*; pv_ops native; sites [0-9a-f]{16}$/);
+  const args = o.failing[0]!.replay.split(' ').slice(1);
+  const again = pvpatch(...args, '--json');
+  assert.equal(again.code, 1, again.err);
+  const one = JSON.parse(again.out) as { finalState: string; switch: { reason: string } };
+  assert.equal(one.finalState, o.runs[0]!.finalState, 'the replay line reproduces the seed\'s final state');
+  assert.equal(one.switch.reason, 'unexpected-bytes');
+});

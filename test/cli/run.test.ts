@@ -101,3 +101,29 @@ test('--help lists the run command', () => {
   assert.equal(r.code, 0);
   assert.match(r.out, /run \[options\] \[scenario\]/);
 });
+
+test('--schedule-file replays a recorded schedule exactly, and a billion-step repeat in a file is read as one entry', () => {
+  const sched = join(dir, 'tpo.sched');
+  const a = pvpatch('run', TPO, '--json', '--seed', '6', '--schedule-out', sched);
+  assert.equal(a.code, 0, a.err);
+  const b = pvpatch('run', TPO, '--json', '--schedule-file', sched);
+  assert.equal(b.code, 0, b.err);
+  const [x, y] = [JSON.parse(a.out), JSON.parse(b.out)];
+  assert.deepEqual([y.vcpus, y.schedule, y.steps], [x.vcpus, x.schedule, x.steps]);
+  const huge = join(dir, 'huge.sched');
+  writeFileSync(huge, 's0*1000000000\n');
+  const h = pvpatch('run', TPO, '--json', '--schedule-file', huge, '--max-instructions', '5000');
+  assert.equal(h.code, 0, h.err);
+  assert.deepEqual([JSON.parse(h.out).reason, JSON.parse(h.out).schedule], ['limit', 's0*5000']);
+});
+
+test('a schedule file that stops fitting is one line naming the decision; --schedule and --schedule-file together are one line', () => {
+  const bad = join(dir, 'bad.sched');
+  writeFileSync(bad, 's0*3\nn1\n');
+  assertOneLineError(pvpatch('run', TPO, '--schedule-file', bad), /decision 4 'n1' does not fit: enabled here are s0 s1/);
+  const j = pvpatch('run', TPO, '--schedule-file', bad, '--json');
+  assert.equal(j.code, 2);
+  assert.deepEqual(JSON.parse(j.out).misfit.expected, { kind: 'nmi', cpu: 1 });
+  assertOneLineError(pvpatch('run', TPO, '--schedule-file', join(dir, 'missing.sched')), /cannot read schedule file .*missing\.sched: no such file/);
+  assertOneLineError(pvpatch('run', TPO, '--schedule', 's0', '--schedule-file', bad), /--schedule or --schedule-file, not both/);
+});

@@ -1,7 +1,8 @@
 // The issue's sweep: text_poke_bp, v1 and v2 on the bundled default scenario (scenarios/default.yaml:
 // 4 vCPUs, locks in task, IRQ and NMI context, REALTIME revoked mid-run), 500 seeds each, with every
 // check on: CMC, return into rewritten code, the atomic-switch oracle, the lock counters, lost
-// wake-ups (all-halted) and completion. Each seed seeds both the random scheduler and the workload.
+// wake-ups (all-halted) and completion. Each seed seeds both the random scheduler and the workload;
+// each protocol's guest boots once and every seed runs a fork of that boot.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -18,13 +19,20 @@ const FILE = join(import.meta.dirname, '..', '..', 'scenarios', 'default.yaml');
 const SCENARIO = validateScenario<GuestScenario>(FILE, readScenarioDoc(FILE), guestScenarioSchema);
 const SEEDS = 500;
 
-function runDefault(protocol: SwitchProtocol, seed: number, s: GuestScenario = SCENARIO, setup?: (g: Guest) => void) {
-  const g = bootGuest(s, seed);
-  setup?.(g);
-  const sw = installHintSwitch(g, protocol, { patcherCpu: s.switch!.patcherCpu ?? 0 });
+/**
+ * Boot the scenario once with `protocol` installed; each seed runs a fork of that boot, which is
+ * exactly the run of a fresh boot with that seed (test/kernel/fork.test.ts).
+ */
+function defaultRunner(protocol: SwitchProtocol, s: GuestScenario = SCENARIO, setup?: (g: Guest) => void) {
+  const boot = bootGuest(s, 1);
+  setup?.(boot);
+  const sw = installHintSwitch(boot, protocol, { patcherCpu: s.switch!.patcherCpu ?? 0 });
   const inject = { nmis: s.inject!.nmis!, irqs: s.inject!.irqs!, irqVector: VECTOR.LOCK_IRQ };
-  const r = runHintSwitch(g, sw, { atStep: s.switch!.atStep, hint: s.switch!.hint }, { chooser: new RandomChooser(seed), inject, maxInstructions: 5_000_000 });
-  return { g, r };
+  return (seed: number) => {
+    const g = boot.fork({ seed });
+    const r = runHintSwitch(g, g.counterpart(sw), { atStep: s.switch!.atStep, hint: s.switch!.hint }, { chooser: new RandomChooser(seed), inject, maxInstructions: 5_000_000 });
+    return { g, r };
+  };
 }
 
 function sitesAre(g: Guest, flavor: 'native' | 'pv'): boolean {
@@ -37,8 +45,9 @@ function sitesAre(g: Guest, flavor: 'native' | 'pv'): boolean {
 for (const protocol of ['v2', 'v1'] as const) {
   test(`${protocol} on the default scenario, ${SEEDS} seeds: the hint is revoked, all five ops switch native -> pv; no hazard, no broken lock, no lost wake-up`, (t) => {
     let int3Hits = 0, nmis = 0, irqs = 0;
+    const runDefault = defaultRunner(protocol);
     for (let seed = 1; seed <= SEEDS; seed++) {
-      const { g, r } = runDefault(protocol, seed);
+      const { g, r } = runDefault(seed);
       assert.equal(r.reason, 'ok', `seed ${seed}: ${r.reason} ${r.detail ?? ''}`);
       assert.equal(r.run.hazards.length, 0);
       assert.equal(r.flavor, 'pv');
@@ -56,8 +65,9 @@ for (const protocol of ['v2', 'v1'] as const) {
 
 test(`text_poke_bp on the default scenario, ${SEEDS} seeds: on the hint it retargets the slowpath CALL (what it can do); no hazard, no broken lock, no lost wake-up`, () => {
   let int3Hits = 0;
+  const runDefault = defaultRunner('text-poke-bp');
   for (let seed = 1; seed <= SEEDS; seed++) {
-    const { g, r } = runDefault('text-poke-bp', seed);
+    const { g, r } = runDefault(seed);
     assert.equal(r.reason, 'ok', `seed ${seed}: ${r.reason} ${r.detail ?? ''}`);
     assert.equal(r.flavor, 'native', 'the lock ops stay native: text_poke_bp cannot switch them');
     assert.deepEqual(r.switches.map((s) => s.reason), ['retargeted']);
@@ -71,12 +81,13 @@ test(`text_poke_bp on the default scenario, ${SEEDS} seeds: on the hint it retar
 test('v1 with more NMIs on the default scenario (12 instead of 3, 150 seeds): the oracle, recording, finds NMI handlers mixing flavours on the NMI lock inside the stop_machine window, never any other context; no other check fails', () => {
   const s: GuestScenario = { ...SCENARIO, inject: { ...SCENARIO.inject, nmis: 12 } };
   const mixedSeeds: number[] = [];
+  const runDefault = defaultRunner('v1', s, (guest) => { guest.atomicSwitch.mode = 'record'; });
   for (let seed = 1; seed <= 150; seed++) {
-    const { g, r } = runDefault('v1', seed, s, (guest) => { guest.atomicSwitch.mode = 'record'; });
+    const { g, r } = runDefault(seed);
     assert.equal(r.reason, 'ok', `seed ${seed}: ${r.reason} ${r.detail ?? ''}`);
     for (const f of g.atomicSwitch.findings) {
       assert.deepEqual(f.inNmi, { cpu: true, other: true }, `seed ${seed}`);
-      assert.equal(f.hazard.lock, lockAddress(g.image.nmiLock), 'on the NMI lock');
+      assert.equal(f.hazard.data.lock, lockAddress(g.image.nmiLock), 'on the NMI lock');
     }
     if (g.atomicSwitch.findings.length > 0) mixedSeeds.push(seed);
   }

@@ -2,6 +2,8 @@
 // PATCH_SYNC_0/1/2/DONE, secondaries acknowledge each state after serializing, and an INT3 met in
 // an NMI handler drives the state machine instead of emulating. Native -> PV -> native under load
 // with IRQs and NMIs: no hazard, locks OK, tasks finish.
+import { isNonAtomicSwitch } from '../../src/kernel/atomic-switch.ts';
+import { hazardName } from '../../src/machine/events.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Guest } from '../../src/kernel/guest.ts';
@@ -93,12 +95,11 @@ test('v1 is not atomic for NMI handlers (seed 7): an NMI runs the old native unl
   const r = switchLockOpsV1(g, ['pv', 'native'], { primaryCpu: 3, run: { chooser: new RandomChooser(7), inject: INJECT } });
   assert.equal(r.reason, 'hazard');
   const h = r.hazard!;
-  assert.equal(h.kind, 'non-atomic-switch');
-  if (h.kind !== 'non-atomic-switch') return;
-  assert.equal(h.lock, lockAddress(g.image.nmiLock));
-  assert.ok(g.machine.vcpu(h.cpu).nmiBlocked && g.machine.vcpu(h.other.cpu).nmiBlocked, 'both sides run in NMI context');
-  assert.match(h.op, /native unlock/);
-  assert.match(h.other.op, /PV slowpath/);
+  assert.ok(isNonAtomicSwitch(h), `an atomic-switch finding, not ${hazardName(h)}`);
+  assert.equal(h.data.lock, lockAddress(g.image.nmiLock));
+  assert.ok(g.machine.vcpu(h.cpu).nmiBlocked && g.machine.vcpu(h.data.other.cpu).nmiBlocked, 'both sides run in NMI context');
+  assert.match(h.data.op, /native unlock/);
+  assert.match(h.data.other.op, /PV slowpath/);
 });
 
 test('state names follow the RFC', () => {

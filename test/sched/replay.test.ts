@@ -66,21 +66,36 @@ test('the timed strategy is deterministic for a seed and replayable', () => {
 test('a malformed schedule string is rejected with the bad token named', () => {
   assert.throws(() => parseSchedule('s0*3 x1 s1'), (e: unknown) => e instanceof ScheduleError && /token 2 'x1'/.test(e.message));
   assert.throws(() => parseSchedule('s7', 2), /no vCPU 7/);
-  assert.deepEqual(parseSchedule('s0*2 d1 c1'), [0, 0, 5, -2]);
+  assert.deepEqual(parseSchedule('s0*2 d1 c1').entries, [
+    { decision: { kind: 'step', cpu: 0 }, count: 2 },
+    { decision: { kind: 'drain', cpu: 1 }, count: 1 },
+    { decision: { kind: 'choice', value: 1 }, count: 1 },
+  ]);
 });
 
-test('a schedule that does not fit the run says which decision and what was possible', () => {
+test('a schedule that does not fit the run stops it (no throw) and says which decision, what it expected and what was enabled', () => {
   const m = machine(textPokeBpOrder());
-  const r = m.run({ chooser: new ReplayChooser('s0*5 n1', 2), until: done });
-  assert.equal(r.reason, 'error');
-  assert.match(r.error!.message, /decision 6 'n1' does not fit: enabled here are s0 s1/);
+  const replay = new ReplayChooser('s0*5 n1', 2);
+  const r = m.run({ chooser: replay, until: done });
+  assert.equal(r.reason, 'misfit');
+  assert.equal(r.error, undefined);
+  assert.deepEqual(replay.misfit, {
+    decision: 6, expected: { kind: 'nmi', cpu: 1 }, needed: 'action',
+    enabled: [{ kind: 'step', cpu: 0 }, { kind: 'step', cpu: 1 }],
+    message: "schedule decision 6 'n1' does not fit: enabled here are s0 s1",
+  });
+  assert.equal(r.misfit, replay.misfit, 'the run result carries the same record');
+  assert.equal(m.vcpu(0).retired, 5, 'the run stopped at the decision, after the five that fitted');
 });
 
-test('a schedule that ends early says so', () => {
+test('a schedule that ends early stops the run and says so, with nothing expected', () => {
   const m = machine(textPokeBpOrder());
-  const r = m.run({ chooser: new ReplayChooser('s0*3', 2), until: done });
-  assert.equal(r.reason, 'error');
-  assert.match(r.error!.message, /schedule ended after 3 decisions/);
+  const replay = new ReplayChooser('s0*3', 2);
+  const r = m.run({ chooser: replay, until: done });
+  assert.equal(r.reason, 'misfit');
+  assert.equal(replay.misfit!.expected, undefined);
+  assert.equal(replay.misfit!.decision, 4);
+  assert.match(r.misfit!.message, /schedule ended after 3 decisions/);
 });
 
 test('PCT finds the unsynchronized rewrite, and its schedule replays the hazard', async () => {

@@ -11,6 +11,7 @@ import { shrink, shrinkable, type Violation } from '../../check/shrink.ts';
 import { judgeCondition, type Condition, type ConditionResult } from '../../check/condition.ts';
 import type { ExplorationResult } from '../../check/exploration.ts';
 import type { Subject } from '../../check/subject.ts';
+import type { SwitchProtocol } from '../../patching/hint-switch.ts';
 
 export interface Counterexample {
   /** The exploration's execution it was found in (and its seed, for seeded strategies). */
@@ -30,12 +31,16 @@ export interface Counterexample {
 }
 
 export interface CheckReport extends ExplorationResult {
+  /** Guest scenarios: the protocol the subject was built with, when --protocol chose it (merge rebuilds the same). */
+  readonly protocol?: SwitchProtocol;
   readonly counterexample?: Counterexample;
   readonly expect?: ConditionResult;
 }
 
 export interface FinishOptions {
   readonly expect?: Condition;
+  /** The --protocol the subject was built with (the replay command carries it). */
+  readonly protocol?: SwitchProtocol;
   /** Write the counterexample's schedule here; the replay command then reads it with --schedule-file. */
   readonly scheduleOut?: string;
 }
@@ -45,10 +50,10 @@ function shellWord(s: string): string {
 }
 
 /** `pvpatch run` with the very limits the exploration ran with. */
-function replayCommand(scenario: string, subject: Subject, maxInstructions: number, schedule: string, file: string | undefined): string {
+function replayCommand(scenario: string, subject: Subject, maxInstructions: number, schedule: string, file: string | undefined, extra: readonly string[]): string {
   const depth = maxInstructions !== subject.limits.maxInstructions ? ` --max-instructions ${maxInstructions}` : '';
   const sched = file !== undefined ? `--schedule-file ${shellWord(file)}` : `--schedule '${schedule}'`;
-  return `pvpatch run ${shellWord(scenario)} ${sched}${depth}`;
+  return `pvpatch run ${shellWord(scenario)} ${sched}${depth}${extra.map((w) => ` ${shellWord(w)}`).join('')}`;
 }
 
 /** Shrink the first violation, judge --expect, and build the report (the scenario is the subject's name). */
@@ -57,13 +62,14 @@ export function finishCheck(subject: Subject, result: ExplorationResult, opts: F
   const fv = result.firstViolation;
   let counterexample: Counterexample | undefined;
   if (fv !== undefined) {
-    const s = shrink(subject, fv.schedule, fv.verdict, { limits });
+    const s = shrink(subject, fv.schedule, fv.verdict, { limits, ...(fv.seed !== undefined ? { seed: fv.seed } : {}) });
     if (opts.scheduleOut !== undefined) writeAtomically(opts.scheduleOut, s.schedule + '\n');
     counterexample = {
       execution: fv.index,
       ...(fv.seed !== undefined ? { seed: fv.seed } : {}),
       schedule: s.schedule,
-      replay: replayCommand(subject.name, subject, result.bound.maxInstructions, s.schedule, opts.scheduleOut),
+      // The seed re-seeds a guest's workload as the execution had it (a machine scenario has none to re-seed).
+      replay: replayCommand(subject.name, subject, result.bound.maxInstructions, s.schedule, opts.scheduleOut, [...(opts.protocol !== undefined ? ['--protocol', opts.protocol] : []), ...(fv.seed !== undefined ? ['--seed', String(fv.seed)] : [])]),
       steps: s.steps,
       preemptions: s.preemptions,
       injections: s.injections,
@@ -73,6 +79,7 @@ export function finishCheck(subject: Subject, result: ExplorationResult, opts: F
   }
   return {
     ...result,
+    ...(opts.protocol !== undefined ? { protocol: opts.protocol } : {}),
     ...(counterexample !== undefined ? { counterexample } : {}),
     ...(opts.expect !== undefined ? { expect: judgeCondition(opts.expect, result.states) } : {}),
   };

@@ -14,6 +14,7 @@ import type { ExplorationBudget, ExplorationResult, Shard } from '../../check/ex
 import { seededStrategy, type SeededStrategyName } from '../../check/seeded.ts';
 import { parseCondition } from '../../check/condition.ts';
 import type { Subject } from '../../check/subject.ts';
+import { SWITCH_PROTOCOLS, type SwitchProtocol } from '../../patching/hint-switch.ts';
 import { ScenarioError } from '../scenario/errors.ts';
 import { scenarioSubject } from '../scenario/subject.ts';
 import { defaultScenarioPath } from '../default-scenario.ts';
@@ -38,6 +39,7 @@ export interface CheckFlags {
   expect?: string;
   scheduleFile?: string;
   scheduleOut?: string;
+  protocol?: SwitchProtocol;
 }
 
 function intFlag(v: string | undefined, name: string, min: number): number | undefined {
@@ -89,7 +91,12 @@ async function runExploration(path: string, subject: Subject, strategy: Strategy
   const limits = opts.maxInstructions !== undefined ? { maxInstructions: opts.maxInstructions } : undefined;
   const common = { budget: opts.budget, seed: opts.seed, ...(opts.shard ? { shard: opts.shard } : {}), ...(limits ? { limits } : {}) };
   if (strategy.kind === 'seeded' && workers > 1) {
-    const workerData: CheckWorkerData = { scenario: path, strategy: strategy.name as SeededStrategyName, ...(flags.preemptions !== undefined ? { preemptions: Number(flags.preemptions) } : {}) };
+    const workerData: CheckWorkerData = {
+      scenario: path,
+      strategy: strategy.name as SeededStrategyName,
+      ...(flags.preemptions !== undefined ? { preemptions: Number(flags.preemptions) } : {}),
+      ...(flags.protocol !== undefined ? { protocol: flags.protocol } : {}),
+    };
     return explorePool(subject, strategy, { ...common, workers, workerData, workerFile: new URL('../check-worker.mjs', import.meta.url) });
   }
   return explore(subject, strategy, common);
@@ -104,9 +111,13 @@ export async function checkCommand(file: string | undefined, flags: CheckFlags):
   const maxInstructions = intFlag(flags.depth, 'depth', 1);
   const expect = flags.expect !== undefined ? parseCondition(flags.expect) : undefined;
   if (strategy.kind === 'replay' && shard !== undefined) throw new ScenarioError('--shard splits an exploration; --schedule-file checks one schedule');
-  const subject = scenarioSubject(path);
+  const subject = scenarioSubject(path, flags.protocol !== undefined ? { protocol: flags.protocol } : {});
   const result = await runExploration(path, subject, strategy, flags, { budget, seed, ...(shard ? { shard } : {}), ...(maxInstructions ? { maxInstructions } : {}) });
-  const report = finishCheck(subject, result, { ...(expect ? { expect } : {}), ...(flags.scheduleOut ? { scheduleOut: flags.scheduleOut } : {}) });
+  const report = finishCheck(subject, result, {
+    ...(expect ? { expect } : {}),
+    ...(flags.scheduleOut ? { scheduleOut: flags.scheduleOut } : {}),
+    ...(flags.protocol ? { protocol: flags.protocol } : {}),
+  });
   process.stdout.write(flags.json ? JSON.stringify(report) + '\n' : checkText(report));
   return checkExitCode(report);
 }
@@ -117,6 +128,7 @@ export function register(program: Command): void {
     .description('explore a scenario\'s interleavings: what was explored, the verdict, a shrunk replayable counterexample')
     .argument('[scenario]', 'scenario file (YAML or JSON); default: the bundled default')
     .addOption(new Option('--strategy <name>', 'exploration strategy (default random)').choices([...CHECK_STRATEGIES]))
+    .addOption(new Option('--protocol <name>', 'guest scenarios with a switch: the patching protocol (default: the scenario\'s)').choices([...SWITCH_PROTOCOLS]))
     .option('--preemptions <k>', 'dpor: the preemption bound; pct: priority change points (bug depth k+1, default 2)')
     .option('--depth <n>', 'instructions per execution at most (default: the scenario\'s run.maxInstructions)')
     .option('--executions <n>', 'run n executions (default 1000); execution i uses seed --seed + i')

@@ -2,13 +2,13 @@
  * `pvpatch run` on a guest scenario: boot the pvpatch guest kernel on its host, show the patched
  * sites (--show-sites), run the lock workload, and report the locks' checks and statistics.
  */
-import { Guest, type FlavorChoice, type Platform } from '../../kernel/guest.ts';
-import { hostScheduler } from '../../kernel/host-setup.ts';
+import { Guest, type FlavorChoice, type GuestOptions, type Platform } from '../../kernel/guest.ts';
+import { GuestSubject } from '../../check/guest-subject.ts';
 import { PV_OP_NAMES } from '../../kernel/pv-ops.ts';
 import { VECTOR } from '../../kernel/layout.ts';
 import { TimedChooser } from '../../sched/timed.ts';
 import { CYCLES_PER_NS } from '../../sched/cost-model.ts';
-import { formatSchedule } from '../../sched/schedule.ts';
+import { ScheduleError, recordedSchedule, type Schedule } from '../../sched/schedule.ts';
 import { disassemble, hexAddress, hexBytes } from '../../x86/format.ts';
 import { describeHazard } from '../hazard-text.ts';
 import { makeChooser, type Strategy } from '../scenario/build-machine.ts';
@@ -23,11 +23,15 @@ import { chromeTrace } from '../../trace/chrome.ts';
 import { foreignEncoding } from '../../patching/broken.ts';
 import { GuestConfigError } from '../../kernel/errors.ts';
 import type { GuestScenario } from '../scenario/guest-schema.ts';
+import { judgeGuestRun } from '../../kernel/judge.ts';
+import type { CheckKind, Verdict } from '../../check/verdict.ts';
+import { hazardName } from '../../machine/events.ts';
 
 export interface GuestRunFlags {
   strategy?: Strategy;
   seed: number;
-  schedule?: string;
+  /** A schedule to replay (--schedule's string, or --schedule-file's parsed Schedule). */
+  schedule?: string | Schedule;
   maxInstructions?: number;
   json?: boolean;
   showSites?: boolean;
@@ -40,8 +44,9 @@ export interface GuestRunFlags {
   traceOut?: string;
 }
 
-export function bootGuest(s: GuestScenario, seed = 1): Guest {
-  return new Guest({
+/** The guest a scenario describes, with the workload seeded by `seed`. */
+export function guestOptions(s: GuestScenario, seed = 1): GuestOptions {
+  return {
     seed,
     vcpus: s.guest.vcpus,
     platform: (s.guest.platform ?? 'kvm') as Platform,
@@ -52,7 +57,11 @@ export function bootGuest(s: GuestScenario, seed = 1): Guest {
     tso: s.guest.tso ?? true,
     host: { vendor: s.host?.vendor ?? 'intel', pvUnhalt: s.host?.pvUnhalt ?? true, realtime: s.host?.realtime ?? false },
     workload: { ...(s.workload ?? {}), ...(s.switch ? { lockopCheckpoint: true } : {}) },
-  });
+  };
+}
+
+export function bootGuest(s: GuestScenario, seed = 1): Guest {
+  return new Guest(guestOptions(s, seed));
 }
 
 /** The switch section of the report: each switch's phases, with the steps between them. */
@@ -108,9 +117,11 @@ interface GuestOutcome {
   hs: HintSwitchResult | undefined;
   sched: HostScheduler | undefined;
   strategy: Strategy;
+  /** The checks' verdict (src/kernel/judge.ts; with a switch, the protocol's). */
+  verdict: Verdict;
   failed: boolean;
   lostWakeup: boolean;
-  summary: Record<string, unknown> & { simulatedMicroseconds: number; locks: LockReport[]; stats: Record<string, number> };
+  summary: Record<string, unknown> & { simulatedMicroseconds: number; locks: LockReport[]; stats: Record<string, number>; finalState: string };
 }
 
 function protocolOf(file: string, s: GuestScenario, flags: GuestRunFlags): SwitchProtocol | undefined {
@@ -124,42 +135,52 @@ function strategyOf(s: GuestScenario, flags: GuestRunFlags): Strategy {
   return flags.strategy ?? (flags.schedule ? 'replay' : s.schedule?.strategy ?? 'timed');
 }
 
-function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags): GuestOutcome {
-  const g = bootGuest(s, flags.seed);
+/**
+ * The subject of a guest scenario under the CLI's flags: the guest boots once with the switch
+ * installed (and --corrupt-site applied); every run is a fork of that boot (src/check/guest-subject.ts).
+ */
+export function subjectOf(file: string, s: GuestScenario, flags: GuestRunFlags): GuestSubject {
   const strategy = strategyOf(s, flags);
   const wantsHost = s.host?.pcpus !== undefined || s.host?.overcommit !== undefined;
   if (wantsHost && strategy !== 'timed') throw new ScenarioError(`${file}: host over-commit (host.pcpus/overcommit) needs the timed strategy, not ${strategy}`);
   const us = (v: number | undefined) => (v === undefined ? undefined : Math.round(v * 1000 * CYCLES_PER_NS));
-  const sched = wantsHost
-    ? hostScheduler(g, {
+  const protocol = protocolOf(file, s, flags);
+  const sw = s.switch;
+  if (sw?.patcherCpu !== undefined && sw.patcherCpu >= s.guest.vcpus) throw new ScenarioError(`${file}: /switch/patcherCpu: there is no vCPU ${sw.patcherCpu}`);
+  if (sw && (s.guest.platform ?? 'kvm') !== 'kvm') throw new ScenarioError(`${file}: a hint-triggered switch needs platform kvm`);
+  return new GuestSubject({
+    name: file,
+    guest: guestOptions(s, flags.seed),
+    ...(sw && protocol ? { switch: { protocol, hint: sw.hint, atStep: sw.atStep, patcherCpu: sw.patcherCpu ?? 0, ...(sw.maxRetries !== undefined ? { maxRetries: sw.maxRetries } : {}) } } : {}),
+    ...(flags.corruptSite !== undefined ? { prepare: (g: Guest) => corruptSite(file, g, flags.corruptSite!) } : {}),
+    ...(wantsHost ? {
+      overcommit: {
         ...(s.host?.pcpus !== undefined ? { pcpus: s.host.pcpus } : {}),
         ...(s.host?.overcommit !== undefined ? { overcommit: s.host.overcommit } : {}),
         ...(us(s.host?.sliceUs) !== undefined ? { sliceCycles: us(s.host?.sliceUs)! } : {}),
         ...(us(s.host?.switchUs) !== undefined ? { switchCycles: us(s.host?.switchUs)! } : {}),
         ...(us(s.host?.wakeUs) !== undefined ? { wakeCycles: us(s.host?.wakeUs)! } : {}),
         ...(s.host?.ple !== undefined ? { ple: s.host.ple } : {}),
-      })
-    : undefined;
-  const chooser = strategy === 'timed' ? new TimedChooser({ seed: flags.seed, ...(sched ? { host: sched } : {}) }) : makeChooser(strategy, flags.seed, g.machine.vcpus.length, flags.schedule ?? s.schedule?.replay);
-  const runOpts = {
-    chooser,
-    maxInstructions: flags.maxInstructions ?? s.run?.maxInstructions ?? 50_000_000,
-    inject: { nmis: s.inject?.nmis ?? 0, irqs: s.inject?.irqs ?? 0, irqVector: VECTOR.LOCK_IRQ },
-  };
-  let hs: HintSwitchResult | undefined;
-  let r: RunResult;
-  const protocol = protocolOf(file, s, flags);
-  if (s.switch && protocol) {
-    const sw = s.switch;
-    if (sw.patcherCpu !== undefined && sw.patcherCpu >= g.machine.vcpus.length) throw new ScenarioError(`${file}: /switch/patcherCpu: there is no vCPU ${sw.patcherCpu}`);
-    if (!g.host) throw new ScenarioError(`${file}: a hint-triggered switch needs platform kvm`);
-    const installed = installHintSwitch(g, protocol, { patcherCpu: sw.patcherCpu ?? 0, ...(sw.maxRetries !== undefined ? { maxRetries: sw.maxRetries } : {}) });
-    if (flags.corruptSite !== undefined) corruptSite(file, g, flags.corruptSite);
-    hs = runHintSwitch(g, installed, { atStep: sw.atStep, hint: sw.hint }, runOpts);
-    r = hs.run;
-  } else {
-    r = g.run(runOpts);
-  }
+      },
+    } : {}),
+    limits: {
+      maxInstructions: flags.maxInstructions ?? s.run?.maxInstructions ?? 50_000_000,
+      inject: { nmis: s.inject?.nmis ?? 0, irqs: s.inject?.irqs ?? 0, irqVector: VECTOR.LOCK_IRQ },
+    },
+  });
+}
+
+/** One run of a guest scenario: a fork of the subject's boot, its workload and strategy seeded by `seed`. */
+function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags, subject: GuestSubject, seed: number): GuestOutcome {
+  const strategy = strategyOf(s, flags);
+  const exec = subject.start(seed);
+  const g = exec.guest;
+  const sched = exec.scheduler;
+  const chooser = strategy === 'timed' ? new TimedChooser({ seed, ...(sched ? { host: sched } : {}) }) : makeChooser(strategy, seed, g.machine.vcpus.length, flags.schedule ?? s.schedule?.replay);
+  const result = exec.run(chooser);
+  const r = result.run;
+  const hs = exec.switchResult;
+  const verdict = result.verdict;
   const locks = g.checkLocks();
   const simCycles = Math.max(...g.machine.vcpus.map((c) => c.time));
   const lostWakeup = r.reason === 'all-halted' && !g.tasksDone;
@@ -167,9 +188,10 @@ function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags): Gue
     scenario: file,
     decision: g.decision,
     strategy,
-    seed: flags.seed,
+    seed,
     reason: r.reason,
     error: r.error?.message,
+    ...(r.misfit ? { misfit: r.misfit } : {}),
     tasksDone: g.stats.tasksDone,
     lostWakeup,
     instructions: r.instructions,
@@ -188,10 +210,10 @@ function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags): Gue
     hazards: r.hazards,
     ...(hs ? { switch: { protocol: hs.protocol, ok: hs.ok, reason: hs.reason, detail: hs.detail, flavor: hs.flavor, switches: hs.switches, int3Hits: hs.int3Hits, ipis: hs.ipis, retries: hs.retries, stoppedSteps: hs.stoppedSteps, timeline: hs.timeline } } : {}),
     sites: g.image.sites.map((site) => ({ address: hexAddress(site.address), op: PV_OP_NAMES[site.type], len: site.len, bytes: hexBytes(g.machine.memory.readBytes(site.address, site.len)) })),
-    schedule: strategy === 'timed' ? undefined : formatSchedule(g.machine.decisions),
+    finalState: result.finalState,
+    schedule: strategy === 'timed' ? undefined : recordedSchedule(g.machine).toString(),
   };
-  const failed = r.hazards.length > 0 || locks.some((l) => !l.ok) || lostWakeup || r.reason === 'error' || (hs !== undefined && !hs.ok);
-  return { g, r, hs, sched, strategy, failed, lostWakeup, summary };
+  return { g, r, hs, sched, strategy, verdict, failed: !verdict.ok, lostWakeup, summary };
 }
 
 /** --corrupt-site N: another patcher's NOPs in site N's padding (src/patching/broken.ts). */
@@ -206,14 +228,15 @@ function corruptSite(file: string, g: Guest, index: number): void {
 
 export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRunFlags): number {
   if (flags.scheduleOut && strategyOf(s, flags) === 'timed') throw new ScenarioError('--schedule-out needs a replayable strategy (random, pct, first); the timed strategy replays from its seed');
-  const o = runGuestOnce(file, s, flags);
+  const o = runGuestOnce(file, s, flags, subjectOf(file, s, flags), flags.seed);
   const { g, r, hs, sched, strategy, failed, lostWakeup, summary } = o;
-  if (flags.scheduleOut) writeAtomically(flags.scheduleOut, formatSchedule(g.machine.decisions) + '\n');
+  if (flags.scheduleOut) writeAtomically(flags.scheduleOut, recordedSchedule(g.machine).toString() + '\n');
   if (flags.traceOut) writeAtomically(flags.traceOut, JSON.stringify(chromeTrace(g.machine.events, g.machine.vcpus.length, file)) + '\n');
   if (r.reason === 'error' && r.error && !flags.json) throw r.error;
+  if (r.reason === 'misfit' && !flags.json) throw new ScheduleError(r.misfit?.message ?? 'the schedule does not fit the run');
   if (flags.json) {
     process.stdout.write(JSON.stringify(summary) + '\n');
-    return r.reason === 'error' ? 2 : failed ? 1 : 0;
+    return r.reason === 'error' || r.reason === 'misfit' ? 2 : failed ? 1 : 0;
   }
   const locks = summary.locks;
   const out: string[] = [];
@@ -233,22 +256,37 @@ export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRun
   return failed ? 1 : 0;
 }
 
+/** The command that replays one seed of a sweep exactly: every flag that changes the run. */
+function replayCommand(file: string, s: GuestScenario, flags: GuestRunFlags, seed: number): string {
+  const protocol = s.switch ? protocolOf(file, s, flags) : undefined;
+  return [
+    `pvpatch run ${file} --seed ${seed}`,
+    ...(protocol ? [`--protocol ${protocol}`] : []),
+    `--strategy ${strategyOf(s, flags)}`,
+    ...(flags.corruptSite !== undefined ? [`--corrupt-site ${flags.corruptSite}`] : []),
+    ...(flags.maxInstructions !== undefined ? [`--max-instructions ${flags.maxInstructions}`] : []),
+  ].join(' ');
+}
+
 /**
- * --seeds N on a guest scenario: boot and run it once per seed (the strategy's and the workload's),
- * with a progress bar; report every failing seed with its reason and the command that replays it.
+ * --seeds N on a guest scenario: boot it once and run a fork per seed (the strategy's and the
+ * workload's seed), with a progress bar; report every failing seed with its check and the
+ * command that replays it, and every seed's final state.
  */
 export function sweepGuestScenario(file: string, s: GuestScenario, flags: GuestRunFlags, seeds: number): number {
   if (flags.schedule) throw new ScenarioError('--seeds sweeps seeds; it cannot be combined with a replay schedule');
   if (flags.scheduleOut || flags.traceOut) throw new ScenarioError('--schedule-out and --trace-out write one run; replay a failing seed with --seed to get them');
   const protocol = protocolOf(file, s, flags);
+  const subject = subjectOf(file, s, flags);
   const bar = !flags.json && process.stderr.isTTY
     ? new cliProgress.SingleBar({ format: `seeds {bar} {value}/{total} | failing {failing}`, hideCursor: true }, cliProgress.Presets.shades_classic)
     : undefined;
   bar?.start(seeds, 0, { failing: 0 });
-  const failing: { seed: number; reason: string; step: number; detail?: string }[] = [];
+  const failing: { seed: number; check: CheckKind; reason: string; step: number; detail?: string; replay: string }[] = [];
+  const runs: { seed: number; verdict: 'ok' | CheckKind; finalState: string }[] = [];
   const totals = { acquisitions: 0, int3Hits: 0, ipis: 0, retries: 0, switched: 0 };
   for (let seed = flags.seed; seed < flags.seed + seeds; seed++) {
-    const o = runGuestOnce(file, s, { ...flags, seed });
+    const o = runGuestOnce(file, s, flags, subject, seed);
     totals.acquisitions += o.summary.stats.acquisitions ?? 0;
     if (o.hs) {
       totals.int3Hits += o.hs.int3Hits;
@@ -256,21 +294,23 @@ export function sweepGuestScenario(file: string, s: GuestScenario, flags: GuestR
       totals.retries += o.hs.retries;
       if (o.hs.ok && o.hs.switches.length > 0 && o.hs.switches.every((x) => x.ok)) totals.switched++;
     }
-    if (o.failed) {
-      const reason = o.r.hazards[0]?.kind ?? (o.hs && !o.hs.ok ? o.hs.reason : o.lostWakeup ? 'lost-wakeup' : o.r.reason === 'error' ? 'error' : 'broken-lock');
-      const detail = o.r.hazards[0] ? describeHazard(o.r.hazards[0]).split('\n')[0]!.replace(/^[a-z-]+: /, '') : o.hs?.detail ?? o.r.error?.message;
-      failing.push({ seed, reason, step: o.r.hazardSteps[0] ?? o.g.machine.step, ...(detail ? { detail } : {}) });
+    const v = o.verdict;
+    runs.push({ seed, verdict: v.ok ? 'ok' : v.check, finalState: o.summary.finalState });
+    if (!v.ok) {
+      const reason = v.hazard ? hazardName(v.hazard) : v.check;
+      const detail = v.hazard ? describeHazard(v.hazard).split('\n')[0]!.replace(/^[a-z-]+: /, '') : v.message;
+      failing.push({ seed, check: v.check, reason, step: v.step, ...(detail ? { detail } : {}), replay: replayCommand(file, s, flags, seed) });
     }
     bar?.increment(1, { failing: failing.length });
   }
   bar?.stop();
   const range = `${flags.seed}..${flags.seed + seeds - 1}`;
   if (flags.json) {
-    process.stdout.write(JSON.stringify({ scenario: file, protocol: protocol ?? null, seeds: { from: flags.seed, count: seeds }, failing, totals }) + '\n');
+    process.stdout.write(JSON.stringify({ scenario: file, protocol: protocol ?? null, strategy: strategyOf(s, flags), seeds: { from: flags.seed, count: seeds }, failing, totals, runs }) + '\n');
   } else {
     const out = [`${file}: ${seeds} seeds (${range})${protocol ? `, switch protocol ${protocol}` : ''}: ${failing.length} failing`];
     out.push(`  acquisitions ${totals.acquisitions}${protocol ? `, switches completed ${totals.switched}/${seeds}, INT3 hits ${totals.int3Hits}, IPIs ${totals.ipis}, v2 retries ${totals.retries}` : ''}`);
-    for (const f of failing.slice(0, 20)) out.push(`  seed ${f.seed}: ${f.reason} at step ${f.step}${f.detail ? ` — ${f.detail}` : ''}\n    replay: pvpatch run ${file} --seed ${f.seed}${flags.protocol ? ` --protocol ${flags.protocol}` : ''}`);
+    for (const f of failing.slice(0, 20)) out.push(`  seed ${f.seed}: ${f.reason} at step ${f.step}${f.detail ? ` — ${f.detail}` : ''}\n    replay: ${f.replay}`);
     if (failing.length > 20) out.push(`  … and ${failing.length - 20} more (--json lists them all)`);
     process.stdout.write(out.join('\n') + '\n');
   }

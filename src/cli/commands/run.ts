@@ -14,7 +14,8 @@ import { runGuestScenario, sweepGuestScenario } from './run-guest.ts';
 import { SWITCH_PROTOCOLS, type SwitchProtocol } from '../../patching/hint-switch.ts';
 import { buildMachine, makeChooser, type Strategy } from '../scenario/build-machine.ts';
 import { ScenarioError } from '../scenario/errors.ts';
-import { formatSchedule } from '../../sched/schedule.ts';
+import { ScheduleError, recordedSchedule, type Schedule } from '../../sched/schedule.ts';
+import { readScheduleFile } from '../schedule-file.ts';
 import { describeHazard } from '../hazard-text.ts';
 import { disassemble, hexAddress } from '../../x86/format.ts';
 import { REG_NAMES } from '../../x86/registers.ts';
@@ -22,6 +23,8 @@ import type { Machine, RunResult } from '../../machine/machine.ts';
 import { defaultScenarioPath } from '../default-scenario.ts';
 import { chromeTrace } from '../../trace/chrome.ts';
 import { observe, formatState, type Observation } from '../../check/observation.ts';
+import { judgeMachineRun } from '../../check/judge-machine.ts';
+import type { CheckKind } from '../../check/verdict.ts';
 
 interface RunFlags {
   seed?: string;
@@ -67,8 +70,9 @@ function summary(m: Machine, r: RunResult, strategy: string, seed: number, obs: 
     ...(obs.length > 0 ? { observed: Object.fromEntries(observe(m, obs).map(([k, v]) => [k, v.toString()])) } : {}),
     hazards: r.hazards,
     error: r.error?.message,
+    ...(r.misfit ? { misfit: r.misfit } : {}),
     events: countEvents(m),
-    schedule: formatSchedule(m.decisions),
+    schedule: recordedSchedule(m).toString(),
   };
 }
 
@@ -101,22 +105,19 @@ function printRun(file: string, m: Machine, r: RunResult, strategy: string, seed
   out.push('');
   if (r.hazards.length === 0) out.push('hazards: none');
   else for (const h of r.hazards) out.push(describeHazard(h));
-  const schedule = formatSchedule(m.decisions);
+  const schedule = recordedSchedule(m).toString();
   out.push('', `schedule (replay with --strategy replay --schedule '...'): ${schedule.length > 400 ? schedule.slice(0, 400) + ` … (${schedule.length} chars; use --schedule-out)` : schedule || '(no decisions)'}`);
   process.stdout.write(out.join('\n') + '\n');
 }
 
 
-/** --schedule-file: a schedule of any length, read as --schedule would take it. */
-function scheduleFromFile(flags: RunFlags): RunFlags {
-  if (flags.scheduleFile === undefined) return flags;
-  if (flags.schedule !== undefined) throw new ScenarioError('give --schedule or --schedule-file, not both');
-  if (!existsSync(flags.scheduleFile)) throw new ScenarioError(`--schedule-file ${flags.scheduleFile}: no such file`);
-  return { ...flags, schedule: readFileSync(flags.scheduleFile, 'utf8').trim() };
+/** --schedule or --schedule-file (not both): the schedule to replay. */
+function replayOf(flags: RunFlags, vcpus: number): string | Schedule | undefined {
+  if (flags.schedule !== undefined && flags.scheduleFile !== undefined) throw new ScenarioError('give --schedule or --schedule-file, not both');
+  return flags.scheduleFile !== undefined ? readScheduleFile(flags.scheduleFile, vcpus) : flags.schedule;
 }
 
-export async function runCommand(file: string | undefined, given: RunFlags): Promise<number> {
-  const flags = scheduleFromFile(given);
+export async function runCommand(file: string | undefined, flags: RunFlags): Promise<number> {
   const path = file ?? defaultScenarioPath();
   const doc = readScenarioDoc(path);
   if (isGuestScenario(doc)) {
@@ -127,7 +128,7 @@ export async function runCommand(file: string | undefined, given: RunFlags): Pro
       ...(flags.protocol ? { protocol: flags.protocol } : {}),
       ...(flags.corruptSite !== undefined ? { corruptSite: intFlag(flags.corruptSite, 'corrupt-site', 0)! } : {}),
       ...(flags.strategy ? { strategy: flags.strategy } : {}),
-      ...(flags.schedule ? { schedule: flags.schedule } : {}),
+      ...(replayOf(flags, gs.guest.vcpus) !== undefined ? { schedule: replayOf(flags, gs.guest.vcpus)! } : {}),
       ...(flags.maxInstructions ? { maxInstructions: intFlag(flags.maxInstructions, 'max-instructions', 1)! } : {}),
       json: flags.json ?? false,
       showSites: flags.showSites ?? false,
@@ -137,24 +138,26 @@ export async function runCommand(file: string | undefined, given: RunFlags): Pro
     return seeds !== undefined ? sweepGuestScenario(path, gs, gflags, seeds) : runGuestScenario(path, gs, gflags);
   }
   const scenario = validateScenario<MachineScenario>(path, doc, machineScenarioSchema);
-  const strategy: Strategy = flags.strategy ?? (flags.schedule ? 'replay' : scenario.schedule?.strategy ?? 'random');
+  const flagReplay = replayOf(flags, scenario.machine.vcpus);
+  const strategy: Strategy = flags.strategy ?? (flagReplay !== undefined ? 'replay' : scenario.schedule?.strategy ?? 'random');
   const seed = intFlag(flags.seed, 'seed', 0) ?? scenario.schedule?.seed ?? 1;
   const seeds = intFlag(flags.seeds, 'seeds', 1);
   const maxInstructions = intFlag(flags.maxInstructions, 'max-instructions', 1);
   const boot = buildMachine(path, scenario);
   const runOpts = { ...boot.run, ...(maxInstructions ? { maxInstructions } : {}) };
-  const replay = flags.schedule ?? scenario.schedule?.replay;
+  const replay = flagReplay ?? scenario.schedule?.replay;
 
   if (seeds !== undefined) {
     if (strategy === 'replay') throw new ScenarioError('--seeds sweeps seeds; it cannot be combined with a replay schedule');
     const bar = !flags.json && process.stderr.isTTY ? new cliProgress.SingleBar({ format: 'seeds {bar} {value}/{total} | hazards {hazards}', hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
     bar?.start(seeds, 0, { hazards: 0 });
-    const failing: { seed: number; reason: string; hazard?: string; schedule: string }[] = [];
+    const failing: { seed: number; reason: string; check: CheckKind; hazard: string; schedule: string }[] = [];
     for (let s = seed; s < seed + seeds; s++) {
       const m = boot.machine.fork();
       const r = m.run({ ...runOpts, chooser: makeChooser(strategy, s, m.vcpus.length) });
-      if (r.hazards.length > 0 || r.reason === 'error') {
-        failing.push({ seed: s, reason: r.reason, ...(r.hazards[0] ? { hazard: describeHazard(r.hazards[0]) } : r.error ? { hazard: r.error.message } : {}), schedule: formatSchedule(m.decisions) });
+      const v = judgeMachineRun(m, r);
+      if (!v.ok) {
+        failing.push({ seed: s, reason: r.reason, check: v.check, hazard: v.hazard ? describeHazard(v.hazard) : v.message, schedule: recordedSchedule(m).toString() });
       }
       bar?.increment(1, { hazards: failing.length });
     }
@@ -169,14 +172,16 @@ export async function runCommand(file: string | undefined, given: RunFlags): Pro
 
   const m = boot.machine;
   const r = m.run({ ...runOpts, chooser: makeChooser(strategy, seed, m.vcpus.length, replay) });
-  if (flags.scheduleOut) writeAtomically(flags.scheduleOut, formatSchedule(m.decisions) + '\n');
+  if (flags.scheduleOut) writeAtomically(flags.scheduleOut, recordedSchedule(m).toString() + '\n');
   if (flags.traceOut) writeAtomically(flags.traceOut, JSON.stringify(chromeTrace(m.events, m.vcpus.length, path)) + '\n');
   if (r.reason === 'error' && r.error && !flags.json) {
     throw r.error;
   }
+  if (r.reason === 'misfit' && !flags.json) throw new ScheduleError(r.misfit?.message ?? 'the schedule does not fit the run');
   if (flags.json) process.stdout.write(JSON.stringify(summary(m, r, strategy, seed, boot.observe)) + '\n');
   else printRun(path, m, r, strategy, seed, boot.observe);
-  return r.reason === 'error' ? 2 : r.hazards.length > 0 ? 1 : 0;
+  const v = judgeMachineRun(m, r);
+  return r.reason === 'misfit' ? 2 : v.ok ? 0 : v.check === 'machine-fault' ? 2 : 1;
 }
 
 export function register(program: Command): void {
@@ -186,11 +191,11 @@ export function register(program: Command): void {
     .argument('[scenario]', 'scenario file (YAML or JSON)')
     .addOption(new Option('--strategy <name>', 'scheduling strategy').choices(['timed', 'random', 'pct', 'replay', 'first']))
     .option('--seed <n>', 'seed for the strategy (default: the scenario\'s, else 1)')
-    .option('--seeds <n>', 'sweep n seeds from --seed (machine scenarios fork one boot; guest scenarios boot per seed); report failing seeds')
+    .option('--seeds <n>', 'sweep n seeds from --seed, each a fork of one boot; report failing seeds with the command that replays each')
     .addOption(new Option('--protocol <name>', 'guest scenarios with a switch: the patching protocol (default: the scenario\'s, else v2)').choices([...SWITCH_PROTOCOLS]))
     .option('--corrupt-site <n>', 'guest scenarios: rewrite site n\'s NOP padding first, so the switch meets bytes it does not expect')
     .option('--schedule <string>', 'replay this schedule string (implies --strategy replay)')
-    .option('--schedule-file <file>', 'replay the schedule string in this file (any length; implies --strategy replay)')
+    .option('--schedule-file <file>', 'replay the schedule in this file (any length; implies --strategy replay)')
     .option('--schedule-out <file>', 'write the run\'s schedule string to a file')
     .option('--trace-out <file>', 'write the run\'s events as Chrome/Perfetto trace JSON (open in ui.perfetto.dev)')
     .option('--max-instructions <n>', 'stop after n instructions')

@@ -9,6 +9,7 @@ import { FirstEnabled } from '../../machine/chooser.ts';
 import { RandomChooser } from '../../sched/random.ts';
 import { TimedChooser } from '../../sched/timed.ts';
 import { ReplayChooser } from '../../sched/replay.ts';
+import type { Schedule } from '../../sched/schedule.ts';
 import { PctChooser } from '../../sched/pct.ts';
 import { assembleText } from '../../x86/asm-text.ts';
 import { ScenarioError } from './errors.ts';
@@ -112,8 +113,8 @@ export function buildMachine(file: string, s: MachineScenario): BuiltMachine {
   };
 }
 
-/** The chooser for a strategy name, a seed and (for replay) a schedule string. */
-export function makeChooser(strategy: Strategy, seed: number, vcpus: number, replay?: string): Chooser {
+/** The chooser for a strategy name, a seed and (for replay) a schedule. */
+export function makeChooser(strategy: Strategy, seed: number, vcpus: number, replay?: string | Schedule): Chooser {
   switch (strategy) {
     case 'timed': return new TimedChooser({ seed });
     case 'random': return new RandomChooser(seed);
