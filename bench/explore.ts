@@ -2,10 +2,10 @@
  * `npm run bench -- explore`: how fast the explorer runs executions (src/check/explore.ts) —
  * random and PCT with one worker (in this thread) and with every core (the tinypool pool that
  * `check --workers` uses, its start-up included), DPOR in this thread — on the machine-level
- * text_poke_bp scenario; and the time to the first violation of the stock broken machine
- * scenarios (cmc-no-sync, text-poke-first-byte-early) under each strategy. Wall-clock figures: the machine's load average is
- * reported with them. The guest scenarios need the guest subject, which this build lacks: their
- * rows say so.
+ * text_poke_bp scenario and on the default guest scenario (the v2 switch under load); and the
+ * time to the first violation of the stock broken machine scenarios (cmc-no-sync,
+ * text-poke-first-byte-early) under each strategy. Wall-clock figures: the machine's load
+ * average is reported with them.
  */
 import { availableParallelism, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -24,6 +24,7 @@ const SCENARIOS = join(here, '..', 'scenarios');
 const TPO = join(SCENARIOS, 'text-poke-order.yaml');
 const NO_SYNC = join(SCENARIOS, 'cmc-no-sync.yaml');
 const FIRST_BYTE_EARLY = join(SCENARIOS, 'text-poke-first-byte-early.yaml');
+const GUEST = join(SCENARIOS, 'default.yaml');
 const WORKER = new URL('../src/cli/check-worker.mjs', import.meta.url);
 
 interface Row {
@@ -95,6 +96,11 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, unkn
     // As many executions as one thread ran in `secs`, times the cores: equal times mean linear scaling.
     if (name !== 'dpor' && cores > 1) rows.push(await inPool(TPO, name, cores, Math.max(cores * 8, one.executions * cores)));
   }
+  for (const name of ['random', 'pct', 'dpor'] as const) {
+    const one = inThread(GUEST, name, secs * 2);
+    rows.push(one);
+    if (name !== 'dpor' && cores > 1) rows.push(await inPool(GUEST, name, cores, Math.max(cores * 2, one.executions * cores)));
+  }
   const firstViolation = [NO_SYNC, FIRST_BYTE_EARLY].flatMap((path) => (['random', 'pct', 'dpor'] as const).map((name) => timeToFirstViolation(path, name, 10_000)));
   return {
     cores,
@@ -102,18 +108,16 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, unkn
     note: 'wall-clock figures on a shared machine: compare rows of one run. Pool rows run cores x the executions one thread ran and include the pool start-up (startupSeconds: tsx and the scenario boot in each worker). PCT is not spin-aware yet: its text-poke-order runs starve the patcher to the step limit (step-limit verdicts), so they all run the full 20,000 instructions',
     rows,
     firstViolation,
-    guest: { skipped: 'the default guest scenario needs the guest subject (house branch), which this build does not have yet' },
   };
 }
 
 export function table(result: Record<string, unknown>): string {
-  const r = result as { cores: number; loadAverage: { before: number[]; after: number[] }; rows: Row[]; firstViolation: FirstViolation[]; guest: { skipped: string } };
+  const r = result as { cores: number; loadAverage: { before: number[]; after: number[] }; rows: Row[]; firstViolation: FirstViolation[] };
   const out: string[] = [];
   out.push(`cores ${r.cores}, load average ${r.loadAverage.before.join(' ')} before, ${r.loadAverage.after.join(' ')} after`);
   out.push('', '| scenario | strategy | workers | executions | s | executions/s | verdict |', '|---|---|---:|---:|---:|---:|---|');
   for (const x of r.rows) out.push(`| ${x.scenario} | ${x.strategy} | ${x.workers} | ${x.executions.toLocaleString('en-US')} | ${x.seconds}${'startupSeconds' in x ? ` (start-up ${String(x.startupSeconds)})` : ''} | ${x.perSecond.toLocaleString('en-US')}${'perSecondAfterStartup' in x ? ` (${String(x.perSecondAfterStartup)} after start-up)` : ''} | ${x.verdict} |`);
   out.push('', '| broken scenario | strategy | executions to first violation | s | check |', '|---|---|---:|---:|---|');
   for (const x of r.firstViolation) out.push(`| ${x.scenario} | ${x.strategy} | ${x.executions ?? 'none'} | ${x.seconds} | ${x.check ?? '-'} |`);
-  out.push('', `guest scenarios: ${r.guest.skipped}`);
   return out.join('\n');
 }

@@ -10,6 +10,7 @@
  * (src/check/preemptions.ts): a switch away from a busy loop is one, so a vCPU that never halts
  * or pauses costs a preemption each time another vCPU runs after it.
  */
+import { createHash } from 'node:crypto';
 import { ActionKind, actionCpu, actionKind } from '../machine/chooser.ts';
 import { ReplayChooser } from '../sched/replay.ts';
 import { encodeDecision, formatSchedule, parseSchedule } from '../sched/schedule.ts';
@@ -99,35 +100,49 @@ function flatten(runs: readonly Run[]): number[] {
 const isStep = (d: number): boolean => d >= 0 && actionKind(d) === ActionKind.Step;
 const isInjection = (d: number): boolean => d >= 0 && (actionKind(d) === ActionKind.Nmi || actionKind(d) === ActionKind.Irq);
 
-/** Candidates in the order tried: the biggest cuts first. */
-function* candidates(runs: readonly Run[]): Generator<Run[]> {
-  // 1. A prefix, the rest without preemptions (prefix 0: the non-preemptive schedule itself).
-  const cuts = new Set<number>();
-  for (let k = 0; k < Math.min(runs.length, 32); k++) cuts.add(k);
-  for (let k = 32; k < runs.length; k *= 2) cuts.add(k);
-  for (const k of cuts) yield runs.slice(0, k);
-  // 2. Each injection out.
-  for (let k = 0; k < runs.length; k++) if (isInjection(runs[k]![0])) yield [...runs.slice(0, k), ...runs.slice(k + 1)];
-  // 3. Each vCPU's run of steps between another vCPU's: moved to that vCPU's previous run, or left out (it runs later).
+/** One way to cut a schedule, applied only when tried (a schedule can have tens of thousands of runs). */
+type Cut =
+  /** Keep the first k runs; the rest runs without preemptions (k = 0: the non-preemptive schedule). */
+  | { readonly kind: 'prefix'; readonly k: number }
+  /** Leave out run k (an injection, or a vCPU's steps, which then happen later). */
+  | { readonly kind: 'drop'; readonly k: number }
+  /** Move run k's steps to the end of run j, the same vCPU's previous run. */
+  | { readonly kind: 'move'; readonly k: number; readonly j: number }
+  /** Halve run k. */
+  | { readonly kind: 'half'; readonly k: number };
+
+/** The cuts in the order tried: the biggest first. */
+function cutsOf(runs: readonly Run[]): Cut[] {
+  const out: Cut[] = [];
+  const ks = new Set<number>();
+  for (let k = 0; k < Math.min(runs.length, 32); k++) ks.add(k);
+  for (let k = 32; k < runs.length; k *= 2) ks.add(k);
+  for (const k of ks) out.push({ kind: 'prefix', k });
+  for (let k = 0; k < runs.length; k++) if (isInjection(runs[k]![0])) out.push({ kind: 'drop', k });
+  const lastRunOf = new Map<number, number>();
   for (let k = 0; k < runs.length; k++) {
-    const [d, count] = runs[k]!;
+    const d = runs[k]![0];
     if (!isStep(d)) continue;
-    for (let j = k - 1; j >= 0; j--) {
-      const e = runs[j]![0];
-      if (isStep(e) && actionCpu(e) === actionCpu(d)) {
-        const moved = runs.map((r) => [r[0], r[1]] as Run);
-        moved[j]![1] += count;
-        moved.splice(k, 1);
-        yield moved;
-        break;
-      }
-    }
-    yield [...runs.slice(0, k), ...runs.slice(k + 1)];
+    const j = lastRunOf.get(actionCpu(d));
+    if (j !== undefined) out.push({ kind: 'move', k, j });
+    out.push({ kind: 'drop', k });
+    lastRunOf.set(actionCpu(d), k);
   }
-  // 4. Half of a long run.
-  for (let k = 0; k < runs.length; k++) {
-    const [d, count] = runs[k]!;
-    if (count >= 2) yield [...runs.slice(0, k), [d, count >> 1], ...runs.slice(k + 1)];
+  for (let k = 0; k < runs.length; k++) if (runs[k]![1] >= 2) out.push({ kind: 'half', k });
+  return out;
+}
+
+function applyCut(runs: readonly Run[], c: Cut): Run[] {
+  switch (c.kind) {
+    case 'prefix': return runs.slice(0, c.k);
+    case 'drop': return [...runs.slice(0, c.k), ...runs.slice(c.k + 1)];
+    case 'move': {
+      const out = runs.map((r) => [r[0], r[1]] as Run);
+      out[c.j]![1] += runs[c.k]![1];
+      out.splice(c.k, 1);
+      return out;
+    }
+    case 'half': return [...runs.slice(0, c.k), [runs[c.k]![0], runs[c.k]![1] >> 1], ...runs.slice(c.k + 1)];
   }
 }
 
@@ -155,16 +170,18 @@ export function shrink(subject: Subject, schedule: string, target: Violation, op
   let best = original;
   let replays = 0;
   if (!shrinkable(target)) return { ...original, verdict: original.verdict as Violation, original, replays };
-  const tried = new Set<string>([best.schedule]);
+  const tried = new Set<string>([createHash('sha256').update(best.schedule).digest('base64')]);
   // Passes over the candidates; after a kept one, the pass goes on at the same position of the new
   // schedule's candidates (the cuts before it were tried already), and one pass without any kept
   // candidate ends the search.
   for (let improved = true; improved && replays < maxReplays; ) {
     improved = false;
-    let list = [...candidates(runsOf(best.schedule, subject.vcpus))];
-    for (let pos = 0; pos < list.length && replays < maxReplays; pos++) {
-      const c = list[pos]!;
-      const key = formatSchedule(c.flat());
+    let runs = runsOf(best.schedule, subject.vcpus);
+    let cuts = cutsOf(runs);
+    for (let pos = 0; pos < cuts.length && replays < maxReplays; pos++) {
+      const c = applyCut(runs, cuts[pos]!);
+      // A digest, not the text: a guest's schedule can be long, and a thousand of them are kept.
+      const key = createHash('sha256').update(formatSchedule(c.flat())).digest('base64');
       if (tried.has(key)) continue;
       tried.add(key);
       replays++;
@@ -172,7 +189,8 @@ export function shrink(subject: Subject, schedule: string, target: Violation, op
       if (sameCheck(m.verdict, target) && smaller(m, best)) {
         best = m;
         improved = true;
-        list = [...candidates(runsOf(best.schedule, subject.vcpus))];
+        runs = runsOf(best.schedule, subject.vcpus);
+        cuts = cutsOf(runs);
       }
     }
   }
