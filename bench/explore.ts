@@ -16,6 +16,7 @@ import { seededStrategy, type SeededStrategyName } from '../src/check/seeded.ts'
 import { dporStrategy } from '../src/check/dpor-strategy.ts';
 import { scenarioSubject } from '../src/cli/scenario/subject.ts';
 import type { CheckWorkerData } from '../src/cli/check-worker.ts';
+import { hazardName } from '../src/machine/events.ts';
 
 export const describe = 'explorer executions per second (random, PCT, DPOR; 1 worker and all) and time to first violation';
 
@@ -82,7 +83,7 @@ function timeToFirstViolation(path: string, name: SeededStrategyName | 'dpor', c
   const r = explore(subject, strategyOf(name), { budget: { kind: 'executions', executions: cap }, stopAtViolation: true });
   const s = (performance.now() - t0) / 1000;
   const v = r.firstViolation;
-  return { scenario: path.slice(SCENARIOS.length + 1), strategy: name, executions: v !== undefined ? v.index + 1 : null, seconds: +s.toFixed(3), check: v !== undefined ? (v.verdict.hazard?.kind ?? v.verdict.check) : null };
+  return { scenario: path.slice(SCENARIOS.length + 1), strategy: name, executions: v !== undefined ? v.index + 1 : null, seconds: +s.toFixed(3), check: v !== undefined ? (v.verdict.hazard !== undefined ? hazardName(v.verdict.hazard) : v.verdict.check) : null };
 }
 
 export async function run(opts: { quick: boolean }): Promise<Record<string, unknown>> {

@@ -5,6 +5,7 @@
  * order), so a run split over workers or shards and merged gives the very object one process gives.
  */
 import type { StopReason } from '../machine/machine.ts';
+import { hazardName } from '../machine/events.ts';
 import type { Verdict } from './verdict.ts';
 
 /** `exhausted`: every interleaving within the bound ran, none violated (only an exhaustive strategy says it). */
@@ -40,7 +41,7 @@ export interface ExecutionRecord {
 export function endingOf(r: ExecutionRecord): string {
   if (r.violation === undefined) return r.state === undefined ? `cut (${r.stop})` : `ok (${r.stop})`;
   const v = r.violation.verdict;
-  return v.hazard !== undefined ? `${v.check} ${v.hazard.kind}` : v.check;
+  return v.hazard !== undefined ? `${v.check} ${hazardName(v.hazard)}` : v.check;
 }
 
 export interface Counted {

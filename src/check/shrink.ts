@@ -12,6 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import { ActionKind, actionCpu, actionKind } from '../machine/chooser.ts';
+import { hazardName } from '../machine/events.ts';
 import { ReplayChooser } from '../sched/replay.ts';
 import { encodeDecision, formatSchedule, parseSchedule } from '../sched/schedule.ts';
 import { CountingChooser } from './preemptions.ts';
@@ -55,9 +56,10 @@ export class ShrinkError extends Error {
   }
 }
 
-/** The same check: kind, and for a hazard its kind. */
+/** The same check: kind, and for a hazard its name (an oracle's, e.g. non-atomic-switch). */
 export function sameCheck(a: Verdict, b: Violation): boolean {
-  return !a.ok && a.check === b.check && a.hazard?.kind === b.hazard?.kind;
+  const name = (v: Verdict) => (!v.ok && v.hazard !== undefined ? hazardName(v.hazard) : undefined);
+  return !a.ok && a.check === b.check && name(a) === name(b);
 }
 
 function runWith(subject: Subject, chooser: LenientReplay | ReplayChooser, limits: ExecutionLimits | undefined, seed: number | undefined): MeasuredSchedule {
