@@ -172,6 +172,10 @@ export function shrink(subject: Subject, schedule: string, target: Violation, op
   let best = original;
   let replays = 0;
   if (!shrinkable(target)) return { ...original, verdict: original.verdict as Violation, original, replays };
+  // A candidate needs no more than twice the original's length to be worth keeping: a bound, so a
+  // candidate whose non-preemptive finish loops (a guest's spinning vCPU) ends early and is dropped.
+  const bound = 2 * original.steps + 1000;
+  const candidateLimits: ExecutionLimits = { ...limits, maxInstructions: Math.min(limits?.maxInstructions ?? subject.limits.maxInstructions ?? bound, bound) };
   const tried = new Set<string>([createHash('sha256').update(best.schedule).digest('base64')]);
   // Passes over the candidates; after a kept one, the pass goes on at the same position of the new
   // schedule's candidates (the cuts before it were tried already), and one pass without any kept
@@ -187,7 +191,7 @@ export function shrink(subject: Subject, schedule: string, target: Violation, op
       if (tried.has(key)) continue;
       tried.add(key);
       replays++;
-      const m = runWith(subject, new LenientReplay(flatten(c)), limits, seed);
+      const m = runWith(subject, new LenientReplay(flatten(c)), candidateLimits, seed);
       if (sameCheck(m.verdict, target) && smaller(m, best)) {
         best = m;
         improved = true;
