@@ -25,6 +25,8 @@ rmSync(join(root, 'dist'), { recursive: true, force: true });
 const benches = readdirSync(join(root, 'bench')).filter((f) => f.endsWith('.ts')).map((f) => `bench/${f}`);
 await Promise.all([
   build({ ...common, entryPoints: ['src/cli/entry.ts'], outfile: 'dist/cli.js' }),
+  // The worker threads of `pvpatch check --workers` (src/check/pool.ts) load this bundle.
+  build({ ...common, entryPoints: ['src/cli/check-worker.ts'], outfile: 'dist/check-worker.js' }),
   // One self-contained bundle per benchmark (bench/main.ts imports them by name at run time).
   build({ ...common, entryPoints: benches, outdir: 'dist/bench' }),
 ]);

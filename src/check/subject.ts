@@ -19,6 +19,11 @@ export interface ExecutionResult {
   run: RunResult;
   /** A canonical text of the final state the scenario observes (registers, memory, lock counters). */
   finalState: string;
+  /**
+   * What this execution reached, each point once (a protocol phase, a patched site, a code label),
+   * for the explorer's coverage table; absent when the subject reports none.
+   */
+  coverage?: readonly string[];
 }
 
 export interface Execution {
@@ -34,6 +39,10 @@ export interface Subject {
   readonly vcpus: number;
   /** The run's limits unless a caller overrides them (the scenario's injections and bound). */
   readonly limits: ExecutionLimits;
-  /** A fresh execution from the boot snapshot: everything a guest, protocol, oracle or host keeps is forked. */
-  start(): Execution;
+  /**
+   * A fresh execution from the boot snapshot: everything a guest, protocol, oracle or host keeps is
+   * forked. A seeded strategy passes its execution's seed, for a subject with randomness of its own
+   * (a guest's workload); a subject without any ignores it.
+   */
+  start(seed?: number): Execution;
 }

@@ -12,6 +12,8 @@ import { Command, CommanderError } from 'commander';
 import { register as registerRun } from './commands/run.ts';
 import { register as registerInspect } from './commands/inspect.ts';
 import { register as registerReport } from './commands/report.ts';
+import { register as registerCheck } from './commands/check.ts';
+import { register as registerMerge } from './commands/merge.ts';
 
 /** The exit codes of the `pvpatch` command (README: Exit codes). */
 export const EXIT = { ok: 0, found: 1, badInput: 2, internal: 70 } as const;
@@ -37,6 +39,8 @@ export function buildProgram(): Command {
   registerRun(program);
   registerInspect(program);
   registerReport(program);
+  registerCheck(program);
+  registerMerge(program);
   return program;
 }
 

@@ -160,7 +160,7 @@ function strategyOf(s: GuestScenario, flags: GuestRunFlags): Strategy {
  * The subject of a guest scenario under the CLI's flags: the guest boots once with the switch
  * installed (and --corrupt-site applied); every run is a fork of that boot (src/check/guest-subject.ts).
  */
-function subjectOf(file: string, s: GuestScenario, flags: GuestRunFlags): GuestSubject {
+export function subjectOf(file: string, s: GuestScenario, flags: GuestRunFlags): GuestSubject {
   const strategy = strategyOf(s, flags);
   const wantsHost = s.host?.pcpus !== undefined || s.host?.overcommit !== undefined;
   if (wantsHost && strategy !== 'timed') throw new ScenarioError(`${file}: host over-commit (host.pcpus/overcommit) needs the timed strategy, not ${strategy}`);

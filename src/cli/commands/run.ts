@@ -2,6 +2,7 @@
  * `pvpatch run <scenario>`: build the scenario's machine, run it under a strategy (or sweep many
  * seeds), print a per-vCPU summary, every hazard, the stop reason and the replayable schedule.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { writeAtomically } from '../write-file.ts';
 import { intFlag } from '../flags.ts';
 import { checkRunFlags } from './run-flags.ts';
@@ -25,6 +26,7 @@ import { disassemble, hexAddress } from '../../x86/format.ts';
 import { REG_NAMES } from '../../x86/registers.ts';
 import type { Machine, RunResult } from '../../machine/machine.ts';
 import { defaultScenarioPath } from '../default-scenario.ts';
+import { observe, formatState, type Observation } from '../../check/observation.ts';
 import { judgeMachineRun } from '../../check/judge-machine.ts';
 import type { CheckKind } from '../../check/verdict.ts';
 import { hazardName } from '../../machine/events.ts';
@@ -53,7 +55,7 @@ function isGuestScenario(doc: unknown): boolean {
 }
 
 
-function summary(m: Machine, r: RunResult, strategy: string, seed: number) {
+function summary(m: Machine, r: RunResult, strategy: string, seed: number, obs: readonly Observation[]) {
   return {
     reason: r.reason,
     strategy,
@@ -67,6 +69,7 @@ function summary(m: Machine, r: RunResult, strategy: string, seed: number) {
       halted: c.halted,
       regs: Object.fromEntries(REG_NAMES.map((n, i) => [n, '0x' + c.getReg64(i).toString(16)])),
     })),
+    ...(obs.length > 0 ? { observed: Object.fromEntries(observe(m, obs).map(([k, v]) => [k, v.toString()])) } : {}),
     hazards: r.hazards,
     // A schedule that stopped fitting is bad input: `error` says so, like every other exit-2 JSON.
     error: r.error?.message ?? r.misfit?.message,
@@ -90,7 +93,7 @@ function instructionText(m: Machine, rip: number): string {
   }
 }
 
-function printRun(file: string, m: Machine, r: RunResult, strategy: string, seed: number, stop: StopContext = {}): void {
+function printRun(file: string, m: Machine, r: RunResult, strategy: string, seed: number, obs: readonly Observation[], stop: StopContext = {}): void {
   const out: string[] = [];
   out.push(`${file}: ${m.vcpus.length} vCPUs, strategy ${strategy}, seed ${seed}`);
   out.push(`stopped after ${r.instructions.toLocaleString('en-US')} instructions (${r.steps.toLocaleString('en-US')} steps): ${stopText(r, stop)}`);
@@ -101,6 +104,7 @@ function printRun(file: string, m: Machine, r: RunResult, strategy: string, seed
   }
   const counts = countEvents(m);
   if (Object.keys(counts).length > 0) out.push('', 'events: ' + Object.entries(counts).map(([k, v]) => `${k} ${v}`).join(', '));
+  if (obs.length > 0) out.push('', `observed: ${formatState(observe(m, obs))}`);
   out.push('');
   if (r.hazards.length === 0) out.push('hazards: none');
   else for (const h of r.hazards) out.push(describeHazard(h));
@@ -196,7 +200,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   m.tracing = Boolean(flags.traceOut || flags.report || flags.json);
   const r = m.run({ ...runOpts, chooser: makeChooser(strategy, seed, m.vcpus.length, replay, boot.plans) });
   if (flags.scheduleOut) writeAtomically(flags.scheduleOut, recordedSchedule(m).toString() + '\n', '--schedule-out');
-  const full = m.tracing ? { ...summary(m, r, strategy, seed), scenario: path, ...traceRecord(m, r, boot.labels) } : undefined;
+  const full = m.tracing ? { ...summary(m, r, strategy, seed, boot.observe), scenario: path, ...traceRecord(m, r, boot.labels) } : undefined;
   if (flags.traceOut) writeTrace(flags.traceOut, full!.timeline, path);
   if (flags.report) writeReport(flags.report, full, path);
   // A run that stopped on an error is bad input (or, without userFacing, a bug): one stderr line either way.
@@ -206,7 +210,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   if (r.reason === 'misfit' && !flags.json) throw new ScheduleError(misfit);
   if (r.reason === 'misfit') process.stderr.write(`pvpatch: ${misfit}\n`);
   if (flags.json) process.stdout.write(JSON.stringify(full) + '\n');
-  else printRun(path, m, r, strategy, seed, stopOf(scenario, runOpts.maxInstructions));
+  else printRun(path, m, r, strategy, seed, boot.observe, stopOf(scenario, runOpts.maxInstructions));
   const v = judgeMachineRun(m, r);
   return r.reason === 'misfit' ? 2 : v.ok ? 0 : v.check === 'machine-fault' ? 2 : 1;
 }

@@ -17,6 +17,8 @@ import { ScenarioError } from './errors.ts';
 import { injectionOptions } from './injection-plan.ts';
 import type { AddressRange, InjectionOptions } from '../../sched/injection.ts';
 import { big, num, type MachineScenario, type Num } from './load.ts';
+import { observations } from './observe.ts';
+import type { Observation } from '../../check/observation.ts';
 
 export type Strategy = 'timed' | 'random' | 'pct' | 'replay' | 'first';
 
@@ -27,6 +29,8 @@ export interface BuiltMachine {
   run: Omit<RunOptions, 'chooser'> & { maxInstructions: number };
   /** When the random and PCT strategies spend the budgets (`inject.nmi`, `.irq`, `.preempt`). */
   plans: InjectionOptions;
+  /** What the final state is made of (the scenario's `observe:`). */
+  observe: Observation[];
 }
 
 function parseHex(text: string, what: string): number[] {
@@ -129,10 +133,16 @@ export function buildMachine(file: string, s: MachineScenario): BuiltMachine {
     range: (n: string) => { const b = blocks.get(n); if (b) return [b]; const l = labels.get(n); return l === undefined ? undefined : [{ from: l, to: l + 1 }]; },
     known: `code blocks: ${[...blocks.keys()].join(', ') || 'none'}; labels: ${[...labels.keys()].join(', ') || 'none'}`,
   };
+  const observe = observations(file, s, (v, what) => {
+    const a = addressOrLabel(v, labels, what);
+    if (!m.memory.isMapped(a)) throw new ScenarioError(`${what}: ${'0x' + a.toString(16)} is not inside a memory region`);
+    return a;
+  });
   return {
     machine: m,
     labels,
     plans: injectionOptions(inj, names, s.machine.vcpus, `${file}: /inject`),
+    observe,
     run: {
       maxInstructions: s.run?.maxInstructions ?? 1_000_000,
       inject: { nmis: inj.nmis ?? 0, irqs: inj.irqs ?? 0, irqVector: inj.vector ?? 0x20, ...(inj.cpus ? { cpus: inj.cpus } : {}), ...(inj.preemptions ? { preemptions: inj.preemptions } : {}) },

@@ -22,6 +22,7 @@ export interface MachineScenario {
   schedule?: { strategy?: 'timed' | 'random' | 'pct' | 'replay' | 'first'; seed?: number; replay?: string };
   inject?: { nmis?: number; irqs?: number; vector?: number; cpus?: number[] } & InjectionPlanSpec;
   run?: { maxInstructions?: number; stopWhenHalted?: number[] };
+  observe?: { registers?: string[]; memory?: { name?: string; at: Num; size?: 1 | 2 | 4 | 8 }[] };
 }
 
 function editDistance(a: string, b: string): number {

@@ -124,6 +124,27 @@ export const machineScenarioSchema = {
         ...injectionPlanProperties,
       },
     },
+    observe: {
+      type: 'object',
+      description: 'the final state: registers ("<cpu>:<reg>") and memory read when an execution ends (litmus tests)',
+      additionalProperties: false,
+      properties: {
+        registers: { type: 'array', items: { type: 'string', pattern: '^[0-9]+:(r[a-d]x|r[sd]i|r[sb]p|r(8|9|1[0-5]))$' } },
+        memory: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['at'],
+            properties: {
+              name: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$', description: 'how --expect names it (default [0x...])' },
+              at: addressOrLabel,
+              size: { enum: [1, 2, 4, 8], description: 'bytes, little-endian (default 4, a C int as in herd)' },
+            },
+          },
+        },
+      },
+    },
     run: {
       type: 'object',
       additionalProperties: false,

@@ -1,0 +1,54 @@
+/**
+ * The DPOR search (src/check/dpor.ts) as the explorer's exhaustive strategy (src/check/explore.ts):
+ * each execution it ends is handed to the driver as it ends; the search stops at its first
+ * violation (whose schedule comes with its result) or when the budget is spent. `exhausted` is
+ * DPOR's own: every branch within the bounds explored and no bound cut anything.
+ */
+import { exploreDpor, type DporExecution } from './dpor.ts';
+import type { ExhaustiveStrategy, ExhaustiveVisit } from './explore.ts';
+
+/** Thrown from DPOR's execution callback when the driver says the budget is spent. */
+class BudgetSpent extends Error {}
+
+function visitOfDpor(e: DporExecution): ExhaustiveVisit {
+  return {
+    stop: e.end,
+    steps: e.steps,
+    ...(e.verdict !== undefined ? { verdict: e.verdict } : {}),
+    ...(e.finalState !== undefined ? { finalState: e.finalState } : {}),
+  };
+}
+
+export function dporStrategy(preemptions?: number): ExhaustiveStrategy {
+  return {
+    kind: 'exhaustive',
+    name: 'dpor',
+    ...(preemptions !== undefined ? { preemptions } : {}),
+    explore(subject, limits, visit, opts) {
+      let violating: DporExecution | undefined;
+      try {
+        const r = exploreDpor(
+          subject,
+          { ...(preemptions !== undefined ? { preemptions } : {}), ...(opts.maxExecutions !== undefined ? { maxExecutions: opts.maxExecutions } : {}) },
+          {
+            limits,
+            stopAtFirstViolation: true,
+            onExecution: (e) => {
+              // The violating execution is the last one; it is visited below, with its schedule.
+              if (e.verdict !== undefined && !e.verdict.ok) { violating = e; return; }
+              if (!visit(visitOfDpor(e))) throw new BudgetSpent();
+            },
+          },
+        );
+        if (r.violation !== undefined) {
+          const v = r.violation;
+          visit({ ...(violating !== undefined ? visitOfDpor(violating) : { stop: 'violation', steps: v.steps }), verdict: v.verdict, schedule: v.schedule.toString() });
+        }
+        return { complete: r.exhausted };
+      } catch (e) {
+        if (e instanceof BudgetSpent) return { complete: false };
+        throw e;
+      }
+    },
+  };
+}

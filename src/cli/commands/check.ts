@@ -1,0 +1,154 @@
+/**
+ * `pvpatch check <scenario>`: explore a scenario's interleavings (DESIGN.md §3, §6) and say what
+ * was explored and whether any broke a check — `violation` with a shrunk, replayable
+ * counterexample, `exhausted` (an exhaustive strategy ran every interleaving within its bound) or
+ * `bounded-clean`. Random and PCT executions split over workers and shards; results are the same
+ * whatever the split.
+ */
+import { readFileSync, existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { explore, type Strategy } from '../../check/explore.ts';
+import type { ExplorationBudget, ExplorationResult, Shard } from '../../check/exploration.ts';
+import { seededStrategy, type SeededStrategyName } from '../../check/seeded.ts';
+import { parseCondition } from '../../check/condition.ts';
+import type { Subject } from '../../check/subject.ts';
+import { SWITCH_PROTOCOLS, type SwitchProtocol } from '../../patching/hint-switch.ts';
+import { ScenarioError } from '../scenario/errors.ts';
+import { scenarioSubject } from '../scenario/subject.ts';
+import { defaultScenarioPath } from '../default-scenario.ts';
+import { checkExitCode, checkText, finishCheck } from './check-report.ts';
+import { explorePool } from '../../check/pool.ts';
+import { dporStrategy } from '../../check/dpor-strategy.ts';
+import type { CheckWorkerData } from '../check-worker.ts';
+
+export type CheckStrategyName = SeededStrategyName | 'dpor';
+export const CHECK_STRATEGIES: readonly CheckStrategyName[] = ['random', 'pct', 'dpor'];
+
+export interface CheckFlags {
+  strategy?: CheckStrategyName;
+  preemptions?: string;
+  depth?: string;
+  budget?: string;
+  executions?: string;
+  workers?: string;
+  shard?: string;
+  seed?: string;
+  json?: boolean;
+  expect?: string;
+  scheduleFile?: string;
+  scheduleOut?: string;
+  protocol?: SwitchProtocol;
+}
+
+function intFlag(v: string | undefined, name: string, min: number): number | undefined {
+  if (v === undefined) return undefined;
+  const k = Number(v);
+  if (!Number.isSafeInteger(k) || k < min) throw new ScenarioError(`--${name} must be an integer ≥ ${min}, not '${v}'`);
+  return k;
+}
+
+export function parseShard(v: string | undefined): Shard | undefined {
+  if (v === undefined) return undefined;
+  const m = /^(\d+)\/(\d+)$/.exec(v);
+  const index = Number(m?.[1]);
+  const count = Number(m?.[2]);
+  if (m === null || count < 1 || index >= count) throw new ScenarioError(`--shard must be i/n with 0 ≤ i < n (e.g. 0/4), not '${v}'`);
+  return { index, count };
+}
+
+function budgetOf(flags: CheckFlags): ExplorationBudget {
+  if (flags.budget !== undefined && flags.executions !== undefined) throw new ScenarioError('give --budget SECONDS or --executions N, not both');
+  if (flags.budget !== undefined) {
+    const s = Number(flags.budget);
+    if (!Number.isFinite(s) || s <= 0) throw new ScenarioError(`--budget must be a number of seconds > 0, not '${flags.budget}'`);
+    return { kind: 'seconds', seconds: s };
+  }
+  return { kind: 'executions', executions: intFlag(flags.executions, 'executions', 1) ?? 1000 };
+}
+
+function readSchedule(file: string): string {
+  if (!existsSync(file)) throw new ScenarioError(`--schedule-file ${file}: no such file`);
+  return readFileSync(file, 'utf8').trim();
+}
+
+function strategyOf(flags: CheckFlags): Strategy {
+  if (flags.scheduleFile !== undefined) {
+    if (flags.strategy !== undefined) throw new ScenarioError('--schedule-file checks one recorded schedule; it cannot be combined with --strategy');
+    return { kind: 'replay', name: 'replay', schedule: readSchedule(flags.scheduleFile) };
+  }
+  const name = flags.strategy ?? 'random';
+  const preemptions = intFlag(flags.preemptions, 'preemptions', 0);
+  if (preemptions !== undefined && name === 'random') throw new ScenarioError('--preemptions bounds dpor and sets pct\'s change points; random has no such bound');
+  if (name === 'dpor') return dporStrategy(preemptions);
+  return seededStrategy(name, preemptions !== undefined ? { preemptions } : {});
+}
+
+/** Where the executions run: in this process, or spread over a worker pool (seeded strategies only). */
+async function runExploration(path: string, subject: Subject, strategy: Strategy, flags: CheckFlags, opts: { budget: ExplorationBudget; seed: number; shard?: Shard; maxInstructions?: number }): Promise<ExplorationResult> {
+  const workers = intFlag(flags.workers, 'workers', 1) ?? availableParallelism();
+  const limits = opts.maxInstructions !== undefined ? { maxInstructions: opts.maxInstructions } : undefined;
+  const common = { budget: opts.budget, seed: opts.seed, ...(opts.shard ? { shard: opts.shard } : {}), ...(limits ? { limits } : {}) };
+  if (strategy.kind === 'seeded' && workers > 1) {
+    const workerData: CheckWorkerData = {
+      scenario: path,
+      strategy: strategy.name as SeededStrategyName,
+      ...(flags.preemptions !== undefined ? { preemptions: Number(flags.preemptions) } : {}),
+      ...(flags.protocol !== undefined ? { protocol: flags.protocol } : {}),
+    };
+    return explorePool(subject, strategy, { ...common, workers, workerData, workerFile: checkWorkerFile() });
+  }
+  return explore(subject, strategy, common);
+}
+
+export async function checkCommand(file: string | undefined, flags: CheckFlags): Promise<number> {
+  const path = file ?? defaultScenarioPath();
+  const strategy = strategyOf(flags);
+  const budget = budgetOf(flags);
+  const shard = parseShard(flags.shard);
+  const seed = intFlag(flags.seed, 'seed', 0) ?? 1;
+  const maxInstructions = intFlag(flags.depth, 'depth', 1);
+  const expect = flags.expect !== undefined ? parseCondition(flags.expect) : undefined;
+  if (strategy.kind === 'replay' && shard !== undefined) throw new ScenarioError('--shard splits an exploration; --schedule-file checks one schedule');
+  const subject = scenarioSubject(path, flags.protocol !== undefined ? { protocol: flags.protocol } : {});
+  const result = await runExploration(path, subject, strategy, flags, { budget, seed, ...(shard ? { shard } : {}), ...(maxInstructions ? { maxInstructions } : {}) });
+  const report = finishCheck(subject, result, {
+    ...(expect ? { expect } : {}),
+    ...(flags.scheduleOut ? { scheduleOut: flags.scheduleOut } : {}),
+    ...(flags.protocol ? { protocol: flags.protocol } : {}),
+  });
+  process.stdout.write(flags.json ? JSON.stringify(report) + '\n' : checkText(report));
+  return checkExitCode(report);
+}
+
+export function register(program: Command): void {
+  program
+    .command('check')
+    .description('explore a scenario\'s interleavings: what was explored, the verdict, a shrunk replayable counterexample')
+    .argument('[scenario]', 'scenario file (YAML or JSON); default: the bundled default')
+    .addOption(new Option('--strategy <name>', 'exploration strategy (default random)').choices([...CHECK_STRATEGIES]))
+    .addOption(new Option('--protocol <name>', 'guest scenarios with a switch: the patching protocol (default: the scenario\'s)').choices([...SWITCH_PROTOCOLS]))
+    .option('--preemptions <k>', 'dpor: the preemption bound; pct: priority change points (bug depth k+1, default 2)')
+    .option('--depth <n>', 'instructions per execution at most (default: the scenario\'s run.maxInstructions)')
+    .option('--executions <n>', 'run n executions (default 1000); execution i uses seed --seed + i')
+    .option('--budget <seconds>', 'run for this much wall-clock time instead (the count then depends on the machine)')
+    .option('--workers <n>', 'worker threads for random and pct (default: the cores; dpor runs in one); the result is the same for any n')
+    .option('--shard <i/n>', 'run only executions i, i+n, i+2n, ... (join the shards\' --json files with pvpatch merge)')
+    .option('--seed <s>', 'seed of execution 0 (default 1)')
+    .option('--expect <condition>', 'a herd-style final condition over observed values, e.g. \'exists (0:rax=0 /\\ 1:rax=0)\'')
+    .option('--schedule-file <file>', 'check this one recorded schedule (and shrink it if it fails)')
+    .option('--schedule-out <file>', 'write the counterexample\'s schedule here (the replay command reads it)')
+    .option('--json', 'print one JSON object: verdict, executions, states, counterexample {schedule, replay, steps, preemptions}')
+    .action(async (file: string | undefined, flags: CheckFlags) => {
+      process.exitCode = await checkCommand(file, flags);
+    });
+}
+
+/**
+ * The module each worker thread loads: the bundled dist/check-worker.js beside a bundled CLI
+ * (scripts/build.mjs), else the TypeScript worker through its tsx-registering wrapper.
+ */
+function checkWorkerFile(): URL {
+  return import.meta.url.endsWith('.js') ? new URL('./check-worker.js', import.meta.url) : new URL('../check-worker.mjs', import.meta.url);
+}
