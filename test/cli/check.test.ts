@@ -89,7 +89,7 @@ test('store buffering: both loads can read 0 (exists holds), and a forall that f
   const r = pvpatch('check', SB, '--executions', '40', '--workers', '1', '--expect', 'exists (0:rax=0 /\\ 1:rax=0)');
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /final states \(4 distinct\)/);
-  assert.match(r.out, /expect exists \(0:rax=0 \/\\ 1:rax=0\): holds in the 40 executions run/);
+  assert.match(r.out, /expect exists \(0:rax=0 \/\\ 1:rax=0\): holds over the final states of the 40 executions run/);
   const f = pvpatch('check', SB, '--executions', '40', '--workers', '1', '--json', '--expect', 'forall (0:rax=1)');
   assert.equal(f.code, 1);
   assert.equal((JSON.parse(f.out) as Report).expect?.holds, false);

@@ -136,7 +136,8 @@ export function checkText(r: CheckReport): string {
   }
   if (r.expect !== undefined) {
     const e = r.expect;
-    const scope = r.complete ? 'in every interleaving within the bound' : `in the ${n(r.executions)} executions run`;
+    // The condition is judged over the final states reached: every interleaving's when the search was complete.
+    const scope = r.complete ? 'over the final states of every interleaving within the bound' : `over the final states of the ${n(r.executions)} executions run`;
     out.push('', `expect ${e.condition}: ${e.holds ? 'holds' : 'does not hold'} ${scope} (the proposition is true in ${e.satisfyingStates} of ${e.states} final states, ${n(e.satisfyingExecutions)} executions)`);
   }
   return out.join('\n') + '\n';
