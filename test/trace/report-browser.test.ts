@@ -46,8 +46,8 @@ test('the report of a v1 NMI-window failure: every vCPU lane, the violating step
   const browser = await launch();
   if (typeof browser === 'string') return t.skip(browser);
   try {
-    const scenario = join(dir, 'nmi12.yaml');
-    writeFileSync(scenario, readFileSync(join(ROOT, 'scenarios', 'default.yaml'), 'utf8').replace('nmis: 3', 'nmis: 12'));
+    const scenario = join(dir, 'nmi30.yaml');
+    writeFileSync(scenario, readFileSync(join(ROOT, 'scenarios', 'default.yaml'), 'utf8').replace('nmis: 3', 'nmis: 30'));
     const html = join(dir, 'v1.html');
     const r = pvpatch('run', scenario, '--seed', '13', '--protocol', 'v1', '--json', '--report', html);
     assert.equal(r.code, 1, r.err);

@@ -50,8 +50,8 @@ test('the README no-sync failure: every step a slice, the drains, the store-buff
 });
 
 test('a v1 NMI-window failure: nested handler, lock and stop_machine slices, matched IPI flows, slices at the violating step', () => {
-  const base = readFileSync(join(ROOT, 'scenarios', 'default.yaml'), 'utf8').replace('nmis: 3', 'nmis: 12');
-  const file = join(dir, 'nmi12.yaml');
+  const base = readFileSync(join(ROOT, 'scenarios', 'default.yaml'), 'utf8').replace('nmis: 3', 'nmis: 30');
+  const file = join(dir, 'nmi30.yaml');
   writeFileSync(file, base);
   const { trace, code } = traceOf(file, '--seed', '13', '--protocol', 'v1');
   assert.equal(code, 1);
@@ -66,8 +66,8 @@ test('a v1 NMI-window failure: nested handler, lock and stop_machine slices, mat
   for (const c of ['handler', 'lock-held', 'spin-lock', 'slowpath', 'stop-machine', 'step']) assert.ok(cats.has(c), `a ${c} slice`);
   assert.ok(ev.some((e) => e.ph === 's' && e.cat === 'ipi'), 'an IPI flow');
   assert.ok(ev.some((e) => e.ph === 'C' && e.name.startsWith('acquisitions')), 'an acquisitions counter');
-  // vCPU 3 started the native unlock inside an NMI handler, holding the NMI lock.
-  const at = covering(trace, 3, h.ts).map((e) => e.cat);
+  // The vCPU the hazard names started the native unlock inside an NMI handler, holding the NMI lock.
+  const at = covering(trace, h.tid, h.ts).map((e) => e.cat);
   assert.ok(at.includes('handler') && at.includes('lock-held') && at.includes('step'), at.join(', '));
   assert.ok(ev.some((e) => e.ph === 'M' && e.args?.name === 'stop_machine'), 'the stop_machine track');
 });
