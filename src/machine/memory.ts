@@ -38,8 +38,10 @@ export class Page {
   seq: Float64Array | null = null;
   /** Per-byte value before the last write (for the INT3 first-byte exception). */
   prev: Uint8Array | null = null;
-  /** Decoded instructions starting at each offset; shared between COW copies (entries validate themselves). */
+  /** Decoded instructions starting at each offset; a COW copy shares its original's until it changes one (entries validate themselves). */
   decoded: (DecodeEntry | undefined)[] | null = null;
+  /** False while `decoded` is still the original's table (decode-cache.ts copies it on first change). */
+  decodedOwned = true;
 
   constructor(
     readonly base: number,
@@ -70,6 +72,7 @@ export class Page {
       p.seq = this.seq!.slice();
       p.prev = this.prev!.slice();
       p.decoded = this.decoded;
+      p.decodedOwned = false;
     }
     return p;
   }
