@@ -90,11 +90,32 @@ export function decodeAt(mem: Memory, addr: number): Insn | undefined {
     else ownTable(p)[o] = { gen: p.gen, insn: e.insn, crossPage: false, owner: p };
     return e.insn;
   }
+  const insn = knownVariant(mem, addr) ?? decodeNew(mem, addr);
+  if (insn === undefined) return undefined;
+  ownTable(p)[o] = { gen: p.gen, insn, crossPage: o + insn.len > PAGE_SIZE, owner: p };
+  return insn;
+}
+
+/** Instructions kept per address for the lineage (a site's old, INT3 and new forms, and a few more). */
+const MAX_VARIANTS = 8;
+
+/** An instruction some fork of this lineage decoded at `addr` whose bytes memory holds now. */
+function knownVariant(mem: Memory, addr: number): Insn | undefined {
+  const known = mem.lineage.variants.get(addr);
+  if (known === undefined) return undefined;
+  for (let i = 0; i < known.length; i++) if (memoryHolds(mem, addr, known[i]!.bytes)) return known[i];
+  return undefined;
+}
+
+function decodeNew(mem: Memory, addr: number): Insn | undefined {
   const window = fetchWindow(mem, addr);
   if (window.length === 0) return undefined;
   const insn = decodeInsn(window, addr);
   insn.fast = specialize(insn);
-  ownTable(p)[o] = { gen: p.gen, insn, crossPage: o + insn.len > PAGE_SIZE, owner: p };
+  const variants = mem.lineage.variants;
+  const known = variants.get(addr);
+  if (known === undefined) variants.set(addr, [insn]);
+  else if (known.length < MAX_VARIANTS) known.push(insn);
   return insn;
 }
 

@@ -6,6 +6,7 @@
  */
 import { MachineConfigError } from './errors.ts';
 import type { DecodeEntry } from './decode-cache.ts';
+import type { Insn } from '../x86/insn.ts';
 import { hexAddress } from '../x86/format.ts';
 import type { FootprintRecorder } from './footprint.ts';
 
@@ -25,6 +26,11 @@ export const WRITER_HOST = -2;
 /** State shared by a machine and all its forks (content versions for the decode cache). */
 export interface Lineage {
   generation: number;
+  /**
+   * Instructions decoded at each address in any fork, so that forks rewriting the same site the
+   * same way decode the new bytes once between them (decode-cache.ts; instructions are immutable).
+   */
+  readonly variants: Map<number, Insn[]>;
 }
 
 export class Page {
@@ -115,7 +121,7 @@ export class Memory {
   footprint: FootprintRecorder | undefined = undefined;
 
   constructor(
-    readonly lineage: Lineage = { generation: 0 },
+    readonly lineage: Lineage = { generation: 0, variants: new Map() },
     pages?: Map<number, Page>,
   ) {
     this.pages = pages ?? new Map();

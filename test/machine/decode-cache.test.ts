@@ -75,3 +75,16 @@ test('after a text write, a vCPU that has not serialized runs untouched instruct
   assert.equal(ctx.choices, 1);
   assert.equal(got!.bytes[0], 0x90, 'the chooser picked the old instruction');
 });
+
+test('forks that rewrite a site the same way share one decode of the new bytes, and a different rewrite gets its own', () => {
+  const boot = text();
+  decodeAt(boot, TEXT + 2);
+  const a = boot.fork(), b = boot.fork(), c = boot.fork();
+  for (const m of [a, b]) m.poke(TEXT + 3, [0x05], 0);
+  c.poke(TEXT + 3, [0x06], 0);
+  const mov5 = decodeAt(a, TEXT + 2)!;
+  assert.equal(decodeAt(b, TEXT + 2), mov5);
+  assert.equal(decodeAt(c, TEXT + 2)!.bytes[1], 0x06);
+  assert.equal(decodeAt(a, TEXT + 2), mov5);
+  assert.equal(decodeAt(boot, TEXT + 2)!.bytes[1], 0x01);
+});
