@@ -48,6 +48,11 @@ export class Page {
   decoded: (DecodeEntry | undefined)[] | null = null;
   /** False while `decoded` is still the original's table (decode-cache.ts copies it on first change). */
   decodedOwned = true;
+  /**
+   * False while `writer`, `seq` and `prev` are still the original's (a copy made for a loader
+   * write or a permission change reads them as they were): copied at the first tracked write.
+   */
+  trackingOwned = true;
 
   constructor(
     readonly base: number,
@@ -58,6 +63,15 @@ export class Page {
   ) {
     this.gen = gen;
     if (perms & Perm.X) this.enableTextTracking();
+  }
+
+  /** Make `writer`, `seq` and `prev` this page's own before a tracked write changes them. */
+  ownTracking(): void {
+    if (this.trackingOwned) return;
+    this.writer = this.writer!.slice();
+    this.seq = this.seq!.slice();
+    this.prev = this.prev!.slice();
+    this.trackingOwned = true;
   }
 
   enableTextTracking(): void {
@@ -74,9 +88,10 @@ export class Page {
     p.perms = this.perms;
     p.lastWriteSeq = this.lastWriteSeq;
     if (this.writer) {
-      p.writer = this.writer.slice();
-      p.seq = this.seq!.slice();
-      p.prev = this.prev!.slice();
+      p.writer = this.writer;
+      p.seq = this.seq;
+      p.prev = this.prev;
+      p.trackingOwned = false;
       p.decoded = this.decoded;
       p.decodedOwned = false;
     }
@@ -250,6 +265,7 @@ export class Memory {
     if (!p || (!privileged && !(p.perms & Perm.W))) return false;
     const o = addr - p.base;
     if (p.writer) {
+      if (!p.trackingOwned) p.ownTracking();
       const seq = ++this.textSeq;
       p.prev![o] = p.data[o]!;
       p.writer[o] = writer;

@@ -88,3 +88,17 @@ test('forks that rewrite a site the same way share one decode of the new bytes, 
   assert.equal(decodeAt(a, TEXT + 2), mov5);
   assert.equal(decodeAt(boot, TEXT + 2)!.bytes[1], 0x01);
 });
+
+test('a fork copies a text page\'s write tracking at its first tracked write, not at the copy', () => {
+  const boot = text();
+  boot.poke(TEXT + 3, [0x01], 1);
+  const a = boot.fork();
+  a.writeBytes(TEXT + 5, [0x00]); // a loader write: a copy of the page, its tracking still shared
+  assert.notEqual(a.page(TEXT), boot.page(TEXT));
+  assert.equal(a.page(TEXT)!.seq, boot.page(TEXT)!.seq);
+  a.poke(TEXT + 6, [0x00], 0);
+  const mine = a.page(TEXT)!, theirs = boot.page(TEXT)!;
+  assert.notEqual(mine.seq, theirs.seq);
+  assert.deepEqual([mine.writer![3], mine.writer![6], mine.seq![3], mine.seq![6]], [1, 0, 1, 2]);
+  assert.deepEqual([theirs.writer![3], theirs.writer![6], theirs.seq![3], theirs.seq![6]], [1, -1, 1, 0]);
+});
