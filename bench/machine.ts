@@ -1,7 +1,9 @@
 /**
  * `npm run bench -- machine`: interpreter speed (single vCPU ALU/branch loop, and four vCPUs on a
  * lock loop with TSO store buffers under the timed strategy), iced-x86's decode-only speed for
- * comparison, and the resident memory of a 64-vCPU machine running the lock loop.
+ * comparison, the lock loop's cost per step at 16 and at 256 vCPUs (issue 12: a fixed amount of
+ * work per vCPU should not take quadratic time), and the resident memory of a 64-vCPU machine
+ * running the lock loop.
  */
 import { spawnSync } from 'node:child_process';
 import { childArgs } from './_child.ts';
@@ -64,6 +66,22 @@ function fourVcpu(iterations: number) {
   return { ips: r.instructions / s, instructions: r.instructions, seconds: s, acquisitions: counter, simulated_seconds: simSeconds };
 }
 
+/**
+ * The lock loop on `vcpus` vCPUs under the timed strategy, about `steps` machine steps in all
+ * (iterations per vCPU shrink as vCPUs grow): seconds per step.
+ */
+export function lockLoopStepCost(vcpus: number, steps: number) {
+  // One iteration of LOCK_LOOP is about 10 steps uncontended; contention adds spinning.
+  const iterations = Math.max(1, Math.round(steps / vcpus / 10));
+  const m = lockMachine(vcpus, iterations);
+  const t0 = performance.now();
+  const r = m.run({ chooser: new TimedChooser({ seed: 1 }), maxInstructions: 1e10 });
+  const s = (performance.now() - t0) / 1000;
+  const counter = m.memory.readBytes(COUNTER, 4).reduce((a, b, i) => a + b * 2 ** (8 * i), 0);
+  if (r.reason !== 'all-halted' || counter !== vcpus * iterations) throw new Error(`${vcpus}-vCPU lock loop broke: ${r.reason}, counter ${counter}`);
+  return { ips: r.steps / s, steps: r.steps, seconds: s, secondsPerStep: s / r.steps };
+}
+
 function rss64(iterations: number) {
   const r = spawnSync(process.execPath, childArgs('_rss64', String(iterations)), { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`64-vCPU child failed: ${r.stderr.trim().split('\n').pop()}`);
@@ -77,6 +95,8 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, unkn
   const single = best(3, () => singleVcpu(q ? 1_000_000 : 10_000_000));
   const decode = best(2, () => decodeOnly(aluLoop(0), q ? 500_000 : 3_000_000));
   const four = best(2, () => fourVcpu(q ? 20_000 : 200_000));
+  const scale16 = best(2, () => lockLoopStepCost(16, q ? 200_000 : 1_000_000));
+  const scale256 = best(2, () => lockLoopStepCost(256, q ? 200_000 : 1_000_000));
   const big = rss64(q ? 50 : 300);
   return {
     single_vcpu_ips: Math.round(single.ips),
@@ -85,6 +105,9 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, unkn
     four_vcpu_ips: Math.round(four.ips),
     four_vcpu_lock_acquisitions: four.acquisitions,
     four_vcpu_simulated_seconds: +four.simulated_seconds.toFixed(6),
+    lock_loop_16_vcpu_steps_per_s: Math.round(scale16.ips),
+    lock_loop_256_vcpu_steps_per_s: Math.round(scale256.ips),
+    lock_loop_256_to_16_step_cost: +(scale16.ips / scale256.ips).toFixed(2),
     rss_64vcpu_mb: +big.rss_mb.toFixed(1),
     rss_64vcpu_instructions: big.instructions,
     node: process.version,
@@ -97,6 +120,7 @@ export function table(r: Record<string, unknown>): string {
     ['single vCPU, ALU/branch loop', `${f(r.single_vcpu_ips)} instr/s`, 'target ≥ 20,000,000'],
     ['iced-x86 decode only', `${f(r.decode_only_ips)} instr/s`, `interpreter = ${f(r.interpreter_to_decode_ratio)}× decode`],
     ['4 vCPUs, lock loop, TSO, timed', `${f(r.four_vcpu_ips)} instr/s`, 'target ≥ 5,000,000'],
+    ['lock loop, 256 vs 16 vCPUs, cost per step', `${f(r.lock_loop_256_to_16_step_cost)}×`, `target ≤ 2 (16: ${f(r.lock_loop_16_vcpu_steps_per_s)}, 256: ${f(r.lock_loop_256_vcpu_steps_per_s)} steps/s)`],
     ['64 vCPUs, lock loop, resident', `${f(r.rss_64vcpu_mb)} MB`, 'target < 512 MB'],
   ];
   const w0 = Math.max(...rows.map((x) => x[0].length)), w1 = Math.max(...rows.map((x) => x[1].length));

@@ -112,6 +112,12 @@ export interface Chooser {
    * time may advance it (the host rotates vCPUs, a timer fires) and return true to try again.
    */
   idle?(vcpus: readonly Vcpu[]): boolean;
+  /**
+   * True when the strategy changes vCPUs' run state itself (a host scheduler deschedules and runs
+   * vCPUs from `observe`): the machine then rebuilds the whole enabled set at every point instead
+   * of only the entries of the vCPU that acted.
+   */
+  readonly changesRunState?: boolean;
 }
 
 /** The default: deterministic, run the lowest-numbered runnable vCPU, drain stores eagerly. */

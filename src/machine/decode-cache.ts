@@ -26,6 +26,12 @@ export interface DecodeEntry {
   insn: Insn;
   /** The instruction runs into the next page: always validated the slow way. */
   crossPage: boolean;
+  /**
+   * The page that made this entry and alone may move its `gen` on. A copy-on-write copy shares
+   * its original's entries; revalidating one in place would make every other fork's copy (and the
+   * original) miss and revalidate it back, each one evicting the others' (issue 12).
+   */
+  readonly owner: Page;
 }
 
 const MAX_INSN = 15;
@@ -45,10 +51,30 @@ function fetchWindow(mem: Memory, addr: number): Uint8Array {
   return out.subarray(0, n);
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (b.length < a.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+/**
+ * Does committed executable memory at `addr` still hold `bytes`? Reads the pages in place (the
+ * revalidation after a text write runs on every fetch a rewrite touched: no window copy).
+ */
+function memoryHolds(mem: Memory, addr: number, bytes: Uint8Array): boolean {
+  let p: Page | undefined;
+  for (let i = 0; i < bytes.length; i++) {
+    const a = addr + i;
+    if (p === undefined || a - p.base >= PAGE_SIZE) {
+      p = mem.page(a);
+      if (p === undefined || !(p.perms & Perm.X)) return false;
+    }
+    if (p.data[a - p.base] !== bytes[i]) return false;
+  }
   return true;
+}
+
+/** This page's own entry table, copied from the one it shares with its original on first change. */
+function ownTable(p: Page): (DecodeEntry | undefined)[] {
+  if (!p.decodedOwned) {
+    p.decoded = p.decoded!.slice();
+    p.decodedOwned = true;
+  }
+  return p.decoded!;
 }
 
 /** The cached (or freshly decoded) instruction at `addr`, with no hazard check. */
@@ -58,15 +84,38 @@ export function decodeAt(mem: Memory, addr: number): Insn | undefined {
   const o = addr - p.base;
   const e = p.decoded![o];
   if (e && e.gen === p.gen && !e.crossPage) return e.insn;
-  const window = fetchWindow(mem, addr);
-  if (window.length === 0) return undefined;
-  if (e && sameBytes(e.insn.bytes, window)) {
-    if (!e.crossPage) e.gen = p.gen;
+  if (e && memoryHolds(mem, addr, e.insn.bytes)) {
+    if (e.crossPage) return e.insn;
+    if (e.owner === p) e.gen = p.gen;
+    else ownTable(p)[o] = { gen: p.gen, insn: e.insn, crossPage: false, owner: p };
     return e.insn;
   }
+  const insn = knownVariant(mem, addr) ?? decodeNew(mem, addr);
+  if (insn === undefined) return undefined;
+  ownTable(p)[o] = { gen: p.gen, insn, crossPage: o + insn.len > PAGE_SIZE, owner: p };
+  return insn;
+}
+
+/** Instructions kept per address for the lineage (a site's old, INT3 and new forms, and a few more). */
+const MAX_VARIANTS = 8;
+
+/** An instruction some fork of this lineage decoded at `addr` whose bytes memory holds now. */
+function knownVariant(mem: Memory, addr: number): Insn | undefined {
+  const known = mem.lineage.variants.get(addr);
+  if (known === undefined) return undefined;
+  for (let i = 0; i < known.length; i++) if (memoryHolds(mem, addr, known[i]!.bytes)) return known[i];
+  return undefined;
+}
+
+function decodeNew(mem: Memory, addr: number): Insn | undefined {
+  const window = fetchWindow(mem, addr);
+  if (window.length === 0) return undefined;
   const insn = decodeInsn(window, addr);
   insn.fast = specialize(insn);
-  p.decoded![o] = { gen: p.gen, insn, crossPage: o + insn.len > PAGE_SIZE };
+  const variants = mem.lineage.variants;
+  const known = variants.get(addr);
+  if (known === undefined) variants.set(addr, [insn]);
+  else if (known.length < MAX_VARIANTS) known.push(insn);
   return insn;
 }
 
@@ -76,18 +125,31 @@ function origin(mem: Memory, addr: number, offset: number): ByteOrigin & { prev:
   return { offset, value: p.data[o]!, writer: p.writer![o]!, seq: p.seq![o]!, prev: p.prev![o]! };
 }
 
+const NONE: readonly (ByteOrigin & { prev: number })[] = [];
+
 /**
  * Byte offsets in [from, to) that `cpu` has not synchronized with; offsets `own` marks come from
- * the vCPU's own store buffer and are always fine.
+ * the vCPU's own store buffer and are always fine. Allocates only when some byte is.
  */
-function unsynchronized(mem: Memory, addr: number, from: number, to: number, cpu: number, serializedAt: number, own?: Uint8Array): (ByteOrigin & { prev: number })[] {
-  const out: (ByteOrigin & { prev: number })[] = [];
+function unsynchronized(mem: Memory, addr: number, from: number, to: number, cpu: number, serializedAt: number, own?: Uint8Array): readonly (ByteOrigin & { prev: number })[] {
+  let out: (ByteOrigin & { prev: number })[] | undefined;
   for (let i = from; i < to; i++) {
     if (own !== undefined && own[i] === 1) continue;
-    const b = origin(mem, addr, i);
-    if (b.seq > serializedAt && b.writer !== cpu) out.push(b);
+    const p = mem.page(addr + i)!;
+    const o = addr + i - p.base;
+    if (p.seq![o]! > serializedAt && p.writer![o] !== cpu) (out ??= []).push(origin(mem, addr, i));
   }
-  return out;
+  return out ?? NONE;
+}
+
+/**
+ * The CMC rule's common answer after a text write, without allocating: no byte of
+ * [o, o+len) of page `p` was written by another agent after `serializedAt`.
+ */
+function synchronizedIn(p: Page, o: number, len: number, cpu: number, serializedAt: number): boolean {
+  const seq = p.seq!, writer = p.writer!;
+  for (let i = o; i < o + len; i++) if (seq[i]! > serializedAt && writer[i] !== cpu) return false;
+  return true;
 }
 
 /** Does a buffered store cover any byte of [addr, addr+len)? */
@@ -117,8 +179,13 @@ export function fetch(ctx: FetchContext, cpu: number, serializedAt: number, rip:
   const mem = ctx.memory;
   const p = mem.page(rip);
   if (p !== undefined && (p.perms & Perm.X) !== 0) {
-    const e = p.decoded![rip - p.base];
-    if (e !== undefined && e.gen === p.gen && p.lastWriteSeq <= serializedAt && !e.crossPage && (sb.length === 0 || !overlaps(sb, rip, e.insn.len))) return e.insn;
+    const o = rip - p.base;
+    const e = p.decoded![o];
+    if (e !== undefined && e.gen === p.gen && !e.crossPage && (sb.length === 0 || !overlaps(sb, rip, e.insn.len))) {
+      // A vCPU that has not serialized since a write to this page checks the instruction's own
+      // bytes (what fetchSlow's rule would find with nothing forwarded), allocation-free.
+      if (p.lastWriteSeq <= serializedAt || synchronizedIn(p, o, e.insn.len, cpu, serializedAt)) return e.insn;
+    }
   }
   return fetchSlow(ctx, p, cpu, serializedAt, rip, sb);
 }

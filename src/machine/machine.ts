@@ -383,23 +383,60 @@ export class Machine implements ExecContext {
   /** vCPUs the host descheduled by a Preempt decision (1) and has not resumed yet. */
   private readonly descheduled: Uint8Array;
 
+  /** The enabled actions of vCPU `i`, written to `out` from `at`; returns the index after them. */
+  private vcpuActions(i: number, budget: RunBudget, out: Int32Array, at: number): number {
+    const c = this.vcpus[i]!;
+    let n = at;
+    if (!c.preempted && (!c.halted || canWake(c))) out[n++] = action(i, ActionKind.Step);
+    if (c.storeBuffer.length > 0) out[n++] = action(i, ActionKind.Drain);
+    const allowed = budget.cpus === undefined || budget.cpus.includes(i);
+    if (allowed && budget.nmis > 0) out[n++] = action(i, ActionKind.Nmi);
+    if (allowed && budget.irqs > 0) out[n++] = action(i, ActionKind.Irq);
+    // Only a running vCPU can be descheduled (a halted one has already exited to the host).
+    if (budget.preemptions > 0 && !c.preempted && !c.halted) out[n++] = action(i, ActionKind.Preempt);
+    else if (this.descheduled[i] === 1) out[n++] = action(i, ActionKind.Resume);
+    return n;
+  }
+
+  /** Enabled actions from the last point, still valid but for vCPU `enabledStale`'s (issue 12). */
+  private enabledCount = 0;
+  /** -1: rebuild the whole set; else the one vCPU whose entries may have changed. */
+  private enabledStale = -1;
+  private readonly segment = new Int32Array(ACTION_KINDS);
+
+  /**
+   * The enabled actions, in vCPU order and by kind within a vCPU (action codes ascending). After a
+   * step burst or a drain of one vCPU that changed nothing else, only that vCPU's entries are
+   * recomputed and spliced in (found by binary search): the same set as a full rebuild, at a cost
+   * that does not grow with the vCPU count but for one native move when its length changes.
+   */
   private enabled(budget: RunBudget): number {
     const acts = this.actions;
-    let n = 0;
-    const vs = this.vcpus;
-    const desched = this.descheduled;
-    for (let i = 0; i < vs.length; i++) {
-      const c = vs[i]!;
-      if (!c.preempted && (!c.halted || canWake(c))) acts[n++] = action(i, ActionKind.Step);
-      if (c.storeBuffer.length > 0) acts[n++] = action(i, ActionKind.Drain);
-      const allowed = budget.cpus === undefined || budget.cpus.includes(i);
-      if (allowed && budget.nmis > 0) acts[n++] = action(i, ActionKind.Nmi);
-      if (allowed && budget.irqs > 0) acts[n++] = action(i, ActionKind.Irq);
-      // Only a running vCPU can be descheduled (a halted one has already exited to the host).
-      if (budget.preemptions > 0 && !c.preempted && !c.halted) acts[n++] = action(i, ActionKind.Preempt);
-      else if (desched[i] === 1) acts[n++] = action(i, ActionKind.Resume);
+    const stale = this.enabledStale;
+    this.enabledStale = -1;
+    if (stale < 0) {
+      let n = 0;
+      for (let i = 0; i < this.vcpus.length; i++) n = this.vcpuActions(i, budget, acts, n);
+      this.enabledCount = n;
+      return n;
     }
-    return n;
+    const count = this.enabledCount;
+    const seg = this.segment;
+    const len = this.vcpuActions(stale, budget, seg, 0);
+    let lo = 0, hi = count;
+    const first = stale * 8;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (acts[mid]! < first) lo = mid + 1;
+      else hi = mid;
+    }
+    let end = lo;
+    while (end < count && acts[end]! < first + 8) end++;
+    const old = end - lo;
+    if (len !== old) acts.copyWithin(lo + len, end, count);
+    for (let k = 0; k < len; k++) acts[lo + k] = seg[k]!;
+    this.enabledCount = count + len - old;
+    return this.enabledCount;
   }
 
   /**
@@ -432,6 +469,10 @@ export class Machine implements ExecContext {
     let reason: StopReason = 'limit';
     let error: RunResult['error'];
     let instructions = 0;
+    // Only the vCPU that acted can have changed its entries, unless something marked others
+    // dirty, the budgets moved, or the strategy's host changes run states itself.
+    const incremental = chooser.changesRunState !== true;
+    this.enabledStale = -1;
     try {
       outer: for (;;) {
         if (instructions >= maxInstructions) { reason = 'limit'; break; }
@@ -472,13 +513,16 @@ export class Machine implements ExecContext {
             if (instructions >= maxInstructions) { reason = 'limit'; break outer; }
             if (this.dirty || c.halted || c.preempted || chooser.continueWith === undefined || !chooser.continueWith(c)) break;
           }
+          if (incremental && !this.dirty) this.enabledStale = c.id;
           continue;
         }
         this.record(a);
         if (this.tracing) (this.ring ??= new StepRing()).push(this.step, c.id, RING_KIND[kind]!, c.rip);
         if (kind === ActionKind.Drain) {
+          this.dirty = false;
           drainOne(this.memory, c);
           if (this.tracing) this.traceStoreBuffer(c);
+          if (incremental && !this.dirty) this.enabledStale = c.id;
         }
         else if (kind === ActionKind.Nmi) { budget.nmis--; raiseNmi(c); this.memory.footprint?.injected(c.id, Pseudo.NmiBudget); }
         else if (kind === ActionKind.Irq) { budget.irqs--; raiseIrq(c, budget.irqVector); this.memory.footprint?.injected(c.id, Pseudo.IrqBudget); }

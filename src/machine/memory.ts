@@ -6,6 +6,7 @@
  */
 import { MachineConfigError } from './errors.ts';
 import type { DecodeEntry } from './decode-cache.ts';
+import type { Insn } from '../x86/insn.ts';
 import { hexAddress } from '../x86/format.ts';
 import type { FootprintRecorder } from './footprint.ts';
 
@@ -25,6 +26,11 @@ export const WRITER_HOST = -2;
 /** State shared by a machine and all its forks (content versions for the decode cache). */
 export interface Lineage {
   generation: number;
+  /**
+   * Instructions decoded at each address in any fork, so that forks rewriting the same site the
+   * same way decode the new bytes once between them (decode-cache.ts; instructions are immutable).
+   */
+  readonly variants: Map<number, Insn[]>;
 }
 
 export class Page {
@@ -38,8 +44,15 @@ export class Page {
   seq: Float64Array | null = null;
   /** Per-byte value before the last write (for the INT3 first-byte exception). */
   prev: Uint8Array | null = null;
-  /** Decoded instructions starting at each offset; shared between COW copies (entries validate themselves). */
+  /** Decoded instructions starting at each offset; a COW copy shares its original's until it changes one (entries validate themselves). */
   decoded: (DecodeEntry | undefined)[] | null = null;
+  /** False while `decoded` is still the original's table (decode-cache.ts copies it on first change). */
+  decodedOwned = true;
+  /**
+   * False while `writer`, `seq` and `prev` are still the original's (a copy made for a loader
+   * write or a permission change reads them as they were): copied at the first tracked write.
+   */
+  trackingOwned = true;
 
   constructor(
     readonly base: number,
@@ -50,6 +63,15 @@ export class Page {
   ) {
     this.gen = gen;
     if (perms & Perm.X) this.enableTextTracking();
+  }
+
+  /** Make `writer`, `seq` and `prev` this page's own before a tracked write changes them. */
+  ownTracking(): void {
+    if (this.trackingOwned) return;
+    this.writer = this.writer!.slice();
+    this.seq = this.seq!.slice();
+    this.prev = this.prev!.slice();
+    this.trackingOwned = true;
   }
 
   enableTextTracking(): void {
@@ -66,10 +88,12 @@ export class Page {
     p.perms = this.perms;
     p.lastWriteSeq = this.lastWriteSeq;
     if (this.writer) {
-      p.writer = this.writer.slice();
-      p.seq = this.seq!.slice();
-      p.prev = this.prev!.slice();
+      p.writer = this.writer;
+      p.seq = this.seq;
+      p.prev = this.prev;
+      p.trackingOwned = false;
       p.decoded = this.decoded;
+      p.decodedOwned = false;
     }
     return p;
   }
@@ -134,7 +158,7 @@ export class Memory {
   private residentBytes = 0;
 
   constructor(
-    readonly lineage: Lineage = { generation: 0 },
+    readonly lineage: Lineage = { generation: 0, variants: new Map() },
     pages?: Map<number, Page>,
     /** Host bytes this memory may touch before refusing with MachineConfigError (a 1 GiB region is fine untouched). */
     readonly residentLimit = DEFAULT_RESIDENT_LIMIT,
@@ -295,6 +319,7 @@ export class Memory {
     if (!p || (!privileged && !(p.perms & Perm.W))) return false;
     const o = addr - p.base;
     if (p.writer) {
+      if (!p.trackingOwned) p.ownTracking();
       const seq = ++this.textSeq;
       p.prev![o] = p.data[o]!;
       p.writer[o] = writer;

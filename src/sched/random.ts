@@ -35,7 +35,6 @@ export interface RandomOptions {
 export class RandomChooser implements Chooser {
   readonly name = 'random';
   private readonly rng: Prng;
-  private readonly weights: Float64Array = new Float64Array(2048);
   /** Weight per action kind (an injector-owned kind weighs 0: the injector decides it). */
   private readonly byKind = new Float64Array(8);
   private readonly spinningStep: number;
@@ -65,20 +64,22 @@ export class RandomChooser implements Chooser {
       if (e >= 0) return e;
     }
     let total = 0;
-    for (let i = 0; i < point.count; i++) {
-      const a = point.actions[i]!;
-      const k = actionKind(a);
-      const wt = k === ActionKind.Step && point.vcpus[a >> 3]!.spinning ? this.spinningStep : this.byKind[k]!;
-      this.weights[i] = wt;
-      total += wt;
-    }
+    for (let i = 0; i < point.count; i++) total += this.weight(point, i);
     if (total === 0) return this.injector?.fallback(point) ?? 0;
+    // The second pass recomputes each weight (the same value, so the same decision) instead of
+    // keeping them in a per-chooser table: a chooser per execution allocated 16 KiB (issue 12).
     let r = this.rng.float() * total;
     for (let i = 0; i < point.count; i++) {
-      r -= this.weights[i]!;
+      r -= this.weight(point, i);
       if (r < 0) return i;
     }
     return point.count - 1;
+  }
+
+  private weight(point: SchedulingPoint, i: number): number {
+    const a = point.actions[i]!;
+    const k = actionKind(a);
+    return k === ActionKind.Step && point.vcpus[a >> 3]!.spinning ? this.spinningStep : this.byKind[k]!;
   }
 
   choose(_kind: ChoiceKind, n: number): number {

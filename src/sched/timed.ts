@@ -32,9 +32,12 @@ export class TimedChooser implements Chooser {
   now = 0;
   private nextInjection: number;
   private readonly host: HostScheduler | undefined;
+  /** The host scheduler sets vCPUs' `preempted` from observe() and idle(). */
+  readonly changesRunState: boolean;
 
   constructor(opts: TimedOptions) {
     this.host = opts.host;
+    this.changesRunState = opts.host !== undefined;
     this.rng = new Prng(opts.seed);
     this.jitter = opts.jitter ?? 0.1;
     this.injectEvery = opts.injectEvery ?? 20_000;

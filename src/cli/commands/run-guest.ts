@@ -245,7 +245,10 @@ function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags, subj
     ...(hs ? { switch: { protocol: hs.protocol, ok: hs.ok, reason: hs.reason, detail: hs.detail, flavor: hs.flavor, switches: hs.switches, int3Hits: hs.int3Hits, ipis: hs.ipis, retries: hs.retries, stoppedSteps: hs.stoppedSteps, timeline: hs.timeline } } : {}),
     sites: g.image.sites.map((site) => ({ address: hexAddress(site.address), op: PV_OP_NAMES[site.type], len: site.len, bytes: hexBytes(g.machine.memory.readBytes(site.address, site.len)) })),
     finalState: result.finalState,
-    schedule: strategy === 'timed' ? undefined : recordedSchedule(g.machine).toString(),
+    // Formatted only when shown (JSON.stringify reads the getter): a sweep throws summaries away.
+    get schedule(): string | undefined {
+      return strategy === 'timed' ? undefined : recordedSchedule(g.machine).toString();
+    },
   };
   const failed = !verdict.ok;
   // --json carries the timeline of a failing run (what `pvpatch report` draws); a clean run's
