@@ -10,6 +10,7 @@
  *   that fits into JMP.d8 + INT3 padding, then optimize_nops() turns every run of NOP/NOPL
  *   into one NOP of up to ASM_NOP_MAX (11) bytes, or a JMP.d8 over INT3s when longer (add_nop).
  */
+import { ASM_NOP_MAX_6_5, linuxNop } from '../x86/nops.ts';
 import { CALL_INSN_OPCODE, INT3_INSN_OPCODE, JMP32_INSN_OPCODE, JMP8_INSN_OPCODE, getS32, putS32 } from '../x86/relocate.ts';
 import { altApplies, type AltOutcome } from './apply-alternatives.ts';
 import type { BootEnv } from './boot-env.ts';
@@ -20,28 +21,12 @@ import type { AltInstr } from './tables.ts';
 
 const MAX_PATCH_LEN = 255 - 1;
 
-/** x86_nops[1..11] for 64-bit (arch/x86/include/asm/nops.h, BYTES_NOP1..BYTES_NOP11). */
-const X86_NOPS_64: readonly (readonly number[])[] = [
-  [],
-  [0x90],
-  [0x66, 0x90],
-  [0x0f, 0x1f, 0x00],
-  [0x0f, 0x1f, 0x40, 0x00],
-  [0x0f, 0x1f, 0x44, 0x00, 0x00],
-  [0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00],
-  [0x0f, 0x1f, 0x80, 0x00, 0x00, 0x00, 0x00],
-  [0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
-  [0x2e, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
-  [0x66, 0x2e, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
-  [0x66, 0x66, 0x2e, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
-];
-const ASM_NOP_MAX = 11;
 
 /** add_nop: one NOP of `len` bytes, or a JMP over INT3s when no single NOP is that long. */
 export function addNop(buf: Uint8Array, at: number, len: number): void {
   if (len === 0) return;
-  if (len <= ASM_NOP_MAX) {
-    buf.set(X86_NOPS_64[len]!, at);
+  if (len <= ASM_NOP_MAX_6_5) {
+    buf.set(linuxNop(len, ASM_NOP_MAX_6_5), at);
     return;
   }
   let i = at;

@@ -4,7 +4,10 @@
  * `c6 07 00` + the 4-byte NOP, the paravirt unlock is a 5-byte CALL + the 2-byte NOP.
  */
 
-/** BYTES_NOP1..BYTES_NOP8 (P6 NOPs), index = length. */
+/**
+ * BYTES_NOP1..BYTES_NOP11, index = length: the P6 NOPs up to 8 bytes; 9..11 prefix the 8-byte
+ * one with CS (and 0x66) as Linux 6.5+ does (its ASM_NOP_MAX is 11; 6.1's is 8).
+ */
 const X86_NOPS: readonly (readonly number[])[] = [
   [],
   [0x90],
@@ -15,15 +18,20 @@ const X86_NOPS: readonly (readonly number[])[] = [
   [0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00],
   [0x0f, 0x1f, 0x80, 0x00, 0x00, 0x00, 0x00],
   [0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
+  [0x2e, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
+  [0x66, 0x2e, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
+  [0x66, 0x66, 0x2e, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
 ];
 
-/** The longest single NOP Linux uses (ASM_NOP_MAX). */
+/** The longest single NOP Linux 6.1 uses (ASM_NOP_MAX); the guest kernel and add_nops() pad with these. */
 export const ASM_NOP_MAX = 8;
+/** The longest single NOP of Linux 6.5+ (ASM_NOP_MAX there). */
+export const ASM_NOP_MAX_6_5 = 11;
 
-/** The single Linux NOP instruction of `len` bytes (1..8). */
-export function linuxNop(len: number): Uint8Array {
-  if (!Number.isInteger(len) || len < 1 || len > ASM_NOP_MAX) {
-    throw new RangeError(`no single Linux NOP has ${len} bytes (1..${ASM_NOP_MAX})`);
+/** The single Linux NOP instruction of `len` bytes (1..max: 8 as in 6.1, 11 as in 6.5+). */
+export function linuxNop(len: number, max = ASM_NOP_MAX): Uint8Array {
+  if (!Number.isInteger(len) || len < 1 || len > max || len >= X86_NOPS.length) {
+    throw new RangeError(`no single Linux NOP has ${len} bytes (1..${max})`);
   }
   return Uint8Array.from(X86_NOPS[len]!);
 }
