@@ -8,8 +8,10 @@
  * average is reported with them.
  */
 import { availableParallelism, loadavg } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { SCENARIO_DIR } from '../src/cli/default-scenario.ts';
+import { packageRoot } from '../src/cli/package-root.ts';
+import { pathToFileURL } from 'node:url';
 import { explore, type Strategy } from '../src/check/explore.ts';
 import { explorePool } from '../src/check/pool.ts';
 import { seededStrategy, type SeededStrategyName } from '../src/check/seeded.ts';
@@ -20,15 +22,15 @@ import { hazardName } from '../src/machine/events.ts';
 
 export const describe = 'explorer executions per second (random, PCT, DPOR; 1 worker and all) and time to first violation';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const SCENARIOS = join(here, '..', 'scenarios');
+const SCENARIOS = SCENARIO_DIR;
 const TPO = join(SCENARIOS, 'text-poke-order.yaml');
 const NO_SYNC = join(SCENARIOS, 'cmc-no-sync.yaml');
 const FIRST_BYTE_EARLY = join(SCENARIOS, 'text-poke-first-byte-early.yaml');
 const GUEST = join(SCENARIOS, 'default.yaml');
 /** Instructions per guest execution: the default scenario's v2 switch finishes in about 29,000. */
 const GUEST_DEPTH = 100_000;
-const WORKER = new URL('../src/cli/check-worker.mjs', import.meta.url);
+// The check worker as the CLI loads it: bundled beside a bundled bench, else through tsx.
+const WORKER = import.meta.url.endsWith('.js') ? pathToFileURL(join(packageRoot(), 'dist', 'check-worker.js')) : pathToFileURL(join(packageRoot(), 'src', 'cli', 'check-worker.mjs'));
 
 interface Row {
   scenario: string;

@@ -12,7 +12,12 @@
  * - change points are drawn over the run's measured length (`length`, see run-length.ts), not
  *   over a fixed 10,000 decisions that a 10-step litmus test never reaches;
  * - injections and host preemptions are paced over that length by default (injection.ts), not
- *   taken only when nothing else can run.
+ *   taken only when nothing else can run;
+ * - bounded fairness: a step or drain left enabled but untaken for STARVED_STEPS steps is taken
+ *   next, whatever the priorities, and the actor that kept it waiting drops below all. Real CPUs run concurrently and real store buffers drain; PCT
+ *   assumes terminating threads, and without this a busy loop that never PAUSEs (text-poke-order's
+ *   vCPU 0 bouncing off the INT3) keeps every spinner that stepped aside from ever reading the
+ *   acknowledgement it waits for, and every run ends at the step limit.
  */
 import { ACTION_KINDS, ActionKind, actionCpu, actionKind, type Chooser, type ChoiceKind, type SchedulingPoint } from '../machine/chooser.ts';
 import { MAX_VCPUS } from '../machine/machine.ts';
@@ -30,6 +35,9 @@ export interface PctOptions {
   inject?: InjectionOptions;
 }
 
+/** How long an enabled step or drain may wait before PCT takes it regardless of priority (see above). */
+export const STARVED_STEPS = 1000;
+
 /** Priorities of actors never seen: above every lowered one (lowered priorities count down from 0). */
 const UNSEEN = -Infinity;
 
@@ -41,6 +49,11 @@ export class PctChooser implements Chooser {
   private readonly changePoints: number[];
   private readonly injector: Injector;
   private lowest = 0;
+  /** Per actor: the step since which it has been enabled without being taken (-1: not waiting). */
+  private readonly waitingSince = new Float64Array(MAX_VCPUS * ACTION_KINDS).fill(-1);
+  /** Per actor: the last step at which it was enabled (a gap restarts its wait). */
+  private readonly enabledAt = new Float64Array(MAX_VCPUS * ACTION_KINDS).fill(-1);
+  private lastPoint = -1;
 
   constructor(opts: PctOptions) {
     this.rng = new Prng(opts.seed);
@@ -77,9 +90,37 @@ export class PctChooser implements Chooser {
     return best;
   }
 
+  /** A step or drain that has waited STARVED_STEPS while enabled, or -1; keeps the wait times. */
+  private starved(point: SchedulingPoint): number {
+    let found = -1;
+    for (let i = 0; i < point.count; i++) {
+      const a = point.actions[i]!;
+      if (actionKind(a) > ActionKind.Drain) continue;
+      if (this.enabledAt[a] !== this.lastPoint || this.waitingSince[a]! < 0) this.waitingSince[a] = point.step;
+      this.enabledAt[a] = point.step;
+      if (found < 0 && point.step - this.waitingSince[a]! >= STARVED_STEPS) found = i;
+    }
+    this.lastPoint = point.step;
+    return found;
+  }
+
+  /** The action taken at this point: its wait is over. */
+  private taken(point: SchedulingPoint, i: number): number {
+    if (i >= 0 && i < point.count) this.waitingSince[point.actions[i]!] = -1;
+    return i;
+  }
+
   next(point: SchedulingPoint): number {
     const event = this.injector.pick(point);
     if (event >= 0) return event;
+    const starved = this.starved(point);
+    if (starved >= 0) {
+      // A priority change point where starvation shows: the actor that kept it waiting drops
+      // below all, so the starved one runs until it spins or the next change.
+      const hog = this.best(point, true);
+      if (hog >= 0 && hog !== starved) this.lower(point.actions[hog]!);
+      return this.taken(point, starved);
+    }
     // Spin-aware: every spinner above the best actor that makes progress steps aside (drops below
     // all); when only spinners can run, the highest runs and drops, so they take turns.
     let best = this.best(point, true);
@@ -91,14 +132,14 @@ export class PctChooser implements Chooser {
       }
     } else {
       best = this.best(point, false);
-      if (best < 0) return this.injector.fallback(point);
+      if (best < 0) return this.taken(point, this.injector.fallback(point));
       this.lower(point.actions[best]!);
     }
     while (this.changePoints.length > 0 && this.changePoints[0]! <= point.step) {
       this.changePoints.shift();
       this.lower(point.actions[best]!);
     }
-    return best;
+    return this.taken(point, best);
   }
 
   choose(_kind: ChoiceKind, n: number): number {
