@@ -13,7 +13,7 @@
  *   interleaving within its bound — only then can the verdict be `exhausted`.
  */
 import type { Chooser } from '../machine/chooser.ts';
-import { formatSchedule } from '../sched/schedule.ts';
+import { formatSchedule, type Schedule } from '../sched/schedule.ts';
 import { ReplayChooser } from '../sched/replay.ts';
 import { aggregate, type ExecutionRecord, type ExplorationBudget, type ExplorationResult, type Shard } from './exploration.ts';
 import type { Execution, ExecutionLimits, ExecutionResult, Subject } from './subject.ts';
@@ -29,8 +29,8 @@ export interface SeededStrategy {
 export interface ReplayStrategy {
   readonly kind: 'replay';
   readonly name: 'replay';
-  /** A schedule string (src/sched/schedule.ts). */
-  readonly schedule: string;
+  /** A schedule, or its string (src/sched/schedule.ts). */
+  readonly schedule: Schedule | string;
 }
 
 /** One execution an exhaustive strategy ran, as it hands it to the driver. */

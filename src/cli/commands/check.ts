@@ -5,7 +5,8 @@
  * `bounded-clean`. Random and PCT executions split over workers and shards; results are the same
  * whatever the split.
  */
-import { readFileSync, existsSync } from 'node:fs';
+import { readScheduleFile } from '../schedule-file.ts';
+import { MAX_VCPUS } from '../../machine/machine.ts';
 import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import { Option } from 'commander';
@@ -68,15 +69,10 @@ function budgetOf(flags: CheckFlags): ExplorationBudget {
   return { kind: 'executions', executions: intFlag(flags.executions, 'executions', 1) ?? 1000 };
 }
 
-function readSchedule(file: string): string {
-  if (!existsSync(file)) throw new ScenarioError(`--schedule-file ${file}: no such file`);
-  return readFileSync(file, 'utf8').trim();
-}
-
 function strategyOf(flags: CheckFlags): Strategy {
   if (flags.scheduleFile !== undefined) {
     if (flags.strategy !== undefined) throw new ScenarioError('--schedule-file checks one recorded schedule; it cannot be combined with --strategy');
-    return { kind: 'replay', name: 'replay', schedule: readSchedule(flags.scheduleFile) };
+    return { kind: 'replay', name: 'replay', schedule: readScheduleFile(flags.scheduleFile, MAX_VCPUS) };
   }
   const name = flags.strategy ?? 'random';
   const preemptions = intFlag(flags.preemptions, 'preemptions', 0);
