@@ -215,8 +215,14 @@ export class DporChooser implements Chooser {
     const open = enabled.filter((a) => !blocked.includes(a) && !node.sleep.some((s) => s.proc === a));
     if (open.length === 0) throw new ExplorationCut('sleep-blocked');
     const byKind = (kind: ActionKind) => open.filter((a) => actionKind(a) === kind && fits(a));
+    // The default branch: continue the running vCPU, unless it just paused inside a kernel
+    // service: a service's spin is invisible to the state hash (its generator's locals), so no
+    // cycle would ever end it, and the vCPU it waits for would never run. The switch is free.
     const own = action(this.running, ActionKind.Step);
-    const pick = [...(this.running >= 0 && open.includes(own) ? [own] : []), ...byKind(ActionKind.Drain), ...byKind(ActionKind.Step), ...byKind(ActionKind.Nmi), ...byKind(ActionKind.Irq)][0];
+    const others = byKind(ActionKind.Step).filter((a) => a !== own);
+    const serviceSpin = this.runningPaused && others.length > 0 && this.machine.vcpus[this.running]!.serviceFrames.length > 0;
+    const stay = this.running >= 0 && open.includes(own) && !serviceSpin ? [own] : [];
+    const pick = [...stay, ...byKind(ActionKind.Drain), ...others, ...(serviceSpin ? [own] : []), ...byKind(ActionKind.Nmi), ...byKind(ActionKind.Irq)][0];
     if (!this.settings.reduction) {
       for (const a of open) {
         if (fits(a)) node.backtrack.add(a);

@@ -8,19 +8,17 @@ import { runSeeded } from '../check/explore.ts';
 import type { ChunkTask } from '../check/pool.ts';
 import type { ExecutionRecord } from '../check/exploration.ts';
 import { seededStrategy, type SeededStrategyName } from '../check/seeded.ts';
-import { scenarioSubject } from './scenario/subject.ts';
-import type { SwitchProtocol } from '../patching/hint-switch.ts';
+import { chosenSubject, type SubjectChoice } from './subject-choice.ts';
 
-export interface CheckWorkerData {
+export interface CheckWorkerData extends SubjectChoice {
   readonly scenario: string;
   readonly strategy: SeededStrategyName;
   readonly preemptions?: number;
-  readonly protocol?: SwitchProtocol;
 }
 
 const spec = Tinypool.workerData as CheckWorkerData;
 // Built once per worker: the boot snapshot every execution of this worker forks from.
-const subject = scenarioSubject(spec.scenario, spec.protocol !== undefined ? { protocol: spec.protocol } : {});
+const subject = await chosenSubject(spec.scenario, spec);
 const strategy = seededStrategy(spec.strategy, spec.preemptions !== undefined ? { preemptions: spec.preemptions } : {});
 
 export default function runChunk(task: ChunkTask): ExecutionRecord[] {

@@ -5,6 +5,8 @@
  * states. One function finishes both commands, so a merged set of shards reports what the
  * unsharded run reports.
  */
+import { choiceArgs, choiceOf, type SubjectChoice } from '../subject-choice.ts';
+import type { StockVariant } from '../../patching/variants.ts';
 import { writeAtomically } from '../write-file.ts';
 import { describeHazard } from '../hazard-text.ts';
 import { shrink, shrinkable, type Violation } from '../../check/shrink.ts';
@@ -31,16 +33,18 @@ export interface Counterexample {
 }
 
 export interface CheckReport extends ExplorationResult {
-  /** Guest scenarios: the protocol the subject was built with, when --protocol chose it (merge rebuilds the same). */
+  /** Guest scenarios: the protocol, variant or protocol module the flags chose (merge rebuilds the same). */
   readonly protocol?: SwitchProtocol;
+  readonly variant?: StockVariant;
+  readonly protocolFile?: string;
   readonly counterexample?: Counterexample;
   readonly expect?: ConditionResult;
 }
 
 export interface FinishOptions {
   readonly expect?: Condition;
-  /** The --protocol the subject was built with (the replay command carries it). */
-  readonly protocol?: SwitchProtocol;
+  /** The --protocol, --variant or --protocol-file the subject was built with (the replay command carries it). */
+  readonly choice?: SubjectChoice;
   /** Write the counterexample's schedule here; the replay command then reads it with --schedule-file. */
   readonly scheduleOut?: string;
 }
@@ -69,7 +73,7 @@ export function finishCheck(subject: Subject, result: ExplorationResult, opts: F
       ...(fv.seed !== undefined ? { seed: fv.seed } : {}),
       schedule: s.schedule,
       // The seed re-seeds a guest's workload as the execution had it (a machine scenario has none to re-seed).
-      replay: replayCommand(subject.name, subject, result.bound.maxInstructions, s.schedule, opts.scheduleOut, [...(opts.protocol !== undefined ? ['--protocol', opts.protocol] : []), ...(fv.seed !== undefined ? ['--seed', String(fv.seed)] : [])]),
+      replay: replayCommand(subject.name, subject, result.bound.maxInstructions, s.schedule, opts.scheduleOut, [...choiceArgs(opts.choice ?? {}), ...(fv.seed !== undefined ? ['--seed', String(fv.seed)] : [])]),
       steps: s.steps,
       preemptions: s.preemptions,
       injections: s.injections,
@@ -79,7 +83,7 @@ export function finishCheck(subject: Subject, result: ExplorationResult, opts: F
   }
   return {
     ...result,
-    ...(opts.protocol !== undefined ? { protocol: opts.protocol } : {}),
+    ...choiceOf(opts.choice ?? {}),
     ...(counterexample !== undefined ? { counterexample } : {}),
     ...(opts.expect !== undefined ? { expect: judgeCondition(opts.expect, result.states) } : {}),
   };

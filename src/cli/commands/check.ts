@@ -17,7 +17,8 @@ import { parseCondition } from '../../check/condition.ts';
 import type { Subject } from '../../check/subject.ts';
 import { SWITCH_PROTOCOLS, type SwitchProtocol } from '../../patching/hint-switch.ts';
 import { ScenarioError } from '../scenario/errors.ts';
-import { scenarioSubject } from '../scenario/subject.ts';
+import { choiceOf, chosenSubject } from '../subject-choice.ts';
+import { STOCK_VARIANT_NAMES, type StockVariant } from '../../patching/variants.ts';
 import { defaultScenarioPath } from '../default-scenario.ts';
 import { checkExitCode, checkText, finishCheck } from './check-report.ts';
 import { explorePool } from '../../check/pool.ts';
@@ -41,6 +42,8 @@ export interface CheckFlags {
   scheduleFile?: string;
   scheduleOut?: string;
   protocol?: SwitchProtocol;
+  variant?: StockVariant;
+  protocolFile?: string;
 }
 
 function intFlag(v: string | undefined, name: string, min: number): number | undefined {
@@ -91,7 +94,7 @@ async function runExploration(path: string, subject: Subject, strategy: Strategy
       scenario: path,
       strategy: strategy.name as SeededStrategyName,
       ...(flags.preemptions !== undefined ? { preemptions: Number(flags.preemptions) } : {}),
-      ...(flags.protocol !== undefined ? { protocol: flags.protocol } : {}),
+      ...choiceOf(flags),
     };
     return explorePool(subject, strategy, { ...common, workers, workerData, workerFile: checkWorkerFile() });
   }
@@ -107,12 +110,12 @@ export async function checkCommand(file: string | undefined, flags: CheckFlags):
   const maxInstructions = intFlag(flags.depth, 'depth', 1);
   const expect = flags.expect !== undefined ? parseCondition(flags.expect) : undefined;
   if (strategy.kind === 'replay' && shard !== undefined) throw new ScenarioError('--shard splits an exploration; --schedule-file checks one schedule');
-  const subject = scenarioSubject(path, flags.protocol !== undefined ? { protocol: flags.protocol } : {});
+  const subject = await chosenSubject(path, flags);
   const result = await runExploration(path, subject, strategy, flags, { budget, seed, ...(shard ? { shard } : {}), ...(maxInstructions ? { maxInstructions } : {}) });
   const report = finishCheck(subject, result, {
     ...(expect ? { expect } : {}),
     ...(flags.scheduleOut ? { scheduleOut: flags.scheduleOut } : {}),
-    ...(flags.protocol ? { protocol: flags.protocol } : {}),
+    choice: choiceOf(flags),
   });
   process.stdout.write(flags.json ? JSON.stringify(report) + '\n' : checkText(report));
   return checkExitCode(report);
@@ -125,6 +128,8 @@ export function register(program: Command): void {
     .argument('[scenario]', 'scenario file (YAML or JSON); default: the bundled default')
     .addOption(new Option('--strategy <name>', 'exploration strategy (default random)').choices([...CHECK_STRATEGIES]))
     .addOption(new Option('--protocol <name>', 'guest scenarios with a switch: the patching protocol (default: the scenario\'s)').choices([...SWITCH_PROTOCOLS]))
+    .addOption(new Option('--variant <name>', 'guest scenarios with a switch: a stock broken variant of the protocol instead (a negative control)').choices(STOCK_VARIANT_NAMES))
+    .option('--protocol-file <file>', 'guest scenarios with a switch: a protocol module (.ts or .js) built on the protocol API (see examples/README.md)')
     .option('--preemptions <k>', 'dpor: the preemption bound; pct: priority change points (bug depth k+1, default 2)')
     .option('--depth <n>', 'instructions per execution at most (default: the scenario\'s run.maxInstructions)')
     .option('--executions <n>', 'run n executions (default 1000); execution i uses seed --seed + i')

@@ -8,11 +8,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { mergeShards, MergeError, type ExplorationResult } from '../../check/exploration.ts';
 import { parseCondition } from '../../check/condition.ts';
-import { scenarioSubject } from '../scenario/subject.ts';
-import type { SwitchProtocol } from '../../patching/hint-switch.ts';
+import { choiceKey, choiceOf, chosenSubject, type SubjectChoice } from '../subject-choice.ts';
 import { checkExitCode, checkText, finishCheck, type CheckReport } from './check-report.ts';
 
-function readShard(file: string): { result: ExplorationResult; condition: string; protocol: string } {
+function readShard(file: string): { result: ExplorationResult; condition: string; choice: SubjectChoice } {
   if (!existsSync(file)) throw new MergeError(`${file}: no such file`);
   let doc: unknown;
   try {
@@ -24,21 +23,21 @@ function readShard(file: string): { result: ExplorationResult; condition: string
   if (o === null || typeof o !== 'object' || typeof o.subject !== 'string' || !Array.isArray(o.states) || typeof o.executions !== 'number' || o.bound === undefined) {
     throw new MergeError(`${file}: not the output of pvpatch check --json`);
   }
-  const { counterexample: _c, expect, protocol, ...result } = o as CheckReport;
-  return { result, condition: expect?.condition ?? '', protocol: protocol ?? '' };
+  const { counterexample: _c, expect, protocol, variant, protocolFile, ...result } = o as CheckReport;
+  return { result, condition: expect?.condition ?? '', choice: choiceOf({ ...(protocol ? { protocol } : {}), ...(variant ? { variant } : {}), ...(protocolFile ? { protocolFile } : {}) }) };
 }
 
-export function mergeCommand(files: string[], flags: { json?: boolean }): number {
+export async function mergeCommand(files: string[], flags: { json?: boolean }): Promise<number> {
   const docs = files.map(readShard);
   const conditions = new Set(docs.map((d) => d.condition));
   if (conditions.size > 1) throw new MergeError(`the shards were checked against different --expect conditions (${[...conditions].map((c) => c || 'none').join(' / ')})`);
   const condition = [...conditions][0];
-  const protocols = new Set(docs.map((d) => d.protocol));
-  if (protocols.size > 1) throw new MergeError(`the shards were checked with different --protocol (${[...protocols].map((p) => p || 'the scenario\'s').join(' / ')})`);
-  const protocol = [...protocols][0] as SwitchProtocol | '';
+  const choices = new Set(docs.map((d) => choiceKey(d.choice)));
+  if (choices.size > 1) throw new MergeError(`the shards were checked with different protocols (${[...choices].map((p) => p || 'the scenario\'s').join(' / ')})`);
+  const choice = docs[0]?.choice ?? {};
   const merged = mergeShards(docs.map((d) => d.result));
-  const subject = scenarioSubject(merged.subject, protocol ? { protocol } : {});
-  const report = finishCheck(subject, merged, { ...(condition ? { expect: parseCondition(condition) } : {}), ...(protocol ? { protocol } : {}) });
+  const subject = await chosenSubject(merged.subject, choice);
+  const report = finishCheck(subject, merged, { ...(condition ? { expect: parseCondition(condition) } : {}), choice });
   process.stdout.write(flags.json ? JSON.stringify(report) + '\n' : checkText(report));
   return checkExitCode(report);
 }
@@ -49,7 +48,7 @@ export function register(program: Command): void {
     .description('join the --json files of check --shard 0/n .. n-1/n into the unsharded result')
     .argument('<files...>', 'shard JSON files (every shard of one exploration)')
     .option('--json', 'print one JSON object (as check --json)')
-    .action((files: string[], flags: { json?: boolean }) => {
-      process.exitCode = mergeCommand(files, flags);
+    .action(async (files: string[], flags: { json?: boolean }) => {
+      process.exitCode = await mergeCommand(files, flags);
     });
 }

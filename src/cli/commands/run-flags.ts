@@ -15,6 +15,8 @@ export interface RunFlagValues {
   scheduleOut?: string;
   traceOut?: string;
   protocol?: string;
+  variant?: string;
+  protocolFile?: string;
   corruptSite?: string;
   showSites?: boolean;
   maxInstructions?: string;
@@ -43,7 +45,7 @@ export function checkRunFlags(file: string, kind: 'machine' | 'guest', flags: Ru
     throw new FlagError(`--schedule replays a schedule string; it cannot be combined with --strategy ${flags.strategy}`);
   }
   if (kind === 'machine') {
-    refuseFlags(flags, ['protocol', 'corruptSite', 'showSites'], `only guest scenarios (with a guest: section) use it, and ${file} is a machine scenario`);
+    refuseFlags(flags, ['protocol', 'variant', 'protocolFile', 'corruptSite', 'showSites'], `only guest scenarios (with a guest: section) use it, and ${file} is a machine scenario`);
     const replays = flags.strategy === 'replay' || (flags.strategy === undefined && (flags.schedule !== undefined || schedule?.strategy === 'replay'));
     if (replays) refuseFlags(flags, ['seed', 'seeds'], 'a replay makes the choices of its schedule string, no seed is used');
   }

@@ -2,6 +2,8 @@
  * `pvpatch run` on a guest scenario: boot the pvpatch guest kernel on its host, show the patched
  * sites (--show-sites), run the lock workload, and report the locks' checks and statistics.
  */
+import { variantKind, variantProtocol, type StockVariant } from '../../patching/variants.ts';
+import type { Protocol } from '../../patching/protocol-api.ts';
 import { Guest, type FlavorChoice, type GuestOptions, type Platform } from '../../kernel/guest.ts';
 import { GuestSubject } from '../../check/guest-subject.ts';
 import { PV_OP_NAMES } from '../../kernel/pv-ops.ts';
@@ -45,6 +47,8 @@ export interface GuestRunFlags {
   protocol?: SwitchProtocol;
   /** A user's protocol module (--protocol-file): its kind is the switch protocol. */
   protocolFile?: ProtocolModule;
+  /** A stock broken variant (--variant; else the scenario's switch.variant): its kind is the switch protocol. */
+  variant?: StockVariant;
   /** Rewrite this site's NOP padding before the run (a site the patcher does not expect). */
   corruptSite?: number;
   /** Write the run's schedule string / Chrome trace here (single runs only). */
@@ -143,12 +147,35 @@ function protocolOf(file: string, s: GuestScenario, flags: GuestRunFlags): Switc
   if (flags.protocol !== undefined && !s.switch) throw new ScenarioError(`${file}: --protocol needs a switch section in the scenario (what triggers the switch)`);
   if (flags.corruptSite !== undefined && !s.switch) throw new ScenarioError(`${file}: --corrupt-site needs a switch section in the scenario (a switch to refuse the site)`);
   const pf = flags.protocolFile;
+  const variant = variantOf(file, s, flags);
+  if (variant !== undefined) {
+    const kind = variantKind(variant);
+    const asked = flags.protocol ?? s.switch?.protocol;
+    if (asked !== undefined && asked !== kind) throw new ScenarioError(`${file}: the variant ${variant} is a ${kind} variant, but the protocol is ${asked}`);
+    return kind;
+  }
   if (pf !== undefined) {
     if (!s.switch) throw new ScenarioError(`${file}: --protocol-file needs a switch section in the scenario (what triggers the switch)`);
     if (flags.protocol !== undefined && flags.protocol !== pf.protocol.kind) throw new ScenarioError(`${pf.path}: a ${pf.protocol.kind} protocol, but --protocol says ${flags.protocol}`);
     return pf.protocol.kind;
   }
   return s.switch ? flags.protocol ?? s.switch.protocol ?? 'v2' : undefined;
+}
+
+/** The stock broken variant a run uses: --variant's, else the scenario's switch.variant. */
+function variantOf(file: string, s: GuestScenario, flags: GuestRunFlags): StockVariant | undefined {
+  const v = flags.variant ?? s.switch?.variant;
+  if (v === undefined) return undefined;
+  if (!s.switch) throw new ScenarioError(`${file}: --variant needs a switch section in the scenario (what triggers the switch)`);
+  if (flags.protocolFile !== undefined) throw new ScenarioError(`${file}: give --protocol-file or a variant, not both`);
+  return v;
+}
+
+/** The protocol the switch installs in place of the stock one: a user's module or a stock variant. */
+function customOf(file: string, s: GuestScenario, flags: GuestRunFlags): Protocol | undefined {
+  if (flags.protocolFile) return flags.protocolFile.protocol;
+  const v = variantOf(file, s, flags);
+  return v === undefined ? undefined : variantProtocol(v, s.guest.vcpus, s.switch?.patcherCpu ?? 0);
 }
 
 /** The strategy a run uses: the flag's, replay for a schedule, else the scenario's, else timed. */
@@ -175,7 +202,7 @@ export function subjectOf(file: string, s: GuestScenario, flags: GuestRunFlags):
     ...(sw && protocol ? { switch: {
       protocol, hint: sw.hint, atStep: sw.atStep, patcherCpu: sw.patcherCpu ?? 0,
       ...(sw.maxRetries !== undefined ? { maxRetries: sw.maxRetries } : {}),
-      ...(flags.protocolFile ? { custom: flags.protocolFile.protocol } : {}),
+      ...(customOf(file, s, flags) !== undefined ? { custom: customOf(file, s, flags)! } : {}),
     } } : {}),
     ...(flags.corruptSite !== undefined ? { prepare: (g: Guest) => corruptSite(file, g, flags.corruptSite!) } : {}),
     ...(wantsHost ? {
@@ -320,6 +347,7 @@ function replayCommand(file: string, s: GuestScenario, flags: GuestRunFlags, see
   return [
     `pvpatch run ${file} --seed ${seed}`,
     ...(flags.protocolFile ? [`--protocol-file ${flags.protocolFile.path}`] : protocol ? [`--protocol ${protocol}`] : []),
+    ...(flags.variant !== undefined ? [`--variant ${flags.variant}`] : []),
     `--strategy ${strategyOf(s, flags)}`,
     ...(flags.corruptSite !== undefined ? [`--corrupt-site ${flags.corruptSite}`] : []),
     ...(flags.maxInstructions !== undefined ? [`--max-instructions ${flags.maxInstructions}`] : []),

@@ -2,6 +2,7 @@
  * `pvpatch run <scenario>`: build the scenario's machine, run it under a strategy (or sweep many
  * seeds), print a per-vCPU summary, every hazard, the stop reason and the replayable schedule.
  */
+import { STOCK_VARIANT_NAMES, type StockVariant } from '../../patching/variants.ts';
 import { existsSync, readFileSync } from 'node:fs';
 import { writeAtomically } from '../write-file.ts';
 import { intFlag } from '../flags.ts';
@@ -41,6 +42,7 @@ interface RunFlags {
   seeds?: string;
   protocol?: SwitchProtocol;
   protocolFile?: string;
+  variant?: StockVariant;
   corruptSite?: string;
   json?: boolean;
   scheduleOut?: string;
@@ -146,6 +148,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
       seed: intFlag(flags.seed, 'seed', 0) ?? gs.schedule?.seed ?? 1,
       ...(flags.protocol ? { protocol: flags.protocol } : {}),
       ...(flags.protocolFile !== undefined ? { protocolFile: await loadProtocolFile(flags.protocolFile) } : {}),
+      ...(flags.variant !== undefined ? { variant: flags.variant } : {}),
       ...(flags.corruptSite !== undefined ? { corruptSite: intFlag(flags.corruptSite, 'corrupt-site', 0)! } : {}),
       ...(flags.strategy ? { strategy: flags.strategy } : {}),
       ...(replayOf(flags, gs.guest.vcpus) !== undefined ? { schedule: replayOf(flags, gs.guest.vcpus)! } : {}),
@@ -225,6 +228,7 @@ export function register(program: Command): void {
     .option('--seeds <n>', 'sweep n seeds from --seed, each a fork of one boot; report failing seeds with the command that replays each')
     .addOption(new Option('--protocol <name>', 'guest scenarios with a switch: the patching protocol (default: the scenario\'s, else v2)').choices([...SWITCH_PROTOCOLS]))
     .option('--protocol-file <file>', 'guest scenarios with a switch: a protocol module (.ts or .js) built on the protocol API (see examples/README.md)')
+    .addOption(new Option('--variant <name>', 'guest scenarios with a switch: a stock broken variant of the protocol instead (a negative control)').choices(STOCK_VARIANT_NAMES))
     .option('--corrupt-site <n>', 'guest scenarios: rewrite site n\'s NOP padding first, so the switch meets bytes it does not expect')
     .option('--schedule <string>', 'replay this schedule string (implies --strategy replay)')
     .option('--schedule-file <file>', 'replay the schedule in this file (any length; implies --strategy replay)')

@@ -2,6 +2,7 @@
  * The JSON Schema of a guest scenario: the pvpatch guest kernel on a KVM (or bare-metal) host,
  * with a lock workload, optional host over-commit, and a scheduling strategy.
  */
+import { STOCK_VARIANT_NAMES, type StockVariant } from '../../patching/variants.ts';
 import { scheduleSchema, MAX_INJECTED } from './schema.ts';
 import { injectionPlanProperties, type InjectionPlanSpec } from './injection-plan.ts';
 import { GUEST_MAX_VCPUS, MAX_LOCKS } from '../../kernel/layout.ts';
@@ -74,6 +75,7 @@ export const guestScenarioSchema = {
       description: 'the host changes KVM_HINTS_REALTIME at a step; the guest switches its pv_lock_ops (v2, v1) or retargets its slowpath (text-poke-bp)',
       properties: {
         protocol: { enum: ['v2', 'v1', 'text-poke-bp'] },
+        variant: { enum: STOCK_VARIANT_NAMES, description: 'a stock broken variant of the protocol (a negative control: the checks must catch it)' },
         hint: { enum: ['revoke', 'grant'] },
         atStep: { type: 'integer', minimum: 0 },
         patcherCpu: { type: 'integer', minimum: 0, maximum: GUEST_MAX_VCPUS - 1 },
@@ -96,7 +98,7 @@ export interface GuestScenario {
   host?: { vendor?: 'intel' | 'amd'; pvUnhalt?: boolean; realtime?: boolean; pcpus?: number; overcommit?: number; sliceUs?: number; switchUs?: number; wakeUs?: number; ple?: boolean };
   workload?: { iterations?: number; criticalLoops?: number; thinkLoops?: number; taskLocks?: number; irqLockEvery?: number; extraSites?: number };
   inject?: { nmis?: number; irqs?: number } & InjectionPlanSpec;
-  switch?: { protocol?: 'v2' | 'v1' | 'text-poke-bp'; hint: 'revoke' | 'grant'; atStep: number; patcherCpu?: number; maxRetries?: number };
+  switch?: { protocol?: 'v2' | 'v1' | 'text-poke-bp'; variant?: StockVariant; hint: 'revoke' | 'grant'; atStep: number; patcherCpu?: number; maxRetries?: number };
   schedule?: { strategy?: 'timed' | 'random' | 'pct' | 'replay' | 'first'; seed?: number; replay?: string };
   run?: { maxInstructions?: number };
 }

@@ -8,6 +8,9 @@ import { machineSubject } from '../../check/machine-subject.ts';
 import type { GuestSubject } from '../../check/guest-subject.ts';
 import type { Execution, Subject } from '../../check/subject.ts';
 import type { SwitchProtocol } from '../../patching/hint-switch.ts';
+import type { StockVariant } from '../../patching/variants.ts';
+import type { ProtocolModule } from '../protocol-file.ts';
+import { ScenarioError } from './errors.ts';
 import { subjectOf } from '../commands/run-guest.ts';
 import { buildMachine } from './build-machine.ts';
 import { guestScenarioSchema, type GuestScenario } from './guest-schema.ts';
@@ -22,6 +25,10 @@ export function isGuestScenario(doc: unknown): boolean {
 export interface SubjectFlags {
   /** Guest scenarios with a switch: the protocol instead of the scenario's. */
   readonly protocol?: SwitchProtocol;
+  /** A stock broken variant instead of the stock protocol (src/patching/variants.ts). */
+  readonly variant?: StockVariant;
+  /** A user's protocol module, loaded (--protocol-file). */
+  readonly protocolFile?: ProtocolModule;
 }
 
 /** Coverage of a guest execution: each protocol phase its switch reached (`v2 barrier-open`, ...). */
@@ -50,8 +57,16 @@ export function scenarioSubject(path: string, flags: SubjectFlags = {}): Subject
   if (isGuestScenario(doc)) {
     const gs = validateScenario<GuestScenario>(path, doc, guestScenarioSchema);
     // The boot's workload seed is the scenario's, as `pvpatch run` boots it; seeded executions re-seed it.
-    return withPhases(subjectOf(path, gs, { seed: gs.schedule?.seed ?? 1, strategy: 'random', ...(flags.protocol ? { protocol: flags.protocol } : {}) }));
+    return withPhases(subjectOf(path, gs, {
+      seed: gs.schedule?.seed ?? 1,
+      strategy: 'random',
+      ...(flags.protocol ? { protocol: flags.protocol } : {}),
+      ...(flags.variant ? { variant: flags.variant } : {}),
+      ...(flags.protocolFile ? { protocolFile: flags.protocolFile } : {}),
+    }));
   }
+  const guestOnly = Object.keys(flags).filter((k) => (flags as Record<string, unknown>)[k] !== undefined);
+  if (guestOnly.length > 0) throw new ScenarioError(`${path}: ${guestOnly.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}: only guest scenarios (with a guest: section and a switch) use it`);
   const scenario = validateScenario<MachineScenario>(path, doc, machineScenarioSchema);
   const boot = buildMachine(path, scenario);
   const { until, maxInstructions, inject } = boot.run;
