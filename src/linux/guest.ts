@@ -22,6 +22,7 @@ import {
 import { buildWorkload, DEFAULT_LINUX_WORKLOAD, type LinuxWorkloadShape, type WorkloadImage } from './workload.ts';
 import { copyLockProbeState, installLockProbes, lockProbeSites, newLockProbeState, type LockProbeSites, type LockProbeState } from './lock-probes.ts';
 import { LinuxGuestError } from './errors.ts';
+import { SPIN_THRESHOLD, setSpinThreshold, spinThresholdImmediates } from './spin-threshold.ts';
 
 /** The lock implementation the boot chose (kvm_spinlock_init, native_pv_lock_init). */
 export type LinuxLockFlavor = 'native' | 'pv' | 'virt-spin-lock';
@@ -32,6 +33,11 @@ export interface LinuxGuestOptions {
   readonly vendor?: Vendor;
   readonly tso?: boolean;
   readonly stopOnHazard?: boolean;
+  /**
+   * The speed knob: SPIN_THRESHOLD written into the real slowpath's two immediates (default: the
+   * kernel's own 1 << 15, untouched). A deviation from the real kernel; run headers say so.
+   */
+  readonly spinThreshold?: number;
 }
 
 export interface LinuxLockReport {
@@ -120,6 +126,10 @@ export class LinuxGuest {
     this.probes = newLockProbeState(n);
     installLockProbes(m, this.sites, this.probes);
 
+    if (options.spinThreshold !== undefined && options.spinThreshold !== SPIN_THRESHOLD) {
+      setSpinThreshold(m.memory, spinThresholdImmediates(boot.result.text, k), options.spinThreshold);
+    }
+
     m.setIdt(VECTOR.LOCK_IRQ, this.symbol('irq_handler'));
     m.setIdt(VECTOR.NMI, this.symbol('nmi_handler'));
     for (const c of m.vcpus) {
@@ -144,6 +154,12 @@ export class LinuxGuest {
     const a = this.image.symbols.get(name);
     if (a === undefined) throw new LinuxGuestError(`no symbol '${name}' in the workload`);
     return a;
+  }
+
+  /** What of the real kernel this guest changed (the speed knob), one line each, for run headers. */
+  deviations(): string[] {
+    const t = this.options.spinThreshold;
+    return t !== undefined && t !== SPIN_THRESHOLD ? [`SPIN_THRESHOLD ${t} instead of the kernel's ${SPIN_THRESHOLD} (both mov $0x8000 immediates in __pv_queued_spin_lock_slowpath rewritten)`] : [];
   }
 
   /** Whether vCPU `c`'s task loop has finished, as it sees its own stores. */

@@ -14,7 +14,7 @@
 import type { Insn } from '../x86/insn.ts';
 import { Op } from '../x86/insn.ts';
 import { Reg } from '../x86/registers.ts';
-import type { Machine } from '../machine/machine.ts';
+import type { Machine, Probe } from '../machine/machine.ts';
 import type { Vcpu } from '../machine/vcpu.ts';
 import type { OracleHazard } from '../machine/events.ts';
 import { decodeInsn } from '../x86/decode.ts';
@@ -115,11 +115,12 @@ export function lockProbeSites(text: PatchedText, kernel: LinuxKernel): LockProb
 
 /** Register the probes on `m` over `s` (a boot, and again over a copy on every fork). */
 export function installLockProbes(m: Machine, sites: LockProbeSites, s: LockProbeState): void {
+  const probes: [number, Probe][] = [];
   const rsp = (c: Vcpu) => c.getAddr(Reg.RSP);
   for (const [at, f] of sites.entries) {
     const isLock = (LOCKS as readonly string[]).includes(f);
     const isUnlock = (UNLOCKS as readonly string[]).includes(f);
-    m.probe(at, (c: Vcpu, _i: Insn) => {
+    probes.push([at, (c: Vcpu, _i: Insn) => {
       s.counts[f]++;
       const lock = c.getAddr(Reg.RDI);
       if (isLock) s.pending[c.id]!.push([rsp(c), lock]);
@@ -129,10 +130,10 @@ export function installLockProbes(m: Machine, sites: LockProbeSites, s: LockProb
         s.holder.delete(lock);
       } else if (f === 'kvm_kick_cpu') s.kicks++;
       return undefined;
-    });
+    }]);
   }
   for (const at of sites.lockReturns) {
-    m.probe(at, (c: Vcpu) => {
+    probes.push([at, (c: Vcpu) => {
       const p = s.pending[c.id]!;
       const top = p[p.length - 1];
       if (top === undefined || top[0] !== rsp(c)) return undefined; // a return of a callee inlined here? not ours
@@ -142,12 +143,13 @@ export function installLockProbes(m: Machine, sites: LockProbeSites, s: LockProb
       if (holder !== undefined) return violation(c.id, at, `vCPU ${c.id} acquires lock ${hexAddress(lock)}, which vCPU ${holder} holds`, { lock, holder, event: 'acquire' });
       s.holder.set(lock, c.id);
       return undefined;
-    });
+    }]);
   }
   for (const at of sites.halts) {
-    m.probe(at, () => {
+    probes.push([at, () => {
       s.halts++;
       return undefined;
-    });
+    }]);
   }
+  m.probeMany(probes);
 }
