@@ -99,7 +99,7 @@ function chooserFor(s: GuestScenario, g: LinuxGuest, strategy: Strategy, seed: n
   return { chooser: new TimedChooser({ seed, host }), host };
 }
 
-interface LinuxRunOutcome {
+export interface LinuxRunOutcome {
   readonly r: RunResult;
   readonly locks: LinuxLockReport[];
   readonly lost: number[];
@@ -108,7 +108,8 @@ interface LinuxRunOutcome {
   readonly found: string | undefined;
 }
 
-function runOnce(s: GuestScenario, g: LinuxGuest, strategy: Strategy, seed: number, flags: GuestRunFlags): LinuxRunOutcome {
+/** One run of a booted (or forked) real-kernel guest under the scenario's strategy and injections. */
+export function runLinuxOnce(s: GuestScenario, g: LinuxGuest, strategy: Strategy, seed: number, flags: GuestRunFlags): LinuxRunOutcome {
   const { chooser } = chooserFor(s, g, strategy, seed, flags.schedule);
   const r = g.run({
     chooser,
@@ -149,7 +150,7 @@ export function runLinuxScenario(file: string, s: GuestScenario, flags: GuestRun
   if (flags.scheduleOut !== undefined) throw new ScenarioError('--schedule-out does not apply to the real-kernel guest yet');
   const g = bootLinuxScenario(s, (line) => process.stderr.write(`pvpatch: ${line}\n`));
   g.machine.tracing = false;
-  const o = runOnce(s, g, strategy, flags.seed, flags);
+  const o = runLinuxOnce(s, g, strategy, flags.seed, flags);
   const { r } = o;
   if (r.reason === 'error' && r.error) throw r.error;
   if (r.reason === 'misfit') throw new ScheduleError(r.misfit?.message ?? 'the schedule does not fit the run');
@@ -202,7 +203,7 @@ export function sweepLinuxScenario(file: string, s: GuestScenario, flags: GuestR
   const executions: Record<string, number> = {};
   for (let seed = flags.seed; seed < flags.seed + seeds; seed++) {
     const g = base.fork();
-    const o = runOnce(s, g, strategy, seed, flags);
+    const o = runLinuxOnce(s, g, strategy, seed, flags);
     tally.add(o.r.reason === 'error' ? 'an error' : stopText(o.r, {}), o.found);
     for (const [f, n] of Object.entries(g.probes.counts)) executions[f] = (executions[f] ?? 0) + n;
     if (!o.ok) failing.push({ seed, found: o.found! });
