@@ -14,13 +14,13 @@ import { pvOpsSlot } from '../elf/pv-ops-slots.ts';
 import { VECTOR } from '../kernel/layout.ts';
 import type { LinuxBoot } from './kernel.ts';
 import { symbolOf } from './kernel.ts';
-import { mapKernelImage, pvInitLockHash, setupPerCpuAreas } from './memory-map.ts';
+import { mapKernelImage, pvInitLockHash, setupPerCpuAreas, writePvOps } from './memory-map.ts';
 import {
   MAX_WORKLOAD_LOCKS, STACKS, STACK_SIZE, WORKLOAD_DATA, WORKLOAD_DATA_SIZE, WORKLOAD_MAX_VCPUS, WORKLOAD_TEXT, WORKLOAD_TEXT_SIZE,
   acquisitionsAddress, counterAddress, doneAddress, lockAddress, perCpuOffset, stackTop,
 } from './layout.ts';
 import { buildWorkload, DEFAULT_LINUX_WORKLOAD, type LinuxWorkloadShape, type WorkloadImage } from './workload.ts';
-import { copyLockProbeState, installLockProbes, lockProbeSites, newLockProbeState, type LockProbeSites, type LockProbeState } from './lock-probes.ts';
+import { copyLockProbeState, installLockProbes, lockProbeSites, newLockProbeState, quiescent, type LockProbeSites, type LockProbeState } from './lock-probes.ts';
 import { LinuxGuestError } from './errors.ts';
 import { SPIN_THRESHOLD, setSpinThreshold, spinThresholdImmediates } from './spin-threshold.ts';
 
@@ -66,9 +66,10 @@ export class LinuxGuest {
   readonly host: KvmHost | undefined;
   readonly workload: LinuxWorkloadShape;
   readonly image: WorkloadImage;
-  readonly flavor: LinuxLockFlavor;
-  /** The PV hash, when the boot allocated one. */
-  readonly pvHash: { address: number; entries: number; bits: number } | undefined;
+  /** The lock flavour the boot chose, or a runtime switch since (lock-op-switch.ts). */
+  flavor: LinuxLockFlavor;
+  /** The PV hash, when the boot (or a switch's preparation) allocated one. */
+  pvHash: { address: number; entries: number; bits: number } | undefined;
   readonly probes: LockProbeState;
   private readonly sites: LockProbeSites;
 
@@ -99,6 +100,7 @@ export class LinuxGuest {
     const m = new Machine({ vcpus: n, tso: options.tso ?? true, stopOnHazard: options.stopOnHazard ?? true });
     this.machine = m;
     mapKernelImage(m.memory, boot);
+    writePvOps(m.memory, boot);
     // APIC IDs as QEMU numbers a flat topology: CPU i has APIC ID i.
     setupPerCpuAreas(m.memory, boot, n, Array.from({ length: n }, (_, i) => i));
     this.flavor = lockFlavorOf(boot);
@@ -154,6 +156,11 @@ export class LinuxGuest {
     const a = this.image.symbols.get(name);
     if (a === undefined) throw new LinuxGuestError(`no symbol '${name}' in the workload`);
     return a;
+  }
+
+  /** No vCPU is inside a real lock or unlock function (a point where stop_machine could switch). */
+  quiescent(): boolean {
+    return quiescent(this.probes);
   }
 
   /** What of the real kernel this guest changed (the speed knob), one line each, for run headers. */

@@ -63,12 +63,17 @@ export function functionReturns(text: PatchedText, kernel: LinuxKernel, start: n
 export interface LockProbeState {
   /** Per lock address, the CPU holding it. */
   readonly holder: Map<number, number>;
-  /** Per CPU, the lock calls in progress: [rsp at entry, lock]. */
-  readonly pending: [number, number][][];
+  /** Per CPU, the lock and unlock calls in progress: [rsp at entry, lock, 1 for a lock call / 0 for an unlock]. */
+  readonly pending: [number, number, number][][];
   readonly counts: Record<CountedFunction, number>;
   /** HLTs executed in kvm_wait's halts, kicks sent. */
   halts: number;
   kicks: number;
+}
+
+/** No vCPU is inside a real lock or unlock function (locks may be held): a point where stop_machine could run. */
+export function quiescent(s: LockProbeState): boolean {
+  return s.pending.every((p) => p.length === 0);
 }
 
 export function newLockProbeState(cpus: number): LockProbeState {
@@ -82,7 +87,7 @@ export function newLockProbeState(cpus: number): LockProbeState {
 }
 
 export function copyLockProbeState(s: LockProbeState): LockProbeState {
-  return { holder: new Map(s.holder), pending: s.pending.map((p) => p.map((e) => [e[0], e[1]] as [number, number])), counts: { ...s.counts }, halts: s.halts, kicks: s.kicks };
+  return { holder: new Map(s.holder), pending: s.pending.map((p) => p.map((e) => [e[0], e[1], e[2]] as [number, number, number])), counts: { ...s.counts }, halts: s.halts, kicks: s.kicks };
 }
 
 function violation(cpu: number, address: number, message: string, data: MutualExclusionData): OracleHazard<LockOracleName, MutualExclusionData> {
@@ -92,7 +97,9 @@ function violation(cpu: number, address: number, message: string, data: MutualEx
 /** The probe addresses the oracle needs (fixed by the booted text), computed once per boot. */
 export interface LockProbeSites {
   readonly entries: ReadonlyMap<number, CountedFunction>;
+  /** The returns of _raw_spin_lock* and of _raw_spin_unlock*. */
   readonly lockReturns: readonly number[];
+  readonly unlockReturns: readonly number[];
   /** The HLT of native_safe_halt and native_halt. */
   readonly halts: readonly number[];
 }
@@ -101,6 +108,7 @@ export function lockProbeSites(text: PatchedText, kernel: LinuxKernel): LockProb
   const entries = new Map<number, CountedFunction>();
   for (const f of COUNTED_FUNCTIONS) entries.set(symbolOf(kernel, f), f);
   const lockReturns = LOCKS.flatMap((f) => functionReturns(text, kernel, symbolOf(kernel, f)));
+  const unlockReturns = UNLOCKS.flatMap((f) => functionReturns(text, kernel, symbolOf(kernel, f)));
   const halts: number[] = [];
   for (const f of ['native_safe_halt', 'native_halt']) {
     let at = symbolOf(kernel, f);
@@ -110,7 +118,7 @@ export function lockProbeSites(text: PatchedText, kernel: LinuxKernel): LockProb
       at += insn.len;
     }
   }
-  return { entries, lockReturns, halts };
+  return { entries, lockReturns, unlockReturns, halts };
 }
 
 /** Register the probes on `m` over `s` (a boot, and again over a copy on every fork). */
@@ -123,8 +131,9 @@ export function installLockProbes(m: Machine, sites: LockProbeSites, s: LockProb
     probes.push([at, (c: Vcpu, _i: Insn) => {
       s.counts[f]++;
       const lock = c.getAddr(Reg.RDI);
-      if (isLock) s.pending[c.id]!.push([rsp(c), lock]);
+      if (isLock) s.pending[c.id]!.push([rsp(c), lock, 1]);
       else if (isUnlock) {
+        s.pending[c.id]!.push([rsp(c), lock, 0]);
         const holder = s.holder.get(lock);
         if (holder !== c.id) return violation(c.id, at, `vCPU ${c.id} releases lock ${hexAddress(lock)}, which ${holder === undefined ? 'nobody holds' : `vCPU ${holder} holds`}`, { lock, holder, event: 'release' });
         s.holder.delete(lock);
@@ -136,12 +145,20 @@ export function installLockProbes(m: Machine, sites: LockProbeSites, s: LockProb
     probes.push([at, (c: Vcpu) => {
       const p = s.pending[c.id]!;
       const top = p[p.length - 1];
-      if (top === undefined || top[0] !== rsp(c)) return undefined; // a return of a callee inlined here? not ours
+      if (top === undefined || top[0] !== rsp(c) || top[2] !== 1) return undefined;
       p.pop();
       const lock = top[1];
       const holder = s.holder.get(lock);
       if (holder !== undefined) return violation(c.id, at, `vCPU ${c.id} acquires lock ${hexAddress(lock)}, which vCPU ${holder} holds`, { lock, holder, event: 'acquire' });
       s.holder.set(lock, c.id);
+      return undefined;
+    }]);
+  }
+  for (const at of sites.unlockReturns) {
+    probes.push([at, (c: Vcpu) => {
+      const p = s.pending[c.id]!;
+      const top = p[p.length - 1];
+      if (top !== undefined && top[0] === rsp(c) && top[2] === 0) p.pop();
       return undefined;
     }]);
   }

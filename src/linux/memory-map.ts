@@ -20,6 +20,7 @@ import type { LinuxBoot } from './kernel.ts';
 import { symbolOf } from './kernel.ts';
 import { PERCPU_UNIT_SIZE, PV_HASH_AT, perCpuOffset } from './layout.ts';
 import { LinuxGuestError } from './errors.ts';
+import { PV_OPS_SLOTS } from '../elf/pv-ops-slots.ts';
 
 /** struct pv_hash_entry { struct qspinlock *lock; struct pv_node *node; }. */
 export const PV_HASH_ENTRY_SIZE = 16;
@@ -114,4 +115,18 @@ export function pvInitLockHash(mem: Memory, boot: LinuxBoot, cpus: number): { ad
   mem.writeU64(symbolOf(boot.kernel, 'pv_lock_hash'), PV_HASH_AT);
   writeU32(mem, symbolOf(boot.kernel, 'pv_lock_hash_bits'), bits);
   return { address: PV_HASH_AT, entries, bits };
+}
+
+/**
+ * pv_ops as the platform's init left it (kvm_guest_init, kvm_spinlock_init): every slot the
+ * platform assigned, written over the image's native pointers. The patched call sites no longer
+ * read it, but a runtime switch does, and so does anything that calls through it.
+ */
+export function writePvOps(mem: Memory, boot: LinuxBoot): void {
+  const base = boot.setup.pvOps.address;
+  if (base === undefined) return;
+  for (let i = 0; i < PV_OPS_SLOTS.length; i++) {
+    const v = boot.setup.env.pvOpAt(base + 8 * i);
+    if (v !== undefined) mem.writeU64(base + 8 * i, v);
+  }
 }
