@@ -11,7 +11,7 @@ import { drainAll, load, type Halves } from '../machine/access.ts';
 import { Flag, Reg } from '../x86/registers.ts';
 import { KvmHost, type Vendor } from '../host/kvm.ts';
 import { pvOpsSlot } from '../elf/pv-ops-slots.ts';
-import { VECTOR } from '../kernel/layout.ts';
+import { DATA_BASE, DATA_SIZE, VECTOR } from '../kernel/layout.ts';
 import type { LinuxBoot } from './kernel.ts';
 import { symbolOf } from './kernel.ts';
 import { mapKernelImage, pvInitLockHash, setupPerCpuAreas, writePvOps } from './memory-map.ts';
@@ -118,6 +118,8 @@ export class LinuxGuest {
     m.memory.writeBytes(WORKLOAD_TEXT, this.image.text);
     m.memory.map(WORKLOAD_DATA, WORKLOAD_DATA_SIZE, 'rw');
     m.memory.map(STACKS, STACK_SIZE * n, 'rw');
+    // pvpatch's kernel-service data (text_poke_bp's batch, v1's states), clear of the real kernel.
+    m.memory.map(DATA_BASE, DATA_SIZE, 'rw');
 
     const platform = boot.options.platform;
     this.host = platform === 'bare-metal' ? undefined : new KvmHost(m, { vendor: options.vendor ?? 'intel', pvUnhalt: boot.options.pvUnhalt ?? true, realtime: platform === 'kvm-realtime' });
@@ -167,6 +169,11 @@ export class LinuxGuest {
   deviations(): string[] {
     const t = this.options.spinThreshold;
     return t !== undefined && t !== SPIN_THRESHOLD ? [`SPIN_THRESHOLD ${t} instead of the kernel's ${SPIN_THRESHOLD} (both mov $0x8000 immediates in __pv_queued_spin_lock_slowpath rewritten)`] : [];
+  }
+
+  /** The per-CPU address of the kernel's per-CPU variable `name` for vCPU `cpu`. */
+  perCpu(cpu: number, name: string): number {
+    return perCpuOffset(cpu) + symbolOf(this.boot.kernel, name);
   }
 
   /** Whether vCPU `c`'s task loop has finished, as it sees its own stores. */

@@ -15,7 +15,7 @@ import { VECTOR } from '../../src/kernel/layout.ts';
 import { hazardName } from '../../src/machine/events.ts';
 import { boot, linuxKernel } from './fixture.ts';
 
-const SEEDS = 4;
+const SEEDS = 3;
 const FLAVORS: readonly [LinuxLockFlavor, LinuxBootOptions, string][] = [
   ['native', { platform: 'kvm-realtime' }, 'native_queued_spin_lock_slowpath'],
   ['pv', { platform: 'kvm' }, '__pv_queued_spin_lock_slowpath'],
