@@ -10,6 +10,8 @@ import { lockOpSwitchPlan, stopMachineSwitch } from '../../src/linux/lock-op-swi
 import { RandomChooser } from '../../src/sched/random.ts';
 import { VECTOR } from '../../src/kernel/layout.ts';
 import { boot, linuxKernel } from './fixture.ts';
+import { Opcode, textPokeLocInit } from '../../src/kernel/text-poke-loc.ts';
+import { TextPokeError } from '../../src/kernel/text-poke-errors.ts';
 
 const SEEDS = 5;
 const WORKLOAD = { iterations: 40, thinkLoops: 150 };
@@ -71,4 +73,17 @@ test(`native → PV without the PV hash faults in the real pv_hash; with it ever
   }
   assert.ok(faults > 0, 'some seed hashed a halting waiter\'s lock');
   assert.ok(hashed > 0);
+});
+
+test('text_poke_bp cannot switch the real lock-op sites: a PV site is two instructions (CALL + NOP), a native unlock one it cannot emulate', (t) => {
+  const { kernel, reason } = linuxKernel();
+  if (kernel === undefined) return t.skip(reason);
+  const nat = boot(kernel, { platform: 'kvm-realtime' }), pv = boot(kernel, { platform: 'kvm' });
+  const toPv = lockOpSwitchPlan(nat, pv);
+  for (const s of toPv.sites) {
+    assert.throws(() => textPokeLocInit({ address: s.address, bytes: s.to }), (e: unknown) => e instanceof TextPokeError && /one instruction per site/.test(e.message), `${s.slot} at ${s.address.toString(16)}`);
+  }
+  const unlock = lockOpSwitchPlan(pv, nat).sites.find((s) => s.slot === 'lock.queued_spin_unlock')!;
+  const loc = textPokeLocInit({ address: unlock.address, bytes: unlock.to });
+  assert.ok(![Opcode.CALL, Opcode.JMP32, Opcode.JMP8, Opcode.RET, Opcode.INT3].includes(loc.opcode), 'movb $0,(%rdi): poke_int3_handler would BUG on it');
 });
