@@ -22,6 +22,8 @@ import { hexAddress } from '../x86/format.ts';
 import type { LinuxKernel } from './kernel.ts';
 import { symbolOf } from './kernel.ts';
 import type { PatchedText } from '../elf/patched-text.ts';
+import { load, type Halves } from '../machine/access.ts';
+import { NMI_MASK } from '../kernel/preempt-count.ts';
 
 export const MUTUAL_EXCLUSION = 'mutual-exclusion';
 export type LockOracleName = typeof MUTUAL_EXCLUSION;
@@ -69,6 +71,10 @@ export interface LockProbeState {
   /** HLTs executed in kvm_wait's halts, kicks sent. */
   halts: number;
   kicks: number;
+  /** kvm_wait entered with in_nmi() true (Linux 6.1's kvm_wait returns at once there). */
+  waitsInNmi: number;
+  /** HLTs executed inside an NMI handler (NMIs blocked at the CPU): what that return prevents. */
+  haltsInNmi: number;
 }
 
 /** No vCPU is inside a real lock or unlock function (locks may be held): a point where stop_machine could run. */
@@ -83,11 +89,13 @@ export function newLockProbeState(cpus: number): LockProbeState {
     counts: Object.fromEntries(COUNTED_FUNCTIONS.map((f) => [f, 0])) as Record<CountedFunction, number>,
     halts: 0,
     kicks: 0,
+    waitsInNmi: 0,
+    haltsInNmi: 0,
   };
 }
 
 export function copyLockProbeState(s: LockProbeState): LockProbeState {
-  return { holder: new Map(s.holder), pending: s.pending.map((p) => p.map((e) => [e[0], e[1], e[2]] as [number, number, number])), counts: { ...s.counts }, halts: s.halts, kicks: s.kicks };
+  return { holder: new Map(s.holder), pending: s.pending.map((p) => p.map((e) => [e[0], e[1], e[2]] as [number, number, number])), counts: { ...s.counts }, halts: s.halts, kicks: s.kicks, waitsInNmi: s.waitsInNmi, haltsInNmi: s.haltsInNmi };
 }
 
 function violation(cpu: number, address: number, message: string, data: MutualExclusionData): OracleHazard<LockOracleName, MutualExclusionData> {
@@ -102,6 +110,8 @@ export interface LockProbeSites {
   readonly unlockReturns: readonly number[];
   /** The HLT of native_safe_halt and native_halt. */
   readonly halts: readonly number[];
+  /** __preempt_count's per-CPU offset (%gs-relative), for in_nmi(). */
+  readonly preemptCount: number;
 }
 
 export function lockProbeSites(text: PatchedText, kernel: LinuxKernel): LockProbeSites {
@@ -118,13 +128,19 @@ export function lockProbeSites(text: PatchedText, kernel: LinuxKernel): LockProb
       at += insn.len;
     }
   }
-  return { entries, lockReturns, unlockReturns, halts };
+  return { entries, lockReturns, unlockReturns, halts, preemptCount: symbolOf(kernel, '__preempt_count') };
 }
 
 /** Register the probes on `m` over `s` (a boot, and again over a copy on every fork). */
 export function installLockProbes(m: Machine, sites: LockProbeSites, s: LockProbeState): void {
   const probes: [number, Probe][] = [];
   const rsp = (c: Vcpu) => c.getAddr(Reg.RSP);
+  const word: Halves = { lo: 0, hi: 0 };
+  // in_nmi() as the vCPU sees its own __preempt_count (its store buffer included).
+  const inNmi = (c: Vcpu): boolean => {
+    load(m.memory, c, c.gsBase + sites.preemptCount, 4, word);
+    return (word.lo & NMI_MASK) !== 0;
+  };
   for (const [at, f] of sites.entries) {
     const isLock = (LOCKS as readonly string[]).includes(f);
     const isUnlock = (UNLOCKS as readonly string[]).includes(f);
@@ -138,6 +154,7 @@ export function installLockProbes(m: Machine, sites: LockProbeSites, s: LockProb
         if (holder !== c.id) return violation(c.id, at, `vCPU ${c.id} releases lock ${hexAddress(lock)}, which ${holder === undefined ? 'nobody holds' : `vCPU ${holder} holds`}`, { lock, holder, event: 'release' });
         s.holder.delete(lock);
       } else if (f === 'kvm_kick_cpu') s.kicks++;
+      else if (f === 'kvm_wait' && inNmi(c)) s.waitsInNmi++;
       return undefined;
     }]);
   }
@@ -163,8 +180,9 @@ export function installLockProbes(m: Machine, sites: LockProbeSites, s: LockProb
     }]);
   }
   for (const at of sites.halts) {
-    probes.push([at, () => {
+    probes.push([at, (c: Vcpu) => {
       s.halts++;
+      if (c.nmiBlocked) s.haltsInNmi++;
       return undefined;
     }]);
   }

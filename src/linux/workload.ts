@@ -38,6 +38,13 @@ export interface LinuxWorkloadShape {
   readonly thinkLoops: number;
   /** Every n-th iteration also takes the IRQ lock with _irqsave (0: never). */
   readonly irqEvery: number;
+  /** Delay-loop iterations inside the IRQ and NMI handlers' critical sections (default 0). */
+  readonly handlerLoops?: number;
+  /**
+   * The NMI handler does nmi_enter()'s preempt_count += NMI_OFFSET + HARDIRQ_OFFSET (default
+   * true). False is a negative control: in_nmi() is then false inside the NMI handler.
+   */
+  readonly nmiEnter?: boolean;
 }
 
 export const DEFAULT_LINUX_WORKLOAD: LinuxWorkloadShape = { iterations: 20, taskLocks: 1, criticalLoops: 10, thinkLoops: 20, irqEvery: 4 };
@@ -118,19 +125,20 @@ export function buildWorkload(shape: LinuxWorkloadShape, k: KernelEntries): Work
   const handler = (name: string, lock: number, preempt: number): void => {
     a.here(name);
     for (const r of CALLER_SAVED) a.push(r);
-    a.add(dword(gs(k.__preempt_count)), preempt);
+    if (preempt !== 0) a.add(dword(gs(k.__preempt_count)), preempt);
     a.mov(rdi, lockAddress(lock));
     call(k._raw_spin_lock, 'lock');
     bumpCounter(a, lock);
     countAcquisition(a, k, lock);
+    delay(a, shape.handlerLoops ?? 0, `.cs_${name}`);
     a.mov(rdi, lockAddress(lock));
     call(k._raw_spin_unlock, 'unlock');
-    a.sub(dword(gs(k.__preempt_count)), preempt);
+    if (preempt !== 0) a.sub(dword(gs(k.__preempt_count)), preempt);
     for (const r of [...CALLER_SAVED].reverse()) a.pop(r);
     a.iretq();
   };
   handler('irq_handler', irqLock, HARDIRQ_OFFSET);
-  handler('nmi_handler', nmiLock, NMI_OFFSET + HARDIRQ_OFFSET);
+  handler('nmi_handler', nmiLock, shape.nmiEnter === false ? 0 : NMI_OFFSET + HARDIRQ_OFFSET);
 
   const out = a.assemble();
   if (out.bytes.length > WORKLOAD_TEXT_SIZE) throw new LinuxGuestError(`the workload is ${out.bytes.length} bytes, more than its ${WORKLOAD_TEXT_SIZE}`);

@@ -78,3 +78,20 @@ test('a native slowpath that returns without taking the lock is caught at the re
   assert.equal(hazardName(r.hazards[0]!), MUTUAL_EXCLUSION);
   assert.match((r.hazards[0] as { message: string }).message, /acquires lock 0x[0-9a-f]+, which vCPU \d holds/);
 });
+
+test('the real kvm_wait returns at once in NMI context: NMI waiters reach it and never halt; without nmi_enter()\'s count they do', (t) => {
+  const { kernel, reason } = linuxKernel();
+  if (kernel === undefined) return t.skip(reason);
+  const pv = boot(kernel, { platform: 'kvm' });
+  const nmis = { nmis: 60, irqs: 0 };
+  const g = new LinuxGuest(pv, { vcpus: 4, spinThreshold: 1, workload: { iterations: 20, handlerLoops: 60 } });
+  const r = g.run({ chooser: new RandomChooser(1), inject: nmis });
+  assert.equal(r.reason, 'until');
+  assert.ok(g.checkLocks().every((l) => l.ok));
+  assert.ok(g.probes.waitsInNmi > 0, 'NMI waiters reached kvm_wait');
+  assert.equal(g.probes.haltsInNmi, 0);
+  const control = new LinuxGuest(pv, { vcpus: 4, spinThreshold: 1, workload: { iterations: 20, handlerLoops: 60, nmiEnter: false } });
+  control.run({ chooser: new RandomChooser(1), inject: nmis });
+  assert.equal(control.probes.waitsInNmi, 0, 'in_nmi() is false without nmi_enter');
+  assert.ok(control.probes.haltsInNmi > 0, 'and NMI waiters halt inside the NMI handler');
+});
