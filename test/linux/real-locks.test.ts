@@ -95,3 +95,15 @@ test('the real kvm_wait returns at once in NMI context: NMI waiters reach it and
   assert.equal(control.probes.waitsInNmi, 0, 'in_nmi() is false without nmi_enter');
   assert.ok(control.probes.haltsInNmi > 0, 'and NMI waiters halt inside the NMI handler');
 });
+
+test('determinism: the same boot, seed and strategy give the same run, decision for decision', (t) => {
+  const { kernel, reason } = linuxKernel();
+  if (kernel === undefined) return t.skip(reason);
+  const g0 = new LinuxGuest(boot(kernel, { platform: 'kvm' }), { vcpus: 4, spinThreshold: 4, workload: { iterations: 10 } });
+  const once = () => {
+    const g = g0.fork();
+    const r = g.run({ chooser: new RandomChooser(9), inject: { irqs: 4, nmis: 2, irqVector: VECTOR.LOCK_IRQ, preemptions: 4 } });
+    return { steps: r.steps, decisions: [...g.machine.decisions], counts: g.probes.counts, halts: g.probes.halts };
+  };
+  assert.deepEqual(once(), once());
+});
