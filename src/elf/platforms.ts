@@ -5,7 +5,9 @@
  * - `kvm`: a KVM guest with QEMU's default PV features (arch/x86/kernel/kvm.c): io_delay →
  *   kvm_io_delay (NOP_IO_DELAY); vcpu_is_preempted → __kvm_vcpu_is_preempted (STEAL_TIME);
  *   flush_tlb_multi/tlb_remove_table (PV_TLB_FLUSH, no REALTIME); PV spinlocks
- *   (kvm_spinlock_init: PV_UNHALT, >1 CPU, no REALTIME, no `nopvspin`).
+ *   (kvm_spinlock_init: PV_UNHALT, >1 CPU, no REALTIME, no `nopvspin`), and virt_spin_lock_key
+ *   as kvm_spinlock_init leaves it: kept on only when the host lacks PV_UNHALT (the test-and-set
+ *   virt_spin_lock path), disabled at its `out:` label otherwise (REALTIME, nopvspin, PV locks).
  * - `kvm-realtime`: KVM_HINTS_REALTIME: no PV spinlocks, no PV TLB flush (seed 000's case).
  * - `xen-pv`: X86_FEATURE_XENPV; Xen replaces pv_ops.cpu, .irq and .mmu wholesale and the lock
  *   ops (xen-pv-ops.ts; needs symbols).
@@ -22,7 +24,7 @@ import { readPvOps, type PvOpsTable } from './pv-ops-table.ts';
 import { pvOpsSlot, PV_OPS_SLOTS } from './pv-ops-slots.ts';
 import { nativeInline510 } from './native-patch-5.10.ts';
 import { uniprocessorBoot } from './apply-smp-locks.ts';
-import { bootDecisions, type KernelConfig } from './boot-keys.ts';
+import { bootDecisions, type BootDecisions, type KernelConfig } from './boot-keys.ts';
 import { XEN_PV_LOCK_OPS, XEN_PV_OPS, XEN_REPLACED_GROUPS } from './xen-pv-ops.ts';
 import type { ParaSite } from './tables.ts';
 
@@ -32,7 +34,7 @@ export const PLATFORMS: readonly Platform[] = ['bare-metal', 'kvm', 'kvm-realtim
 /** A pv_ops slot a platform points at a named function, at _paravirt_nop (`nop`) or at NULL (`bug`). */
 type SlotAssignment = readonly [slot: string, symbol: string];
 
-function kvmAssignments(realtime: boolean, nopvspin: boolean, hasMwait: boolean): SlotAssignment[] {
+function kvmAssignments(realtime: boolean, nopvspin: boolean, hasMwait: boolean, pvUnhalt: boolean): SlotAssignment[] {
   const out: SlotAssignment[] = [
     ['cpu.io_delay', 'kvm_io_delay'],
     ['lock.vcpu_is_preempted', '__raw_callee_save___kvm_vcpu_is_preempted'],
@@ -40,7 +42,7 @@ function kvmAssignments(realtime: boolean, nopvspin: boolean, hasMwait: boolean)
   if (!realtime && !hasMwait) {
     out.push(['mmu.flush_tlb_multi', 'kvm_flush_tlb_multi'], ['mmu.tlb_remove_table', 'tlb_remove_table']);
   }
-  if (!realtime && !nopvspin) {
+  if (pvUnhalt && !realtime && !nopvspin) {
     out.push(
       ['lock.queued_spin_lock_slowpath', '__pv_queued_spin_lock_slowpath'],
       ['lock.queued_spin_unlock', '__raw_callee_save___pv_queued_spin_unlock'],
@@ -72,8 +74,30 @@ export interface BootOptions {
   readonly standInForUnnamed?: boolean;
   /** The kernel's .config, for boot decisions it makes from its configuration (preempt model). */
   readonly config?: KernelConfig;
+  /**
+   * KVM platforms: the host advertises KVM_FEATURE_PV_UNHALT (default true, as QEMU/KVM does).
+   * Without it kvm_spinlock_init keeps native lock ops and virt_spin_lock_key on.
+   */
+  readonly kvmPvUnhalt?: boolean;
   /** Linux 5.10's apply_paravirt writes native instructions inline (native_patch). */
   readonly nativePatch510?: boolean;
+}
+
+/**
+ * kvm_spinlock_init() (arch/x86/kernel/kvm.c, 6.1): without PV_UNHALT it returns early and
+ * virt_spin_lock_key stays on (virt_spin_lock's test-and-set beats a fair lock whose holder may
+ * be preempted); every other outcome (REALTIME, one CPU, nopvspin, PV locks) ends at `out:
+ * static_branch_disable(&virt_spin_lock_key)`. Other platforms keep bootDecisions' answer.
+ */
+function kvmSpinlockKey(image: KernelImage, options: BootOptions, d: BootDecisions): BootDecisions {
+  const key = image.symbols.addressOf('virt_spin_lock_key');
+  if (key === undefined || !(options.platform === 'kvm' || options.platform === 'kvm-realtime')) return d;
+  const on = options.kvmPvUnhalt === false;
+  return {
+    ...d,
+    jumpKeyAtBoot: (k) => (k === key ? on : d.jumpKeyAtBoot(k)),
+    notes: [...d.notes, `virt_spin_lock_key: ${on ? 'kept enabled (no KVM_FEATURE_PV_UNHALT)' : 'disabled'}, kvm_spinlock_init`],
+  };
 }
 
 export interface BootSetup {
@@ -95,7 +119,7 @@ export function bootSetup(image: KernelImage, sites: readonly ParaSite[], option
   const mwait = featureByName('MWAIT')!.bit;
   const assignments =
     options.platform === 'kvm' || options.platform === 'kvm-realtime'
-      ? kvmAssignments(options.platform === 'kvm-realtime', cmdline.options.has('nopvspin'), cpu.features.has(mwait))
+      ? kvmAssignments(options.platform === 'kvm-realtime', cmdline.options.has('nopvspin'), cpu.features.has(mwait), options.kvmPvUnhalt ?? true)
       : options.platform === 'xen-pv'
         ? xenAssignments(cmdline.options.has('nopvspin') || cmdline.options.has('xen_nopvspin'))
         : [];
@@ -125,7 +149,7 @@ export function bootSetup(image: KernelImage, sites: readonly ParaSite[], option
   if (!native('lock.queued_spin_unlock')) features.add(featureByName('PVUNLOCK')!.bit);
   if (!native('lock.vcpu_is_preempted')) features.add(featureByName('VCPUPREEMPT')!.bit);
 
-  const decisions = bootDecisions(image, features, cmdline, options.config);
+  const decisions = kvmSpinlockKey(image, options, bootDecisions(image, features, cmdline, options.config));
   const returnThunk = image.symbols.addressOf('__x86_return_thunk');
   const active = cpu.returnThunk === '__x86_return_thunk' ? returnThunk : image.symbols.addressOf(cpu.returnThunk);
   const env: BootEnv = {

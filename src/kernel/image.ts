@@ -9,7 +9,7 @@ import {
   rax, rbx, rcx, rdx, rsi, rdi, r8, r9, r10, r11, r12, r13, eax, ebx, ecx, edx, esi, edi, al, dl,
   type AsmReg,
 } from '../x86/asm.ts';
-import { DATA, DATA_BASE, NmiState, PERCPU, SERVICE_BASE, TEXT_BASE, counterAddress, lockAddress } from './layout.ts';
+import { DATA, DATA_BASE, NmiState, PERCPU, SERVICE_BASE, TEXT_BASE, TEXT_SIZE, counterAddress, lockAddress } from './layout.ts';
 import { PV_OPS, PvOp, SITE_LENGTH, type OpTargets, type PatchSite } from './pv-ops.ts';
 import { Q_LOCKED_VAL } from './qspinlock-word.ts';
 import { KvmHypercall, STEAL_TIME_PREEMPTED_OFFSET } from '../host/kvm-abi.ts';
@@ -126,11 +126,11 @@ function rdtsc64(a: Asm): void {
   a.ins('rdtsc').ins('shl', rdx, 32).ins('or', rax, rdx);
 }
 
-/** Kernel text below the kernel services (SERVICE_BASE): all the image may occupy. */
-const TEXT_ROOM = SERVICE_BASE - TEXT_BASE;
+/** The kernel text's mapping: all the image may occupy. */
+const TEXT_ROOM = TEXT_SIZE;
 
 function doesNotFit(what: string): GuestConfigError {
-  return new GuestConfigError(`the guest text does not fit: ${what}, and there are ${TEXT_ROOM} bytes (0x${TEXT_ROOM.toString(16)}) below the kernel services`);
+  return new GuestConfigError(`the guest text does not fit: ${what}, and there are ${TEXT_ROOM} bytes (0x${TEXT_ROOM.toString(16)}) in the kernel text's mapping`);
 }
 
 /**

@@ -1,17 +1,26 @@
 /**
- * Where the guest kernel lives: text at Linux's __START_KERNEL_map + 16 MiB, data, per-CPU areas
- * (reached through %gs, as Linux does), stacks, and the addresses of kernel services.
+ * Where the guest kernel lives: text at Linux's __START_KERNEL_map + 16 MiB (where the imitation's
+ * own text stands in for the kernel's), and everything else of pvpatch's (kernel services, data,
+ * per-CPU areas reached through %gs as Linux does, stacks) in the module area above the kernel
+ * image, so that none of it overlaps a real kernel loaded at its link addresses (src/linux/: a
+ * Debian 6.1 vmlinux spans 0xffffffff81000000..0xffffffff83e00000, text to .init.scratch).
  */
 
 export const TEXT_BASE = -0x7f000000; // 0xffffffff81000000
 export const TEXT_SIZE = 0x40000;
-/** Kernel services (TypeScript coroutines) occupy addresses in this text range. */
-export const SERVICE_BASE = TEXT_BASE + 0x30000;
-export const DATA_BASE = -0x7e000000; // 0xffffffff82000000
+/**
+ * MODULES_VADDR with KASLR (arch/x86/include/asm/pgtable_64_types.h: __START_KERNEL_map +
+ * KERNEL_IMAGE_SIZE, 1 GiB): past any kernel image, within a CALL's rel32 of its text.
+ */
+export const MODULES_VADDR = -0x40000000; // 0xffffffffc0000000
+/** Kernel services (TypeScript coroutines) occupy addresses in this range (no bytes are mapped there). */
+export const SERVICE_BASE = MODULES_VADDR;
+export const SERVICE_SIZE = 0x10000;
+export const DATA_BASE = MODULES_VADDR + 0x100000; // 0xffffffffc0100000
 export const DATA_SIZE = 0x10000;
-export const PERCPU_BASE = -0x7d000000; // 0xffffffff83000000
+export const PERCPU_BASE = MODULES_VADDR + 0x200000; // 0xffffffffc0200000
 export const PERCPU_SIZE = 0x1000;
-export const STACK_BASE = -0x7c000000; // 0xffffffff84000000
+export const STACK_BASE = MODULES_VADDR + 0x400000; // 0xffffffffc0400000
 export const STACK_SIZE = 0x4000;
 
 /** Data layout (offsets from DATA_BASE). */

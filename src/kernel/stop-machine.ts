@@ -28,6 +28,7 @@
  */
 import type { ServiceBody, ServiceContext } from '../machine/service.ts';
 import type { Vcpu } from '../machine/vcpu.ts';
+import type { Memory } from '../machine/memory.ts';
 import { CostClass } from '../machine/chooser.ts';
 import { iret } from '../machine/interrupts.ts';
 import { Flag, Reg } from '../x86/registers.ts';
@@ -99,6 +100,8 @@ export interface V1Options {
   preemptible: (c: Vcpu) => boolean;
   /** The steps' hooks (default V1_HOOKS; the broken variants override one). */
   hooks?: V1Hooks;
+  /** in_nmi() of a vCPU as it sees its own preempt_count (default: this guest's per-CPU layout; the real kernel's lies elsewhere). */
+  inNmi?: (mem: Memory, c: Vcpu) => boolean;
 }
 
 export interface V1Stats {
@@ -351,7 +354,7 @@ export class StopMachineV1 {
   private *int3(ctx: ServiceContext): ServiceBody {
     const c = ctx.cpu;
     // in_nmi(): this CPU's preempt_count (only it writes the word), not the CPU's NMI blocking.
-    const inNmi = inNmiOf(ctx.exec.memory, c);
+    const inNmi = (this.o.inNmi ?? inNmiOf)(ctx.exec.memory, c);
     const frame = c.getAddr(Reg.RSP);
     const ip = (yield* ctx.load(frame, 8)) - 1;
     const g = this.gen;

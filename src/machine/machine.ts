@@ -218,9 +218,10 @@ export class Machine implements ExecContext {
 
   /** Probes by address (none: `undefined`, so a run without probes pays one field test per step). */
   private probes: Map<number, Probe> | undefined;
-  /** Their address range, and a byte per address of it saying whether one is there (the hot test). */
+  /** Their address range, and a bit per address of it saying whether one is there (the hot test). */
   private probeLo = 0;
   private probeBits = new Uint8Array(0);
+  private probeSpan = 0;
 
   /**
    * Call `probe` whenever a vCPU is about to execute the instruction at `address`, with the
@@ -229,15 +230,23 @@ export class Machine implements ExecContext {
    * report one — an oracle of a layer above the machine. One probe per address.
    */
   probe(address: number, probe: Probe): void {
+    this.probeMany([[address, probe]]);
+  }
+
+  /** Several probes at once (Machine.probe each), the address bitmap built once for all. */
+  probeMany(entries: Iterable<readonly [number, Probe]>): void {
     this.probes ??= new Map();
-    if (this.probes.has(address)) throw new MachineConfigError(`two probes at 0x${address.toString(16)}`);
-    const addrs = [...this.probes.keys(), address];
-    const lo = Math.min(...addrs), hi = Math.max(...addrs);
+    for (const [address, probe] of entries) {
+      if (this.probes.has(address)) throw new MachineConfigError(`two probes at 0x${address.toString(16)}`);
+      this.probes.set(address, probe);
+    }
+    let lo = Infinity, hi = -Infinity;
+    for (const a of this.probes.keys()) { if (a < lo) lo = a; if (a > hi) hi = a; }
     if (hi - lo >= 1 << 24) throw new MachineConfigError('probes must lie within 16 MiB of each other');
-    this.probes.set(address, probe);
     this.probeLo = lo;
-    this.probeBits = new Uint8Array(hi - lo + 1);
-    for (const a of addrs) this.probeBits[a - lo] = 1;
+    this.probeBits = new Uint8Array(((hi - lo) >>> 3) + 1);
+    this.probeSpan = hi - lo + 1;
+    for (const a of this.probes.keys()) this.probeBits[(a - lo) >>> 3]! |= 1 << ((a - lo) & 7);
   }
 
   hazard(h: Hazard): boolean {
@@ -341,7 +350,8 @@ export class Machine implements ExecContext {
       if (fp !== undefined) fp.fetch(rip, insn.len);
       if (this.hazard(this.fetchHazard!)) return -1;
     } else if (fp !== undefined) fp.fetch(rip, insn.len);
-    if (this.probes !== undefined && this.probeBits[rip - this.probeLo] === 1) {
+    const pd = rip - this.probeLo;
+    if (this.probes !== undefined && pd >= 0 && pd < this.probeSpan && ((this.probeBits[pd >>> 3]! >>> (pd & 7)) & 1) === 1) {
       fp?.pseudoWrite(Pseudo.Oracle);
       const h = this.probes!.get(rip)!(c, insn);
       if (h !== undefined && this.hazard(h)) return -1;
@@ -602,7 +612,7 @@ export class Machine implements ExecContext {
     for (const [k, v] of this.idt) m.idt.set(k, v);
     if (!bare) {
       m.hooks = this.hooks;
-      if (this.probes) for (const [a, p] of this.probes) m.probe(a, p);
+      if (this.probes) m.probeMany(this.probes);
     }
     return m;
   }

@@ -128,6 +128,9 @@ interface Region {
   readonly first: number;
   readonly last: number;
   readonly perms: number;
+  /** Initial contents from `contentsAt` on (mapContents), copied into a page when it is first touched; zeros elsewhere. */
+  readonly contents?: Uint8Array;
+  readonly contentsAt?: number;
 }
 
 /**
@@ -189,6 +192,25 @@ export class Memory {
     this.flushTlb();
   }
 
+  /**
+   * Map `bytes` at `addr` (rounded out to whole pages, zeros around them) as loader-written
+   * contents that are copied into each page only when it is first touched: a 14 MiB kernel text
+   * costs host memory for the pages a run reaches, not for all of it. The caller must not change
+   * `bytes` afterwards.
+   */
+  mapContents(addr: number, bytes: Uint8Array, perms: string | number): void {
+    this.map(addr, Math.max(1, bytes.length), perms);
+    const r = this.regions[this.regions.length - 1]!;
+    // A page touched before this call keeps its bytes (map changed only its permissions); write
+    // the contents there now, as a loader would.
+    for (const n of this.pages.keys()) {
+      if (n < r.first || n > r.last) continue;
+      const lo = Math.max(addr, n * PAGE_SIZE), hi = Math.min(addr + bytes.length, (n + 1) * PAGE_SIZE);
+      if (lo < hi) this.writeBytes(lo, bytes.subarray(lo - addr, hi - addr));
+    }
+    this.regions = [...this.regions.slice(0, -1), { ...r, contents: bytes, contentsAt: addr }];
+  }
+
   /** The region that maps page `n` (the newest one, as a later map wins), if any. */
   private regionOf(n: number): Region | undefined {
     for (let i = this.regions.length - 1; i >= 0; i--) {
@@ -215,7 +237,13 @@ export class Memory {
       );
     }
     this.residentBytes += cost;
-    const p = new Page(n * PAGE_SIZE, r.perms, new Uint8Array(PAGE_SIZE), this.token, ++this.lineage.generation);
+    const data = new Uint8Array(PAGE_SIZE);
+    if (r.contents !== undefined) {
+      const at = r.contentsAt!, base = n * PAGE_SIZE;
+      const lo = Math.max(at, base), hi = Math.min(at + r.contents.length, base + PAGE_SIZE);
+      if (lo < hi) data.set(r.contents.subarray(lo - at, hi - at), lo - base);
+    }
+    const p = new Page(n * PAGE_SIZE, r.perms, data, this.token, ++this.lineage.generation);
     this.pages.set(n, p);
     return p;
   }

@@ -63,8 +63,8 @@ test('v1 switches every site, the cold ones included', () => {
   assertSites(g, 'pv', 'after v1');
 });
 
-test('extra sites that cannot fit below the kernel services are a GuestConfigError, before assembling', () => {
-  assert.throws(() => guest('native', 30_000), (e: unknown) => e instanceof GuestConfigError && /does not fit: 30000 extra sites of up to 7 bytes need 210000, and there are 196608 bytes \(0x30000\)/.test(e.message));
+test('extra sites that cannot fit in the kernel text\'s mapping are a GuestConfigError, before assembling', () => {
+  assert.throws(() => guest('native', 40_000), (e: unknown) => e instanceof GuestConfigError && /does not fit: 40000 extra sites of up to 7 bytes need 280000, and there are 262144 bytes \(0x40000\)/.test(e.message));
   assert.throws(() => guest('native', -1), GuestConfigError);
   assert.throws(() => guest('native', 2.5), GuestConfigError);
 });

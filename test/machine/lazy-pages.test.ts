@@ -37,3 +37,25 @@ test('a later map of untouched pages wins, as it does for touched ones; forks se
   assert.equal(child.readBytes(0x3010, 1)[0], 9);
   assert.equal(m.readBytes(0x3010, 1)[0], 0, 'the parent does not see the child\'s page');
 });
+
+test('mapContents copies a page of its bytes in only when the page is first touched, in a fork too', () => {
+  const m = new Memory();
+  const bytes = Uint8Array.from({ length: 3 * PAGE_SIZE - 100 }, (_, i) => (i * 7) & 0xff);
+  m.mapContents(0x10000 + 50, bytes, 'rx');
+  assert.equal(m.pageCount, 0, 'nothing is resident yet');
+  assert.deepEqual([...m.readBytes(0x10000 + 48, 4)], [0, 0, bytes[0], bytes[1]], 'zeros before the contents, then the contents');
+  assert.equal(m.pageCount, 1);
+  const child = m.fork();
+  const end = 0x10000 + 50 + bytes.length;
+  assert.deepEqual([...child.readBytes(end - 2, 4)], [bytes[bytes.length - 2], bytes[bytes.length - 1], 0, 0], 'a fork materialises its own pages from the same contents');
+  assert.equal(m.page(0x11000)!.perms, Perm.R | Perm.X);
+});
+
+test('mapContents over a page already touched writes the contents into it', () => {
+  const m = new Memory();
+  m.map(0x20000, PAGE_SIZE, 'rw');
+  m.writeBytes(0x20000, [9, 9]);
+  m.mapContents(0x20001, Uint8Array.of(1, 2), 'r');
+  assert.deepEqual([...m.readBytes(0x20000, 4)], [9, 1, 2, 0]);
+  assert.equal(m.page(0x20000)!.perms, Perm.R);
+});

@@ -16,6 +16,7 @@ import { machineScenarioSchema } from '../scenario/schema.ts';
 import { readScenarioDoc, validateScenario, type MachineScenario } from '../scenario/load.ts';
 import { guestScenarioSchema, type GuestScenario } from '../scenario/guest-schema.ts';
 import { runGuestScenario, sweepGuestScenario } from './run-guest.ts';
+import { runLinuxScenario, sweepLinuxScenario } from './run-linux.ts';
 import { SWITCH_PROTOCOLS, type SwitchProtocol } from '../../patching/hint-switch.ts';
 import { buildMachine, makeChooser, type Strategy } from '../scenario/build-machine.ts';
 import { ScenarioError } from '../scenario/errors.ts';
@@ -159,6 +160,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
       ...(flags.traceOut ? { traceOut: flags.traceOut } : {}),
       ...(flags.report ? { report: flags.report } : {}),
     };
+    if (gs.guest.kernel === 'debian-6.1') return seeds !== undefined ? sweepLinuxScenario(path, gs, gflags, seeds) : runLinuxScenario(path, gs, gflags);
     return seeds !== undefined ? sweepGuestScenario(path, gs, gflags, seeds) : runGuestScenario(path, gs, gflags);
   }
   const scenario = validateScenario<MachineScenario>(path, doc, machineScenarioSchema);

@@ -28,6 +28,7 @@ export const guestScenarioSchema = {
       required: ['vcpus'],
       properties: {
         vcpus: { type: 'integer', minimum: 1, maximum: GUEST_MAX_VCPUS },
+        kernel: { enum: ['imitation', 'debian-6.1'], description: "imitation (pvpatch's own guest kernel, the default) or debian-6.1 (the real Linux 6.1 lock code from Debian's vmlinux)" },
         platform: { type: 'string' },
         flavor: { type: 'string', description: 'auto (decide as kvm_spinlock_init does), native or pv' },
         nopvspin: { type: 'boolean' },
@@ -94,7 +95,7 @@ export const guestScenarioSchema = {
 export interface GuestScenario {
   name?: string;
   description?: string;
-  guest: { vcpus: number; platform?: string; flavor?: string; nopvspin?: boolean; hypercall?: 'vmcall' | 'vmmcall'; spinThreshold?: number; tso?: boolean };
+  guest: { vcpus: number; kernel?: 'imitation' | 'debian-6.1'; platform?: string; flavor?: string; nopvspin?: boolean; hypercall?: 'vmcall' | 'vmmcall'; spinThreshold?: number; tso?: boolean };
   host?: { vendor?: 'intel' | 'amd'; pvUnhalt?: boolean; realtime?: boolean; pcpus?: number; overcommit?: number; sliceUs?: number; switchUs?: number; wakeUs?: number; ple?: boolean };
   workload?: { iterations?: number; criticalLoops?: number; thinkLoops?: number; taskLocks?: number; irqLockEvery?: number; extraSites?: number };
   inject?: { nmis?: number; irqs?: number } & InjectionPlanSpec;

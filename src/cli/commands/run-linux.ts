@@ -1,0 +1,259 @@
+/**
+ * `pvpatch run` on a scenario with `guest.kernel: debian-6.1`: boot the real Linux 6.1 kernel
+ * (src/linux/) for the scenario's platform, run the workload on its own lock functions, and
+ * report the locks' checks, how often each real lock function ran, the halts in kvm_wait and the
+ * kicks, and every deviation from the real kernel (the speed knob).
+ */
+import cliProgress from 'cli-progress';
+import { LinuxGuest, lockFlavorOf, type LinuxLockReport } from '../../linux/guest.ts';
+import { loadLinuxKernel, bootLinux, type LinuxBootOptions, type LinuxKernel } from '../../linux/kernel.ts';
+import { pvOpsSlotName } from '../../elf/pv-ops-slots.ts';
+import { MapSymbols } from '../../elf/image.ts';
+import { HostScheduler } from '../../host/scheduler.ts';
+import { HOST_COSTS, cfsSliceCycles } from '../../host/costs.ts';
+import { CYCLES_PER_NS } from '../../sched/cost-model.ts';
+import { TimedChooser } from '../../sched/timed.ts';
+import { recordedSchedule, ScheduleError, type Schedule } from '../../sched/schedule.ts';
+import type { RunResult } from '../../machine/machine.ts';
+import { hazardName } from '../../machine/events.ts';
+import { VECTOR } from '../../kernel/layout.ts';
+import { hexAddress, hexBytes } from '../../x86/format.ts';
+import { describeHazard } from '../hazard-text.ts';
+import { makeChooser, type Strategy } from '../scenario/build-machine.ts';
+import { ScenarioError } from '../scenario/errors.ts';
+import type { GuestScenario } from '../scenario/guest-schema.ts';
+import { stopText } from '../stop-text.ts';
+import { SweepTally } from '../sweep-summary.ts';
+import { linuxKernelDir } from '../linux-kernel.ts';
+import type { GuestRunFlags } from './run-guest.ts';
+import { lockOpSwitchPlan, type LockOpSwitchPlan } from '../../linux/lock-op-switch.ts';
+import { switchLinuxLockOpsV1, type LinuxV1Result } from '../../linux/v1-switch.ts';
+
+const SOURCE = 'debian vmlinux';
+
+/** Keys and flags of imitation scenarios that the real-kernel guest does not have (yet): refused, not ignored. */
+function refuseUnsupported(file: string, s: GuestScenario, flags: GuestRunFlags): void {
+  const bad: string[] = [];
+  const protocol = flags.protocol ?? s.switch?.protocol;
+  if (s.switch !== undefined && protocol !== 'v1') bad.push(`/switch/protocol ${protocol ?? 'v2 (the default)'} (only v1 switches the real kernel's sites yet: protocol: v1)`);
+  if (s.guest.flavor !== undefined && s.guest.flavor !== 'auto') bad.push('/guest/flavor (the real boot decides: use the platform, host.pvUnhalt, host.realtime or guest.nopvspin)');
+  if (s.guest.hypercall !== undefined) bad.push('/guest/hypercall (the kernel\'s alternatives pick vmcall or vmmcall)');
+  if (s.workload?.extraSites !== undefined) bad.push('/workload/extraSites (the real kernel has its own sites)');
+  const plan = Object.keys(s.inject ?? {}).filter((k) => k !== 'nmis' && k !== 'irqs');
+  if (plan.length > 0) bad.push(`/inject/${plan[0]} (only nmis and irqs)`);
+  if (s.switch === undefined && flags.protocol !== undefined) bad.push('--protocol (the scenario has no switch)');
+  for (const [flag, set] of [['--protocol-file', flags.protocolFile], ['--corrupt-site', flags.corruptSite], ['--trace-out', flags.traceOut], ['--report', flags.report]] as const) {
+    if (set !== undefined) bad.push(`${flag}`);
+  }
+  if (bad.length > 0) throw new ScenarioError(`${file}: guest.kernel ${s.guest.kernel}: ${bad[0]} does not apply to the real-kernel guest`);
+}
+
+function bootOptionsOf(s: GuestScenario): LinuxBootOptions {
+  const platform = s.guest.platform ?? 'kvm';
+  if (platform !== 'kvm' && platform !== 'bare-metal') throw new ScenarioError(`guest.platform ${platform}: the real-kernel guest runs on kvm or bare-metal`);
+  return {
+    platform: platform === 'bare-metal' ? 'bare-metal' : s.host?.realtime === true ? 'kvm-realtime' : 'kvm',
+    pvUnhalt: s.host?.pvUnhalt ?? true,
+    cmdline: s.guest.nopvspin === true ? 'nopvspin' : '',
+  };
+}
+
+/** The booted guest a scenario describes. */
+export function bootLinuxScenario(s: GuestScenario, progress: (line: string) => void, kernel?: LinuxKernel): LinuxGuest {
+  const k = kernel ?? loadLinuxKernel(linuxKernelDir('debian-6.1', progress));
+  const w = s.workload ?? {};
+  return new LinuxGuest(bootLinux(k, bootOptionsOf(s)), {
+    vcpus: s.guest.vcpus,
+    vendor: s.host?.vendor ?? 'intel',
+    tso: s.guest.tso ?? true,
+    ...(s.guest.spinThreshold !== undefined ? { spinThreshold: s.guest.spinThreshold } : {}),
+    workload: {
+      ...(w.iterations !== undefined ? { iterations: w.iterations } : {}),
+      ...(w.taskLocks !== undefined ? { taskLocks: w.taskLocks } : {}),
+      ...(w.criticalLoops !== undefined ? { criticalLoops: w.criticalLoops } : {}),
+      ...(w.thinkLoops !== undefined ? { thinkLoops: w.thinkLoops } : {}),
+      ...(w.irqLockEvery !== undefined ? { irqEvery: w.irqLockEvery } : {}),
+    },
+  });
+}
+
+/** The strategy's chooser; the timed one puts the vCPUs on the host's physical CPUs when the scenario over-commits. */
+function chooserFor(s: GuestScenario, g: LinuxGuest, strategy: Strategy, seed: number, replay: string | Schedule | undefined): { chooser: ReturnType<typeof makeChooser>; host?: HostScheduler } {
+  const h = s.host ?? {};
+  const overcommitted = h.pcpus !== undefined || h.overcommit !== undefined;
+  if (!overcommitted || strategy !== 'timed') {
+    if (overcommitted && strategy !== 'replay') throw new ScenarioError(`host.pcpus / host.overcommit need the timed strategy (it owns time); this run uses ${strategy}`);
+    return { chooser: makeChooser(strategy, seed, g.machine.vcpus.length, replay) };
+  }
+  if (g.host === undefined) throw new ScenarioError('host over-commit needs platform kvm');
+  const n = g.machine.vcpus.length;
+  const pcpus = h.pcpus ?? Math.max(1, Math.round(n / h.overcommit!));
+  const us = (v: number | undefined, d: number) => (v === undefined ? d : Math.round(v * 1000 * CYCLES_PER_NS));
+  const kvm = g.host;
+  const host = new HostScheduler(
+    {
+      pcpus,
+      sliceCycles: us(h.sliceUs, cfsSliceCycles(pcpus, Math.ceil(n / pcpus))),
+      switchCycles: us(h.switchUs, HOST_COSTS.contextSwitch.cycles),
+      wakeCycles: us(h.wakeUs, HOST_COSTS.wakeup.cycles),
+      ...(h.ple === false ? {} : { ple: { window: HOST_COSTS.pleWindow.cycles, gap: HOST_COSTS.pleGap.cycles } }),
+    },
+    g.machine.vcpus, g.machine.memory, (cpu, p) => kvm.setPreempted(cpu, p),
+  );
+  return { chooser: new TimedChooser({ seed, host }), host };
+}
+
+/**
+ * The switch a scenario asks for: `hint: revoke` (the host drops KVM_HINTS_REALTIME) takes a
+ * native boot to PV, `grant` a PV boot to native; the plan is the other boot's bytes.
+ */
+export function linuxSwitchPlan(s: GuestScenario, g: LinuxGuest): LockOpSwitchPlan | undefined {
+  if (s.switch === undefined) return undefined;
+  const want = s.switch.hint === 'revoke' ? 'native' : 'pv';
+  if (g.flavor !== want) throw new ScenarioError(`switch.hint ${s.switch.hint} switches ${want} lock ops, and this boot chose ${g.flavor} (hint revoke needs host.realtime: true; grant needs a PV boot)`);
+  const target = bootLinux(g.boot.kernel, { ...g.boot.options, platform: s.switch.hint === 'revoke' ? 'kvm' : 'kvm-realtime' });
+  return lockOpSwitchPlan(g.boot, target);
+}
+
+export interface LinuxRunOutcome {
+  readonly r: RunResult;
+  /** The v1 switch's outcome, when the scenario has one. */
+  readonly v1?: LinuxV1Result;
+  readonly locks: LinuxLockReport[];
+  readonly lost: number[];
+  readonly ok: boolean;
+  /** What failed, for a sweep's tally. */
+  readonly found: string | undefined;
+}
+
+/** One run of a booted (or forked) real-kernel guest under the scenario's strategy and injections. */
+export function runLinuxOnce(s: GuestScenario, g: LinuxGuest, strategy: Strategy, seed: number, flags: GuestRunFlags, plan?: LockOpSwitchPlan): LinuxRunOutcome {
+  const { chooser } = chooserFor(s, g, strategy, seed, flags.schedule);
+  const opts = {
+    chooser,
+    inject: { nmis: s.inject?.nmis ?? 0, irqs: s.inject?.irqs ?? 0, irqVector: VECTOR.LOCK_IRQ },
+    ...(flags.maxInstructions !== undefined || s.run?.maxInstructions !== undefined ? { maxInstructions: flags.maxInstructions ?? s.run!.maxInstructions! } : {}),
+  };
+  const v1 = plan === undefined ? undefined : switchLinuxLockOpsV1(g, [plan], { primaryCpu: s.switch?.patcherCpu ?? 0, atStep: Math.max(1, s.switch?.atStep ?? 1), run: opts });
+  const r = v1?.run ?? g.run(opts);
+  const locks = g.checkLocks();
+  const lost = r.reason === 'all-halted' ? g.lostWakeups() : [];
+  const found = r.hazards[0] ? hazardName(r.hazards[0]) : r.reason === 'error' ? 'machine-fault' : locks.some((l) => !l.ok) ? 'mutual-exclusion' : lost.length > 0 ? 'lost-wakeup' : v1 !== undefined && !v1.switched ? 'switch-unfinished' : r.reason !== 'until' ? r.reason : undefined;
+  return { r, ...(v1 ? { v1 } : {}), locks, lost, ok: found === undefined, found };
+}
+
+function switchLines(o: LinuxRunOutcome, plan: LockOpSwitchPlan): string[] {
+  const v = o.v1!;
+  const st = v.stats;
+  return [
+    '',
+    `pv_lock_ops switch (v1): ${v.switched ? 'switched' : 'not finished'} ${plan.from} → ${plan.to}, ${plan.sites.length} real lock-op sites (${[...new Set(plan.sites.map((x) => x.slot))].join(', ')})`,
+    `  stop_machine window ${st.windowSteps.join(', ')} steps, STOP IPIs deferred at non-preemptible points ${st.deferred}, INT3 hits ${st.int3Hits} (${st.int3InNmi} in NMI)`,
+  ];
+}
+
+function header(file: string, g: LinuxGuest, strategy: string, seed: string): string[] {
+  const b = g.boot;
+  const out = [`${file}: Linux ${b.kernel.release} (${SOURCE}), platform ${b.options.platform}${b.options.pvUnhalt === false ? ' without PV_UNHALT' : ''}${b.options.cmdline ? `, cmdline '${b.options.cmdline}'` : ''}, ${g.machine.vcpus.length} vCPUs, lock flavour at boot ${lockFlavorOf(b)}, strategy ${strategy}, ${seed}`];
+  for (const d of g.deviations()) out.push(`deviation from the real kernel: ${d}`);
+  return out;
+}
+
+/** The real .parainstructions lock-op sites with their symbol and bytes as the boot left them. */
+function sitesLines(g: LinuxGuest): string[] {
+  const k = g.boot.kernel;
+  const sites = k.tables.parainstructions.filter((p) => pvOpsSlotName(p.type).startsWith('lock.'));
+  const named = (k.image.symbols instanceof MapSymbols ? [...k.image.symbols.entries()] : []).filter(([, a]) => k.image.isText(a)).sort((a, b) => a[1] - b[1]);
+  const containing = (addr: number): string => {
+    let lo = 0, hi = named.length - 1, best = -1;
+    while (lo <= hi) { const mid = (lo + hi) >> 1; if (named[mid]![1] <= addr) { best = mid; lo = mid + 1; } else hi = mid - 1; }
+    return best < 0 ? '?' : `${named[best]![0]}+0x${(addr - named[best]![1]).toString(16)}`;
+  };
+  const out = ['', `lock-op sites of .parainstructions (${sites.length}, flavour ${g.flavor}):`];
+  for (const p of sites) out.push(`  ${hexAddress(p.address)}  ${containing(p.address).padEnd(48)} ${pvOpsSlotName(p.type).padEnd(32)} ${hexBytes(g.machine.memory.readBytes(p.address, p.len))}`);
+  return out;
+}
+
+export function runLinuxScenario(file: string, s: GuestScenario, flags: GuestRunFlags): number {
+  refuseUnsupported(file, s, flags);
+  const strategy: Strategy = flags.strategy ?? (flags.schedule !== undefined ? 'replay' : s.schedule?.strategy ?? 'random');
+  if (flags.scheduleOut !== undefined) throw new ScenarioError('--schedule-out does not apply to the real-kernel guest yet');
+  const g = bootLinuxScenario(s, (line) => process.stderr.write(`pvpatch: ${line}\n`));
+  g.machine.tracing = false;
+  const plan = linuxSwitchPlan(s, g);
+  const o = runLinuxOnce(s, g, strategy, flags.seed, flags, plan);
+  const { r } = o;
+  // A fault is a finding when a switch caused it (the PV hash); else, as anywhere, an error.
+  if (r.reason === 'error' && r.error && plan === undefined) throw r.error;
+  if (r.reason === 'misfit') throw new ScheduleError(r.misfit?.message ?? 'the schedule does not fit the run');
+  const schedule = recordedSchedule(g.machine).toString();
+  const p = g.probes;
+  if (flags.json) {
+    process.stdout.write(JSON.stringify({
+      scenario: file,
+      kernel: { release: g.boot.kernel.release, source: SOURCE },
+      platform: g.boot.options.platform,
+      flavor: g.flavor,
+      deviations: g.deviations(),
+      strategy, seed: flags.seed,
+      reason: r.reason, steps: r.steps, instructions: r.instructions,
+      locks: o.locks,
+      executions: p.counts,
+      halts: p.halts, kicks: p.kicks, hostKicks: g.host?.stats.kicks ?? 0,
+      lostWakeups: o.lost,
+      hazards: r.hazards,
+      ...(r.reason === 'error' && r.error ? { fault: r.error.message } : {}),
+      ...(o.v1 && plan ? { switch: { protocol: 'v1', from: plan.from, to: plan.to, switched: o.v1.switched, sites: plan.sites.length, windowSteps: o.v1.stats.windowSteps, deferred: o.v1.stats.deferred, int3Hits: o.v1.stats.int3Hits } } : {}),
+      ok: o.ok,
+      ...(flags.showSites ? { sites: g.boot.kernel.tables.parainstructions.filter((x) => pvOpsSlotName(x.type).startsWith('lock.')).map((x) => ({ address: hexAddress(x.address), slot: pvOpsSlotName(x.type), bytes: hexBytes(g.machine.memory.readBytes(x.address, x.len)) })) } : {}),
+      schedule,
+    }) + '\n');
+    return o.ok ? 0 : 1;
+  }
+  const out = header(file, g, strategy, `seed ${flags.seed}`);
+  out.push(`stopped after ${r.instructions.toLocaleString('en-US')} instructions (${r.steps.toLocaleString('en-US')} steps): ${stopText(r, {})}`);
+  out.push('', 'locks (shared counter = sum of per-CPU acquisitions):');
+  for (const l of o.locks) out.push(`  ${l.role.padEnd(4)} lock ${l.index}: counter ${l.counter}, acquisitions ${l.acquisitions}  ${l.ok ? 'ok' : 'BROKEN'}`);
+  out.push('', 'real functions executed: ' + Object.entries(p.counts).filter(([, n]) => n > 0).map(([f, n]) => `${f} ${n}`).join(', '));
+  out.push(`halts in kvm_wait ${p.halts}, kicks ${p.kicks}, lost wake-ups ${o.lost.length === 0 ? 'none' : o.lost.map((c) => `vCPU ${c}`).join(', ')}`);
+  if (o.v1 && plan) out.push(...switchLines(o, plan));
+  if (flags.showSites) out.push(...sitesLines(g));
+  out.push('');
+  if (r.reason === 'error' && r.error) out.push(`fault: ${r.error.message}`);
+  if (r.hazards.length === 0) out.push('hazards: none');
+  else for (const h of r.hazards) out.push(describeHazard(h));
+  out.push('', `schedule: ${schedule.length > 400 ? schedule.slice(0, 400) + ` … (${schedule.length} chars)` : schedule || '(no decisions)'}`);
+  process.stdout.write(out.join('\n') + '\n');
+  return o.ok ? 0 : 1;
+}
+
+export function sweepLinuxScenario(file: string, s: GuestScenario, flags: GuestRunFlags, seeds: number): number {
+  refuseUnsupported(file, s, flags);
+  const strategy: Strategy = flags.strategy ?? s.schedule?.strategy ?? 'random';
+  if (strategy === 'replay') throw new ScenarioError('--seeds sweeps seeds; it cannot be combined with a replay schedule');
+  const base = bootLinuxScenario(s, (line) => process.stderr.write(`pvpatch: ${line}\n`));
+  const plan = linuxSwitchPlan(s, base);
+  const bar = !flags.json && process.stderr.isTTY ? new cliProgress.SingleBar({ format: 'seeds {bar} {value}/{total} | failing {failing}', hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
+  bar?.start(seeds, 0, { failing: 0 });
+  const tally = new SweepTally();
+  const failing: { seed: number; found: string }[] = [];
+  const executions: Record<string, number> = {};
+  for (let seed = flags.seed; seed < flags.seed + seeds; seed++) {
+    const g = base.fork();
+    const o = runLinuxOnce(s, g, strategy, seed, flags, plan);
+    tally.add(o.r.reason === 'error' ? 'an error' : stopText(o.r, {}), o.found);
+    for (const [f, n] of Object.entries(g.probes.counts)) executions[f] = (executions[f] ?? 0) + n;
+    if (!o.ok) failing.push({ seed, found: o.found! });
+    bar?.increment(1, { failing: failing.length });
+  }
+  bar?.stop();
+  if (flags.json) {
+    process.stdout.write(JSON.stringify({ scenario: file, kernel: { release: base.boot.kernel.release, source: SOURCE }, flavor: base.flavor, deviations: base.deviations(), strategy, seeds: { from: flags.seed, count: seeds }, ...tally.json(), executions, failing: failing.length, first: failing[0] ?? null }) + '\n');
+  } else {
+    const out = header(file, base, strategy, `${seeds} seeds (${flags.seed}..${flags.seed + seeds - 1}), one execution per seed from one boot`);
+    out.push(...tally.lines());
+    if (failing[0]) out.push(`first: seed ${failing[0].seed}: ${failing[0].found}`, `replay: pvpatch run ${file} --seed ${failing[0].seed} --strategy ${strategy}`);
+    process.stdout.write(out.join('\n') + '\n');
+  }
+  return failing.length > 0 ? 1 : 0;
+}

@@ -1,0 +1,219 @@
+/**
+ * The real-kernel guest (DESIGN.md §4): the Debian vmlinux mapped at its link addresses as its
+ * boot leaves it (memory-map.ts), pvpatch's workload calling the kernel's own lock functions
+ * (workload.ts), the KVM host serving the real kvm_wait's HLT, kvm_kick_cpu's KVM_HC_KICK_CPU and
+ * the per-CPU steal_time, and probes on the real code as oracles (lock-probes.ts). Afterwards the
+ * guest checks its locks: every shared counter equals the sum of the per-CPU acquisition counts,
+ * every task finished, and no vCPU is left halted in kvm_wait.
+ */
+import { Machine, type RunOptions, type RunResult } from '../machine/machine.ts';
+import { drainAll, load, type Halves } from '../machine/access.ts';
+import { Flag, Reg } from '../x86/registers.ts';
+import { KvmHost, type Vendor } from '../host/kvm.ts';
+import { pvOpsSlot } from '../elf/pv-ops-slots.ts';
+import { DATA_BASE, DATA_SIZE, VECTOR } from '../kernel/layout.ts';
+import type { LinuxBoot } from './kernel.ts';
+import { symbolOf } from './kernel.ts';
+import { mapKernelImage, pvInitLockHash, setupPerCpuAreas, writePvOps } from './memory-map.ts';
+import {
+  MAX_WORKLOAD_LOCKS, STACKS, STACK_SIZE, WORKLOAD_DATA, WORKLOAD_DATA_SIZE, WORKLOAD_MAX_VCPUS, WORKLOAD_TEXT, WORKLOAD_TEXT_SIZE,
+  acquisitionsAddress, counterAddress, doneAddress, lockAddress, perCpuOffset, stackTop,
+} from './layout.ts';
+import { buildWorkload, DEFAULT_LINUX_WORKLOAD, type LinuxWorkloadShape, type WorkloadImage } from './workload.ts';
+import { copyLockProbeState, installLockProbes, lockProbeSites, newLockProbeState, quiescent, type LockProbeSites, type LockProbeState } from './lock-probes.ts';
+import { LinuxGuestError } from './errors.ts';
+import { SPIN_THRESHOLD, setSpinThreshold, spinThresholdImmediates } from './spin-threshold.ts';
+
+/** The lock implementation the boot chose (kvm_spinlock_init, native_pv_lock_init). */
+export type LinuxLockFlavor = 'native' | 'pv' | 'virt-spin-lock';
+
+export interface LinuxGuestOptions {
+  readonly vcpus: number;
+  readonly workload?: Partial<LinuxWorkloadShape>;
+  readonly vendor?: Vendor;
+  readonly tso?: boolean;
+  readonly stopOnHazard?: boolean;
+  /**
+   * The speed knob: SPIN_THRESHOLD written into the real slowpath's two immediates (default: the
+   * kernel's own 1 << 15, untouched). A deviation from the real kernel; run headers say so.
+   */
+  readonly spinThreshold?: number;
+}
+
+export interface LinuxLockReport {
+  readonly index: number;
+  readonly role: 'task' | 'irq' | 'nmi';
+  readonly counter: number;
+  readonly acquisitions: number;
+  readonly ok: boolean;
+}
+
+/** What the boot decided about the locks, from the pv_ops it left and virt_spin_lock_key. */
+export function lockFlavorOf(boot: LinuxBoot): LinuxLockFlavor {
+  const slot = boot.setup.env.pvOp(pvOpsSlot('lock.queued_spin_lock_slowpath')!);
+  if (slot.kind === 'function' && slot.address === boot.kernel.image.symbols.addressOf('__pv_queued_spin_lock_slowpath')) return 'pv';
+  const key = boot.kernel.image.symbols.addressOf('virt_spin_lock_key');
+  const on = key === undefined ? undefined : boot.result.jumpLabels.find((_, i) => boot.kernel.tables.jumpTable?.[i]?.key === key)?.enabled;
+  return on === true ? 'virt-spin-lock' : 'native';
+}
+
+interface ForkSource {
+  readonly parent: LinuxGuest;
+}
+
+export class LinuxGuest {
+  readonly machine: Machine;
+  readonly host: KvmHost | undefined;
+  readonly workload: LinuxWorkloadShape;
+  readonly image: WorkloadImage;
+  /** The lock flavour the boot chose, or a runtime switch since (lock-op-switch.ts). */
+  flavor: LinuxLockFlavor;
+  /** The PV hash, when the boot (or a switch's preparation) allocated one. */
+  pvHash: { address: number; entries: number; bits: number } | undefined;
+  readonly probes: LockProbeState;
+  private readonly sites: LockProbeSites;
+
+  constructor(readonly boot: LinuxBoot, readonly options: LinuxGuestOptions, from?: ForkSource) {
+    if (from !== undefined) {
+      const p = from.parent;
+      this.workload = p.workload;
+      this.image = p.image;
+      this.flavor = p.flavor;
+      this.pvHash = p.pvHash;
+      this.sites = p.sites;
+      const m = p.machine.fork({ bare: true });
+      m.step = p.machine.step;
+      this.machine = m;
+      this.host = p.host?.fork(m);
+      this.probes = copyLockProbeState(p.probes);
+      installLockProbes(m, this.sites, this.probes);
+      return;
+    }
+    const n = options.vcpus;
+    if (!Number.isInteger(n) || n < 1 || n > WORKLOAD_MAX_VCPUS) throw new LinuxGuestError(`the real-kernel guest runs 1..${WORKLOAD_MAX_VCPUS} vCPUs, not ${n}`);
+    this.workload = { ...DEFAULT_LINUX_WORKLOAD, ...options.workload };
+    const w = this.workload;
+    if (!Number.isInteger(w.taskLocks) || w.taskLocks < 1 || w.taskLocks + 2 > MAX_WORKLOAD_LOCKS) throw new LinuxGuestError(`workload taskLocks must be 1..${MAX_WORKLOAD_LOCKS - 2}`);
+    if (!Number.isInteger(w.iterations) || w.iterations < 1) throw new LinuxGuestError('workload iterations must be a positive integer');
+    const k = boot.kernel;
+    const sym = (name: string) => symbolOf(k, name);
+    const m = new Machine({ vcpus: n, tso: options.tso ?? true, stopOnHazard: options.stopOnHazard ?? true });
+    this.machine = m;
+    mapKernelImage(m.memory, boot);
+    writePvOps(m.memory, boot);
+    // APIC IDs as QEMU numbers a flat topology: CPU i has APIC ID i.
+    setupPerCpuAreas(m.memory, boot, n, Array.from({ length: n }, (_, i) => i));
+    this.flavor = lockFlavorOf(boot);
+    this.pvHash = this.flavor === 'pv' ? pvInitLockHash(m.memory, boot, n) : undefined;
+
+    this.image = buildWorkload(w, {
+      _raw_spin_lock: sym('_raw_spin_lock'),
+      _raw_spin_unlock: sym('_raw_spin_unlock'),
+      _raw_spin_lock_irqsave: sym('_raw_spin_lock_irqsave'),
+      _raw_spin_unlock_irqrestore: sym('_raw_spin_unlock_irqrestore'),
+      cpu_number: sym('cpu_number'),
+      __preempt_count: sym('__preempt_count'),
+    });
+    m.memory.map(WORKLOAD_TEXT, WORKLOAD_TEXT_SIZE, 'rx');
+    m.memory.writeBytes(WORKLOAD_TEXT, this.image.text);
+    m.memory.map(WORKLOAD_DATA, WORKLOAD_DATA_SIZE, 'rw');
+    m.memory.map(STACKS, STACK_SIZE * n, 'rw');
+    // pvpatch's kernel-service data (text_poke_bp's batch, v1's states), clear of the real kernel.
+    m.memory.map(DATA_BASE, DATA_SIZE, 'rw');
+
+    const platform = boot.options.platform;
+    this.host = platform === 'bare-metal' ? undefined : new KvmHost(m, { vendor: options.vendor ?? 'intel', pvUnhalt: boot.options.pvUnhalt ?? true, realtime: platform === 'kvm-realtime' });
+    // kvm_register_steal_time(): each CPU's MSR_KVM_STEAL_TIME names its per-CPU steal_time.
+    if (this.host !== undefined) for (let i = 0; i < n; i++) this.host.stealTime[i] = perCpuOffset(i) + sym('steal_time');
+
+    this.sites = lockProbeSites(boot.result.text, k);
+    this.probes = newLockProbeState(n);
+    installLockProbes(m, this.sites, this.probes);
+
+    if (options.spinThreshold !== undefined && options.spinThreshold !== SPIN_THRESHOLD) {
+      setSpinThreshold(m.memory, spinThresholdImmediates(boot.result.text, k), options.spinThreshold);
+    }
+
+    m.setIdt(VECTOR.LOCK_IRQ, this.symbol('irq_handler'));
+    m.setIdt(VECTOR.NMI, this.symbol('nmi_handler'));
+    for (const c of m.vcpus) {
+      const lock = c.id % w.taskLocks;
+      c.rip = this.symbol('task_entry');
+      c.setAddr(Reg.RSP, stackTop(c.id));
+      c.gsBase = perCpuOffset(c.id);
+      c.flags |= Flag.IF;
+      c.setReg64(Reg.R13, BigInt(w.iterations));
+      c.setAddr(Reg.RBX, lockAddress(lock));
+      c.setAddr(Reg.R12, counterAddress(lock));
+      c.setAddr(Reg.R14, acquisitionsAddress(c.id, lock));
+    }
+  }
+
+  /** An independent guest in the same state (copy-on-write machine, host, probe state). Fork between runs. */
+  fork(): LinuxGuest {
+    return new LinuxGuest(this.boot, this.options, { parent: this });
+  }
+
+  symbol(name: string): number {
+    const a = this.image.symbols.get(name);
+    if (a === undefined) throw new LinuxGuestError(`no symbol '${name}' in the workload`);
+    return a;
+  }
+
+  /** No vCPU is inside a real lock or unlock function (a point where stop_machine could switch). */
+  quiescent(): boolean {
+    return quiescent(this.probes);
+  }
+
+  /** What of the real kernel this guest changed (the speed knob), one line each, for run headers. */
+  deviations(): string[] {
+    const t = this.options.spinThreshold;
+    return t !== undefined && t !== SPIN_THRESHOLD ? [`SPIN_THRESHOLD ${t} instead of the kernel's ${SPIN_THRESHOLD} (both mov $0x8000 immediates in __pv_queued_spin_lock_slowpath rewritten)`] : [];
+  }
+
+  /** The per-CPU address of the kernel's per-CPU variable `name` for vCPU `cpu`. */
+  perCpu(cpu: number, name: string): number {
+    return perCpuOffset(cpu) + symbolOf(this.boot.kernel, name);
+  }
+
+  /** Whether vCPU `c`'s task loop has finished, as it sees its own stores. */
+  private done(cpu: number): boolean {
+    const out: Halves = { lo: 0, hi: 0 };
+    load(this.machine.memory, this.machine.vcpu(cpu), doneAddress(cpu), 1, out);
+    return out.lo === 1;
+  }
+
+  get tasksDone(): boolean {
+    return this.machine.vcpus.every((c) => this.done(c.id));
+  }
+
+  /** Run until every task has finished and every vCPU is halted in its idle loop, or another stop. */
+  run(opts: RunOptions = {}): RunResult {
+    const until = opts.until;
+    const idle = this.symbol('task_idle');
+    const settled = (m: Machine) => m.vcpus.every((c) => c.halted && c.rip === idle + 2) && this.tasksDone;
+    return this.machine.run({ maxInstructions: 50_000_000, ...opts, until: (m) => settled(m) || (until?.(m) ?? false) });
+  }
+
+  /** vCPUs halted in kvm_wait's halt (after its HLT) with nothing left to wake them: lost wake-ups when the run has ended. */
+  lostWakeups(): number[] {
+    const after = new Set(this.sites.halts.map((a) => a + 1));
+    return this.machine.vcpus.filter((c) => c.halted && after.has(c.rip)).map((c) => c.id);
+  }
+
+  /** Mutual exclusion per lock: shared counter == sum of per-CPU acquisitions. */
+  checkLocks(): LinuxLockReport[] {
+    const m = this.machine;
+    for (const c of m.vcpus) drainAll(m.memory, c);
+    const locks = this.workload.taskLocks + 2;
+    const out: LinuxLockReport[] = [];
+    for (let i = 0; i < locks; i++) {
+      const counter = m.memory.readU64(counterAddress(i));
+      let acquisitions = 0;
+      for (const c of m.vcpus) acquisitions += m.memory.readU64(acquisitionsAddress(c.id, i));
+      const role = i === this.image.irqLock ? 'irq' : i === this.image.nmiLock ? 'nmi' : 'task';
+      out.push({ index: i, role, counter, acquisitions, ok: counter === acquisitions });
+    }
+    return out;
+  }
+}
