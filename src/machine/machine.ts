@@ -77,6 +77,14 @@ export interface RunOptions {
   inject?: InjectionBudget;
   /** Checked after every action; stop when it returns true. */
   until?: (m: Machine) => boolean;
+  /**
+   * `until` can turn true only after a step the compiled tier never runs (a HLT, an interrupt
+   * delivery, a kernel service, a probed instruction) or a non-step action: the compiled tier may
+   * then run whole blocks between its checks (Guest.run's "every task done, every vCPU idle").
+   */
+  untilCoarse?: boolean;
+  /** With `untilCoarse`: a machine step at which `until` must still be asked exactly (a trigger at a step). */
+  untilAtStep?: number;
   /** Keep the decision log for replay (default true); long timed benchmark runs turn it off. */
   record?: boolean;
 }
@@ -258,6 +266,11 @@ export class Machine implements ExecContext {
     this.probeBits = new Uint8Array(hi - lo + 1);
     for (const a of addrs) this.probeBits[a - lo] = 1;
     this.jit?.flush();
+  }
+
+  /** Instructions this machine ran in compiled blocks (tier 'compiled'), of `retired()`. */
+  get compiledInstructions(): number {
+    return this.jit?.total ?? 0;
   }
 
   /** Is there a probe or a kernel service at `addr` (the per-step loop must see a vCPU arrive)? */
@@ -514,13 +527,15 @@ export class Machine implements ExecContext {
     this.enabledStale = -1;
     // [jit] The compiled tier runs within a burst when nothing needs a hook per instruction but
     // the chooser's observe/continueWith, which `hook` asks after every compiled instruction.
-    const jit = this.jit !== undefined && until === undefined && !this.tracing && this.memory.footprint === undefined && chooser.continueWith !== undefined ? this.jit : undefined;
-    let jitStop = false;
+    const jit = this.jit !== undefined && (until === undefined || opts.untilCoarse === true) && !this.tracing && this.memory.footprint === undefined && chooser.continueWith !== undefined ? this.jit : undefined;
+    let jitStop = false, jitAsk = false;
     const observe = chooser.observe?.bind(chooser);
     const continueWith = chooser.continueWith?.bind(chooser);
     const hook: StepHook = (c, cost, last) => {
       observe?.(c, ActionKind.Step, cost);
-      if (last || this.dirty || c.halted || c.preempted || !continueWith!(c)) { jitStop = true; return false; }
+      // After the budget's last step the run loop asks (after `until` and the limit), as it does per step.
+      if (last) { jitAsk = true; return false; }
+      if (this.dirty || c.halted || c.preempted || !continueWith!(c)) { jitStop = true; return false; }
       return true;
     };
     try {
@@ -554,14 +569,20 @@ export class Machine implements ExecContext {
             if (jit !== undefined) {
               // [jit] A compiled block: k instructions, each counted and observed as a step.
               jitStop = false;
+              jitAsk = false;
               let k: number;
-              try { k = jit.run(c, maxInstructions - instructions, hook); } catch (e) { k = jit.completed; this.burstCount += k; this.step += k; throw e; }
+              const watch = opts.untilAtStep;
+              const budget = watch !== undefined && this.step < watch ? Math.min(maxInstructions - instructions, watch - this.step) : maxInstructions - instructions;
+              try { k = jit.run(c, budget, hook); } catch (e) { k = jit.completed; this.burstCount += k; this.step += k; throw e; }
               if (k > 0) {
                 this.burstCount += k;
                 instructions += k;
                 this.step += k;
+                if (until !== undefined && until(this)) { reason = 'until'; break outer; }
                 if (instructions >= maxInstructions) { reason = 'limit'; break outer; }
                 if (jitStop) break;
+                // The block's budget ended it before the question after its last step was asked.
+                if (jitAsk && (this.dirty || c.halted || c.preempted || !chooser.continueWith!(c))) break;
                 continue;
               }
             }
