@@ -268,6 +268,10 @@ export class Machine implements ExecContext {
     this.jit?.flush();
   }
 
+  get vcpuCount(): number {
+    return this.vcpus.length;
+  }
+
   /** Instructions this machine ran in compiled blocks (tier 'compiled'), of `retired()`. */
   get compiledInstructions(): number {
     return this.jit?.total ?? 0;
@@ -529,13 +533,12 @@ export class Machine implements ExecContext {
     // the chooser's observe/continueWith, which `hook` asks after every compiled instruction.
     const jit = this.jit !== undefined && (until === undefined || opts.untilCoarse === true) && !this.tracing && this.memory.footprint === undefined && chooser.continueWith !== undefined ? this.jit : undefined;
     let jitStop = false, jitAsk = false;
-    const observe = chooser.observe?.bind(chooser);
-    const continueWith = chooser.continueWith?.bind(chooser);
+    const observes = chooser.observe !== undefined;
     const hook: StepHook = (c, cost, last) => {
-      observe?.(c, ActionKind.Step, cost);
+      if (observes) chooser.observe!(c, ActionKind.Step, cost);
       // After the budget's last step the run loop asks (after `until` and the limit), as it does per step.
       if (last) { jitAsk = true; return false; }
-      if (this.dirty || c.halted || c.preempted || !continueWith!(c)) { jitStop = true; return false; }
+      if (this.dirty || c.halted || c.preempted || !chooser.continueWith!(c)) { jitStop = true; return false; }
       return true;
     };
     try {
@@ -573,7 +576,8 @@ export class Machine implements ExecContext {
               let k: number;
               const watch = opts.untilAtStep;
               const budget = watch !== undefined && this.step < watch ? Math.min(maxInstructions - instructions, watch - this.step) : maxInstructions - instructions;
-              try { k = jit.run(c, budget, hook); } catch (e) { k = jit.completed; this.burstCount += k; this.step += k; throw e; }
+              const before = c.retired;
+              try { k = jit.run(c, budget, hook); } catch (e) { k = c.retired - before; this.burstCount += k; this.step += k; throw e; }
               if (k > 0) {
                 this.burstCount += k;
                 instructions += k;

@@ -25,6 +25,8 @@ import { MAX_BLOCK_INSNS, blockCanHold, compileBlock, isBlockEnd, type CompiledB
 export interface TierHost {
   readonly memory: Memory;
   readonly tso: boolean;
+  /** How many vCPUs (ids 0..vcpus-1). */
+  readonly vcpuCount: number;
   /** A probe or a kernel service at `addr`: the per-step loop must see the vCPU arrive there. */
   intercepts(addr: number): boolean;
 }
@@ -38,32 +40,51 @@ interface Entry {
   gen: number;
 }
 
+/**
+ * Interpreter steps a vCPU takes before trying compiled code again after a block its chooser cut
+ * short after one or two instructions (the timed strategy interleaving vCPUs closely): entering a
+ * block costs more than interpreting one instruction. Only speed depends on it, never results.
+ */
+const BACKOFF_STEPS = 16;
+
+/** Slots of the direct-mapped cache in front of the entry map (hot path: one compare per block entry). */
+const SLOTS = 256;
+
 export class CompiledTier {
   private readonly entries = new Map<number, Entry>();
-  /** Instructions the last `run` completed (also when it threw). */
-  completed = 0;
-  /** Instructions run in compiled code so far (for benchmarks: how much the tier covers). */
+  private readonly slotRip = new Float64Array(SLOTS).fill(NaN);
+  private readonly slotEntry: (Entry | undefined)[] = new Array<Entry | undefined>(SLOTS).fill(undefined);
+  /** Instructions run in compiled code so far, but for blocks that faulted (for benchmarks: how much the tier covers). */
   total = 0;
+  /** Per vCPU, interpreter steps left before the next try (BACKOFF_STEPS). */
+  private readonly backoff: Int32Array;
 
-  constructor(private readonly host: TierHost) {}
+  constructor(private readonly host: TierHost) {
+    this.backoff = new Int32Array(host.vcpuCount);
+  }
 
   /** Forget every entry (probes or services changed). */
   flush(): void {
     this.entries.clear();
+    this.slotRip.fill(NaN);
+    this.slotEntry.fill(undefined);
   }
 
   /**
    * Run vCPU `c` from its RIP for 1..max instructions in compiled code; 0 = nothing ran (the
-   * interpreter must step). `cont` is asked after every instruction (see compile.ts).
+   * interpreter must step). `cont` is asked after every instruction (see compile.ts). When a
+   * block throws (a fault), the vCPU's `retired` counts the instructions it completed.
    */
   run(c: Vcpu, max: number, cont: StepHook | undefined): number {
-    this.completed = 0;
+    const id = c.id;
+    if (this.backoff[id]! > 0) { this.backoff[id]!--; return 0; }
     if (c.nmiPending || c.pendingIrqs.length > 0 || c.halted || c.interruptShadow) return 0;
     const mem = this.host.memory;
     const rip = c.rip;
     const p = mem.page(rip);
     if (p === undefined || (p.perms & Perm.X) === 0) return 0;
-    let e = this.entries.get(rip);
+    const slot = (rip & (SLOTS - 1)) >>> 0;
+    let e = this.slotRip[slot] === rip ? this.slotEntry[slot] : this.entries.get(rip);
     if (e === undefined) {
       e = { block: this.lookup(mem, rip), gen: p.gen };
       this.entries.set(rip, e);
@@ -71,18 +92,17 @@ export class CompiledTier {
       if (e.block === null || !holds(p, e.block)) e.block = this.lookup(mem, rip);
       e.gen = p.gen;
     }
+    this.slotRip[slot] = rip;
+    this.slotEntry[slot] = e;
     const b = e.block;
     if (b === null) return 0;
     if (p.lastWriteSeq > c.serializedSeq && !synchronized(p, b, c.id, c.serializedSeq)) return 0;
     const sb = c.storeBuffer;
     if (sb.length > 0 && overlaps(sb, b.start, b.end)) return 0;
-    const r0 = c.retired;
-    try {
-      return b.run(c, max, cont, mem, this.host.tso);
-    } finally {
-      this.completed = c.retired - r0;
-      this.total += this.completed;
-    }
+    const n = b.run(c, max, cont, mem, this.host.tso);
+    this.total += n;
+    if (n <= 2 && n < max && n < b.insns.length) this.backoff[id] = BACKOFF_STEPS;
+    return n;
   }
 
   /** A lineage block for `rip` that memory holds and this machine may use, else a new one. */
