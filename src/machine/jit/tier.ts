@@ -41,8 +41,8 @@ interface Entry {
 }
 
 /**
- * Interpreter steps a vCPU takes before trying compiled code again after a block its chooser cut
- * short after one or two instructions (the timed strategy interleaving vCPUs closely): entering a
+ * Interpreter steps a vCPU takes before trying compiled code again after its chooser cut a block
+ * short after one instruction (the timed strategy interleaving vCPUs closely): entering a
  * block costs more than interpreting one instruction. Only speed depends on it, never results.
  */
 const BACKOFF_STEPS = 16;
@@ -101,7 +101,7 @@ export class CompiledTier {
     if (sb.length > 0 && overlaps(sb, b.start, b.end)) return 0;
     const n = b.run(c, max, cont, mem, this.host.tso);
     this.total += n;
-    if (n <= 2 && n < max && n < b.insns.length) this.backoff[id] = BACKOFF_STEPS;
+    if (n === 1 && n < max && n < b.insns.length) this.backoff[id] = BACKOFF_STEPS;
     return n;
   }
 
