@@ -9,7 +9,7 @@
  * continueWith) and stops when told to; a store into the block's own bytes ends it too (the next
  * fetch must see the new bytes through the interpreter's cross-modifying-code rules).
  */
-import { Op, type Insn } from '../../x86/insn.ts';
+import { Op, Opd, type Insn } from '../../x86/insn.ts';
 import * as alu from '../../x86/alu.ts';
 import { isCanonical } from '../memory.ts';
 import { MachineFault } from '../errors.ts';
@@ -19,7 +19,7 @@ import { compilable, condition, emitInsn } from './emit.ts';
 import { BlockWriter } from './writer.ts';
 import type { Memory } from '../memory.ts';
 import type { Vcpu } from '../vcpu.ts';
-import type { CostClass } from '../chooser.ts';
+import { CostClass } from '../chooser.ts';
 
 /** The run loop's per-instruction hook: observe the step; `last` = the budget is spent; false = stop. */
 export type StepHook = (c: Vcpu, cost: CostClass, last: boolean) => boolean;
@@ -84,7 +84,6 @@ export function compileBlock(insns: readonly Insn[], bytes: Uint8Array): Compile
   // On a jump back to the start the pending flags must reach F, unless the first instruction
   // rewrites every status flag before anything can look (a register-only ADD/SUB/logic op).
   let firstOverwrites = false;
-  const body: string[] = [];
   for (let k = 0; k < insns.length; k++) {
     const i = insns[k]!;
     if (isBlockEnd(i)) {
@@ -103,13 +102,13 @@ export function compileBlock(insns: readonly Insn[], bytes: Uint8Array): Compile
         w.emit('}');
         w.emit('n++;');
         w.faultPoint();
-        w.emit(`if (cont !== undefined) { c.retired = r0 + n; c.rip = ${i.next}; cont(c, ${4 /* CostClass.Branch */}, n >= max); }`);
+        w.emit(`if (cont !== undefined) { c.retired = r0 + n; c.rip = ${i.next}; cont(c, ${CostClass.Branch}, n >= max); }`);
         w.emit(w.exit(i.next));
       }
       break;
     }
     const e = emitInsn(w, i);
-    if (k === 0) firstOverwrites = w.pending !== null && w.pending.kind <= PendingKind.Logic && e.store === undefined && i.k0 !== 3 && i.k1 !== 3;
+    if (k === 0) firstOverwrites = w.pending !== null && w.pending.kind <= PendingKind.Logic && i.k0 !== Opd.MEM && i.k1 !== Opd.MEM;
     const store = e.store;
     const onward = store === undefined ? '' : `if (${store.ea} < ${end} && ${store.ea} + ${store.size} > ${start}) ${w.exit(i.next)}`;
     if (k === insns.length - 1) {
@@ -119,10 +118,7 @@ export function compileBlock(insns: readonly Insn[], bytes: Uint8Array): Compile
       w.emit(w.exit(i.next));
     } else afterStep(w, i.next, e.cost, onward);
   }
-  body.push(loops ? `for (;;) {\n${w.lines.join('\n')}\n}` : w.lines.join('\n'));
-  const src = w.source(body.join('\n'));
-  // Backs the loop's flags decision: nothing reads F at the loop head before instruction 0 writes it.
-  const source = loops && !firstOverwrites ? src : src;
+  const source = w.source(loops ? `for (;;) {\n${w.lines.join('\n')}\n}` : w.lines.join('\n'));
   const h = flagHelpers();
   const factory = new Function(
     'load', 'store', 'commit', 'drainAll', 'fAdd', 'fSub', 'szp', 'cond', 'O', 'aluAdd', 'aluSub', 'wrapEa',
@@ -134,15 +130,14 @@ export function compileBlock(insns: readonly Insn[], bytes: Uint8Array): Compile
   function branchTo(wr: BlockWriter, i: Insn, target: number, loop: boolean): void {
     if (loop && i.target === target) {
       // The jump back: the budget and the hook decide whether to go round again.
-      wr.emit(`if (cont !== undefined) { c.retired = r0 + n; c.rip = ${target}; if (!cont(c, ${4}, n >= max) || n >= max) ${wr.exit(target)} } else if (n >= max) ${wr.exit(target)}`);
-      if (!firstOverwritesNow()) wr.settle();
+      wr.emit(`if (cont !== undefined) { c.retired = r0 + n; c.rip = ${target}; if (!cont(c, ${CostClass.Branch}, n >= max) || n >= max) ${wr.exit(target)} } else if (n >= max) ${wr.exit(target)}`);
+      // At the loop head F must be whole, unless instruction 0 rewrites every status flag
+      // before anything (a fault, a hook, an exit) can look at them.
+      if (!firstOverwrites) wr.settle();
       wr.emit('continue;');
     } else {
-      wr.emit(`if (cont !== undefined) { c.retired = r0 + n; c.rip = ${target}; cont(c, ${4}, n >= max); }`);
+      wr.emit(`if (cont !== undefined) { c.retired = r0 + n; c.rip = ${target}; cont(c, ${CostClass.Branch}, n >= max); }`);
       wr.emit(wr.exit(target));
     }
-  }
-  function firstOverwritesNow(): boolean {
-    return firstOverwrites;
   }
 }

@@ -80,6 +80,8 @@ export class CompiledTier {
     if (this.backoff[id]! > 0) { this.backoff[id]!--; return 0; }
     if (c.nmiPending || c.pendingIrqs.length > 0 || c.halted || c.interruptShadow) return 0;
     const mem = this.host.memory;
+    // Footprints record every access of every step (src/machine/footprint.ts): interpreter only.
+    if (mem.footprint !== undefined) return 0;
     const rip = c.rip;
     const p = mem.page(rip);
     if (p === undefined || (p.perms & Perm.X) === 0) return 0;
