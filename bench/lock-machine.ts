@@ -1,13 +1,13 @@
 /** Builds an N-vCPU machine running LOCK_LOOP on one shared lock and counter. */
-import { Machine } from '../src/machine/machine.ts';
+import { Machine, type Tier } from '../src/machine/machine.ts';
 import { Reg } from '../src/x86/registers.ts';
 import { LOCK_LOOP } from './programs.ts';
 
 export const LOCK = 0x200000;
 export const COUNTER = 0x200040;
 
-export function lockMachine(vcpus: number, iterations: number): Machine {
-  const m = new Machine({ vcpus, tso: true });
+export function lockMachine(vcpus: number, iterations: number, tier: Tier = 'compiled'): Machine {
+  const m = new Machine({ vcpus, tso: true, tier });
   m.memory.map(0x100000, 0x1000, 'rx');
   m.memory.map(0x200000, 0x1000, 'rw');
   m.memory.map(0x400000, vcpus * 0x1000, 'rw');

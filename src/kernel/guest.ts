@@ -4,7 +4,7 @@
  * guest can check its locks: every shared counter must equal the sum of the per-CPU acquisition
  * counts (mutual exclusion), and every task must finish (no lost wake-up).
  */
-import { Machine, type RunOptions, type RunResult } from '../machine/machine.ts';
+import { Machine, type RunOptions, type RunResult, type Tier } from '../machine/machine.ts';
 import { drainAll, load, type Halves } from '../machine/access.ts';
 import { Reg, Flag } from '../x86/registers.ts';
 import { KvmHost, type KvmOptions, type Vendor } from '../host/kvm.ts';
@@ -39,6 +39,8 @@ export interface GuestOptions {
   spinThreshold?: number;
   tso?: boolean;
   stopOnHazard?: boolean;
+  /** Execution tier of the machine (src/machine/machine.ts; default compiled). */
+  tier?: Tier;
   /** Seed of the workload's own randomness (udelay jitter). */
   seed?: number;
   /** Relative jitter of udelay() times, 0..1 (default 0.5). */
@@ -155,7 +157,7 @@ export class Guest {
     const platform = options.platform ?? 'kvm';
     const vendor: Vendor = options.host?.vendor ?? 'intel';
     this.workload = { ...DEFAULT_WORKLOAD, ...options.workload };
-    const m = new Machine({ vcpus: options.vcpus, tso: options.tso ?? true, stopOnHazard: options.stopOnHazard ?? true });
+    const m = new Machine({ vcpus: options.vcpus, tso: options.tso ?? true, stopOnHazard: options.stopOnHazard ?? true, ...(options.tier ? { tier: options.tier } : {}) });
     this.machine = m;
     m.memory.map(TEXT_BASE, TEXT_SIZE, 'rx');
     m.memory.map(DATA_BASE, DATA_SIZE, 'rw');
@@ -298,7 +300,8 @@ export class Guest {
   run(opts: RunOptions = {}): RunResult {
     const until = opts.until;
     const settled = (m: Machine) => this.tasksDone && m.vcpus.every((c) => c.halted);
-    return this.machine.run({ maxInstructions: 50_000_000, ...opts, until: (m) => settled(m) || (until?.(m) ?? false) });
+    // Settled changes only at a task_done service or a HLT, never inside a compiled block.
+    return this.machine.run({ maxInstructions: 50_000_000, ...opts, until: (m) => settled(m) || (until?.(m) ?? false), untilCoarse: until === undefined || opts.untilCoarse === true });
   }
 
   /** The p-th percentile of the task-context lock wait times, in TSC cycles (0 with no samples). */

@@ -19,8 +19,18 @@ import { ACTION_KINDS, ActionKind, CostClass, FirstEnabled, NO_DECISION, action,
 import type { ExecContext, HostHooks } from './context.ts';
 import type { Hazard, MachineEvent } from './events.ts';
 import { StepRing, StepKind, type RecentStep } from './step-ring.ts';
+import { CompiledTier } from './jit/tier.ts';
+import type { StepHook } from './jit/compile.ts';
 
 export const MAX_VCPUS = 256;
+
+/**
+ * How guest instructions execute: `interp` steps the interpreter one instruction at a time (the
+ * reference); `compiled` runs hot basic blocks as generated JavaScript (src/machine/jit/) wherever
+ * the run needs no per-instruction hook, with the same results, counts and schedules.
+ */
+export type Tier = 'interp' | 'compiled';
+export const TIERS: readonly Tier[] = ['interp', 'compiled'];
 
 /** The step ring's label for each non-step action kind (tracing only). */
 const RING_KIND: Partial<Record<ActionKind, StepKind>> = {
@@ -39,6 +49,8 @@ export interface MachineOptions {
   stopOnHazard?: boolean;
   /** Keep at most this many trace events (default 100,000); later ones are counted, not kept. */
   maxEvents?: number;
+  /** Execution tier (default 'compiled'). */
+  tier?: Tier;
 }
 
 /** External events the Chooser may inject during a run (the explorer decides where they land). */
@@ -65,6 +77,14 @@ export interface RunOptions {
   inject?: InjectionBudget;
   /** Checked after every action; stop when it returns true. */
   until?: (m: Machine) => boolean;
+  /**
+   * `until` can turn true only after a step the compiled tier never runs (a HLT, an interrupt
+   * delivery, a kernel service, a probed instruction) or a non-step action: the compiled tier may
+   * then run whole blocks between its checks (Guest.run's "every task done, every vCPU idle").
+   */
+  untilCoarse?: boolean;
+  /** With `untilCoarse`: a machine step at which `until` must still be asked exactly (a trigger at a step). */
+  untilAtStep?: number;
   /** Keep the decision log for replay (default true); long timed benchmark runs turn it off. */
   record?: boolean;
 }
@@ -116,6 +136,9 @@ export class Machine implements ExecContext {
   readonly vcpus: Vcpu[];
   readonly tso: boolean;
   readonly stopOnHazard: boolean;
+  readonly tier: Tier;
+  /** The compiled tier's block cache (tier 'compiled'). */
+  private readonly jit: CompiledTier | undefined;
   readonly idt = new Map<number, number>();
   hooks: HostHooks = {};
   readonly events: MachineEvent[] = [];
@@ -159,6 +182,9 @@ export class Machine implements ExecContext {
     this.actions = new Int32Array(n * ACTION_KINDS);
     this.descheduled = new Uint8Array(n);
     this.tracedDepth = new Int32Array(n);
+    this.tier = opts.tier ?? 'compiled';
+    if (!TIERS.includes(this.tier)) throw new MachineConfigError(`unknown tier '${String(this.tier)}' (use ${TIERS.join(' or ')})`);
+    this.jit = this.tier === 'compiled' ? new CompiledTier(this) : undefined;
   }
 
   vcpu(id: number): Vcpu {
@@ -190,6 +216,7 @@ export class Machine implements ExecContext {
     this.services.set(address, { name, factory });
     this.serviceLo = Math.min(this.serviceLo, address);
     this.serviceHi = Math.max(this.serviceHi, address);
+    this.jit?.flush();
   }
 
   private stepService(c: Vcpu, svc: { name: string; factory: ServiceFactory }): number {
@@ -247,6 +274,35 @@ export class Machine implements ExecContext {
     this.probeBits = new Uint8Array(((hi - lo) >>> 3) + 1);
     this.probeSpan = hi - lo + 1;
     for (const a of this.probes.keys()) this.probeBits[(a - lo) >>> 3]! |= 1 << ((a - lo) & 7);
+    this.jit?.flush();
+  }
+
+  get vcpuCount(): number {
+    return this.vcpus.length;
+  }
+
+  /** Instructions this machine ran in compiled blocks (tier 'compiled'), of `retired()`. */
+  get compiledInstructions(): number {
+    return this.jit?.total ?? 0;
+  }
+
+  /** Is there a probe or a kernel service at `addr` (the per-step loop must see a vCPU arrive)? */
+  intercepts(addr: number): boolean {
+    if (addr >= this.serviceLo && addr <= this.serviceHi && this.services.has(addr)) return true;
+    const k = addr - this.probeLo;
+    return this.probes !== undefined && k >= 0 && k < this.probeSpan && (this.probeBits[k >>> 3]! & (1 << (k & 7))) !== 0;
+  }
+
+  /**
+   * Run vCPU `c` in compiled code for 1..max instructions, as `max` interpreter steps would, and
+   * return how many ran; 0 when no compiled block may run at its RIP now (tier 'interp', an
+   * interrupt to deliver, a probe, a CMC hazard to check, ...: step the interpreter instead).
+   * `hook`, when given, is asked after every instruction (see src/machine/jit/compile.ts). Counts
+   * retired instructions on the vCPU, not machine steps: the caller does that.
+   */
+  runCompiled(c: Vcpu, max: number, hook?: StepHook): number {
+    if (this.jit === undefined || max < 1 || this.tracing || this.memory.footprint !== undefined) return 0;
+    return this.jit.run(c, max, hook);
   }
 
   hazard(h: Hazard): boolean {
@@ -483,6 +539,18 @@ export class Machine implements ExecContext {
     // dirty, the budgets moved, or the strategy's host changes run states itself.
     const incremental = chooser.changesRunState !== true;
     this.enabledStale = -1;
+    // [jit] The compiled tier runs within a burst when nothing needs a hook per instruction but
+    // the chooser's observe/continueWith, which `hook` asks after every compiled instruction.
+    const jit = this.jit !== undefined && (until === undefined || opts.untilCoarse === true) && !this.tracing && this.memory.footprint === undefined && chooser.continueWith !== undefined ? this.jit : undefined;
+    let jitStop = false, jitAsk = false;
+    const observes = chooser.observe !== undefined;
+    const hook: StepHook = (c, cost, last) => {
+      if (observes) chooser.observe!(c, ActionKind.Step, cost);
+      // After the budget's last step the run loop asks (after `until` and the limit), as it does per step.
+      if (last) { jitAsk = true; return false; }
+      if (this.dirty || c.halted || c.preempted || !chooser.continueWith!(c)) { jitStop = true; return false; }
+      return true;
+    };
     try {
       outer: for (;;) {
         if (instructions >= maxInstructions) { reason = 'limit'; break; }
@@ -511,6 +579,27 @@ export class Machine implements ExecContext {
           this.flushBurst();
           this.burstAction = a;
           for (;;) {
+            if (jit !== undefined) {
+              // [jit] A compiled block: k instructions, each counted and observed as a step.
+              jitStop = false;
+              jitAsk = false;
+              let k: number;
+              const watch = opts.untilAtStep;
+              const budget = watch !== undefined && this.step < watch ? Math.min(maxInstructions - instructions, watch - this.step) : maxInstructions - instructions;
+              const before = c.retired;
+              try { k = jit.run(c, budget, hook); } catch (e) { k = c.retired - before; this.burstCount += k; this.step += k; throw e; }
+              if (k > 0) {
+                this.burstCount += k;
+                instructions += k;
+                this.step += k;
+                if (until !== undefined && until(this)) { reason = 'until'; break outer; }
+                if (instructions >= maxInstructions) { reason = 'limit'; break outer; }
+                if (jitStop) break;
+                // The block's budget ended it before the question after its last step was asked.
+                if (jitAsk && (this.dirty || c.halted || c.preempted || !chooser.continueWith!(c))) break;
+                continue;
+              }
+            }
             this.burstCount++;
             if (this.tracing) (this.ring ??= new StepRing()).push(this.step, c.id, StepKind.Instruction, c.rip);
             const cost = this.stepCpu(c);
@@ -602,7 +691,7 @@ export class Machine implements ExecContext {
    * copies of the state they close over (Guest.fork).
    */
   fork(opts: { bare?: boolean } = {}): Machine {
-    const m = new Machine({ vcpus: this.vcpus.length, tso: this.tso, stopOnHazard: this.stopOnHazard, maxEvents: this.maxEvents });
+    const m = new Machine({ vcpus: this.vcpus.length, tso: this.tso, stopOnHazard: this.stopOnHazard, maxEvents: this.maxEvents, tier: this.tier });
     m.tracing = this.tracing;
     const bare = opts.bare ?? false;
     if (!bare) for (const [addr, svc] of this.services) m.registerService(addr, svc.name, svc.factory);

@@ -9,6 +9,7 @@ import type { DecodeEntry } from './decode-cache.ts';
 import type { Insn } from '../x86/insn.ts';
 import { hexAddress } from '../x86/format.ts';
 import type { FootprintRecorder } from './footprint.ts';
+import type { CompiledBlock } from './jit/compile.ts';
 
 export const PAGE_SIZE = 4096;
 
@@ -31,6 +32,8 @@ export interface Lineage {
    * same way decode the new bytes once between them (decode-cache.ts; instructions are immutable).
    */
   readonly variants: Map<number, Insn[]>;
+  /** Compiled blocks by start address, shared by the forks like `variants` (src/machine/jit/tier.ts). */
+  readonly blocks: Map<number, CompiledBlock[]>;
 }
 
 export class Page {
@@ -161,7 +164,7 @@ export class Memory {
   private residentBytes = 0;
 
   constructor(
-    readonly lineage: Lineage = { generation: 0, variants: new Map() },
+    readonly lineage: Lineage = { generation: 0, variants: new Map(), blocks: new Map() },
     pages?: Map<number, Page>,
     /** Host bytes this memory may touch before refusing with MachineConfigError (a 1 GiB region is fine untouched). */
     readonly residentLimit = DEFAULT_RESIDENT_LIMIT,

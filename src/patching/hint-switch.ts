@@ -122,6 +122,10 @@ export function runHintSwitch(guest: Guest, sw: HintSwitch, at: { atStep: number
   const outer = opts.until;
   const run = runSettled(guest, {
     ...opts,
+    // Besides the step of the hint, what this watches changes only in kernel services (the
+    // switcher) and at HLTs: compiled blocks may run between its checks.
+    untilCoarse: opts.until === undefined || opts.untilCoarse === true,
+    untilAtStep: at.atStep,
     until: (m) => {
       if (atHint === undefined && m.step >= at.atStep) {
         atHint = guest.snapshot();

@@ -339,7 +339,7 @@ export function runSettled(guest: Guest, opts: RunOptions = {}): RunResult {
   if (!guest.tasksDone || run.reason === 'hazard' || run.error !== undefined) return run;
   const idle = (m: Guest['machine']) => m.vcpus.every((c) => c.halted && c.getAddr(Reg.RSP) === stackTop(c.id));
   if (idle(guest.machine)) return run;
-  const rest = guest.machine.run({ ...(opts.chooser ? { chooser: opts.chooser } : {}), maxInstructions: 1_000_000, until: idle });
+  const rest = guest.machine.run({ ...(opts.chooser ? { chooser: opts.chooser } : {}), maxInstructions: 1_000_000, until: idle, untilCoarse: true });
   if (rest.reason === 'hazard' || rest.error !== undefined) return rest;
   return run;
 }

@@ -1,6 +1,6 @@
 // A two-vCPU machine for cross-modifying-code tests: vCPU 0 runs a 7-byte site in a loop with
 // interrupts on; vCPU 1 runs a patcher. Used by the CMC and replay tests.
-import { Machine } from '../../src/machine/machine.ts';
+import { Machine, type Tier } from '../../src/machine/machine.ts';
 import { Reg } from '../../src/x86/registers.ts';
 import { hex, le32, rel32 } from './bytes.ts';
 
@@ -30,8 +30,8 @@ function syncAll(): number[] {
   return c.bytes;
 }
 
-export function machine(patcher: number[]): Machine {
-  const m = new Machine({ vcpus: 2 });
+export function machine(patcher: number[], tier?: Tier): Machine {
+  const m = new Machine({ vcpus: 2, ...(tier ? { tier } : {}) });
   m.memory.map(0x1000, 0x1000, 'rwx');
   m.memory.map(0x10000, 0x1000, 'rw');
   m.memory.map(0x20000, 0x8000, 'rw');

@@ -5,7 +5,7 @@
 //   PVPATCH_DIFF_N=100000 PVPATCH_DIFF_SEED=7 node --import tsx --test test/x86/differential.test.ts
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Machine } from '../../src/machine/machine.ts';
+import { Machine, TIERS, type Tier } from '../../src/machine/machine.ts';
 import { disassemble, hexBytes } from '../../src/x86/format.ts';
 import { Flag, REG_NAMES, STATUS_FLAGS, RFLAGS_FIXED } from '../../src/x86/registers.ts';
 import {
@@ -39,6 +39,9 @@ interface Outcome {
 
 /** Base machines (code and scratch mapped, scratch image written) per image; cases fork them. */
 class SimSide {
+  /** Issue 12: the same sequences run on both execution tiers, each against the real CPU. */
+  constructor(private readonly tier: Tier) {}
+
   private readonly bases = new Map<string, Machine>();
   private readonly images = new Map<bigint, Uint8Array>();
 
@@ -52,7 +55,7 @@ class SimSide {
     const key = `${memSeed}/${tso}`;
     let m = this.bases.get(key);
     if (!m) {
-      m = new Machine({ vcpus: 1, tso });
+      m = new Machine({ vcpus: 1, tso, tier: this.tier });
       m.memory.map(CODE_BASE, 0x10000, 'rwx');
       m.memory.map(SCRATCH_BASE, SCRATCH_SIZE, 'rw');
       m.memory.writeBytes(SCRATCH_BASE, this.image(memSeed));
@@ -177,7 +180,7 @@ function stepMnemonic(text: string): string {
   return m ? (m[1] ?? '') + m[2]! : text;
 }
 
-test(`the interpreter matches the real CPU on ${N} random sequences (seed ${SEED})`, { skip, timeout: 30 * 60_000 }, async (t) => {
+test(`the interpreter matches the real CPU on ${N} random sequences (seed ${SEED}), on both tiers`, { skip, timeout: 30 * 60_000 }, async (t) => {
   const gen = new SequenceGenerator(SEED);
   const seqs: Sequence[] = [];
   const codes: Uint8Array[] = [];
@@ -188,8 +191,12 @@ test(`the interpreter matches the real CPU on ${N} random sequences (seed ${SEED
   }
   const native = await runNative(seqs.map((s, i) => nativeCase(s, codes[i]!)));
   if (!Array.isArray(native)) { t.skip(native.skip); return; }
+  // The interpreter and the compiled tier, each against the same native results (issue 12).
+  for (const tier of TIERS) await checkTier(tier, seqs, codes, native);
+});
 
-  const sim = new SimSide();
+async function checkTier(tier: Tier, seqs: readonly Sequence[], codes: readonly Uint8Array[], native: readonly NativeResult[]): Promise<void> {
+  const sim = new SimSide(tier);
   const failing: { seq: Sequence; code: Uint8Array; diff: string[] }[] = [];
   for (let i = 0; i < N; i++) {
     const seq = seqs[i]!;
@@ -218,7 +225,7 @@ test(`the interpreter matches the real CPU on ${N} random sequences (seed ${SEED
     ].join('\n');
   });
   assert.fail(
-    `${failing.length} of ${N} sequences differ between the real CPU and the simulator\n` +
+    `${failing.length} of ${N} sequences differ between the real CPU and the simulator (tier ${tier})\n` +
     `first differing instruction (of ${sample.length}): ${summary}\n\n${reports.join('\n\n')}`,
   );
-});
+}

@@ -16,7 +16,7 @@ import { describeHazard } from '../hazard-text.ts';
 import { makeChooser, type Strategy } from '../scenario/build-machine.ts';
 import { ScenarioError } from '../scenario/errors.ts';
 import { installHintSwitch, runHintSwitch, type HintSwitchResult, type SwitchProtocol } from '../../patching/hint-switch.ts';
-import type { RunResult } from '../../machine/machine.ts';
+import type { RunResult, Tier } from '../../machine/machine.ts';
 import type { HostScheduler } from '../../host/scheduler.ts';
 import type { GuestSnapshot, LockReport } from '../../kernel/guest.ts';
 import cliProgress from 'cli-progress';
@@ -56,6 +56,8 @@ export interface GuestRunFlags {
   traceOut?: string;
   /** Write the run's HTML report here (single runs only). */
   report?: string;
+  /** Execution tier (--tier; default the machine's, compiled). */
+  tier?: Tier;
 }
 
 /** Whether a run records its timeline: for a trace, a report, or `--json` (which carries it). */
@@ -198,7 +200,7 @@ export function subjectOf(file: string, s: GuestScenario, flags: GuestRunFlags):
   if (sw && (s.guest.platform ?? 'kvm') !== 'kvm') throw new ScenarioError(`${file}: a hint-triggered switch needs platform kvm`);
   return new GuestSubject({
     name: file,
-    guest: guestOptions(s, flags.seed),
+    guest: { ...guestOptions(s, flags.seed), ...(flags.tier ? { tier: flags.tier } : {}) },
     ...(sw && protocol ? { switch: {
       protocol, hint: sw.hint, atStep: sw.atStep, patcherCpu: sw.patcherCpu ?? 0,
       ...(sw.maxRetries !== undefined ? { maxRetries: sw.maxRetries } : {}),

@@ -26,7 +26,7 @@ import { loadProtocolFile } from '../protocol-file.ts';
 import { describeHazard } from '../hazard-text.ts';
 import { disassemble, hexAddress } from '../../x86/format.ts';
 import { REG_NAMES } from '../../x86/registers.ts';
-import type { Machine, RunResult } from '../../machine/machine.ts';
+import { TIERS, type Machine, type RunResult, type Tier } from '../../machine/machine.ts';
 import { defaultScenarioPath } from '../default-scenario.ts';
 import { observe, formatState, type Observation } from '../../check/observation.ts';
 import { judgeMachineRun } from '../../check/judge-machine.ts';
@@ -35,6 +35,7 @@ import { hazardName } from '../../machine/events.ts';
 import { phaseTracks, runTimeline, violationRecord, writeReport, writeTrace } from '../run-artifacts.ts';
 
 interface RunFlags {
+  tier?: Tier;
   seed?: string;
   strategy?: Strategy;
   schedule?: string;
@@ -155,6 +156,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
       ...(replayOf(flags, gs.guest.vcpus) !== undefined ? { schedule: replayOf(flags, gs.guest.vcpus)! } : {}),
       ...(flags.maxInstructions ? { maxInstructions: intFlag(flags.maxInstructions, 'max-instructions', 1)! } : {}),
       json: flags.json ?? false,
+      ...(flags.tier ? { tier: flags.tier } : {}),
       showSites: flags.showSites ?? false,
       ...(flags.scheduleOut ? { scheduleOut: flags.scheduleOut } : {}),
       ...(flags.traceOut ? { traceOut: flags.traceOut } : {}),
@@ -170,7 +172,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   const seed = intFlag(flags.seed, 'seed', 0) ?? scenario.schedule?.seed ?? 1;
   const seeds = intFlag(flags.seeds, 'seeds', 1);
   const maxInstructions = intFlag(flags.maxInstructions, 'max-instructions', 1);
-  const boot = buildMachine(path, scenario);
+  const boot = buildMachine(path, scenario, flags.tier);
   const runOpts = { ...boot.run, ...(maxInstructions ? { maxInstructions } : {}) };
   const replay = flagReplay ?? scenario.schedule?.replay;
 
@@ -240,6 +242,7 @@ export function register(program: Command): void {
     .option('--max-instructions <n>', 'stop after n instructions')
     .option('--show-sites', 'guest scenarios: list every patched pv-op site with its bytes')
     .option('--json', 'print one JSON object instead of text')
+    .addOption(new Option('--tier <tier>', 'how guest code executes: compiled basic blocks (default) or the reference interpreter; same results either way').choices([...TIERS]))
     .action(async (file: string | undefined, flags: RunFlags) => {
       process.exitCode = await runCommand(file, flags);
     });

@@ -2,7 +2,7 @@
  * From a validated machine scenario to a ready Machine: memory mapped, code assembled (or hex
  * bytes placed), vCPUs initialised, IDT filled, and the chooser the scenario asks for.
  */
-import { Machine, type RunOptions } from '../../machine/machine.ts';
+import { Machine, type RunOptions, type Tier } from '../../machine/machine.ts';
 import { PAGE_SIZE } from '../../machine/memory.ts';
 import { Reg, REG_NAMES, Flag } from '../../x86/registers.ts';
 import type { Chooser } from '../../machine/chooser.ts';
@@ -72,11 +72,11 @@ function mapRegions(file: string, m: Machine, regions: MachineScenario['memory']
   regions.forEach((r, i) => m.memory.map(num(r.at, ''), num(r.size, ''), r.perms));
 }
 
-export function buildMachine(file: string, s: MachineScenario): BuiltMachine {
+export function buildMachine(file: string, s: MachineScenario, tier?: Tier): BuiltMachine {
   if (s.vcpus.length !== s.machine.vcpus) {
     throw new ScenarioError(`${file}: machine.vcpus is ${s.machine.vcpus} but ${s.vcpus.length} vCPU entries are given`);
   }
-  const m = new Machine({ vcpus: s.machine.vcpus, tso: s.machine.tso ?? true, stopOnHazard: s.machine.stopOnHazard ?? true });
+  const m = new Machine({ vcpus: s.machine.vcpus, tso: s.machine.tso ?? true, stopOnHazard: s.machine.stopOnHazard ?? true, ...(tier ? { tier } : {}) });
   mapRegions(file, m, s.memory);
   const labels = new Map<string, number>();
   const blocks = new Map<string, AddressRange>();
