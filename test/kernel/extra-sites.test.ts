@@ -64,7 +64,7 @@ test('v1 switches every site, the cold ones included', () => {
 });
 
 test('extra sites that cannot fit below the kernel services are a GuestConfigError, before assembling', () => {
-  assert.throws(() => guest('native', 30_000), (e: unknown) => e instanceof GuestConfigError && /does not fit: 30000 extra sites of up to 7 bytes need 210000, and there are 196608 bytes \(0x30000\)/.test(e.message));
+  assert.throws(() => guest('native', 40_000), (e: unknown) => e instanceof GuestConfigError && /does not fit: 40000 extra sites of up to 6 bytes need 240000, and there are 196608 bytes \(0x30000\)/.test(e.message));
   assert.throws(() => guest('native', -1), GuestConfigError);
   assert.throws(() => guest('native', 2.5), GuestConfigError);
 });
