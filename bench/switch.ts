@@ -11,7 +11,7 @@
  * guest settles, and the run is judged (hazards, lock counters, every site's final bytes).
  *
  * Sites: the image's live lock-op sites plus `extraSites` cold ones (src/kernel/image.ts) so the
- * totals are 10, 100 and 1,000. v1 and v2 switch all five ops native → PV. text_poke_bp cannot
+ * totals are 10, 100 and 1,000. v1 and v2 switch the four lock ops native → PV. text_poke_bp cannot
  * switch the lock ops (the native unlock `movb $0,(%rdi)` cannot be emulated, and the ops would
  * change one at a time: test/patching/text-poke-bp.test.ts), so on a PV guest it rewrites the same
  * number of sites from one CALL to another: the live slowpath site to a second copy of the PV
@@ -306,8 +306,8 @@ function runTextPokeBp(g: Guest, chooser: TimedChooser): Measured {
 }
 
 const TRANSFORMATION: Record<Protocol, string> = {
-  v1: `${FROM} → ${TO}, all five lock ops`,
-  v2: `${FROM} → ${TO}, all five lock ops`,
+  v1: `${FROM} → ${TO}, the four lock ops (vcpu_is_preempted stays)`,
+  v2: `${FROM} → ${TO}, the four lock ops (vcpu_is_preempted stays)`,
   text_poke_bp: 'CALL → CALL on a PV guest (lock-op switch not applicable)',
 };
 
