@@ -61,3 +61,12 @@ for (const [protocol, seeds] of [['v2', 5], ['v1', 2]] as const) {
     }
   });
 }
+
+test('text_poke_bp runs its prepare step too, for the flavour its retargeted CALLs reach (the running one: nothing to allocate)', () => {
+  const calls: string[] = [];
+  const run = runner('text-poke-bp', { kind: 'text-poke-bp', name: 'recording prepare', prepare: function* ({ ctx, from, to }) { calls.push(`${from}->${to}`); yield* ctx.work(); } });
+  const r = run(1);
+  assert.equal(r.reason, 'ok', r.detail);
+  assert.deepEqual(calls, ['native->native']);
+  assert.equal(r.switches[0]!.reason, 'retargeted');
+});
