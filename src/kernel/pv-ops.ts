@@ -70,9 +70,9 @@ export interface OpTargets {
   vcpuIsPreempted: Flavor;
 }
 
-/** The flavour op `op` runs while the lock ops are `flavor`. */
+/** The flavour op `op` runs while the lock ops are `flavor` (the one op outside them: boot's). */
 export function opFlavor(op: PvOp, flavor: Flavor, targets: OpTargets): Flavor {
-  return op === PvOp.VcpuIsPreempted ? targets.vcpuIsPreempted : flavor;
+  return LOCK_FLAVOR_OPS.includes(op) ? flavor : targets.vcpuIsPreempted;
 }
 
 function rel32(from: number, to: number): number[] {
