@@ -11,7 +11,7 @@
  * guest settles, and the run is judged (hazards, lock counters, every site's final bytes).
  *
  * Sites: the image's live lock-op sites plus `extraSites` cold ones (src/kernel/image.ts) so the
- * totals are 10, 100 and 1,000. v1 and v2 switch all five ops native → PV. text_poke_bp cannot
+ * totals are 10, 100 and 1,000. v1 and v2 switch the four lock ops native → PV. text_poke_bp cannot
  * switch the lock ops (the native unlock `movb $0,(%rdi)` cannot be emulated, and the ops would
  * change one at a time: test/patching/text-poke-bp.test.ts), so on a PV guest it rewrites the same
  * number of sites from one CALL to another: the live slowpath site to a second copy of the PV
@@ -31,7 +31,8 @@ import { Guest } from '../src/kernel/guest.ts';
 import { TimedChooser } from '../src/sched/timed.ts';
 import { CYCLES_PER_NS } from '../src/sched/cost-model.ts';
 import { SERVICE_BASE } from '../src/kernel/layout.ts';
-import { PvOp, directCall, patchBytes, type Flavor, type PatchSite } from '../src/kernel/pv-ops.ts';
+import { PvOp, changingSites, directCall, patchBytes, type Flavor, type PatchSite } from '../src/kernel/pv-ops.ts';
+import { PREPARE } from '../src/patching/prepare.ts';
 import { pvSlowpath } from '../src/kernel/qspinlock-slowpath.ts';
 import { StopMachineV1, STOP_MACHINE_SERVICE } from '../src/kernel/stop-machine.ts';
 import { TextPokeBp, TEXT_POKE_SERVICE } from '../src/kernel/text-poke.ts';
@@ -192,7 +193,7 @@ function interruptibleUdelay(g: Guest, seed: number): void {
 }
 
 function bootGuest(vcpus: number, sites: number, flavor: Flavor, seed: number): Guest {
-  const base = buildImage(SWITCH_WORKLOAD, 'vmcall').sites.length; // the live sites
+  const base = buildImage(SWITCH_WORKLOAD, 'vmcall', 'linux', 'pv').sites.length; // the live sites
   if (sites < base) throw new Error(`the image has ${base} live lock-op sites; cannot measure ${sites}`);
   const g = new Guest({ vcpus, flavor, seed, delayJitter: UDELAY_JITTER, workload: { ...SWITCH_WORKLOAD, extraSites: sites - base } });
   interruptibleUdelay(g, seed);
@@ -227,7 +228,11 @@ const V2_MAX_RETRIES = 3;
 function runV1(g: Guest, chooser: TimedChooser): Measured {
   const ipis = countIpis(g);
   const sm = new StopMachineV1(g.machine, { primaryCpu: PATCHER, preemptible: preemptibleCheck(g) });
-  sm.queue({ sites: g.image.sites.map((s) => ({ address: s.address, bytes: patchBytes(s, TO, g.image.targets) })), after: () => g.writePvOps(TO) });
+  sm.queue({
+    sites: changingSites(g.image.sites, g.flavor, TO, g.image.targets).map((s) => ({ address: s.address, bytes: patchBytes(s, TO, g.image.targets) })),
+    prepare: (ctx) => PREPARE({ ctx, from: g.flavor, to: TO, hash: g.env.hash }),
+    after: () => g.writePvOps(TO),
+  });
   let t0 = 0, t1 = -1;
   benchCheckpoint(g, function* (ctx) {
     t0 = ctx.cpu.time;
@@ -301,8 +306,8 @@ function runTextPokeBp(g: Guest, chooser: TimedChooser): Measured {
 }
 
 const TRANSFORMATION: Record<Protocol, string> = {
-  v1: `${FROM} → ${TO}, all five lock ops`,
-  v2: `${FROM} → ${TO}, all five lock ops`,
+  v1: `${FROM} → ${TO}, the four lock ops (vcpu_is_preempted stays)`,
+  v2: `${FROM} → ${TO}, the four lock ops (vcpu_is_preempted stays)`,
   text_poke_bp: 'CALL → CALL on a PV guest (lock-op switch not applicable)',
 };
 

@@ -9,7 +9,7 @@
 // tail behind it has changed. A first byte changed to 0xCC is a legal fetch only while the rest of
 // the instruction is one the CPU is synchronized with (Intel SDM 8.1.3); here neither the old
 // instruction nor the INT3 is, and the machine reports cmc-unsynchronized
-// (examples/retarget-slowpath.yaml, seed 7; test/examples/my-protocol.test.ts).
+// (examples/retarget-slowpath.yaml, seed 3; test/examples/my-protocol.test.ts).
 //
 // Only a type import: pvpatch hands the API to this function when it loads the file, so the
 // module runs against whichever pvpatch loads it (the sources or the bundled CLI).

@@ -14,7 +14,7 @@ import {
   PV_HASH_ENTRY_SIZE, STACK_BASE, STACK_SIZE, TEXT_BASE, TEXT_SIZE, VECTOR, counterAddress, percpuBase, stackTop,
 } from './layout.ts';
 import { buildImage, SERVICE, type Image, type NmiEntry, type WorkloadShape } from './image.ts';
-import { applyParavirt, kvmSpinlockInit, pvOpsTable, type SpinlockDecision } from './paravirt.ts';
+import { applyParavirt, kvmSpinlockInit, kvmVcpuIsPreempted, pvOpsTable, type SpinlockDecision } from './paravirt.ts';
 import { PV_OPS, type Flavor } from './pv-ops.ts';
 import { nativeSlowpath, newSlowpathStats, pvSlowpath, pvUnlockSlowpath, type SlowpathEnv, type SlowpathStats } from './qspinlock-slowpath.ts';
 import { GuestConfigError } from './errors.ts';
@@ -29,13 +29,16 @@ export interface GuestOptions {
   vcpus: number;
   platform?: Platform;
   host?: KvmOptions;
-  /** auto = decide as kvm_spinlock_init does; native or pv = force all five ops. */
+  /**
+   * auto = decide as kvm_spinlock_init does; native or pv = force the four lock ops it sets
+   * (vcpu_is_preempted is kvm_guest_init's: KVM's on a KVM host, which offers steal time).
+   */
   flavor?: FlavorChoice;
   nopvspin?: boolean;
   /** The hypercall instruction the guest was built with (default: the host vendor's). */
   hypercall?: 'vmcall' | 'vmmcall';
   workload?: Partial<WorkloadShape>;
-  /** SPIN_THRESHOLD for PV waiters (Linux: 1 << 15). */
+  /** SPIN_THRESHOLD for PV waiters (default Linux's, 1 << 15; a smaller one is a declared deviation). */
   spinThreshold?: number;
   tso?: boolean;
   stopOnHazard?: boolean;
@@ -48,6 +51,9 @@ export interface GuestOptions {
   /** The NMI entry (default `linux`: Linux's nested-NMI handling; `plain` is a negative control). */
   nmiEntry?: NmiEntry;
 }
+
+/** SPIN_THRESHOLD of kernel/locking/qspinlock_paravirt.h (Linux 6.1): spins before a PV waiter halts. */
+export const SPIN_THRESHOLD = 1 << 15;
 
 export const DEFAULT_WORKLOAD: WorkloadShape = { iterations: 20, criticalLoops: 10, thinkLoops: 20, taskLocks: 1, irqLockEvery: 4 };
 
@@ -164,16 +170,17 @@ export class Guest {
     m.memory.map(PERCPU_BASE, PERCPU_SIZE * options.vcpus, 'rw');
     m.memory.map(STACK_BASE, STACK_SIZE * options.vcpus, 'rw');
 
+    this.host = platform === 'kvm' ? new KvmHost(m, options.host) : undefined;
+    if (this.host) for (let i = 0; i < options.vcpus; i++) this.host.stealTime[i] = percpuBase(i) + PERCPU.stealTime;
+    const cpuid = (leaf: number) => this.host?.cpuid(m.vcpu(0), leaf);
+
+    // kvm_guest_init() picks vcpu_is_preempted (steal time) before kvm_spinlock_init() runs.
     const hypercall = options.hypercall ?? (vendor === 'amd' ? 'vmmcall' : 'vmcall');
-    this.image = buildImage(this.workload, hypercall, options.nmiEntry ?? 'linux');
+    this.image = buildImage(this.workload, hypercall, options.nmiEntry ?? 'linux', kvmVcpuIsPreempted(cpuid));
     m.memory.writeBytes(TEXT_BASE, this.image.text);
     for (let i = 0; i < options.vcpus; i++) m.memory.writeU64(DATA_BASE + DATA.perCpuOffset + 8 * i, percpuBase(i));
 
-    this.host = platform === 'kvm' ? new KvmHost(m, options.host) : undefined;
-    if (this.host) for (let i = 0; i < options.vcpus; i++) this.host.stealTime[i] = percpuBase(i) + PERCPU.stealTime;
-
     // kvm_spinlock_init(): what CPUID says, unless the flavour is forced.
-    const cpuid = (leaf: number) => this.host?.cpuid(m.vcpu(0), leaf);
     const auto = kvmSpinlockInit(cpuid, options.vcpus, options.nopvspin ?? false);
     const choice = options.flavor ?? 'auto';
     if (choice === 'pv' && !(this.host?.pvUnhalt ?? false)) {
@@ -186,8 +193,8 @@ export class Guest {
     this.env = {
       pvWaitStub: this.symbol('pv_wait'),
       pvKickStub: this.symbol('pv_kick'),
-      hash: { base: DATA_BASE + DATA.pvHash, entries: PV_HASH_ENTRIES, entrySize: PV_HASH_ENTRY_SIZE },
-      spinThreshold: options.spinThreshold ?? 1 << 15,
+      hash: { pointer: DATA_BASE + DATA.pvLockHash, table: DATA_BASE + DATA.pvHash, entries: PV_HASH_ENTRIES, entrySize: PV_HASH_ENTRY_SIZE },
+      spinThreshold: options.spinThreshold ?? SPIN_THRESHOLD,
       stats,
     };
     this.atomicSwitch = new AtomicSwitchOracle(m, this.image.sites, this.symbol('kvm_kick_cpu'));
@@ -267,8 +274,12 @@ export class Guest {
     return g;
   }
 
-  /** Boot-time: the pv_ops table and every site for `flavor` (apply_paravirt). */
+  /**
+   * Boot-time: kvm_spinlock_init()'s __pv_init_lock_hash() when it enables PV spinlocks (only
+   * then: a native boot has no hash), the pv_ops table and every site for `flavor` (apply_paravirt).
+   */
   private setFlavor(flavor: Flavor): void {
+    if (flavor === 'pv') this.machine.memory.writeU64(this.env.hash.pointer, this.env.hash.table);
     this.writePvOps(flavor);
     applyParavirt(this.machine.memory, this.image.sites, flavor, this.image.targets);
   }
@@ -277,6 +288,16 @@ export class Guest {
   writePvOps(flavor: Flavor): void {
     const table = pvOpsTable(flavor, this.image.targets);
     for (const op of PV_OPS) this.machine.memory.writeU64(DATA_BASE + DATA.pvOps + 8 * op, table.get(op)!);
+  }
+
+  /**
+   * The options that make this guest differ from Linux 6.1 on purpose, one line each (a run
+   * prints them in its header): a smaller SPIN_THRESHOLD makes PV waiters halt after a few spins,
+   * so short runs reach pv_wait, pv_hash and pv_kick.
+   */
+  deviations(): string[] {
+    const t = this.env.spinThreshold;
+    return t === SPIN_THRESHOLD ? [] : [`SPIN_THRESHOLD ${t} (Linux 6.1: 1 << 15 = ${SPIN_THRESHOLD}): PV waiters halt after ${t} spins`];
   }
 
   get flavor(): Flavor {

@@ -10,7 +10,7 @@ import {
   type AsmReg,
 } from '../x86/asm.ts';
 import { DATA, DATA_BASE, NmiState, PERCPU, SERVICE_BASE, TEXT_BASE, TEXT_SIZE, counterAddress, lockAddress } from './layout.ts';
-import { PV_OPS, PvOp, SITE_LENGTH, type OpTargets, type PatchSite } from './pv-ops.ts';
+import { PV_OPS, PvOp, SITE_LENGTH, type Flavor, type OpTargets, type PatchSite } from './pv-ops.ts';
 import { Q_LOCKED_VAL } from './qspinlock-word.ts';
 import { KvmHypercall, STEAL_TIME_PREEMPTED_OFFSET } from '../host/kvm-abi.ts';
 import { GuestConfigError } from './errors.ts';
@@ -50,8 +50,8 @@ export interface WorkloadShape {
    * Extra `.parainstructions` lock-op sites in cold_lock_sites(), a function no vCPU calls, so a
    * switch can be measured on 10, 100 or 1,000 sites while the live ones stay the same (default 0).
    * They mix the five ops in the proportions of a real kernel's lock-op sites (EXTRA_SITE_MIX), so
-   * a switch writes every form patchBytes makes (a CALL, the inlined `movb`/`xor`, NOPs) at the
-   * 6- and 7-byte site lengths as often as it would there.
+   * a switch writes every form patchBytes makes (a CALL, the inlined `movb`, NOPs) as often as it
+   * would there, and skips the vcpu_is_preempted sites as often (no switch changes that op).
    */
   extraSites?: number;
 }
@@ -140,8 +140,11 @@ function doesNotFit(what: string): GuestConfigError {
  */
 export type NmiEntry = 'linux' | 'plain';
 
-/** Build the guest kernel text for `shape`, using `hypercall` for KVM hypercalls. */
-export function buildImage(shape: WorkloadShape, hypercall: 'vmcall' | 'vmmcall', nmiEntry: NmiEntry = 'linux'): Image {
+/**
+ * Build the guest kernel text for `shape`, using `hypercall` for KVM hypercalls; `vcpuIsPreempted`
+ * is kvm_guest_init()'s boot-time choice for that op (src/kernel/paravirt.ts kvmVcpuIsPreempted).
+ */
+export function buildImage(shape: WorkloadShape, hypercall: 'vmcall' | 'vmmcall', nmiEntry: NmiEntry, vcpuIsPreempted: Flavor): Image {
   const extra = shape.extraSites ?? 0;
   if (!Number.isInteger(extra) || extra < 0) throw new GuestConfigError(`workload extraSites must be a non-negative integer, not ${extra}`);
   // Before assembling, so an absurd request fails at once instead of after building a huge image.
@@ -275,6 +278,7 @@ export function buildImage(shape: WorkloadShape, hypercall: 'vmcall' | 'vmmcall'
         [PvOp.Kick]: sym('kvm_kick_cpu'),
         [PvOp.VcpuIsPreempted]: sym('__raw_callee_save___kvm_vcpu_is_preempted'),
       },
+      vcpuIsPreempted,
     },
   };
 }

@@ -33,7 +33,9 @@ export const DATA = {
   locks: 0x1000,
   /** Shared counters incremented inside critical sections, one cache line each. */
   counters: 0x2000,
-  /** The PV lock hash table: entries of {lock, node}. */
+  /** pv_lock_hash: the pointer to the PV lock hash table, NULL until __pv_init_lock_hash (pv-hash.ts). */
+  pvLockHash: 0x3000,
+  /** Where the PV lock hash table is allocated: entries of {lock, node}. */
   pvHash: 0x4000,
 } as const;
 

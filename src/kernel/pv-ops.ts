@@ -26,17 +26,28 @@ export const PV_OP_NAMES: Record<PvOp, string> = {
 };
 
 /**
- * Callee-save ops (PV_CALLEE_SAVE) clobber only RAX, so their sites are 7 bytes: the 6-byte
- * `call *pv_ops+off(%rip)` plus a NOP, room for `c6 07 00` + a 4-byte NOP or `e8 rel32` + `66 90`
- * (seed 001). Ordinary ops are plain 6-byte indirect calls.
+ * Every lock-op site is the 6-byte `call *pv_ops+off(%rip)` (ff 15 rel32), as in Linux 6.1: the
+ * `.parainstructions` len is that of PARAVIRT_CALL (arch/x86/include/asm/paravirt_types.h,
+ * _paravirt_alt), and the inlined native unlock and vcpu_is_preempted are ALTERNATIVEs of the same
+ * 6 bytes (PVOP_ALT_VCALLEE1 / PVOP_ALT_CALLEE1 in asm/paravirt.h), so `c6 07 00` and `48 31 c0`
+ * get a 3-byte NOP (`0f 1f 00`) and a direct CALL a 1-byte one (`90`). The 7-byte callee-save
+ * sites of seed 001 (`e8 rel32` + `66 90`) are older kernels' (PVOP_CALLEE with clobbers).
  */
 export const SITE_LENGTH: Record<PvOp, number> = {
   [PvOp.QueuedSpinLockSlowpath]: 6,
-  [PvOp.QueuedSpinUnlock]: 7,
+  [PvOp.QueuedSpinUnlock]: 6,
   [PvOp.Wait]: 6,
   [PvOp.Kick]: 6,
-  [PvOp.VcpuIsPreempted]: 7,
+  [PvOp.VcpuIsPreempted]: 6,
 };
+
+/**
+ * The ops a lock-flavour switch changes: the four kvm_spinlock_init() sets when it enables PV
+ * spinlocks (arch/x86/kernel/kvm.c, Linux 6.1). vcpu_is_preempted is not among them: kvm_guest_init()
+ * sets it to __kvm_vcpu_is_preempted whenever the host offers KVM_FEATURE_STEAL_TIME, whatever
+ * kvm_spinlock_init decides (REALTIME hint, nopvspin, one vCPU), so it is fixed at boot.
+ */
+export const LOCK_FLAVOR_OPS: readonly PvOp[] = [PvOp.QueuedSpinLockSlowpath, PvOp.QueuedSpinUnlock, PvOp.Wait, PvOp.Kick];
 
 /** One entry of .parainstructions: struct paravirt_patch_site {instr, type, len}. */
 export interface PatchSite {
@@ -47,10 +58,21 @@ export interface PatchSite {
 
 export type Flavor = 'native' | 'pv';
 
-/** Where each op's implementations live in the guest image. */
+/** Where each op's implementations live in the guest image, and what boot fixed. */
 export interface OpTargets {
   native: Record<PvOp, number>;
   pv: Record<PvOp, number>;
+  /**
+   * vcpu_is_preempted's implementation, chosen once by kvm_guest_init(): `pv`
+   * (__kvm_vcpu_is_preempted) when the host offers steal time, `native` otherwise. No switch of
+   * the lock flavour changes it (LOCK_FLAVOR_OPS).
+   */
+  vcpuIsPreempted: Flavor;
+}
+
+/** The flavour op `op` runs while the lock ops are `flavor` (the one op outside them: boot's). */
+export function opFlavor(op: PvOp, flavor: Flavor, targets: OpTargets): Flavor {
+  return LOCK_FLAVOR_OPS.includes(op) ? flavor : targets.vcpuIsPreempted;
 }
 
 function rel32(from: number, to: number): number[] {
@@ -72,12 +94,14 @@ export function directCall(site: PatchSite, target: number): Uint8Array {
 }
 
 /**
- * The bytes apply_paravirt writes at `site` for `flavor`. Native unlock and vcpu_is_preempted are
- * inlined (native_patch: `movb $0,(%rdi)`, `xor %rax,%rax`); native wait and kick are
+ * The bytes boot patching leaves at `site` for `flavor` (vcpu_is_preempted: for its boot-time
+ * flavour). Native unlock and vcpu_is_preempted are inlined (Linux 6.1: apply_paravirt writes a
+ * direct call, then apply_alternatives replaces it with the ALT_NOT(X86_FEATURE_PVUNLOCK /
+ * VCPUPREEMPT) code, `movb $0,(%rdi)` or `xor %rax,%rax`, NOP-padded); native wait and kick are
  * paravirt_nop, so the site becomes NOPs; everything else becomes a direct call.
  */
 export function patchBytes(site: PatchSite, flavor: Flavor, targets: OpTargets): Uint8Array {
-  if (flavor === 'native') {
+  if (opFlavor(site.type, flavor, targets) === 'native') {
     switch (site.type) {
       case PvOp.QueuedSpinUnlock: return pad([0xc6, 0x07, 0x00], site.len);
       case PvOp.VcpuIsPreempted: return pad([0x48, 0x31, 0xc0], site.len);
@@ -87,6 +111,14 @@ export function patchBytes(site: PatchSite, flavor: Flavor, targets: OpTargets):
     }
   }
   return directCall(site, targets.pv[site.type]);
+}
+
+/** The sites whose bytes differ between the two lock flavours: what a switch must rewrite. */
+export function changingSites(sites: readonly PatchSite[], from: Flavor, to: Flavor, targets: OpTargets): PatchSite[] {
+  return sites.filter((s) => {
+    const a = patchBytes(s, from, targets), b = patchBytes(s, to, targets);
+    return a.some((x, i) => x !== b[i]);
+  });
 }
 
 /** The unpatched site: `call *pv_ops+8*type(%rip)` (ff 15 rel32), NOP-padded. */

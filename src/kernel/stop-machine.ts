@@ -83,6 +83,11 @@ export interface V1Site {
 /** One stop_machine: the sites and the bytes they get. */
 export interface V1Generation {
   sites: V1Site[];
+  /**
+   * Run by the primary before it stops the machine: what the new ops need before any of them can
+   * run (src/patching/prepare.ts: the PV lock hash on native -> PV).
+   */
+  prepare?: (ctx: ServiceContext) => Generator<number, void, void>;
   /** Data stores to make at PATCH_DONE (the pv_ops table), address -> 8-byte value. */
   after?: () => void;
   /**
@@ -201,6 +206,8 @@ export class StopMachineV1 {
   private *primary(ctx: ServiceContext): ServiceBody {
     const c = ctx.cpu, n = this.machine.vcpus.length;
     for (let g = this.stats.done; g < this.gens.length; g++) {
+      const prepare = this.gens[g]!.prepare;
+      if (prepare) yield* prepare(ctx);
       const b = block(g);
       // A fresh text_poke_state (the ring slot's last use ended GEN_SLOTS generations ago).
       const mem = ctx.exec.memory;

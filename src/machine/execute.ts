@@ -14,6 +14,7 @@ import { MachineFault } from './errors.ts';
 import { CostClass } from './chooser.ts';
 import { Msr, Vector, type ExecContext } from './context.ts';
 import { isCanonical } from './memory.ts';
+import { verwWritable } from './gdt.ts';
 import type { Vcpu } from './vcpu.ts';
 
 const NOT_STATUS = ~STATUS_FLAGS;
@@ -438,6 +439,17 @@ export function execute(ctx: ExecContext, c: Vcpu, i: Insn): number {
     case Op.BSF: case Op.BSR: case Op.POPCNT:
       bitScan(ctx, c, i, ea);
       return CostClass.Plain;
+    case Op.VERW: {
+      // SDM Vol. 2B VERR/VERW: read the 16-bit selector, ZF = writable at CPL (src/machine/gdt.ts),
+      // other flags unchanged. Not a serializing instruction (SDM Vol. 3A 9.3 does not list it):
+      // no store-buffer drain, no CMC synchronization. Its MD_CLEAR side effect (Linux's
+      // mds_clear_cpu_buffers / CLEAR_CPU_BUFFERS: flush CPU-internal buffers) is
+      // microarchitectural and has nothing to act on in this machine.
+      const B = c.opB;
+      read(ctx, c, i, i.k0, i.r0, 2, ea, B);
+      c.flags = verwWritable(B.lo & 0xffff) ? c.flags | Flag.ZF : c.flags & ~Flag.ZF;
+      return CostClass.Plain;
+    }
     default:
       c.rip = i.address;
       throw new UnsupportedInstruction(i.address, i.bytes, i.mnemonic);

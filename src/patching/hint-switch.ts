@@ -4,8 +4,10 @@
  * (src/patching/trigger.ts) only posts the wanted flavour; the patcher vCPU acts on it at its next
  * lockop_checkpoint(), where it holds no lock:
  *
- *  - v2: the barrier design (src/patching/v2.ts) switches all five ops;
- *  - v1: stop_machine (src/kernel/stop-machine.ts) walks every site through PATCH_SYNC_0/1/2;
+ *  - v2: the barrier design (src/patching/v2.ts) switches the four ops kvm_spinlock_init sets
+ *    (vcpu_is_preempted stays kvm_guest_init's: LOCK_FLAVOR_OPS);
+ *  - v1: stop_machine (src/kernel/stop-machine.ts) walks every site of those four ops through
+ *    PATCH_SYNC_0/1/2;
  *  - text-poke-bp: text_poke_bp cannot switch the lock ops (the native unlock is not emulatable
  *    and the ops would change one at a time: test/patching/text-poke-bp.test.ts), so it does what
  *    it can at the same moment under the same load: it retargets every slowpath CALL to a second
@@ -20,10 +22,11 @@ import type { ServiceContext } from '../machine/service.ts';
 import type { Hazard } from '../machine/events.ts';
 import { SERVICE_BASE } from '../kernel/layout.ts';
 import { LOCKOP, flavorOf } from '../kernel/lockop-barrier.ts';
-import { PvOp, directCall, patchBytes, unexpectedSite, type Flavor, type PatchSite } from '../kernel/pv-ops.ts';
+import { PvOp, changingSites, directCall, patchBytes, unexpectedSite, type Flavor, type PatchSite } from '../kernel/pv-ops.ts';
 import { StopMachineV1, STOP_MACHINE_SERVICE, type V1Hooks, type V1Stats } from '../kernel/stop-machine.ts';
 import type { TextPokeBpSteps } from '../kernel/text-poke-steps.ts';
-import { STOCK_PROTOCOLS, textPokeBpSteps, v1Hooks, v2Hooks, type Protocol } from './protocol-api.ts';
+import { STOCK_PROTOCOLS, prepareOf, textPokeBpSteps, v1Hooks, v2Hooks, type Protocol } from './protocol-api.ts';
+import type { PrepareHook } from './prepare.ts';
 import { TextPokeBp, TEXT_POKE_SERVICE, type TextPokeStats } from '../kernel/text-poke.ts';
 import { nativeSlowpath, pvSlowpath } from '../kernel/qspinlock-slowpath.ts';
 import { GuestConfigError } from '../kernel/errors.ts';
@@ -101,12 +104,13 @@ export function installHintSwitch(guest: Guest, protocol: SwitchProtocol, o: Hin
   if (patcherCpu < 0 || patcherCpu >= guest.machine.vcpus.length) throw new GuestConfigError(`no vCPU ${patcherCpu} to run the switch`);
   const custom = o.custom ?? STOCK_PROTOCOLS[protocol];
   if (custom.kind !== protocol) throw new GuestConfigError(`the protocol '${custom.name}' is a ${custom.kind} protocol, not ${protocol}`);
+  const prepare = prepareOf(custom);
   let sw: HintSwitch;
   if (custom.kind === 'v2') {
-    const v2 = installLockopV2(guest, { patcherCpu, ...(o.maxRetries !== undefined ? { maxRetries: o.maxRetries } : {}), ...(o.custom ? { hooks: v2Hooks(custom) } : {}) });
+    const v2 = installLockopV2(guest, { patcherCpu, prepare, ...(o.maxRetries !== undefined ? { maxRetries: o.maxRetries } : {}), ...(o.custom ? { hooks: v2Hooks(custom) } : {}) });
     sw = new V2AtCheckpoint(guest, v2);
   } else {
-    sw = custom.kind === 'v1' ? new V1AtCheckpoint(guest, patcherCpu, v1Hooks(custom)) : new TextPokeBpAtCheckpoint(guest, patcherCpu, textPokeBpSteps(custom));
+    sw = custom.kind === 'v1' ? new V1AtCheckpoint(guest, patcherCpu, prepare, v1Hooks(custom)) : new TextPokeBpAtCheckpoint(guest, patcherCpu, prepare, textPokeBpSteps(custom));
   }
   installHintTrigger(guest);
   return sw;
@@ -179,7 +183,7 @@ abstract class CheckpointPatcher implements HintSwitch {
   readonly switches: SwitchRecord[] = [];
   private busy = false;
 
-  constructor(protected readonly guest: Guest, protected readonly patcherCpu: number) {
+  constructor(protected readonly guest: Guest, protected readonly patcherCpu: number, protected readonly prepare: PrepareHook) {
     this.flavor = guest.flavor;
     guest.lockopCheckpoint = (ctx) => this.checkpoint(ctx);
     guest.install(this);
@@ -253,13 +257,13 @@ class V1AtCheckpoint extends CheckpointPatcher {
   readonly protocol = 'v1';
   private readonly sm: StopMachineV1;
 
-  constructor(guest: Guest, patcherCpu: number, private readonly hooks: V1Hooks) {
-    super(guest, patcherCpu);
+  constructor(guest: Guest, patcherCpu: number, prepare: PrepareHook, private readonly hooks: V1Hooks) {
+    super(guest, patcherCpu, prepare);
     this.sm = new StopMachineV1(guest.machine, { primaryCpu: patcherCpu, preemptible: preemptibleCheck(guest), hooks });
   }
 
   forkInto(fork: Guest): V1AtCheckpoint {
-    const copy = this.copyStateInto(new V1AtCheckpoint(fork, this.patcherCpu, this.hooks));
+    const copy = this.copyStateInto(new V1AtCheckpoint(fork, this.patcherCpu, this.prepare, this.hooks));
     copy.sm.copyStateFrom(this.sm);
     return copy;
   }
@@ -275,7 +279,13 @@ class V1AtCheckpoint extends CheckpointPatcher {
     mark('start');
     if (this.refuses(ctx, rec, sites)) return yield* ctx.work();
     const hits0 = this.sm.stats.int3Hits;
-    this.sm.queue({ sites: sites.map((s) => ({ address: s.address, bytes: patchBytes(s, to, targets) })), after: () => this.guest.writePvOps(to) });
+    const from = this.flavor, hash = this.guest.env.hash;
+    const changing = changingSites(sites, from, to, targets); // vcpu_is_preempted stays
+    this.sm.queue({
+      sites: changing.map((s) => ({ address: s.address, bytes: patchBytes(s, to, targets) })),
+      prepare: (c) => this.prepare({ ctx: c, from, to, hash }),
+      after: () => this.guest.writePvOps(to),
+    });
     yield* ctx.call(STOP_MACHINE_SERVICE.primary);
     mark('done');
     rec.int3Hits = this.sm.stats.int3Hits - hits0;
@@ -290,8 +300,8 @@ class TextPokeBpAtCheckpoint extends CheckpointPatcher {
   readonly protocol = 'text-poke-bp';
   private readonly tp: TextPokeBp;
 
-  constructor(guest: Guest, patcherCpu: number, private readonly steps: TextPokeBpSteps) {
-    super(guest, patcherCpu);
+  constructor(guest: Guest, patcherCpu: number, prepare: PrepareHook, private readonly steps: TextPokeBpSteps) {
+    super(guest, patcherCpu, prepare);
     this.tp = new TextPokeBp(guest.machine, steps);
     const env = guest.env;
     const flavor = this.flavor;
@@ -299,7 +309,7 @@ class TextPokeBpAtCheckpoint extends CheckpointPatcher {
   }
 
   forkInto(fork: Guest): TextPokeBpAtCheckpoint {
-    const copy = this.copyStateInto(new TextPokeBpAtCheckpoint(fork, this.patcherCpu, this.steps));
+    const copy = this.copyStateInto(new TextPokeBpAtCheckpoint(fork, this.patcherCpu, this.prepare, this.steps));
     copy.tp.copyStateFrom(this.tp);
     copy.asked = this.asked;
     return copy;
@@ -319,6 +329,8 @@ class TextPokeBpAtCheckpoint extends CheckpointPatcher {
     const sites = this.guest.image.sites.filter((s) => s.type === PvOp.QueuedSpinLockSlowpath);
     mark('start');
     if (this.refuses(ctx, rec, sites)) return yield* ctx.work();
+    // The retargeted CALLs reach a copy of the running flavour: that is what must be ready.
+    yield* this.prepare({ ctx, from: this.flavor, to: this.flavor, hash: this.guest.env.hash });
     const hits0 = this.tp.stats.int3Hits;
     // One instruction per text_poke_loc: the CALL; the site's NOP padding stays.
     this.tp.queue(sites.map((s) => ({ address: s.address, bytes: directCall(s, LIVEPATCHED_SLOWPATH).subarray(0, 5) })));

@@ -26,6 +26,11 @@
  *  - `flipCondition`: when the patcher may try cmpxchg(word, 0, FLIPPED) (every vCPU passed the barrier);
  *  - `barrierPoint`: where a vCPU passes the global barrier (lockop_checkpoint, holding no lock).
  *
+ * Every kind:
+ *  - `prepare`: run on the patcher before the protocol writes anything, with the flavours it
+ *    switches between: what the new ops need before any of them runs (src/patching/prepare.ts;
+ *    the stock one allocates the PV lock hash a native boot never made).
+ *
  * A module's default export is a ProtocolFactory (it receives this API at run time, so it needs
  * only a type import of this file and runs against whichever copy of pvpatch loads it), or a
  * Protocol value.
@@ -35,9 +40,11 @@ import { pokeInt3Handler, type Int3Stats } from '../kernel/int3.ts';
 import { V1_HOOKS, type V1Hooks, type V1Int3 } from '../kernel/stop-machine.ts';
 import { V2_HOOKS, type V2Flip, type V2Hooks } from './v2-hooks.ts';
 import { LOCKOP } from '../kernel/lockop-barrier.ts';
+import { pvInitLockHash } from '../kernel/pv-hash.ts';
+import { PREPARE, type PrepareHook, type SwitchPrepare } from './prepare.ts';
 import { BP_DESC, Opcode, SYNC_ACKS, TP_LOC, TP_VEC, type TextPokeLoc } from '../kernel/text-poke-loc.ts';
 
-export type { PokeBatch, Step, TextPokeBpSteps, TextPokeStats, Int3Stats, V1Hooks, V1Int3, V2Flip, V2Hooks, TextPokeLoc };
+export type { PokeBatch, Step, TextPokeBpSteps, TextPokeStats, Int3Stats, V1Hooks, V1Int3, V2Flip, V2Hooks, TextPokeLoc, PrepareHook, SwitchPrepare };
 
 /** The stock protocols a module builds on (the names of `--protocol`). */
 export const PROTOCOL_KINDS = ['text-poke-bp', 'v1', 'v2'] as const;
@@ -49,6 +56,7 @@ export interface TextPokeBpProtocol {
   /** Shown in reports: say what differs from the stock protocol. */
   name: string;
   steps?: Partial<TextPokeBpSteps>;
+  prepare?: PrepareHook;
 }
 
 /** v1 with some of its hooks replaced. */
@@ -56,6 +64,7 @@ export interface V1Protocol {
   kind: 'v1';
   name: string;
   hooks?: Partial<V1Hooks>;
+  prepare?: PrepareHook;
 }
 
 /** v2 with some of its hooks replaced. */
@@ -63,6 +72,7 @@ export interface V2Protocol {
   kind: 'v2';
   name: string;
   hooks?: Partial<V2Hooks>;
+  prepare?: PrepareHook;
 }
 
 export type Protocol = TextPokeBpProtocol | V1Protocol | V2Protocol;
@@ -77,6 +87,8 @@ export const PROTOCOL_API = {
   textPokeSync,
   writeLoc,
   pokeInt3Handler,
+  PREPARE,
+  pvInitLockHash,
   /** Guest data the stock steps use (tp_vec, bp_desc, the SYNC acknowledgements, v2's words). */
   layout: { BP_DESC, TP_VEC, TP_LOC, SYNC_ACKS, LOCKOP, Opcode },
 } as const;
@@ -95,6 +107,11 @@ export const STOCK_PROTOCOLS: Record<ProtocolKind, Protocol> = {
 /** The full step table of a text_poke_bp protocol: its overrides over Linux's. */
 export function textPokeBpSteps(p: TextPokeBpProtocol): TextPokeBpSteps {
   return { ...TEXT_POKE_BP_STEPS, ...p.steps };
+}
+
+/** The protocol's prepare step: its own, else the stock one. */
+export function prepareOf(p: Protocol): PrepareHook {
+  return p.prepare ?? PREPARE;
 }
 
 export function v1Hooks(p: V1Protocol): V1Hooks {
@@ -118,6 +135,7 @@ export function protocolShapeError(x: unknown): string | undefined {
   const p = x as Record<string, unknown>;
   if (typeof p.kind !== 'string' || !(PROTOCOL_KINDS as readonly string[]).includes(p.kind)) return `kind must be one of ${PROTOCOL_KINDS.join(', ')}, not ${JSON.stringify(p.kind)}`;
   if (typeof p.name !== 'string' || p.name === '') return 'name must be a non-empty string';
+  if (p.prepare !== undefined && typeof p.prepare !== 'function') return 'prepare must be a function';
   const { field, names } = HOOKS[p.kind as ProtocolKind];
   const other = field === 'steps' ? 'hooks' : 'steps';
   if (p[other] !== undefined) return `a ${p.kind} protocol overrides '${field}', not '${other}'`;

@@ -6,7 +6,8 @@ import type { Guest } from '../kernel/guest.ts';
 import type { Vcpu } from '../machine/vcpu.ts';
 import type { RunOptions } from '../machine/machine.ts';
 import { Reg } from '../x86/registers.ts';
-import { PvOp, patchBytes, unexpectedSite, type Flavor, type PatchSite } from '../kernel/pv-ops.ts';
+import { PREPARE, type PrepareHook } from './prepare.ts';
+import { PvOp, changingSites, patchBytes, unexpectedSite, type Flavor, type PatchSite } from '../kernel/pv-ops.ts';
 import { StopMachineV1, STOP_MACHINE_SERVICE, V1_HOOKS, newV1Stats, type V1Generation, type V1Hooks, type V1Stats } from '../kernel/stop-machine.ts';
 import { v1BrokenHooks } from './broken.ts';
 import { GuestConfigError } from '../kernel/errors.ts';
@@ -24,6 +25,8 @@ export interface V1SwitchOptions {
   hooks?: V1Hooks;
   /** Patch only the sites this accepts (default: every lock-op site). */
   sites?: (s: PatchSite) => boolean;
+  /** Run by the primary before each stop_machine (default PREPARE: the PV lock hash for a switch to PV). */
+  prepare?: PrepareHook;
 }
 
 export interface V1Result extends PatchRunResult {
@@ -77,10 +80,19 @@ export function switchLockOpsV1(guest: Guest, to: Flavor | Flavor[], opts: V1Swi
     const verdict = j.verdict.ok ? violation('unexpected-bytes', j.verdict.step, `refused: ${wrong}`) : j.verdict;
     return { verdict, ...verdictFields(verdict), reason: patchRunReason(verdict), patched: false, run, locks: j.locks, stats: newV1Stats(guest.machine.vcpus.length), switched: false };
   }
-  const gens = flavors.map((f): V1Generation => ({
-    sites: guest.image.sites.filter(opts.sites ?? (() => true)).map((s) => ({ address: s.address, bytes: patchBytes(s, f, guest.image.targets) })),
-    after: () => guest.writePvOps(f),
-  }));
+  // Each stop_machine rewrites the sites whose ops change from the flavour before it (vcpu_is_preempted never does).
+  let prev = guest.flavor;
+  const gens = flavors.map((f): V1Generation => {
+    const sites = changingSites(guest.image.sites.filter(opts.sites ?? (() => true)), prev, f, guest.image.targets);
+    const from = prev;
+    prev = f;
+    const prepare = opts.prepare ?? PREPARE;
+    return {
+      sites: sites.map((s) => ({ address: s.address, bytes: patchBytes(s, f, guest.image.targets) })),
+      prepare: (ctx) => prepare({ ctx, from, to: f, hash: guest.env.hash }),
+      after: () => guest.writePvOps(f),
+    };
+  });
   return runV1(guest, gens, opts);
 }
 

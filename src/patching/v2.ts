@@ -1,7 +1,8 @@
 /**
- * The v2 runtime switch of all five pv_lock_ops (seed 001 "so now v2"; DESIGN.md §5), with no
+ * The v2 runtime switch of the four pv_lock_ops kvm_spinlock_init sets (LOCK_FLAVOR_OPS) (seed 001 "so now v2"; DESIGN.md §5), with no
  * stop_machine, while every vCPU keeps taking locks:
  *
+ *  0. prepare what the new ops need (src/patching/prepare.ts: the PV lock hash on native -> PV);
  *  1. site-local barrier: an INT3 on the first byte of every `.parainstructions` site, sync; the
  *     INT3 handler (src/kernel/lockop-barrier.ts) emulates the OLD ops;
  *  2. global barrier: every vCPU passes lockop_checkpoint() — the task loop between iterations, or
@@ -26,7 +27,7 @@ import { DATA, DATA_BASE, VECTOR, stackTop } from '../kernel/layout.ts';
 import { Reg } from '../x86/registers.ts';
 import { TextPokeBp, textPoke, textPokeSync } from '../kernel/text-poke.ts';
 import { FLAVOR_CODE, FLIPPED, LOCKOP, LOCKOP_SERVICE, LockopBarrier, flavorOf } from '../kernel/lockop-barrier.ts';
-import { PV_OPS, patchBytes, unexpectedSite, type Flavor } from '../kernel/pv-ops.ts';
+import { PV_OPS, changingSites, patchBytes, unexpectedSite, type Flavor } from '../kernel/pv-ops.ts';
 import { pvOpsTable } from '../kernel/paravirt.ts';
 import { KernelBug, GuestConfigError } from '../kernel/errors.ts';
 import { judgeGuestRun } from '../kernel/judge.ts';
@@ -34,6 +35,7 @@ import { violation, type Verdict } from '../kernel/verdict.ts';
 import { hazardName } from '../machine/events.ts';
 import { v2NoBarrierHooks } from './broken.ts';
 import { V2_HOOKS, type V2Hooks } from './v2-hooks.ts';
+import { PREPARE, type PrepareHook } from './prepare.ts';
 
 export { V2_HOOKS, type V2Flip, type V2Hooks } from './v2-hooks.ts';
 
@@ -54,6 +56,8 @@ export interface V2Options {
   broken?: 'no-map' | 'no-barrier';
   /** The steps' hooks (default V2_HOOKS; 'no-barrier' overrides flipCondition). */
   hooks?: V2Hooks;
+  /** Run before the first INT3 of a switch (default PREPARE: the PV lock hash for a switch to PV). */
+  prepare?: PrepareHook;
 }
 
 export type V2PhaseName = 'start' | 'int3' | 'barrier-open' | 'flip' | 'tails' | 'first-bytes' | 'done' | 'abort' | 'int3-removed';
@@ -170,7 +174,10 @@ export class LockopSwitcher implements GuestComponent {
   private *switchTo(ctx: ServiceContext, to: Flavor): Generator<number, number, void> {
     const from = this.flavor;
     const n = this.guest.machine.vcpus.length;
-    const { sites, targets } = this.guest.image;
+    const { targets } = this.guest.image;
+    // Only the sites of ops that change (vcpu_is_preempted stays: LOCK_FLAVOR_OPS); the refusal
+    // below still checks every site.
+    const sites = changingSites(this.guest.image.sites, from, to, targets);
     const oldBytes = sites.map((s) => patchBytes(s, from, targets));
     const newBytes = sites.map((s) => patchBytes(s, to, targets));
     const hits0 = this.barrier.stats.int3Hits;
@@ -179,7 +186,7 @@ export class LockopSwitcher implements GuestComponent {
     let attempt = 0;
     const mark = (phase: V2PhaseName) => rec.phases.push({ phase, attempt, step: ctx.exec.step, time: ctx.cpu.time });
     // Refuse a site that does not hold the old bytes (another patcher was there): write nothing.
-    const wrong = unexpectedSite(ctx.exec.memory, sites, from, targets);
+    const wrong = unexpectedSite(ctx.exec.memory, this.guest.image.sites, from, targets);
     if (wrong !== undefined) {
       mark('start');
       rec.reason = 'unexpected-bytes';
@@ -187,6 +194,8 @@ export class LockopSwitcher implements GuestComponent {
       yield* ctx.work();
       return EINVAL;
     }
+    // What the new ops need before any can run (the PV lock hash: src/patching/prepare.ts).
+    yield* (this.opts.prepare ?? PREPARE)({ ctx, from, to, hash: this.guest.env.hash });
     const sync = () => textPokeSync(ctx, n, this.sync);
     const dropRefs = function* (): Generator<number, void, void> {
       if ((yield* ctx.fetchAdd(LOCKOP.refs, 4, -1)) !== 1) {
@@ -226,8 +235,8 @@ export class LockopSwitcher implements GuestComponent {
       rec.waits.push(spins);
       if (flipped) {
         mark('flip');
-        const table = pvOpsTable(to, targets);
-        for (const op of PV_OPS) yield* ctx.store(DATA_BASE + DATA.pvOps + 8 * op, 8, table.get(op)!);
+        const table = pvOpsTable(to, targets), before = pvOpsTable(from, targets);
+        for (const op of PV_OPS) if (table.get(op) !== before.get(op)) yield* ctx.store(DATA_BASE + DATA.pvOps + 8 * op, 8, table.get(op)!);
         let tails = false;
         for (let i = 0; i < sites.length; i++) {
           if (sites[i]!.len <= 1) continue;

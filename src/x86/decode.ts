@@ -34,6 +34,7 @@ const MNEMONIC_OP: ReadonlyMap<Mnemonic, Op> = new Map<Mnemonic, Op>([
   [Mnemonic.Mfence, Op.MFENCE], [Mnemonic.Cpuid, Op.CPUID], [Mnemonic.Serialize, Op.SERIALIZE],
   [Mnemonic.Vmcall, Op.VMCALL], [Mnemonic.Vmmcall, Op.VMMCALL], [Mnemonic.Ud2, Op.UD2],
   [Mnemonic.Wrmsr, Op.WRMSR], [Mnemonic.Rdtsc, Op.RDTSC], [Mnemonic.Rdmsr, Op.RDMSR], [Mnemonic.Bsf, Op.BSF], [Mnemonic.Bsr, Op.BSR], [Mnemonic.Popcnt, Op.POPCNT],
+  [Mnemonic.Verw, Op.VERW],
 ]);
 
 const JCC = new Set<Mnemonic>([

@@ -27,6 +27,8 @@ export enum Op {
   MOV_TO_CR,
   /** MOV from CRn (`r0` = the destination GPR, `r1` = n). */
   MOV_FROM_CR,
+  /** VERW r/m16: ZF = whether the selector names a segment writable at CPL; not serializing. */
+  VERW,
 }
 
 /** Operand kinds. */

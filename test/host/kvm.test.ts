@@ -27,10 +27,16 @@ function askPreempted(g: Guest, target: number): bigint {
   return c.getReg64(Reg.RAX);
 }
 
-test('a guest that booted native sees vcpu_is_preempted() false, even for a descheduled vCPU', () => {
-  const g = new Guest({ vcpus: 2, flavor: 'native' });
-  g.host!.setPreempted(1, true);
-  assert.equal(askPreempted(g, 1), 0n);
+test('a guest with native lock ops on KVM keeps KVM\'s vcpu_is_preempted (kvm_guest_init: steal time) and sees a descheduled vCPU; on bare metal it is always false', () => {
+  for (const o of [{ flavor: 'native' as const }, { host: { realtime: true } }]) {
+    const g = new Guest({ vcpus: 2, ...o });
+    assert.equal(g.flavor, 'native');
+    g.host!.setPreempted(1, true);
+    assert.equal(askPreempted(g, 1), 1n);
+    g.host!.setPreempted(1, false);
+    assert.equal(askPreempted(g, 1), 0n);
+  }
+  assert.equal(askPreempted(new Guest({ vcpus: 2, platform: 'bare-metal' }), 1), 0n);
 });
 
 test('a PV guest sees vcpu_is_preempted() true exactly while the host has descheduled that vCPU', () => {

@@ -64,7 +64,7 @@ test('v1 switches every site, the cold ones included', () => {
 });
 
 test('extra sites that cannot fit in the kernel text\'s mapping are a GuestConfigError, before assembling', () => {
-  assert.throws(() => guest('native', 40_000), (e: unknown) => e instanceof GuestConfigError && /does not fit: 40000 extra sites of up to 7 bytes need 280000, and there are 262144 bytes \(0x40000\)/.test(e.message));
+  assert.throws(() => guest('native', 50_000), (e: unknown) => e instanceof GuestConfigError && /does not fit: 50000 extra sites of up to 6 bytes need 300000, and there are 262144 bytes \(0x40000\)/.test(e.message));
   assert.throws(() => guest('native', -1), GuestConfigError);
   assert.throws(() => guest('native', 2.5), GuestConfigError);
 });

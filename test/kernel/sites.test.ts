@@ -18,21 +18,33 @@ function callTo(g: Guest, type: PvOp, target: number, nops: string): number[][] 
   return g.image.sites.filter((s) => s.type === type).map((s) => [0xe8, ...rel32(s.address + 5, target), ...hex(nops)]);
 }
 
-test('a native guest: unlock is c6 07 00 + 0f 1f 40 00, vcpu_is_preempted is 48 31 c0 + NOP, wait/kick are NOPs', () => {
-  const g = new Guest({ vcpus: 4, flavor: 'native' });
-  for (const b of siteBytes(g, PvOp.QueuedSpinUnlock)) assert.deepEqual(b, hex('c6 07 00 0f 1f 40 00'));
-  for (const b of siteBytes(g, PvOp.VcpuIsPreempted)) assert.deepEqual(b, hex('48 31 c0 0f 1f 40 00'));
+test('a native guest on bare metal (Linux 6.1, 6-byte sites): unlock is c6 07 00 0f 1f 00, vcpu_is_preempted 48 31 c0 0f 1f 00, wait/kick NOPs', () => {
+  const g = new Guest({ vcpus: 4, platform: 'bare-metal' });
+  assert.equal(g.flavor, 'native');
+  assert.ok(g.image.sites.every((s) => s.len === 6), 'every .parainstructions lock-op site is 6 bytes');
+  for (const b of siteBytes(g, PvOp.QueuedSpinUnlock)) assert.deepEqual(b, hex('c6 07 00 0f 1f 00'));
+  for (const b of siteBytes(g, PvOp.VcpuIsPreempted)) assert.deepEqual(b, hex('48 31 c0 0f 1f 00'));
   for (const b of siteBytes(g, PvOp.Wait)) assert.deepEqual(b, hex('66 0f 1f 44 00 00'));
   for (const b of siteBytes(g, PvOp.Kick)) assert.deepEqual(b, hex('66 0f 1f 44 00 00'));
   assert.deepEqual(siteBytes(g, PvOp.QueuedSpinLockSlowpath), callTo(g, PvOp.QueuedSpinLockSlowpath, SERVICE.nativeSlowpath, '90'));
   assert.ok(siteBytes(g, PvOp.QueuedSpinUnlock).length >= 4, 'unlock sites inlined in several places');
 });
 
-test('a KVM PV guest: every site is a direct call, NOP-padded (unlock: e8 rel32 + 66 90)', () => {
+test('a native guest on KVM (REALTIME, nopvspin or forced): four lock ops native, vcpu_is_preempted stays KVM\'s (kvm_guest_init: steal time)', () => {
+  for (const o of [{ host: { realtime: true } }, { nopvspin: true }, { flavor: 'native' as const }]) {
+    const g = new Guest({ vcpus: 4, ...o });
+    assert.equal(g.flavor, 'native');
+    for (const b of siteBytes(g, PvOp.QueuedSpinUnlock)) assert.deepEqual(b, hex('c6 07 00 0f 1f 00'));
+    for (const b of siteBytes(g, PvOp.Wait)) assert.deepEqual(b, hex('66 0f 1f 44 00 00'));
+    assert.deepEqual(siteBytes(g, PvOp.VcpuIsPreempted), callTo(g, PvOp.VcpuIsPreempted, g.symbol('__raw_callee_save___kvm_vcpu_is_preempted'), '90'));
+  }
+});
+
+test('a KVM PV guest: every site is a direct call + 90 (unlock: e8 rel32 90)', () => {
   const g = new Guest({ vcpus: 4, flavor: 'auto' });
   assert.equal(g.flavor, 'pv');
-  assert.deepEqual(siteBytes(g, PvOp.QueuedSpinUnlock), callTo(g, PvOp.QueuedSpinUnlock, g.symbol('__raw_callee_save___pv_queued_spin_unlock'), '66 90'));
-  assert.deepEqual(siteBytes(g, PvOp.VcpuIsPreempted), callTo(g, PvOp.VcpuIsPreempted, g.symbol('__raw_callee_save___kvm_vcpu_is_preempted'), '66 90'));
+  assert.deepEqual(siteBytes(g, PvOp.QueuedSpinUnlock), callTo(g, PvOp.QueuedSpinUnlock, g.symbol('__raw_callee_save___pv_queued_spin_unlock'), '90'));
+  assert.deepEqual(siteBytes(g, PvOp.VcpuIsPreempted), callTo(g, PvOp.VcpuIsPreempted, g.symbol('__raw_callee_save___kvm_vcpu_is_preempted'), '90'));
   assert.deepEqual(siteBytes(g, PvOp.Wait), callTo(g, PvOp.Wait, g.symbol('kvm_wait'), '90'));
   assert.deepEqual(siteBytes(g, PvOp.Kick), callTo(g, PvOp.Kick, g.symbol('kvm_kick_cpu'), '90'));
   assert.deepEqual(siteBytes(g, PvOp.QueuedSpinLockSlowpath), callTo(g, PvOp.QueuedSpinLockSlowpath, SERVICE.pvSlowpath, '90'));

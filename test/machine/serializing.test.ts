@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Machine } from '../../src/machine/machine.ts';
 import { RandomChooser } from '../../src/sched/random.ts';
-import { Reg } from '../../src/x86/registers.ts';
+import { Flag, Reg } from '../../src/x86/registers.ts';
+import { disassemble } from '../../src/x86/format.ts';
 import { hex, le32, rel32 } from '../helpers/bytes.ts';
 
 const WAITER = 0x1000, PATCHER = 0x1400, TARGET = 0x1800, FLAG = 0x10000;
@@ -67,4 +68,71 @@ test('prefetcht0/t1/t2/nta and prefetchw run as no-ops', () => {
   const r = m.run();
   assert.equal(r.reason, 'all-halted');
   assert.equal(r.instructions, 6);
+});
+
+test('prefetchw (0f 0d /1) is prefetchw, and neither it nor a prefetcht0 of unmapped memory changes a register or a flag', () => {
+  const m = new Machine({ vcpus: 1 });
+  m.memory.map(0x1000, 0x1000, 'rwx');
+  m.memory.writeBytes(0x1000, hex('0f 0d 0b 0f 18 0b f4')); // prefetchw (%rbx); prefetcht0 (%rbx); hlt
+  const c = m.vcpu(0);
+  c.rip = 0x1000;
+  c.setReg64(Reg.RBX, 0x7f0000000n); // unmapped: a prefetch never faults
+  c.flags |= Flag.CF | Flag.ZF;
+  const flags = c.flags;
+  assert.equal(disassemble(m.memory.readBytes(0x1000, 3), 0x1000)[0]!.text, 'prefetchw (%rbx)');
+  assert.equal(m.run().reason, 'all-halted');
+  assert.equal(c.flags, flags);
+  assert.equal(c.getReg64(Reg.RBX), 0x7f0000000n);
+});
+
+/** Run `verw %ax` with AX = `selector` (and CF set, which VERW must leave alone); return ZF. */
+function verwZf(selector: number): boolean {
+  const m = new Machine({ vcpus: 1 });
+  m.memory.map(0x1000, 0x1000, 'rwx');
+  m.memory.writeBytes(0x1000, hex('0f 00 e8 f4')); // verw %ax; hlt
+  const c = m.vcpu(0);
+  c.rip = 0x1000;
+  c.setReg64(Reg.RAX, BigInt(selector));
+  c.flags = (c.flags | Flag.CF) & ~Flag.ZF;
+  assert.equal(m.run().reason, 'all-halted');
+  assert.ok((c.flags & Flag.CF) !== 0, 'VERW changes only ZF');
+  return (c.flags & Flag.ZF) !== 0;
+}
+
+test('verw sets ZF exactly for a selector of a segment writable at CPL 0 in Linux\'s GDT (SDM VERR/VERW)', () => {
+  assert.equal(verwZf(0x18), true, '__KERNEL_DS');
+  assert.equal(verwZf(0x2b), true, '__USER_DS (DPL 3 >= RPL 3 >= CPL 0)');
+  assert.equal(verwZf(0x10), false, '__KERNEL_CS: code is never writable');
+  assert.equal(verwZf(0x1b), false, '__KERNEL_DS with RPL 3: DPL 0 < RPL');
+  assert.equal(verwZf(0x00), false, 'the null selector');
+  assert.equal(verwZf(0x7b), false, 'GDT_ENTRY_CPUNODE: read-only data');
+  assert.equal(verwZf(0x40), false, 'GDT_ENTRY_TSS: a system segment');
+  assert.equal(verwZf(0x80), false, 'beyond GDT_ENTRIES');
+  assert.equal(verwZf(0x1c), false, 'TI = 1: no LDT');
+});
+
+test('verw with a memory operand reads the selector there (Linux\'s CLEAR_CPU_BUFFERS: verw mds_verw_sel(%rip))', () => {
+  const m = new Machine({ vcpus: 1 });
+  m.memory.map(0x1000, 0x1000, 'rwx');
+  m.memory.writeBytes(0x1000, hex('0f 00 2d 01 00 00 00 f4 18 00')); // verw 0x1(%rip) -> the word at 0x1008 (__KERNEL_DS); hlt
+  const c = m.vcpu(0);
+  c.rip = 0x1000;
+  c.flags &= ~Flag.ZF;
+  assert.equal(m.run().reason, 'all-halted');
+  assert.ok((c.flags & Flag.ZF) !== 0);
+  const bad = new Machine({ vcpus: 1 });
+  bad.memory.map(0x1000, 0x1000, 'rwx');
+  bad.memory.writeBytes(0x1000, hex('0f 00 2c 25 00 00 00 70 f4')); // verw 0x70000000: unmapped
+  bad.vcpu(0).rip = 0x1000;
+  const r = bad.run();
+  assert.equal(r.reason, 'error');
+  assert.match(r.error!.message, /unmapped/);
+});
+
+test('verw is not serializing: in place of the mov to %cr3 the fetch of the new code is cmc-unsynchronized', () => {
+  const m = machine(hex('0f 00 e8 0f 00 e8')); // verw %ax; verw %ax (6 bytes, as the CR3 pair)
+  const r = m.run({ chooser: new RandomChooser(1), maxInstructions: 100_000 });
+  assert.equal(r.reason, 'hazard');
+  assert.equal(r.hazards[0]!.kind, 'cmc-unsynchronized');
+  assert.equal(r.hazards[0]!.cpu, 0);
 });

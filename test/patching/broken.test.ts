@@ -89,14 +89,14 @@ function v1Guest(seed: number, nmiEntry: NmiEntry = 'linux'): Guest {
   return new Guest({ vcpus: 4, flavor: 'native', spinThreshold: 4, workload: { iterations: 3 }, seed, nmiEntry });
 }
 
-test('broken 5a, v1 whose #BP handler just returns to the INT3 (no state machine): an NMI meets the INT3 and the machine livelocks (seed 3)', () => {
-  const g = v1Guest(3);
-  const r = switchLockOpsV1(g, ['pv', 'native'], { primaryCpu: 3, int3Retry: true, run: { chooser: new RandomChooser(3), inject: { nmis: 8, irqs: 4, irqVector: VECTOR.LOCK_IRQ }, maxInstructions: 300_000 } });
+test('broken 5a, v1 whose #BP handler just returns to the INT3 (no state machine): an NMI meets the INT3 and the machine livelocks (seed 4)', () => {
+  const g = v1Guest(4);
+  const r = switchLockOpsV1(g, ['pv', 'native'], { primaryCpu: 3, int3Retry: true, run: { chooser: new RandomChooser(4), inject: { nmis: 8, irqs: 4, irqVector: VECTOR.LOCK_IRQ }, maxInstructions: 300_000 } });
   assert.equal(r.reason, 'unfinished');
   assert.match(r.detail!, /^limit; 0 of 4 tasks finished/);
   assert.equal(r.switched, false, 'stop_machine never finished');
   assert.ok(r.stats.int3InNmi > 0 && r.stats.int3Hits > 1000, `the NMI re-executes the INT3 forever (${r.stats.int3Hits} hits)`);
-  const control = switchLockOpsV1(v1Guest(3), ['pv', 'native'], { primaryCpu: 3, run: { chooser: new RandomChooser(3), inject: { nmis: 8, irqs: 4, irqVector: VECTOR.LOCK_IRQ } } });
+  const control = switchLockOpsV1(v1Guest(4), ['pv', 'native'], { primaryCpu: 3, run: { chooser: new RandomChooser(4), inject: { nmis: 8, irqs: 4, irqVector: VECTOR.LOCK_IRQ } } });
   assert.equal(control.reason, 'ok', 'the real v1 on the same seed');
 });
 

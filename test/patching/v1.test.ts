@@ -152,8 +152,8 @@ test('v1 from the hint, back and forth ten times under load (the host toggles RE
   }
 });
 
-test('v1: the primary\'s #BP handler in an NMI waits for every acknowledgement of the state it finds before moving on (seed 831 of the sweep: it moved from PATCH_SYNC_1 to PATCH_SYNC_2 while two secondaries had not acknowledged PATCH_SYNC_1, cmc-unsynchronized at step 320; seeds 28 and 61: a nested driver found such a state and waited)', () => {
-  for (const [seed, waits] of [[831, false], [28, true], [61, true]] as const) {
+test('v1: the primary\'s #BP handler in an NMI waits for every acknowledgement of the state it finds before moving on (seed 831 of the sweep: it moved from PATCH_SYNC_1 to PATCH_SYNC_2 while two secondaries had not acknowledged PATCH_SYNC_1, cmc-unsynchronized at step 320; seeds 7 and 35: a nested driver found such a state and waited)', () => {
+  for (const [seed, waits] of [[831, false], [7, true], [35, true]] as const) {
     const g = guest(seed);
     g.atomicSwitch.mode = 'record';
     const r = switchLockOpsV1(g, ['pv', 'native'], { primaryCpu: seed % 4, run: { chooser: new RandomChooser(seed), inject: INJECT } });

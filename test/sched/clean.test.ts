@@ -54,13 +54,27 @@ const STRATEGIES: [string, number, (seed: number, length: number) => Chooser, nu
   ['random with 3 host preemptions', 4, (seed) => new RandomChooser(seed), 3],
 ];
 
+/**
+ * Seeds on which a protocol meets its own known limit, not the strategy's: with 6-byte sites, PCT
+ * with host preemptions seed 1 drives v1 into the RFC's multi-NMI deadlock (three vCPUs' NMI
+ * handlers wait for the NMI lock the fourth holds at the INT3; test/patching/v1.test.ts seed 24).
+ * Each is checked to end that way (no task finished) and the next seed runs in its place.
+ */
+const KNOWN_LIMIT = new Map<string, readonly number[]>([['v1 native -> PV -> native/PCT with 3 host preemptions', [1]]]);
+
 for (const [protocol, runOnce] of PROTOCOLS) {
   test(`${protocol} is clean under every strategy: ${STRATEGIES.map(([n, k]) => `${n} (${k} seeds)`).join(', ')}`, (t) => {
     const length = measureRunLength((l) => runOnce(0, new PctChooser({ seed: 0, length: l }), 0).run.steps);
     t.diagnostic(`measured run length ${length} steps`);
     for (const [strategy, seeds, mk, preemptions] of STRATEGIES) {
-      for (let seed = 1; seed <= seeds; seed++) {
+      const known = KNOWN_LIMIT.get(`${protocol}/${strategy}`) ?? [];
+      for (let seed = 1, ran = 0; ran < seeds; seed++) {
         const r = runOnce(seed, mk(seed, length), preemptions);
+        if (known.includes(seed)) {
+          assert.match(`${r.reason} ${r.detail ?? ''}`, /^unfinished limit; 0 of \d tasks finished/, `${strategy}, seed ${seed}: the known limit`);
+          continue;
+        }
+        ran++;
         assert.equal(r.reason, 'ok', `${strategy}, seed ${seed}: ${r.reason} ${r.detail ?? ''}`);
         assert.equal(r.run.hazards.length, 0);
       }

@@ -121,6 +121,11 @@ function timelineLines(t: HintSwitchResult['timeline']): string[] {
   return out;
 }
 
+/** The header's declared deviations from Linux 6.1 (Guest.deviations), one indented line each. */
+function deviationLines(g: Guest): string[] {
+  return g.deviations().map((d) => `  deviation from Linux 6.1: ${d}`);
+}
+
 function sitesTable(g: Guest): string[] {
   const out = ['', `patched sites (${g.image.sites.length}, flavor ${g.flavor}):`];
   for (const s of g.image.sites) {
@@ -249,6 +254,7 @@ function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags, subj
   const summary = {
     scenario: file,
     decision: g.decision,
+    deviations: g.deviations(),
     strategy,
     seed,
     reason: r.reason,
@@ -328,6 +334,7 @@ export function runGuestScenario(file: string, s: GuestScenario, flags: GuestRun
   const locks = summary.locks;
   const out: string[] = [];
   out.push(`${file}: ${g.machine.vcpus.length} vCPUs${sched ? ` on ${sched.opts.pcpus} pCPUs` : ''}, ${g.decision.reason} → ${g.flavor} pv_lock_ops`);
+  out.push(...deviationLines(g));
   if (flags.showSites) out.push(...sitesTable(g));
   const simulated = summary.simulatedMicroseconds > 0 ? `, ${summary.simulatedMicroseconds} µs simulated` : '';
   const why = g.tasksDone && (r.reason === 'until' || r.reason === 'all-halted') ? 'every task finished, every vCPU idle' : stopText(r, { maxInstructions: flags.maxInstructions ?? s.run?.maxInstructions ?? 50_000_000 });
@@ -400,7 +407,7 @@ export function sweepGuestScenario(file: string, s: GuestScenario, flags: GuestR
   if (flags.json) {
     process.stdout.write(JSON.stringify({ scenario: file, protocol: protocol ?? null, ...(flags.protocolFile ? { protocolFile: { path: flags.protocolFile.path, name: flags.protocolFile.protocol.name } } : {}), strategy: strategyOf(s, flags), seeds: { from: flags.seed, count: seeds }, ...tally.json(), failing, totals, runs }) + '\n');
   } else {
-    const out = [`${file}: ${seeds} seeds (${range}), one boot, a fork and a run per seed${protocol ? `, switch protocol ${protocol}` : ''}${flags.protocolFile ? ` (${flags.protocolFile.protocol.name}, ${flags.protocolFile.path})` : ''}: ${failing.length} failing`, ...tally.lines()];
+    const out = [`${file}: ${seeds} seeds (${range}), one boot, a fork and a run per seed${protocol ? `, switch protocol ${protocol}` : ''}${flags.protocolFile ? ` (${flags.protocolFile.protocol.name}, ${flags.protocolFile.path})` : ''}: ${failing.length} failing`, ...deviationLines(subject.boot), ...tally.lines()];
     out.push(`  acquisitions ${totals.acquisitions}${protocol ? `, switches completed ${totals.switched}/${seeds}, INT3 hits ${totals.int3Hits}, IPIs ${totals.ipis}, v2 retries ${totals.retries}` : ''}`);
     for (const f of failing.slice(0, 20)) out.push(`  seed ${f.seed}: ${f.reason} at step ${f.step}${f.detail ? ` — ${f.detail}` : ''}\n    replay: ${f.replay}`);
     if (failing.length > 20) out.push(`  … and ${failing.length - 20} more (--json lists them all)`);
