@@ -108,6 +108,19 @@ export interface Chooser {
    */
   continueWith?(vcpu: Vcpu): boolean;
   /**
+   * After `next` chose a step of `vcpu`: how many steps (>= 1, that one included) it takes before
+   * the next scheduling point, decided up front so the machine runs them without a point per
+   * instruction. The machine ends a burst early, at a new point, when anything a strategy weighs
+   * may have changed: another vCPU's run state (an interrupt, an IPI, a kick), the vCPU halting or
+   * being descheduled, its store buffer becoming empty or non-empty (its Drain action appearing or
+   * going), or its `spinning` flag. So a strategy that returns k must mean: were nothing to change,
+   * `next` at each of the k-1 skipped points would have picked this step again (PCT), or the k-1
+   * repeats are drawn from the distribution per-point choices would give (random's geometric run
+   * length). A forced step (the only enabled action) runs on the same way without asking: it is no
+   * decision. A strategy implements `burst` or `continueWith`, not both.
+   */
+  burst?(vcpu: Vcpu): number;
+  /**
    * Nothing is enabled (every vCPU halted or descheduled, no store buffered). A strategy that owns
    * time may advance it (the host rotates vCPUs, a timer fires) and return true to try again.
    */

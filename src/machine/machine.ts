@@ -452,6 +452,28 @@ export class Machine implements ExecContext {
     this.dirty = true;
   }
 
+  /** Instruction steps taken in the current run (the run's limit counts these). */
+  private runInstructions = 0;
+
+  /**
+   * One instruction step of `c` inside a burst: all the run loop does per instruction (the trace
+   * ring, the step, its cost told to the chooser, the stop tests), in one place so that every
+   * kind of burst shares it. Returns why the run stops, or undefined to go on.
+   */
+  private burstStep(c: Vcpu, chooser: Chooser, until: RunOptions['until'], maxInstructions: number): StopReason | undefined {
+    this.burstCount++;
+    if (this.tracing) (this.ring ??= new StepRing()).push(this.step, c.id, StepKind.Instruction, c.rip);
+    const cost = this.stepCpu(c);
+    this.runInstructions++;
+    this.step++;
+    if (this.tracing) this.traceStoreBuffer(c);
+    if (cost < 0 || this.stopRequested) return 'hazard';
+    chooser.observe?.(c, ActionKind.Step, cost as CostClass);
+    if (until !== undefined && until(this)) return 'until';
+    if (this.runInstructions >= maxInstructions) return 'limit';
+    return undefined;
+  }
+
   /** Run until every vCPU halts, a hazard, a fault, the instruction limit or `until`. */
   run(opts: RunOptions = {}): RunResult {
     this.chooser = opts.chooser ?? new FirstEnabled();
@@ -468,14 +490,14 @@ export class Machine implements ExecContext {
     const until = opts.until;
     let reason: StopReason = 'limit';
     let error: RunResult['error'];
-    let instructions = 0;
+    this.runInstructions = 0;
     // Only the vCPU that acted can have changed its entries, unless something marked others
     // dirty, the budgets moved, or the strategy's host changes run states itself.
     const incremental = chooser.changesRunState !== true;
     this.enabledStale = -1;
     try {
       outer: for (;;) {
-        if (instructions >= maxInstructions) { reason = 'limit'; break; }
+        if (this.runInstructions >= maxInstructions) { reason = 'limit'; break; }
         const n = this.enabled(budget);
         if (n === 0) {
           // Nothing can happen now; a time-based strategy may advance time (host rotation, timers).
@@ -496,22 +518,24 @@ export class Machine implements ExecContext {
         const c = this.vcpus[actionCpu(a)]!;
         const kind = actionKind(a);
         if (kind === ActionKind.Step) {
-          // A burst: step the same vCPU while the chooser agrees and nothing else changed.
+          // A burst: the same vCPU steps without a scheduling point while the chooser's decision
+          // lasts (its burst length, or continueWith asked per step) and nothing it weighs changed
+          // (Chooser.burst lists what ends a burst early).
           this.dirty = false;
           this.flushBurst();
           this.burstAction = a;
-          for (;;) {
-            this.burstCount++;
-            if (this.tracing) (this.ring ??= new StepRing()).push(this.step, c.id, StepKind.Instruction, c.rip);
-            const cost = this.stepCpu(c);
-            instructions++;
-            this.step++;
-            if (this.tracing) this.traceStoreBuffer(c);
-            if (cost < 0 || this.stopRequested) { reason = 'hazard'; break outer; }
-            chooser.observe?.(c, kind, cost as CostClass);
-            if (until !== undefined && until(this)) { reason = 'until'; break outer; }
-            if (instructions >= maxInstructions) { reason = 'limit'; break outer; }
-            if (this.dirty || c.halted || c.preempted || chooser.continueWith === undefined || !chooser.continueWith(c)) break;
+          const bursts = chooser.burst !== undefined;
+          const left = !bursts ? 1 : n === 1 ? Infinity : chooser.burst!(c);
+          if (!(left >= 1)) throw new MachineConfigError(`chooser '${chooser.name}' asked for a burst of ${left} steps`);
+          const buffered = c.storeBuffer.length > 0;
+          const spinning = c.spinning;
+          for (let k = 1; ; k++) {
+            const stop = this.burstStep(c, chooser, until, maxInstructions);
+            if (stop !== undefined) { reason = stop; break outer; }
+            if (this.dirty || c.halted || c.preempted) break;
+            if (bursts) {
+              if (k >= left || (c.storeBuffer.length > 0) !== buffered || c.spinning !== spinning) break;
+            } else if (chooser.continueWith === undefined || !chooser.continueWith(c)) break;
           }
           if (incremental && !this.dirty) this.enabledStale = c.id;
           continue;

@@ -21,6 +21,7 @@ function rebuilding(inner: Chooser): Chooser {
     ...(inner.observe ? { observe: inner.observe.bind(inner) } : {}),
     ...(inner.forced ? { forced: inner.forced.bind(inner) } : {}),
     ...(inner.continueWith ? { continueWith: inner.continueWith.bind(inner) } : {}),
+    ...(inner.burst ? { burst: inner.burst.bind(inner) } : {}),
     ...(inner.idle ? { idle: inner.idle.bind(inner) } : {}),
   };
 }
