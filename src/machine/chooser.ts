@@ -65,6 +65,12 @@ export interface SchedulingPoint {
   readonly vcpus: readonly Vcpu[];
   /** Actions taken so far in this run. */
   readonly step: number;
+  /**
+   * Since the chooser's last point in this run, only this vCPU acted and only its actions may
+   * differ (its entries, its clock, its store buffer); -1: anything may have changed. Lets a
+   * strategy keep its own ordering incrementally (the timed strategy's heap) instead of scanning.
+   */
+  readonly changed: number;
   /** What is left of the run's budgets (NMIs, IRQs, host preemptions), for strategies that pace them. */
   readonly budget: RemainingBudget;
 }

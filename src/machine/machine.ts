@@ -485,7 +485,11 @@ export class Machine implements ExecContext {
     const stepsBefore = this.step;
     this.stopRequested = false;
     this.recording = opts.record ?? true;
-    const point = { actions: this.actions, count: 0, vcpus: this.vcpus, step: 0, budget };
+    const point = { actions: this.actions, count: 0, vcpus: this.vcpus, step: 0, changed: -1, budget };
+    // What changed since the chooser's last point (SchedulingPoint.changed): -1 (anything) until
+    // it has seen one; ASKED right after.
+    const ASKED = -2;
+    let changed = -1;
     const chooser = this.chooser;
     const until = opts.until;
     let reason: StopReason = 'limit';
@@ -498,7 +502,9 @@ export class Machine implements ExecContext {
     try {
       outer: for (;;) {
         if (this.runInstructions >= maxInstructions) { reason = 'limit'; break; }
+        const stale = this.enabledStale;
         const n = this.enabled(budget);
+        changed = changed === ASKED || changed === stale ? stale : -1;
         if (n === 0) {
           // Nothing can happen now; a time-based strategy may advance time (host rotation, timers).
           if (chooser.idle !== undefined && chooser.idle(this.vcpus)) continue;
@@ -509,6 +515,8 @@ export class Machine implements ExecContext {
         if (n > 1) {
           point.count = n;
           point.step = this.step;
+          point.changed = changed;
+          changed = ASKED;
           idx = chooser.next(point as SchedulingPoint);
           if (idx === NO_DECISION) { reason = 'misfit'; break; }
           if (!(idx >= 0 && idx < n)) throw new MachineConfigError(`chooser '${chooser.name}' picked action ${idx} of ${n}`);
