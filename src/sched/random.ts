@@ -31,6 +31,13 @@ export interface RandomOptions {
   length?: number;
   /** Plans for the budgets; a budget without one is spent by weight. */
   inject?: InjectionOptions;
+  /**
+   * Decide run lengths up front (`burst`, default false): the same distribution of switch points
+   * as a point per step, at burst speed, but another random stream, so a seed names another run.
+   * The explorer and the CLI turn it on (src/check/seeded.ts, src/cli/scenario/build-machine.ts);
+   * tests that pin a seed's run keep the per-step stream.
+   */
+  bursts?: boolean;
 }
 
 export class RandomChooser implements Chooser {
@@ -57,7 +64,11 @@ export class RandomChooser implements Chooser {
     this.byKind[ActionKind.Preempt] = own(ActionKind.Preempt) ? 0 : w.preempt;
     this.byKind[ActionKind.Resume] = own(ActionKind.Resume) ? 0 : w.resume;
     this.spinningStep = w.spinningStep;
+    if (opts.bursts === true) this.burst = (vcpu) => this.drawBurst(vcpu);
   }
+
+  /** Present with `bursts` (the machine tests for it: absent, a point per step). */
+  readonly burst?: (vcpu: Vcpu) => number;
 
   /** The step `next` chose at the last point, for `burst` (-1: none), with its weight and the total. */
   private chosen = -1;
@@ -137,7 +148,7 @@ export class RandomChooser implements Chooser {
    * the repeats were drawn with. The injector's next due step ends a burst too. So a run's
    * switch points follow today's distribution; the random stream (which draws what) differs.
    */
-  burst(vcpu: Vcpu): number {
+  private drawBurst(vcpu: Vcpu): number {
     const a = this.chosen;
     const point = this.chosenPoint;
     this.chosen = -1;

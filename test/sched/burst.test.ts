@@ -13,6 +13,8 @@ import { hex } from '../helpers/bytes.ts';
 import { machine, done, textPokeBpOrder, IPI_HANDLER } from '../helpers/site-machine.ts';
 import { lockMachine } from '../../bench/lock-machine.ts';
 
+const BURSTS = { bursts: true };
+
 /** `inner` without its burst: a scheduling point at every step, as before bursts. */
 function pointPerStep(inner: Chooser): Chooser {
   return {
@@ -96,7 +98,7 @@ test('random: with three equal vCPUs a run lasts l steps with probability (1/3)^
   const geometric = (p: number, maxBin: number) => (l: number) => (l < maxBin ? p ** (l - 1) * (1 - p) : p ** (maxBin - 1));
   for (const [label, wrap] of [['bursts', (c: Chooser) => c], ['a point per step', pointPerStep]] as const) {
     const m = loopMachine(['alu', 'alu', 'alu']);
-    m.run({ chooser: wrap(new RandomChooser(7)), maxInstructions: 60_000 });
+    m.run({ chooser: wrap(new RandomChooser(7, BURSTS)), maxInstructions: 60_000 });
     for (let cpu = 0; cpu < 3; cpu++) assertLaw(lengths(runs(m), cpu * 8, 6), geometric(1 / 3, 6), `${label}, vCPU ${cpu}`);
   }
 });
@@ -104,7 +106,7 @@ test('random: with three equal vCPUs a run lasts l steps with probability (1/3)^
 test('random: after a run ends, the next vCPU is drawn among the others by weight', () => {
   // vCPU 2 spins (weight 0.1 against 1): a switch from vCPU 0 goes to 1 with probability 1/1.1.
   const m = loopMachine(['alu', 'alu', 'pause']);
-  m.run({ chooser: new RandomChooser(3), maxInstructions: 80_000 });
+  m.run({ chooser: new RandomChooser(3, BURSTS), maxInstructions: 80_000 });
   const rs = runs(m);
   let to1 = 0, to2 = 0;
   for (let i = 1; i < rs.length; i++) {
@@ -120,8 +122,8 @@ test('random: switch points with stores, drains and a spinner are distributed as
   // the machine cuts bursts and the strategy draws afresh: the law is the per-step one.
   const mk = () => loopMachine(['store', 'alu', 'pause', 'store']);
   const a = mk(), b = mk();
-  a.run({ chooser: new RandomChooser(11), maxInstructions: 80_000 });
-  b.run({ chooser: pointPerStep(new RandomChooser(11)), maxInstructions: 80_000 });
+  a.run({ chooser: new RandomChooser(11, BURSTS), maxInstructions: 80_000 });
+  b.run({ chooser: pointPerStep(new RandomChooser(11, BURSTS)), maxInstructions: 80_000 });
   for (let cpu = 0; cpu < 4; cpu++) {
     for (const kind of [0, 1]) {
       if (kind === 1 && (cpu === 1 || cpu === 2)) continue; // no stores, no drains
@@ -132,7 +134,7 @@ test('random: switch points with stores, drains and a spinner are distributed as
 
 test('random: a burst is one scheduling point, not one per instruction', () => {
   const m = loopMachine(['alu', 'alu']);
-  const chooser = counted(new RandomChooser(5));
+  const chooser = counted(new RandomChooser(5, BURSTS));
   const r = m.run({ chooser, maxInstructions: 20_000 });
   // Every point starts a run of the log (a switch); with two equal vCPUs a run averages 2 steps.
   assert.equal(chooser.points, runs(m).length);
