@@ -34,8 +34,8 @@ export interface RandomOptions {
   /**
    * Decide run lengths up front (`burst`, default false): the same distribution of switch points
    * as a point per step, at burst speed, but another random stream, so a seed names another run.
-   * The explorer and the CLI turn it on (src/check/seeded.ts, src/cli/scenario/build-machine.ts);
-   * tests that pin a seed's run keep the per-step stream.
+   * The explorer turns it on (src/check/seeded.ts: `check` and its workers); `pvpatch run` and
+   * the tests that pin a seed's run (README outputs, negative controls) keep the per-step stream.
    */
   bursts?: boolean;
 }

@@ -62,6 +62,41 @@ export class TimedChooser implements Chooser {
   private dueVcpus = new Int32Array(0);
   private due = new Int32Array(0);
 
+  private timeOf(a: number, vcpus: readonly Vcpu[]): number {
+    const c = vcpus[actionCpu(a)]!;
+    switch (actionKind(a)) {
+      case ActionKind.Step: return Math.max(c.time, this.now);
+      case ActionKind.Drain: return Math.max(TimedChooser.drainTime(c), this.now);
+      default: return Math.max(this.nextInjection, this.now);
+    }
+  }
+
+  /**
+   * The earliest action by a scan of every action; equal times are broken by a seeded draw at
+   * each action that equals the earliest seen so far, in action order.
+   */
+  private scan(point: SchedulingPoint): number {
+    let best = 0;
+    let bestT = Infinity;
+    let second = Infinity;
+    let ties = 0;
+    for (let i = 0; i < point.count; i++) {
+      const t = this.timeOf(point.actions[i]!, point.vcpus);
+      if (t < bestT) { second = bestT; bestT = t; best = i; ties = 1; }
+      else if (t === bestT) {
+        second = t;
+        if (this.rng.int(++ties) === 0) best = i; // seeded tie-break
+      } else if (t < second) second = t;
+    }
+    this.horizon = second;
+    const a = point.actions[best]!;
+    if (actionKind(a) >= ActionKind.Nmi) this.nextInjection = this.arrival(bestT);
+    const c = point.vcpus[actionCpu(a)]!;
+    if (actionKind(a) === ActionKind.Step && c.time < bestT) c.time = bestT; // a woken vCPU resumes now
+    this.now = bestT;
+    return best;
+  }
+
   /** Raw time of `c`'s drain (its oldest store's issue plus the latency). */
   private static drainTime(c: Vcpu): number {
     return c.storeBuffer[0]!.time + STORE_DRAIN_LATENCY.cycles;
@@ -116,7 +151,13 @@ export class TimedChooser implements Chooser {
     const heap = this.heap!;
     const top = heap.top();
     const tInject = this.injections > 0 ? this.nextInjection : Infinity;
-    const bestT = Math.max(Math.min(top >= 0 ? heap.time[top]! : Infinity, tInject), this.now);
+    const raw = Math.min(top >= 0 ? heap.time[top]! : Infinity, tInject);
+    // Where times are equal (behind `now`, several injections due at one time, no jitter), the
+    // scan decides, with its tie-break draws: those runs keep the stream every timed run had
+    // before the heap. So does a run with a host scheduler, which rebuilds every point anyway.
+    // Elsewhere the earliest action is unique and the heap finds it at O(log n).
+    if (raw <= this.now || this.injections > 1 || this.jitter === 0 || this.host !== undefined) return this.scan(point);
+    const bestT = raw;
     // Every action due at bestT (several when raw times are equal or behind `now`), in action
     // order; one seeded draw among them.
     let n = 0;

@@ -155,7 +155,7 @@ export function buildMachine(file: string, s: MachineScenario): BuiltMachine {
 export function makeChooser(strategy: Strategy, seed: number, vcpus: number, replay?: string | Schedule, plans: InjectionOptions = {}): Chooser {
   switch (strategy) {
     case 'timed': return new TimedChooser({ seed });
-    case 'random': return new RandomChooser(seed, { inject: plans, bursts: true });
+    case 'random': return new RandomChooser(seed, { inject: plans });
     case 'pct': return new PctChooser({ seed, inject: plans });
     case 'first': return new FirstEnabled();
     case 'replay':
