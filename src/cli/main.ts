@@ -9,7 +9,7 @@
  * printed, for the tests and the fuzz suite (thousands of cases cannot each pay a process start).
  */
 import { Command, CommanderError } from 'commander';
-import { defineCommands } from './commands/definitions.ts';
+import { defineCommands, loadCommands } from './commands/definitions.ts';
 
 /** The exit codes of the `pvpatch` command (README: Exit codes). */
 export const EXIT = { ok: 0, found: 1, badInput: 2, internal: 70 } as const;
@@ -102,6 +102,7 @@ export async function main(argv: string[]): Promise<number> {
  * The commands print with process.stdout/stderr.write, so those are redirected for the call.
  */
 export async function runCli(argv: string[]): Promise<CliResult> {
+  await loadCommands();
   const out: string[] = [];
   const err: string[] = [];
   const stdoutWrite = process.stdout.write;

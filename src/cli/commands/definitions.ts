@@ -108,3 +108,12 @@ export function defineCommands(program: Command): void {
       process.exitCode = mergeCommand(files, flags);
     });
 }
+
+/**
+ * Load every command module now (the in-process CLI, runCli, does before it redirects stdout: a
+ * first dynamic import waits on file reads, and whatever else writes to stdout meanwhile, such as
+ * the test runner's reports, must not land in the captured output).
+ */
+export async function loadCommands(): Promise<void> {
+  await Promise.all([import('./run.ts'), import('./inspect.ts'), import('./report.ts'), import('./check.ts'), import('./merge.ts')]);
+}
