@@ -97,7 +97,9 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, unkn
   for (const name of ['random', 'pct', 'dpor'] as const) {
     const one = inThread(TPO, name, secs);
     rows.push(one);
-    // As many executions as one thread ran in `secs`, times the cores: equal times mean linear scaling.
+    // The pool with one worker, then as many executions as one thread ran in `secs` times the
+    // cores on every core: equal times mean linear scaling (each worker boots once and forks).
+    if (name !== 'dpor') rows.push(await inPool(TPO, name, 1, Math.max(8, one.executions)));
     if (name !== 'dpor' && cores > 1) rows.push(await inPool(TPO, name, cores, Math.max(cores * 8, one.executions * cores)));
   }
   for (const name of ['random', 'pct', 'dpor'] as const) {
@@ -105,6 +107,7 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, unkn
     // need not reach the switch's end, and a seconds budget is only read between executions.
     const one = inThread(GUEST, name, secs * 2, GUEST_DEPTH);
     rows.push(one);
+    if (name !== 'dpor') rows.push(await inPool(GUEST, name, 1, Math.max(2, one.executions), GUEST_DEPTH));
     if (name !== 'dpor' && cores > 1) rows.push(await inPool(GUEST, name, cores, Math.max(cores * 2, one.executions * cores), GUEST_DEPTH));
   }
   const firstViolation = [NO_SYNC, FIRST_BYTE_EARLY].flatMap((path) => (['random', 'pct', 'dpor'] as const).map((name) => timeToFirstViolation(path, name, 10_000)));

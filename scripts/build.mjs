@@ -24,7 +24,10 @@ const common = {
 rmSync(join(root, 'dist'), { recursive: true, force: true });
 const benches = readdirSync(join(root, 'bench')).filter((f) => f.endsWith('.ts')).map((f) => `bench/${f}`);
 await Promise.all([
-  build({ ...common, entryPoints: ['src/cli/entry.ts'], outfile: 'dist/cli.js' }),
+  // Split at the commands' dynamic imports (src/cli/commands/definitions.ts): `pvpatch --help`
+  // loads dist/cli.js and no chunk that reaches iced-x86. Chunks sit beside cli.js, so that
+  // import.meta.url-relative paths (the check worker, the package root) mean the same in each.
+  build({ ...common, entryPoints: { cli: 'src/cli/entry.ts' }, outdir: 'dist', splitting: true, chunkNames: 'cli-[name]-[hash]' }),
   // The worker threads of `pvpatch check --workers` (src/check/pool.ts) load this bundle.
   build({ ...common, entryPoints: ['src/cli/check-worker.ts'], outfile: 'dist/check-worker.js' }),
   // One self-contained bundle per benchmark (bench/main.ts imports them by name at run time).

@@ -15,6 +15,7 @@ export class CountingChooser implements Chooser {
   /** The vCPU of the last step (-1: none yet). */
   private last = -1;
   readonly continueWith?: (vcpu: Vcpu) => boolean;
+  readonly burst?: (vcpu: Vcpu) => number;
   readonly observe?: (vcpu: Vcpu, kind: ActionKind, cost: CostClass) => void;
   readonly idle?: (vcpus: readonly Vcpu[]) => boolean;
 
@@ -22,6 +23,7 @@ export class CountingChooser implements Chooser {
     this.name = inner.name;
     // Optional hooks stay absent when the inner chooser has none: the machine's fast paths test for them.
     if (inner.continueWith) this.continueWith = (c) => inner.continueWith!(c);
+    if (inner.burst) this.burst = (c) => inner.burst!(c);
     if (inner.observe) this.observe = (c, k, cost) => inner.observe!(c, k, cost);
     if (inner.idle) this.idle = (v) => inner.idle!(v);
   }

@@ -16,7 +16,7 @@ export interface SeededOptions {
 
 export function seededStrategy(name: SeededStrategyName, opts: SeededOptions = {}): SeededStrategy {
   switch (name) {
-    case 'random': return { kind: 'seeded', name, chooser: (seed) => new RandomChooser(seed) };
+    case 'random': return { kind: 'seeded', name, chooser: (seed) => new RandomChooser(seed, { bursts: true }) };
     case 'pct': {
       const depth = (opts.preemptions ?? 2) + 1;
       return { kind: 'seeded', name, chooser: (seed) => new PctChooser({ seed, depth }) };

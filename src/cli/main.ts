@@ -1,7 +1,7 @@
 /**
- * The `pvpatch` command. Each sub-command lives in src/cli/commands/<name>.ts and exports
- * `register(program)`. Errors that carry `userFacing` become one line on stderr and exit 2;
- * anything else is a bug and exits 70 with its message (and the stack only with PVPATCH_DEBUG=1).
+ * The `pvpatch` command. Each sub-command is defined in src/cli/commands/definitions.ts and runs
+ * from src/cli/commands/<name>.ts, loaded only when it runs. Errors that carry `userFacing`
+ * become one line on stderr and exit 2; anything else is a bug and exits 70 with its message (and the stack only with PVPATCH_DEBUG=1).
  * With `--json` an error is also one JSON object on stdout, so a tool reading stdout sees it.
  *
  * `main(argv)` writes to the process's streams and returns the exit code (src/cli/entry.ts runs
@@ -9,11 +9,7 @@
  * printed, for the tests and the fuzz suite (thousands of cases cannot each pay a process start).
  */
 import { Command, CommanderError } from 'commander';
-import { register as registerRun } from './commands/run.ts';
-import { register as registerInspect } from './commands/inspect.ts';
-import { register as registerReport } from './commands/report.ts';
-import { register as registerCheck } from './commands/check.ts';
-import { register as registerMerge } from './commands/merge.ts';
+import { defineCommands, loadCommands } from './commands/definitions.ts';
 
 /** The exit codes of the `pvpatch` command (README: Exit codes). */
 export const EXIT = { ok: 0, found: 1, badInput: 2, internal: 70 } as const;
@@ -36,11 +32,7 @@ export function buildProgram(): Command {
     // Usage errors are one line, like every other bad input.
     .configureOutput({ outputError: () => {} })
     .exitOverride();
-  registerRun(program);
-  registerInspect(program);
-  registerReport(program);
-  registerCheck(program);
-  registerMerge(program);
+  defineCommands(program);
   return program;
 }
 
@@ -110,6 +102,7 @@ export async function main(argv: string[]): Promise<number> {
  * The commands print with process.stdout/stderr.write, so those are redirected for the call.
  */
 export async function runCli(argv: string[]): Promise<CliResult> {
+  await loadCommands();
   const out: string[] = [];
   const err: string[] = [];
   const stdoutWrite = process.stdout.write;

@@ -28,8 +28,8 @@ import { bootDecisions, type BootDecisions, type KernelConfig } from './boot-key
 import { XEN_PV_LOCK_OPS, XEN_PV_OPS, XEN_REPLACED_GROUPS } from './xen-pv-ops.ts';
 import type { ParaSite } from './tables.ts';
 
-export type Platform = 'bare-metal' | 'kvm' | 'kvm-realtime' | 'xen-pv';
-export const PLATFORMS: readonly Platform[] = ['bare-metal', 'kvm', 'kvm-realtime', 'xen-pv'];
+export { PLATFORMS, type Platform } from './platform-names.ts';
+import { PLATFORMS, type Platform } from './platform-names.ts';
 
 /** A pv_ops slot a platform points at a named function, at _paravirt_nop (`nop`) or at NULL (`bug`). */
 type SlotAssignment = readonly [slot: string, symbol: string];

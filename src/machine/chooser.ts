@@ -65,6 +65,12 @@ export interface SchedulingPoint {
   readonly vcpus: readonly Vcpu[];
   /** Actions taken so far in this run. */
   readonly step: number;
+  /**
+   * Since the chooser's last point in this run, only this vCPU acted and only its actions may
+   * differ (its entries, its clock, its store buffer); -1: anything may have changed. Lets a
+   * strategy keep its own ordering incrementally (the timed strategy's heap) instead of scanning.
+   */
+  readonly changed: number;
   /** What is left of the run's budgets (NMIs, IRQs, host preemptions), for strategies that pace them. */
   readonly budget: RemainingBudget;
 }
@@ -107,6 +113,19 @@ export interface Chooser {
    * picked that step. Lets strategies run bursts at full speed; absent = always decide.
    */
   continueWith?(vcpu: Vcpu): boolean;
+  /**
+   * After `next` chose a step of `vcpu`: how many steps (>= 1, that one included) it takes before
+   * the next scheduling point, decided up front so the machine runs them without a point per
+   * instruction. The machine ends a burst early, at a new point, when anything a strategy weighs
+   * may have changed: another vCPU's run state (an interrupt, an IPI, a kick), the vCPU halting or
+   * being descheduled, its store buffer becoming empty or non-empty (its Drain action appearing or
+   * going), or its `spinning` flag. So a strategy that returns k must mean: were nothing to change,
+   * `next` at each of the k-1 skipped points would have picked this step again (PCT), or the k-1
+   * repeats are drawn from the distribution per-point choices would give (random's geometric run
+   * length). A forced step (the only enabled action) runs on the same way without asking: it is no
+   * decision. A strategy implements `burst` or `continueWith`, not both.
+   */
+  burst?(vcpu: Vcpu): number;
   /**
    * Nothing is enabled (every vCPU halted or descheduled, no store buffered). A strategy that owns
    * time may advance it (the host rotates vCPUs, a timer fires) and return true to try again.

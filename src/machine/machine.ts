@@ -518,6 +518,28 @@ export class Machine implements ExecContext {
     this.dirty = true;
   }
 
+  /** Instruction steps taken in the current run (the run's limit counts these). */
+  private runInstructions = 0;
+
+  /**
+   * One instruction step of `c` inside a burst: all the run loop does per instruction (the trace
+   * ring, the step, its cost told to the chooser, the stop tests), in one place so that every
+   * kind of burst shares it. Returns why the run stops, or undefined to go on.
+   */
+  private burstStep(c: Vcpu, chooser: Chooser, until: RunOptions['until'], maxInstructions: number): StopReason | undefined {
+    this.burstCount++;
+    if (this.tracing) (this.ring ??= new StepRing()).push(this.step, c.id, StepKind.Instruction, c.rip);
+    const cost = this.stepCpu(c);
+    this.runInstructions++;
+    this.step++;
+    if (this.tracing) this.traceStoreBuffer(c);
+    if (cost < 0 || this.stopRequested) return 'hazard';
+    chooser.observe?.(c, ActionKind.Step, cost as CostClass);
+    if (until !== undefined && until(this)) return 'until';
+    if (this.runInstructions >= maxInstructions) return 'limit';
+    return undefined;
+  }
+
   /** Run until every vCPU halts, a hazard, a fault, the instruction limit or `until`. */
   run(opts: RunOptions = {}): RunResult {
     this.chooser = opts.chooser ?? new FirstEnabled();
@@ -529,12 +551,16 @@ export class Machine implements ExecContext {
     const stepsBefore = this.step;
     this.stopRequested = false;
     this.recording = opts.record ?? true;
-    const point = { actions: this.actions, count: 0, vcpus: this.vcpus, step: 0, budget };
+    const point = { actions: this.actions, count: 0, vcpus: this.vcpus, step: 0, changed: -1, budget };
+    // What changed since the chooser's last point (SchedulingPoint.changed): -1 (anything) until
+    // it has seen one; ASKED right after.
+    const ASKED = -2;
+    let changed = -1;
     const chooser = this.chooser;
     const until = opts.until;
     let reason: StopReason = 'limit';
     let error: RunResult['error'];
-    let instructions = 0;
+    this.runInstructions = 0;
     // Only the vCPU that acted can have changed its entries, unless something marked others
     // dirty, the budgets moved, or the strategy's host changes run states itself.
     const incremental = chooser.changesRunState !== true;
@@ -551,10 +577,22 @@ export class Machine implements ExecContext {
       if (this.dirty || c.halted || c.preempted || !chooser.continueWith!(c)) { jitStop = true; return false; }
       return true;
     };
+    // [jit] Under a burst decided up front (Chooser.burst) the compiled tier runs the burst's
+    // steps; after each it stops where a per-step burst would end early (Chooser.burst's list).
+    const jitBurst = this.jit !== undefined && (until === undefined || opts.untilCoarse === true) && !this.tracing && this.memory.footprint === undefined && chooser.burst !== undefined ? this.jit : undefined;
+    let burstBuffered = false, burstSpinning = false;
+    const burstHook: StepHook = (c, cost, last) => {
+      if (observes) chooser.observe!(c, ActionKind.Step, cost);
+      if (last) return false;
+      if (this.dirty || c.halted || c.preempted || (c.storeBuffer.length > 0) !== burstBuffered || c.spinning !== burstSpinning) { jitStop = true; return false; }
+      return true;
+    };
     try {
       outer: for (;;) {
-        if (instructions >= maxInstructions) { reason = 'limit'; break; }
+        if (this.runInstructions >= maxInstructions) { reason = 'limit'; break; }
+        const stale = this.enabledStale;
         const n = this.enabled(budget);
+        changed = changed === ASKED || changed === stale ? stale : -1;
         if (n === 0) {
           // Nothing can happen now; a time-based strategy may advance time (host rotation, timers).
           if (chooser.idle !== undefined && chooser.idle(this.vcpus)) continue;
@@ -565,6 +603,8 @@ export class Machine implements ExecContext {
         if (n > 1) {
           point.count = n;
           point.step = this.step;
+          point.changed = changed;
+          changed = ASKED;
           idx = chooser.next(point as SchedulingPoint);
           if (idx === NO_DECISION) { reason = 'misfit'; break; }
           if (!(idx >= 0 && idx < n)) throw new MachineConfigError(`chooser '${chooser.name}' picked action ${idx} of ${n}`);
@@ -574,43 +614,53 @@ export class Machine implements ExecContext {
         const c = this.vcpus[actionCpu(a)]!;
         const kind = actionKind(a);
         if (kind === ActionKind.Step) {
-          // A burst: step the same vCPU while the chooser agrees and nothing else changed.
+          // A burst: the same vCPU steps without a scheduling point while the chooser's decision
+          // lasts (its burst length, or continueWith asked per step) and nothing it weighs changed
+          // (Chooser.burst lists what ends a burst early).
           this.dirty = false;
           this.flushBurst();
           this.burstAction = a;
-          for (;;) {
-            if (jit !== undefined) {
-              // [jit] A compiled block: k instructions, each counted and observed as a step.
+          const bursts = chooser.burst !== undefined;
+          const left = !bursts ? 1 : n === 1 ? Infinity : chooser.burst!(c);
+          if (!(left >= 1)) throw new MachineConfigError(`chooser '${chooser.name}' asked for a burst of ${left} steps`);
+          const buffered = c.storeBuffer.length > 0;
+          const spinning = c.spinning;
+          for (let k = 0; ;) {
+            const engine = bursts ? jitBurst : jit;
+            if (engine !== undefined) {
+              // [jit] A compiled block: its instructions, each counted and observed as a step.
               jitStop = false;
               jitAsk = false;
-              let k: number;
+              burstBuffered = buffered;
+              burstSpinning = spinning;
               const watch = opts.untilAtStep;
-              const budget = watch !== undefined && this.step < watch ? Math.min(maxInstructions - instructions, watch - this.step) : maxInstructions - instructions;
+              let room = maxInstructions - this.runInstructions;
+              if (watch !== undefined && this.step < watch) room = Math.min(room, watch - this.step);
+              if (bursts) room = Math.min(room, left - k);
               const before = c.retired;
-              try { k = jit.run(c, budget, hook); } catch (e) { k = c.retired - before; this.burstCount += k; this.step += k; throw e; }
-              if (k > 0) {
-                this.burstCount += k;
-                instructions += k;
-                this.step += k;
+              let got: number;
+              try { got = engine.run(c, room, bursts ? burstHook : hook); } catch (err) { got = c.retired - before; this.burstCount += got; this.step += got; throw err; }
+              if (got > 0) {
+                k += got;
+                this.burstCount += got;
+                this.runInstructions += got;
+                this.step += got;
                 if (until !== undefined && until(this)) { reason = 'until'; break outer; }
-                if (instructions >= maxInstructions) { reason = 'limit'; break outer; }
+                if (this.runInstructions >= maxInstructions) { reason = 'limit'; break outer; }
                 if (jitStop) break;
-                // The block's budget ended it before the question after its last step was asked.
-                if (jitAsk && (this.dirty || c.halted || c.preempted || !chooser.continueWith!(c))) break;
+                if (bursts) {
+                  if (k >= left || this.dirty || c.halted || c.preempted || (c.storeBuffer.length > 0) !== buffered || c.spinning !== spinning) break;
+                } else if (jitAsk && (this.dirty || c.halted || c.preempted || !chooser.continueWith!(c))) break;
                 continue;
               }
             }
-            this.burstCount++;
-            if (this.tracing) (this.ring ??= new StepRing()).push(this.step, c.id, StepKind.Instruction, c.rip);
-            const cost = this.stepCpu(c);
-            instructions++;
-            this.step++;
-            if (this.tracing) this.traceStoreBuffer(c);
-            if (cost < 0 || this.stopRequested) { reason = 'hazard'; break outer; }
-            chooser.observe?.(c, kind, cost as CostClass);
-            if (until !== undefined && until(this)) { reason = 'until'; break outer; }
-            if (instructions >= maxInstructions) { reason = 'limit'; break outer; }
-            if (this.dirty || c.halted || c.preempted || chooser.continueWith === undefined || !chooser.continueWith(c)) break;
+            const stop = this.burstStep(c, chooser, until, maxInstructions);
+            k++;
+            if (stop !== undefined) { reason = stop; break outer; }
+            if (this.dirty || c.halted || c.preempted) break;
+            if (bursts) {
+              if (k >= left || (c.storeBuffer.length > 0) !== buffered || c.spinning !== spinning) break;
+            } else if (chooser.continueWith === undefined || !chooser.continueWith(c)) break;
           }
           if (incremental && !this.dirty) this.enabledStale = c.id;
           continue;

@@ -36,8 +36,8 @@ import { judgePatchRun, patchRunReason, verdictFields } from './run-patcher.ts';
 import type { Verdict } from '../kernel/verdict.ts';
 import { installHintTrigger } from './trigger.ts';
 
-export const SWITCH_PROTOCOLS = ['v2', 'v1', 'text-poke-bp'] as const;
-export type SwitchProtocol = (typeof SWITCH_PROTOCOLS)[number];
+export { SWITCH_PROTOCOLS, type SwitchProtocol } from './switch-protocols.ts';
+import type { SwitchProtocol } from './switch-protocols.ts';
 
 /** The second copy of the slowpath text_poke_bp retargets to (livepatch-style). */
 export const LIVEPATCHED_SLOWPATH = SERVICE_BASE + 0x300;

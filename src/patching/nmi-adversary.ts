@@ -13,6 +13,8 @@ export class NmiInInt3Chooser implements Chooser {
   injected = 0;
 
   private randomNmis = 0;
+  /** The inner chooser's last point was a filtered one. */
+  private filteredLast = false;
   private readonly filtered = new Int32Array(1024);
   private readonly map = new Int32Array(1024);
 
@@ -31,7 +33,9 @@ export class NmiInInt3Chooser implements Chooser {
         return i;
       }
     }
-    const i = this.inner.next(point);
+    // After a filtered point the inner chooser saw other actions: it must rebuild what it keeps.
+    const i = this.inner.next(this.filteredLast ? { ...point, changed: -1 } : point);
+    this.filteredLast = false;
     if (actionKind(point.actions[i]!) !== ActionKind.Nmi) return i;
     if (this.randomNmis < this.maxRandomNmis) {
       this.randomNmis++;
@@ -45,7 +49,8 @@ export class NmiInInt3Chooser implements Chooser {
       this.map[n++] = j;
     }
     if (n === 0) return i;
-    return this.map[this.inner.next({ actions: this.filtered, count: n, vcpus: point.vcpus, step: point.step, budget: point.budget })]!;
+    this.filteredLast = true;
+    return this.map[this.inner.next({ actions: this.filtered, count: n, vcpus: point.vcpus, step: point.step, changed: -1, budget: point.budget })]!;
   }
 
   choose(kind: ChoiceKind, n: number): number {

@@ -6,34 +6,29 @@
  */
 import { brokenSteps, v1BrokenHooks, v2NoBarrierHooks, type BrokenVariant, type V1BrokenVariant } from './broken.ts';
 import type { Protocol, ProtocolKind } from './protocol-api.ts';
+import { STOCK_VARIANT_KINDS, STOCK_VARIANT_NAMES, type StockVariant } from './variant-names.ts';
 
-interface VariantSpec {
-  readonly kind: ProtocolKind;
-  /** What differs from the stock protocol (shown in reports). */
-  readonly says: string;
-}
+/** What each variant changes (shown in reports). */
+const SAYS: Record<StockVariant, string> = {
+  'no-int3': 'text_poke_bp without the INT3 step: tails and first bytes go in while others run the site',
+  'no-sync': 'text_poke_bp whose sync serializes only the patcher',
+  'skip-one': 'text_poke_bp whose sync leaves out one vCPU (the highest but the patcher)',
+  'first-before-tail': 'text_poke_bp writing the first bytes before the tails',
+  'int3-retry': 'v1 whose #BP handler returns to the INT3 instead of driving the state machine',
+  'nmi-iret': 'v1 whose #BP handler returns with IRET in NMI context too (re-opens NMIs)',
+  'no-barrier': 'v2 switching on a zero count before every vCPU passed the barrier',
+};
 
-export const STOCK_VARIANTS = {
-  'no-int3': { kind: 'text-poke-bp', says: 'text_poke_bp without the INT3 step: tails and first bytes go in while others run the site' },
-  'no-sync': { kind: 'text-poke-bp', says: 'text_poke_bp whose sync serializes only the patcher' },
-  'skip-one': { kind: 'text-poke-bp', says: 'text_poke_bp whose sync leaves out one vCPU (the highest but the patcher)' },
-  'first-before-tail': { kind: 'text-poke-bp', says: 'text_poke_bp writing the first bytes before the tails' },
-  'int3-retry': { kind: 'v1', says: 'v1 whose #BP handler returns to the INT3 instead of driving the state machine' },
-  'nmi-iret': { kind: 'v1', says: 'v1 whose #BP handler returns with IRET in NMI context too (re-opens NMIs)' },
-  'no-barrier': { kind: 'v2', says: 'v2 switching on a zero count before every vCPU passed the barrier' },
-} as const satisfies Record<string, VariantSpec>;
-
-export type StockVariant = keyof typeof STOCK_VARIANTS;
-export const STOCK_VARIANT_NAMES = Object.keys(STOCK_VARIANTS) as StockVariant[];
+export { STOCK_VARIANT_NAMES, type StockVariant };
 
 /** The protocol kind a variant is a variant of. */
 export function variantKind(v: StockVariant): ProtocolKind {
-  return STOCK_VARIANTS[v].kind;
+  return STOCK_VARIANT_KINDS[v];
 }
 
 /** Variant `v` as a protocol for a guest of `vcpus` vCPUs patched by `patcherCpu`. */
 export function variantProtocol(v: StockVariant, vcpus: number, patcherCpu: number): Protocol {
-  const name = `${v}: ${STOCK_VARIANTS[v].says}`;
+  const name = `${v}: ${SAYS[v]}`;
   switch (v) {
     case 'no-int3':
     case 'no-sync':

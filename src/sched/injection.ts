@@ -164,6 +164,27 @@ export class Injector {
     return best >= 0 ? best : 0;
   }
 
+  /**
+   * How many steps from this point `pick` is sure to leave to the strategy, were nothing else to
+   * change (a burst may run that long): up to the first resumption or paced event due; 1 when an
+   * event is due but found no target, or a plan is not paced (its condition is tested at every
+   * point). Call after `pick` at the same point: plans' due steps are drawn there.
+   */
+  quietSteps(point: SchedulingPoint): number {
+    let at = Infinity;
+    for (const step of this.resumeAt.values()) at = Math.min(at, step);
+    for (const kind of EVENT_KINDS) {
+      const plans = this.plans[kind];
+      if (plans === undefined || remaining(point, kind) === 0) continue;
+      for (const st of plans) {
+        if (st.delivered >= (st.plan.count ?? Infinity)) continue;
+        if (st.plan.pace !== true || st.due === undefined) return 1;
+        if (st.delivered < st.due.length) at = Math.min(at, st.due[st.delivered]!);
+      }
+    }
+    return at === Infinity ? Infinity : Math.max(1, at - point.step);
+  }
+
   private dueResume(point: SchedulingPoint): number {
     if (this.resumeAt.size === 0) return -1;
     for (let i = 0; i < point.count; i++) {

@@ -21,6 +21,7 @@
  */
 import { ACTION_KINDS, ActionKind, actionCpu, actionKind, type Chooser, type ChoiceKind, type SchedulingPoint } from '../machine/chooser.ts';
 import { MAX_VCPUS } from '../machine/machine.ts';
+import type { Vcpu } from '../machine/vcpu.ts';
 import { Injector, type InjectionOptions } from './injection.ts';
 import { Prng } from './prng.ts';
 import { FIRST_GUESS_STEPS } from './run-length.ts';
@@ -111,6 +112,7 @@ export class PctChooser implements Chooser {
   }
 
   next(point: SchedulingPoint): number {
+    this.chosen = -1;
     const event = this.injector.pick(point);
     if (event >= 0) return event;
     const starved = this.starved(point);
@@ -135,11 +137,45 @@ export class PctChooser implements Chooser {
       if (best < 0) return this.taken(point, this.injector.fallback(point));
       this.lower(point.actions[best]!);
     }
+    let changed = false;
     while (this.changePoints.length > 0 && this.changePoints[0]! <= point.step) {
       this.changePoints.shift();
       this.lower(point.actions[best]!);
+      changed = true;
+    }
+    // A burst only for a step that stays the highest: not one lowered here by a change point.
+    if (!changed && actionKind(point.actions[best]!) === ActionKind.Step && !point.vcpus[actionCpu(point.actions[best]!)]!.spinning) {
+      this.chosen = point.actions[best]!;
+      this.chosenPoint = point;
     }
     return this.taken(point, best);
+  }
+
+  /** The step `next` chose by priority at the last point (-1: none, or chosen otherwise), and that point. */
+  private chosen = -1;
+  private chosenPoint: SchedulingPoint | undefined;
+
+  /**
+   * PCT is deterministic between its events, so a burst is exact: were nothing to change (the
+   * machine ends a burst when something does), every skipped point would pick this step again,
+   * as its actor stays the highest, until the next change point, the first step at which another
+   * enabled actor starves, or the injector's next event. Skipped points change no bookkeeping that
+   * a point would: the spinners above it were lowered here, and the waits of the others run on.
+   * So a run with bursts makes exactly the decisions of one with a point per step.
+   */
+  burst(vcpu: Vcpu): number {
+    const a = this.chosen;
+    const point = this.chosenPoint;
+    this.chosen = -1;
+    if (a < 0 || point === undefined || actionCpu(a) !== vcpu.id) return 1;
+    let until = point.step + this.injector.quietSteps(point);
+    if (this.changePoints.length > 0) until = Math.min(until, this.changePoints[0]!);
+    for (let i = 0; i < point.count; i++) {
+      const b = point.actions[i]!;
+      if (b === a || actionKind(b) > ActionKind.Drain || this.waitingSince[b]! < 0) continue;
+      until = Math.min(until, this.waitingSince[b]! + STARVED_STEPS);
+    }
+    return Math.max(1, until - point.step);
   }
 
   choose(_kind: ChoiceKind, n: number): number {

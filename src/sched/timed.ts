@@ -5,10 +5,11 @@
  * drains STORE_DRAIN_LATENCY cycles after issue. At a legal INT3 first-byte fetch the old
  * instruction runs (DESIGN.md §2: old-first for the timed mode).
  */
-import { ActionKind, actionCpu, actionKind, type Chooser, type ChoiceKind, type CostClass, type SchedulingPoint } from '../machine/chooser.ts';
+import { ACTION_KINDS, ActionKind, action, actionCpu, actionKind, type Chooser, type ChoiceKind, type CostClass, type SchedulingPoint } from '../machine/chooser.ts';
 import type { Vcpu } from '../machine/vcpu.ts';
 import { costTable, STORE_DRAIN_LATENCY } from './cost-model.ts';
 import { Prng } from './prng.ts';
+import { TimeHeap } from './time-heap.ts';
 import type { HostScheduler } from '../host/scheduler.ts';
 import { CostClass as Cost } from '../machine/chooser.ts';
 
@@ -49,19 +50,32 @@ export class TimedChooser implements Chooser {
     return from - Math.log(1 - this.rng.float()) * this.injectEvery;
   }
 
+  /** Time of the second-earliest action at the last decision: the chosen vCPU may run until then. */
+  private horizon = 0;
+  /** vCPUs by the raw time of their earliest step or drain (before clamping to `now`). */
+  private heap: TimeHeap | undefined;
+  /** Per vCPU: its enabled action kinds at the last point, one bit per ActionKind. */
+  private kinds = new Uint8Array(0);
+  /** Enabled NMI, IRQ, preempt and resume actions: they all fall due at `nextInjection`. */
+  private injections = 0;
+  /** Scratch: vCPUs due, then the actions due. */
+  private dueVcpus = new Int32Array(0);
+  private due = new Int32Array(0);
+
   private timeOf(a: number, vcpus: readonly Vcpu[]): number {
     const c = vcpus[actionCpu(a)]!;
     switch (actionKind(a)) {
       case ActionKind.Step: return Math.max(c.time, this.now);
-      case ActionKind.Drain: return Math.max(c.storeBuffer[0]!.time + STORE_DRAIN_LATENCY.cycles, this.now);
+      case ActionKind.Drain: return Math.max(TimedChooser.drainTime(c), this.now);
       default: return Math.max(this.nextInjection, this.now);
     }
   }
 
-  /** Time of the second-earliest action at the last decision: the chosen vCPU may run until then. */
-  private horizon = 0;
-
-  next(point: SchedulingPoint): number {
+  /**
+   * The earliest action by a scan of every action; equal times are broken by a seeded draw at
+   * each action that equals the earliest seen so far, in action order.
+   */
+  private scan(point: SchedulingPoint): number {
     let best = 0;
     let bestT = Infinity;
     let second = Infinity;
@@ -81,6 +95,102 @@ export class TimedChooser implements Chooser {
     if (actionKind(a) === ActionKind.Step && c.time < bestT) c.time = bestT; // a woken vCPU resumes now
     this.now = bestT;
     return best;
+  }
+
+  /** Raw time of `c`'s drain (its oldest store's issue plus the latency). */
+  private static drainTime(c: Vcpu): number {
+    return c.storeBuffer[0]!.time + STORE_DRAIN_LATENCY.cycles;
+  }
+
+  /** Read vCPU `id`'s entries of the point (from index `at`) into `kinds` and the heap; returns the index after them. */
+  private refresh(point: SchedulingPoint, id: number, at: number): number {
+    const acts = point.actions;
+    const end = (id + 1) * ACTION_KINDS;
+    let bits = 0, injections = 0;
+    for (; at < point.count && acts[at]! < end; at++) {
+      const k = actionKind(acts[at]!);
+      bits |= 1 << k;
+      if (k >= ActionKind.Nmi) injections++;
+    }
+    this.injections += injections - popInjections(this.kinds[id]!);
+    this.kinds[id] = bits;
+    const c = point.vcpus[id]!;
+    const step = (bits & STEP_BIT) !== 0 ? c.time : Infinity;
+    const drain = (bits & DRAIN_BIT) !== 0 ? TimedChooser.drainTime(c) : Infinity;
+    this.heap!.set(id, Math.min(step, drain));
+    return at;
+  }
+
+  /**
+   * Bring the heap up to this point: only the one vCPU that acted changed since the last point
+   * (`point.changed`), or rebuild it. O(log n) per step instead of a scan of every action.
+   */
+  private sync(point: SchedulingPoint): void {
+    const n = point.vcpus.length;
+    if (this.heap === undefined || this.kinds.length !== n) {
+      // Sized for this machine on first use (a chooser is made per execution).
+      this.heap = new TimeHeap(n);
+      this.kinds = new Uint8Array(n);
+      this.dueVcpus = new Int32Array(n);
+      this.due = new Int32Array(n * ACTION_KINDS);
+    }
+    if (point.changed < 0) {
+      this.heap.clear();
+      this.kinds.fill(0, 0, n);
+      this.injections = 0;
+      let at = 0;
+      for (let id = 0; id < n; id++) at = this.refresh(point, id, at);
+      return;
+    }
+    const id = point.changed;
+    this.refresh(point, id, firstOf(point, id * ACTION_KINDS));
+  }
+
+  next(point: SchedulingPoint): number {
+    this.sync(point);
+    const heap = this.heap!;
+    const top = heap.top();
+    const tInject = this.injections > 0 ? this.nextInjection : Infinity;
+    const raw = Math.min(top >= 0 ? heap.time[top]! : Infinity, tInject);
+    // Where times are equal (behind `now`, several injections due at one time, no jitter), the
+    // scan decides, with its tie-break draws: those runs keep the stream every timed run had
+    // before the heap. So does a run with a host scheduler, which rebuilds every point anyway.
+    // Elsewhere the earliest action is unique and the heap finds it at O(log n).
+    if (raw <= this.now || this.injections > 1 || this.jitter === 0 || this.host !== undefined) return this.scan(point);
+    const bestT = raw;
+    // Every action due at bestT (several when raw times are equal or behind `now`), in action
+    // order; one seeded draw among them.
+    let n = 0;
+    const due = this.due;
+    const vs = this.dueVcpus;
+    const m = heap.atMost(bestT, vs, 0);
+    for (let j = 0; j < m; j++) {
+      const id = vs[j]!;
+      const c = point.vcpus[id]!, bits = this.kinds[id]!;
+      if ((bits & STEP_BIT) !== 0 && c.time <= bestT) due[n++] = action(id, ActionKind.Step);
+      if ((bits & DRAIN_BIT) !== 0 && TimedChooser.drainTime(c) <= bestT) due[n++] = action(id, ActionKind.Drain);
+    }
+    if (tInject <= bestT) {
+      for (let i = 0; i < point.count; i++) if (actionKind(point.actions[i]!) >= ActionKind.Nmi) due[n++] = point.actions[i]!;
+    }
+    if (n > 1) due.subarray(0, n).sort();
+    const a = n === 0 ? point.actions[0]! : due[n === 1 ? 0 : this.rng.int(n)]!; // seeded tie-break
+    const cpu = actionCpu(a), kind = actionKind(a);
+    const c = point.vcpus[cpu]!;
+    // The horizon: the earliest of every other action.
+    let other: number;
+    if (kind <= ActionKind.Drain) {
+      const bits = this.kinds[cpu]!;
+      const own = kind === ActionKind.Step ? ((bits & DRAIN_BIT) !== 0 ? TimedChooser.drainTime(c) : Infinity) : (bits & STEP_BIT) !== 0 ? c.time : Infinity;
+      other = Math.min(heap.earliestBut(cpu), own, tInject);
+    } else {
+      other = Math.min(top >= 0 ? heap.time[top]! : Infinity, this.injections > 1 ? tInject : Infinity);
+    }
+    this.horizon = Math.max(other, this.now);
+    if (kind >= ActionKind.Nmi) this.nextInjection = this.arrival(bestT);
+    if (kind === ActionKind.Step && c.time < bestT) c.time = bestT; // a woken vCPU resumes now
+    this.now = bestT;
+    return firstOf(point, a);
   }
 
   choose(_kind: ChoiceKind, _n: number): number {
@@ -120,4 +230,25 @@ export class TimedChooser implements Chooser {
     host.sync(this.now);
     return vcpus.some((c) => !c.preempted && (!c.halted || c.pendingIrqs.length > 0 || c.nmiPending));
   }
+}
+
+const STEP_BIT = 1 << ActionKind.Step;
+const DRAIN_BIT = 1 << ActionKind.Drain;
+
+/** How many of the kinds in `bits` are injection kinds (NMI, IRQ, preempt, resume). */
+function popInjections(bits: number): number {
+  let n = 0;
+  for (let k = ActionKind.Nmi; k < ACTION_KINDS; k++) if ((bits & (1 << k)) !== 0) n++;
+  return n;
+}
+
+/** Index of the first action code >= `code` in the point (the actions are in ascending order). */
+function firstOf(point: SchedulingPoint, code: number): number {
+  let lo = 0, hi = point.count;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (point.actions[mid]! < code) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

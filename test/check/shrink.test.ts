@@ -14,8 +14,9 @@ const NO_SYNC = join(import.meta.dirname, '..', '..', 'scenarios', 'cmc-no-sync.
 
 test('a random failure of the no-sync rewrite with 3 preemptions shrinks to none: the patcher runs to its HLT, one store drains, vCPU 0 fetches', () => {
   const s = scenarioSubject(NO_SYNC);
-  const found = explore(s, seededStrategy('random'), { budget: { kind: 'executions', executions: 1 }, seed: 7 }).firstViolation!;
-  assert.equal(found.schedule, 's0 s1*2 s0 s1*2 s0*2 d1 s0');
+  // Seed 27 since random's bursts (issue 12) changed its stream: seed 7 found this with 4 preemptions now.
+  const found = explore(s, seededStrategy('random'), { budget: { kind: 'executions', executions: 1 }, seed: 27 }).firstViolation!;
+  assert.equal(found.schedule, 's0 s1*2 s0 s1*2 s0 d1 s0*2');
   const before = measureSchedule(s, found.schedule);
   assert.equal(before.preemptions, 3);
   const r = shrink(s, found.schedule, found.verdict);

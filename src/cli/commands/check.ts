@@ -8,25 +8,22 @@
 import { readScheduleFile } from '../schedule-file.ts';
 import { MAX_VCPUS } from '../../machine/machine.ts';
 import { availableParallelism } from 'node:os';
-import type { Command } from 'commander';
-import { Option } from 'commander';
 import { explore, type Strategy } from '../../check/explore.ts';
 import type { ExplorationBudget, ExplorationResult, Shard } from '../../check/exploration.ts';
 import { seededStrategy, type SeededStrategyName } from '../../check/seeded.ts';
 import { parseCondition } from '../../check/condition.ts';
 import type { Subject } from '../../check/subject.ts';
-import { SWITCH_PROTOCOLS, type SwitchProtocol } from '../../patching/hint-switch.ts';
+import type { SwitchProtocol } from '../../patching/hint-switch.ts';
 import { ScenarioError } from '../scenario/errors.ts';
 import { choiceOf, chosenSubject } from '../subject-choice.ts';
-import { STOCK_VARIANT_NAMES, type StockVariant } from '../../patching/variants.ts';
+import type { StockVariant } from '../../patching/variants.ts';
 import { defaultScenarioPath } from '../default-scenario.ts';
 import { checkExitCode, checkText, finishCheck } from './check-report.ts';
 import { explorePool } from '../../check/pool.ts';
 import { dporStrategy } from '../../check/dpor-strategy.ts';
 import type { CheckWorkerData } from '../check-worker.ts';
 
-export type CheckStrategyName = SeededStrategyName | 'dpor';
-export const CHECK_STRATEGIES: readonly CheckStrategyName[] = ['random', 'pct', 'dpor'];
+import type { CheckStrategyName } from './definitions.ts';
 
 export interface CheckFlags {
   strategy?: CheckStrategyName;
@@ -121,30 +118,6 @@ export async function checkCommand(file: string | undefined, flags: CheckFlags):
   return checkExitCode(report);
 }
 
-export function register(program: Command): void {
-  program
-    .command('check')
-    .description('explore a scenario\'s interleavings: what was explored, the verdict, a shrunk replayable counterexample')
-    .argument('[scenario]', 'scenario file (YAML or JSON); default: the bundled default')
-    .addOption(new Option('--strategy <name>', 'exploration strategy (default random)').choices([...CHECK_STRATEGIES]))
-    .addOption(new Option('--protocol <name>', 'guest scenarios with a switch: the patching protocol (default: the scenario\'s)').choices([...SWITCH_PROTOCOLS]))
-    .addOption(new Option('--variant <name>', 'guest scenarios with a switch: a stock broken variant of the protocol instead (a negative control)').choices(STOCK_VARIANT_NAMES))
-    .option('--protocol-file <file>', 'guest scenarios with a switch: a protocol module (.ts or .js) built on the protocol API (see examples/README.md)')
-    .option('--preemptions <k>', 'dpor: the preemption bound; pct: priority change points (bug depth k+1, default 2)')
-    .option('--depth <n>', 'instructions per execution at most (default: the scenario\'s run.maxInstructions)')
-    .option('--executions <n>', 'run n executions (default 1000); execution i uses seed --seed + i')
-    .option('--budget <seconds>', 'run for this much wall-clock time instead (the count then depends on the machine)')
-    .option('--workers <n>', 'worker threads for random and pct (default: the cores; dpor runs in one); the result is the same for any n')
-    .option('--shard <i/n>', 'run only executions i, i+n, i+2n, ... (join the shards\' --json files with pvpatch merge)')
-    .option('--seed <s>', 'seed of execution 0 (default 1)')
-    .option('--expect <condition>', 'a herd-style final condition over observed values, e.g. \'exists (0:rax=0 /\\ 1:rax=0)\'')
-    .option('--schedule-file <file>', 'check this one recorded schedule (and shrink it if it fails)')
-    .option('--schedule-out <file>', 'write the counterexample\'s schedule here (the replay command reads it)')
-    .option('--json', 'print one JSON object: verdict, executions, states, counterexample {schedule, replay, steps, preemptions}')
-    .action(async (file: string | undefined, flags: CheckFlags) => {
-      process.exitCode = await checkCommand(file, flags);
-    });
-}
 
 /**
  * The module each worker thread loads: the bundled dist/check-worker.js beside a bundled CLI

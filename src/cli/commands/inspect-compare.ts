@@ -10,8 +10,7 @@ import { compareText, type TextComparison } from '../../elf/compare.ts';
 import { InspectError } from '../../elf/errors.ts';
 import type { InspectReport } from '../../elf/inspect.ts';
 
-/** Where a pmemsave of physical 16 MiB (CONFIG_PHYSICAL_START) sits with nokaslr: __START_KERNEL_map + 16 MiB. */
-export const DEFAULT_DUMP_BASE = '0xffffffff81000000';
+import { DEFAULT_DUMP_BASE } from './definitions.ts';
 
 export function parseDumpBase(text: string): number {
   const t = text.trim().toLowerCase();

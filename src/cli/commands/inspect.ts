@@ -4,12 +4,9 @@
  * which protocol could switch each pv_ops site at run time. `--json` for tools: every site is
  * `{table, address, length, original, patched}` with hex strings.
  */
-import type { Command } from 'commander';
-import { Option } from 'commander';
 import { disassemble, hexAddress, hexBytes } from '../../x86/format.ts';
 import { featureName } from '../../elf/cpufeatures.ts';
 import { versionString } from '../../elf/kernel-version.ts';
-import { CPU_MODELS } from '../../elf/cpu-models.ts';
 import { InspectError } from '../../elf/errors.ts';
 import { bootDiff, inspect, type InspectReport } from '../../elf/inspect.ts';
 import { PLATFORMS, type Platform } from '../../elf/platforms.ts';
@@ -17,9 +14,9 @@ import { pvOpsSlotName } from '../../elf/pv-ops-slots.ts';
 import type { SiteJudgement } from '../../elf/site-analysis.ts';
 import { FlagError, inputFileFlag, textFlag } from '../flags.ts';
 import { checkOutputPath } from '../write-file.ts';
-import { compareWithDump, comparisonJson, comparisonText, DEFAULT_DUMP_BASE, emitText, parseDumpBase } from './inspect-compare.ts';
+import { compareWithDump, comparisonJson, comparisonText, emitText, parseDumpBase } from './inspect-compare.ts';
 
-interface InspectFlags {
+export interface InspectFlags {
   platform: Platform;
   features: string;
   cmdline: string;
@@ -199,56 +196,39 @@ function checkInspectFlags(image: string, flags: InspectFlags): void {
   if (flags.diff === true && flags.site !== undefined) throw new FlagError('--diff lists every changed byte and --site shows one site: give one of them');
 }
 
-export function register(program: Command): void {
-  program
-    .command('inspect')
-    .description('read a real vmlinux / bzImage / module: patch-site tables, reproduced boot patching, runtime-switch judgement')
-    .argument('<image>', 'vmlinux, bzImage (vmlinuz) or module (.ko)')
-    .addOption(new Option('--platform <platform>', 'platform boot patching is reproduced for').choices([...PLATFORMS]).default('bare-metal'))
-    .option('--features <spec>', `CPU preset and changes, e.g. Skylake-Client or EPYC,-avx2,+pcid (presets: ${CPU_MODELS.map((c) => c.name).join(', ')})`, 'Skylake-Client')
-    .option('--cmdline <text>', 'kernel command line options that change patching, e.g. "mitigations=off nopvspin"', '')
-    .option('--symbols <file>', 'System.map or unstripped vmlinux (needed by kvm, kvm-realtime and xen-pv on a stripped image)')
-    .option('--vmlinux <file>', 'for a module: the vmlinux it belongs to (default: one found beside it in the cache)')
-    .option('--site <address>', 'show one site: original and patched bytes with disassembly')
-    .option('--analyze [platform]', 'judge every pv_ops site for switching between bare metal and a paravirt platform (default kvm)')
-    .option('--diff', 'print every byte that boot patching changes')
-    .option('--json', 'one JSON object: tables, boot setup, every site {table, address, length, original, patched}')
-    .option('--compare <dump>', "compare the reproduced .text with a running kernel's memory (QMP pmemsave or raw bytes): every differing byte classified")
-    .option('--dump-base <address>', "virtual address of the dump's first byte (pmemsave from 16 MiB with nokaslr)", DEFAULT_DUMP_BASE)
-    .option('--emit-text <file>', 'write the reproduced .text bytes to a file (atomically)')
-    .action((image: string, flags: InspectFlags) => {
-      checkInspectFlags(image, flags);
-      const against = flags.analyze === undefined ? undefined : flags.analyze === true ? 'kvm' : flags.analyze;
-      if (against !== undefined && !PLATFORMS.includes(against as Platform)) throw new InspectError(`--analyze wants one of ${PLATFORMS.join(', ')}, not '${against}'`);
-      const site = flags.site === undefined ? undefined : parseAddress(flags.site);
-      const r = inspect(image, {
-        platform: flags.platform,
-        cpu: flags.features,
-        cmdline: flags.cmdline,
-        symbols: flags.symbols,
-        vmlinux: flags.vmlinux,
-        analyzeAgainst: (against ?? (site !== undefined ? (flags.platform === 'bare-metal' ? 'kvm' : flags.platform) : undefined)) as Platform | undefined,
-      });
-      if (flags.vmlinux !== undefined && r.kind !== 'module') throw new FlagError(`--vmlinux does not apply: it names the kernel a module belongs to, and ${image} is a ${r.kind}`);
-      if (flags.emitText !== undefined) emitText(r, flags.emitText);
-      if (flags.compare !== undefined) {
-        const c = compareWithDump(r, flags.compare, parseDumpBase(flags.dumpBase));
-        process.stdout.write((flags.json === true ? JSON.stringify({ file: r.file, version: r.tables.layouts.version.release, compare: comparisonJson(c) }) : comparisonText(c)) + '\n');
-        return;
-      }
-      if (flags.json === true) {
-        const j = toJson(r, flags);
-        process.stdout.write(JSON.stringify(site === undefined ? j : { ...j, sites: j.sites.filter((s) => BigInt(s.address) === BigInt.asUintN(64, BigInt(site))) }) + '\n');
-        return;
-      }
-      if (site !== undefined) {
-        process.stdout.write(siteText(r, site) + '\n');
-        return;
-      }
-      if (flags.diff === true) {
-        process.stdout.write(bootDiff(r).map((d) => `${hexAddress(d.address)}  ${hexBytes(d.original)}  ->  ${hexBytes(d.patched)}\n`).join(''));
-        return;
-      }
-      process.stdout.write(summaryText(r, flags) + '\n');
-    });
+/** `pvpatch inspect IMAGE`: the action behind its definition (src/cli/commands/definitions.ts). */
+export function inspectCommand(image: string, flags: InspectFlags): void {
+  checkInspectFlags(image, flags);
+  const against = flags.analyze === undefined ? undefined : flags.analyze === true ? 'kvm' : flags.analyze;
+  if (against !== undefined && !PLATFORMS.includes(against as Platform)) throw new InspectError(`--analyze wants one of ${PLATFORMS.join(', ')}, not '${against}'`);
+  const site = flags.site === undefined ? undefined : parseAddress(flags.site);
+  const r = inspect(image, {
+    platform: flags.platform,
+    cpu: flags.features,
+    cmdline: flags.cmdline,
+    symbols: flags.symbols,
+    vmlinux: flags.vmlinux,
+    analyzeAgainst: (against ?? (site !== undefined ? (flags.platform === 'bare-metal' ? 'kvm' : flags.platform) : undefined)) as Platform | undefined,
+  });
+  if (flags.vmlinux !== undefined && r.kind !== 'module') throw new FlagError(`--vmlinux does not apply: it names the kernel a module belongs to, and ${image} is a ${r.kind}`);
+  if (flags.emitText !== undefined) emitText(r, flags.emitText);
+  if (flags.compare !== undefined) {
+    const c = compareWithDump(r, flags.compare, parseDumpBase(flags.dumpBase));
+    process.stdout.write((flags.json === true ? JSON.stringify({ file: r.file, version: r.tables.layouts.version.release, compare: comparisonJson(c) }) : comparisonText(c)) + '\n');
+    return;
+  }
+  if (flags.json === true) {
+    const j = toJson(r, flags);
+    process.stdout.write(JSON.stringify(site === undefined ? j : { ...j, sites: j.sites.filter((s) => BigInt(s.address) === BigInt.asUintN(64, BigInt(site))) }) + '\n');
+    return;
+  }
+  if (site !== undefined) {
+    process.stdout.write(siteText(r, site) + '\n');
+    return;
+  }
+  if (flags.diff === true) {
+    process.stdout.write(bootDiff(r).map((d) => `${hexAddress(d.address)}  ${hexBytes(d.original)}  ->  ${hexBytes(d.patched)}\n`).join(''));
+    return;
+  }
+  process.stdout.write(summaryText(r, flags) + '\n');
 }

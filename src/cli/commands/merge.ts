@@ -5,7 +5,6 @@
  * the merged states). Run it where the scenario file is at the path the shards name.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import type { Command } from 'commander';
 import { mergeShards, MergeError, type ExplorationResult } from '../../check/exploration.ts';
 import { parseCondition } from '../../check/condition.ts';
 import { choiceKey, choiceOf, chosenSubject, type SubjectChoice } from '../subject-choice.ts';
@@ -42,13 +41,3 @@ export async function mergeCommand(files: string[], flags: { json?: boolean }): 
   return checkExitCode(report);
 }
 
-export function register(program: Command): void {
-  program
-    .command('merge')
-    .description('join the --json files of check --shard 0/n .. n-1/n into the unsharded result')
-    .argument('<files...>', 'shard JSON files (every shard of one exploration)')
-    .option('--json', 'print one JSON object (as check --json)')
-    .action(async (files: string[], flags: { json?: boolean }) => {
-      process.exitCode = await mergeCommand(files, flags);
-    });
-}

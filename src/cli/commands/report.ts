@@ -4,13 +4,12 @@
  * benchmark figures of any bench JSON given. Written whole or not at all.
  */
 import { readFileSync } from 'node:fs';
-import type { Command } from 'commander';
 import { benchFigures, reportFromJson, ReportInputError } from '../report-input.ts';
 import { renderReport } from '../../trace/report.ts';
 import { writeAtomically } from '../write-file.ts';
 import type { ReportModel } from '../../trace/report-model.ts';
 
-interface ReportFlags {
+export interface ReportFlags {
   output?: string;
   bench?: string[];
 }
@@ -43,14 +42,3 @@ export function reportCommand(input: string | undefined, flags: ReportFlags): nu
   return 0;
 }
 
-export function register(program: Command): void {
-  program
-    .command('report')
-    .description('write one self-contained HTML report of a run or check JSON (and benchmark JSON files)')
-    .argument('[input]', 'the JSON of pvpatch run --json or pvpatch check --json')
-    .option('-o, --output <file>', 'the HTML file to write')
-    .option('--bench <file...>', 'benchmark JSON files (npm run bench -- <name> --json) to plot with their spread')
-    .action((input: string | undefined, flags: ReportFlags) => {
-      process.exitCode = reportCommand(input, flags);
-    });
-}

@@ -2,22 +2,20 @@
  * `pvpatch run <scenario>`: build the scenario's machine, run it under a strategy (or sweep many
  * seeds), print a per-vCPU summary, every hazard, the stop reason and the replayable schedule.
  */
-import { STOCK_VARIANT_NAMES, type StockVariant } from '../../patching/variants.ts';
+import type { StockVariant } from '../../patching/variants.ts';
 import { existsSync, readFileSync } from 'node:fs';
 import { writeAtomically } from '../write-file.ts';
 import { intFlag } from '../flags.ts';
 import { checkRunFlags } from './run-flags.ts';
 import { stopText, type StopContext } from '../stop-text.ts';
 import { SweepTally } from '../sweep-summary.ts';
-import type { Command } from 'commander';
-import { Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { machineScenarioSchema } from '../scenario/schema.ts';
 import { readScenarioDoc, validateScenario, type MachineScenario } from '../scenario/load.ts';
 import { guestScenarioSchema, type GuestScenario } from '../scenario/guest-schema.ts';
 import { runGuestScenario, sweepGuestScenario } from './run-guest.ts';
 import { runLinuxScenario, sweepLinuxScenario } from './run-linux.ts';
-import { SWITCH_PROTOCOLS, type SwitchProtocol } from '../../patching/hint-switch.ts';
+import type { SwitchProtocol } from '../../patching/hint-switch.ts';
 import { buildMachine, makeChooser, type Strategy } from '../scenario/build-machine.ts';
 import { ScenarioError } from '../scenario/errors.ts';
 import { ScheduleError, recordedSchedule, type Schedule } from '../../sched/schedule.ts';
@@ -26,7 +24,7 @@ import { loadProtocolFile } from '../protocol-file.ts';
 import { describeHazard } from '../hazard-text.ts';
 import { disassemble, hexAddress } from '../../x86/format.ts';
 import { REG_NAMES } from '../../x86/registers.ts';
-import { TIERS, type Machine, type RunResult, type Tier } from '../../machine/machine.ts';
+import type { Machine, RunResult, Tier } from '../../machine/machine.ts';
 import { defaultScenarioPath } from '../default-scenario.ts';
 import { observe, formatState, type Observation } from '../../check/observation.ts';
 import { judgeMachineRun } from '../../check/judge-machine.ts';
@@ -34,7 +32,7 @@ import type { CheckKind } from '../../check/verdict.ts';
 import { hazardName } from '../../machine/events.ts';
 import { phaseTracks, runTimeline, violationRecord, writeReport, writeTrace } from '../run-artifacts.ts';
 
-interface RunFlags {
+export interface RunFlags {
   tier?: Tier;
   seed?: string;
   strategy?: Strategy;
@@ -222,28 +220,3 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   return r.reason === 'misfit' ? 2 : v.ok ? 0 : v.check === 'machine-fault' ? 2 : 1;
 }
 
-export function register(program: Command): void {
-  program
-    .command('run')
-    .description('run a scenario (the bundled default when none is given) and report hazards')
-    .argument('[scenario]', 'scenario file (YAML or JSON)')
-    .addOption(new Option('--strategy <name>', 'scheduling strategy').choices(['timed', 'random', 'pct', 'replay', 'first']))
-    .option('--seed <n>', 'seed for the strategy (default: the scenario\'s, else 1)')
-    .option('--seeds <n>', 'sweep n seeds from --seed, each a fork of one boot; report failing seeds with the command that replays each')
-    .addOption(new Option('--protocol <name>', 'guest scenarios with a switch: the patching protocol (default: the scenario\'s, else v2)').choices([...SWITCH_PROTOCOLS]))
-    .option('--protocol-file <file>', 'guest scenarios with a switch: a protocol module (.ts or .js) built on the protocol API (see examples/README.md)')
-    .addOption(new Option('--variant <name>', 'guest scenarios with a switch: a stock broken variant of the protocol instead (a negative control)').choices(STOCK_VARIANT_NAMES))
-    .option('--corrupt-site <n>', 'guest scenarios: rewrite site n\'s NOP padding first, so the switch meets bytes it does not expect')
-    .option('--schedule <string>', 'replay this schedule string (implies --strategy replay)')
-    .option('--schedule-file <file>', 'replay the schedule in this file (any length; implies --strategy replay)')
-    .option('--schedule-out <file>', 'write the run\'s schedule string to a file')
-    .option('--trace-out <file>', 'write the run\'s events as Chrome/Perfetto trace JSON (open in ui.perfetto.dev)')
-    .option('--report <file>', 'write a self-contained HTML report of the run (swimlanes, the violating step, phases)')
-    .option('--max-instructions <n>', 'stop after n instructions')
-    .option('--show-sites', 'guest scenarios: list every patched pv-op site with its bytes')
-    .option('--json', 'print one JSON object instead of text')
-    .addOption(new Option('--tier <tier>', 'how guest code executes: compiled basic blocks (default) or the reference interpreter; same results either way').choices([...TIERS]))
-    .action(async (file: string | undefined, flags: RunFlags) => {
-      process.exitCode = await runCommand(file, flags);
-    });
-}

@@ -2,7 +2,7 @@
  * The JSON Schema of a guest scenario: the pvpatch guest kernel on a KVM (or bare-metal) host,
  * with a lock workload, optional host over-commit, and a scheduling strategy.
  */
-import { STOCK_VARIANT_NAMES, type StockVariant } from '../../patching/variants.ts';
+import { STOCK_VARIANT_NAMES, type StockVariant } from '../../patching/variant-names.ts';
 import { scheduleSchema, MAX_INJECTED } from './schema.ts';
 import { injectionPlanProperties, type InjectionPlanSpec } from './injection-plan.ts';
 import { GUEST_MAX_VCPUS, MAX_LOCKS } from '../../kernel/layout.ts';
