@@ -24,6 +24,7 @@ import { symbolOf } from './kernel.ts';
 import type { PatchedText } from '../elf/patched-text.ts';
 import { load, type Halves } from '../machine/access.ts';
 import { NMI_MASK } from '../kernel/preempt-count.ts';
+import { mergeProbes } from './switch-probes.ts';
 
 export const MUTUAL_EXCLUSION = 'mutual-exclusion';
 export type LockOracleName = typeof MUTUAL_EXCLUSION;
@@ -131,8 +132,11 @@ export function lockProbeSites(text: PatchedText, kernel: LinuxKernel): LockProb
   return { entries, lockReturns, unlockReturns, halts, preemptCount: symbolOf(kernel, '__preempt_count') };
 }
 
-/** Register the probes on `m` over `s` (a boot, and again over a copy on every fork). */
-export function installLockProbes(m: Machine, sites: LockProbeSites, s: LockProbeState): void {
+/**
+ * Register the probes on `m` over `s` (a boot, and again over a copy on every fork), with `extra`
+ * probes (switch-probes.ts) run after the lock probes at a shared address.
+ */
+export function installLockProbes(m: Machine, sites: LockProbeSites, s: LockProbeState, extra: readonly (readonly [number, Probe])[] = []): void {
   const probes: [number, Probe][] = [];
   const rsp = (c: Vcpu) => c.getAddr(Reg.RSP);
   const word: Halves = { lo: 0, hi: 0 };
@@ -186,5 +190,5 @@ export function installLockProbes(m: Machine, sites: LockProbeSites, s: LockProb
       return undefined;
     }]);
   }
-  m.probeMany(probes);
+  m.probeMany(mergeProbes([...probes, ...extra]));
 }

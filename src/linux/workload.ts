@@ -79,7 +79,12 @@ function bumpCounter(a: Asm, lock: number): void {
   a.mov(rax, qword(abs(counterAddress(lock)))).inc(rax).mov(qword(abs(counterAddress(lock))), rax);
 }
 
-export function buildWorkload(shape: LinuxWorkloadShape, k: KernelEntries): WorkloadImage {
+/**
+ * `checkpoint`: the address of lockop_checkpoint() (the v2 switch's global barrier, a point where
+ * this CPU holds no lock): called at the top of every task-loop iteration and, IRQs off, before
+ * every idle HLT (sti; hlt: the STI shadow keeps a wake-up IPI from slipping in between).
+ */
+export function buildWorkload(shape: LinuxWorkloadShape, k: KernelEntries, checkpoint?: number): WorkloadImage {
   const a = new Asm(WORKLOAD_TEXT);
   const irqLock = shape.taskLocks;
   const nmiLock = shape.taskLocks + 1;
@@ -95,6 +100,7 @@ export function buildWorkload(shape: LinuxWorkloadShape, k: KernelEntries): Work
   // Task: rbx = this CPU's task lock, r12 its counter, r14 its acquisition slot, r13 iterations left.
   a.here('task_entry');
   a.here('.task_loop');
+  if (checkpoint !== undefined) a.call(checkpoint);
   delay(a, shape.thinkLoops, '.think');
   a.mov(rdi, rbx);
   call(k._raw_spin_lock, 'lock');
@@ -118,9 +124,11 @@ export function buildWorkload(shape: LinuxWorkloadShape, k: KernelEntries): Work
   a.dec(r13).jne(a.label('.task_loop'));
   a.mov(eax, dword(gs(k.cpu_number)));
   a.mov(byte(mem({ base: rax, disp: WORKLOAD_DATA + WORKLOAD_DATA_LAYOUT.done })), 1);
+  a.here('.idle_loop');
+  if (checkpoint !== undefined) a.cli().call(checkpoint);
   a.here('task_idle');
   a.sti().hlt();
-  a.jmp(a.label('task_idle'));
+  a.jmp(a.label('.idle_loop'));
 
   const handler = (name: string, lock: number, preempt: number): void => {
     a.here(name);
