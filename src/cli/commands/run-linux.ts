@@ -295,7 +295,7 @@ export function sweepLinuxScenario(file: string, s: GuestScenario, flags: GuestR
   } else {
     const out = header(file, base, strategy, `${seeds} seeds (${flags.seed}..${flags.seed + seeds - 1}), one execution per seed from one boot`);
     out.push(...tally.lines());
-    if (failing[0]) out.push(`first: seed ${failing[0].seed}: ${failing[0].found}`, `replay: pvpatch run ${file} --seed ${failing[0].seed} --strategy ${strategy}`);
+    if (failing[0]) out.push(`first: seed ${failing[0].seed}: ${failing[0].found}`, `replay: pvpatch run ${file} --seed ${failing[0].seed} --strategy ${strategy}${flags.variant !== undefined ? ` --variant ${flags.variant}` : ''}`);
     process.stdout.write(out.join('\n') + '\n');
   }
   return failing.length > 0 ? 1 : 0;
