@@ -124,7 +124,7 @@ export class LinuxGuest {
       _raw_spin_unlock_irqrestore: sym('_raw_spin_unlock_irqrestore'),
       cpu_number: sym('cpu_number'),
       __preempt_count: sym('__preempt_count'),
-    }, options.lockopCheckpoint === true ? SERVICE.lockopCheckpoint : undefined);
+    }, options.lockopCheckpoint === true ? SERVICE.lockopCheckpoint : undefined, SERVICE.udelay);
     m.memory.map(WORKLOAD_TEXT, WORKLOAD_TEXT_SIZE, 'rx');
     m.memory.writeBytes(WORKLOAD_TEXT, this.image.text);
     m.memory.map(WORKLOAD_DATA, WORKLOAD_DATA_SIZE, 'rw');
@@ -164,6 +164,8 @@ export class LinuxGuest {
   /** The lock and switch probes over this guest's state, and lockop_checkpoint() (a boot, and every fork). */
   private installProbesAndServices(): void {
     installLockProbes(this.machine, this.sites, this.probes, switchProbes(this.switchSites, () => this.switchObserver));
+    // udelay(): the workload's microsecond delays (no jitter: the imitation's is ±50 %).
+    if ((this.workload.criticalCycles ?? 0) > 0 || (this.workload.thinkCycles ?? 0) > 0) this.machine.registerService(SERVICE.udelay, 'udelay', (ctx) => ctx.delay(ctx.arg(0)));
     if (this.options.lockopCheckpoint === true) {
       this.machine.registerService(SERVICE.lockopCheckpoint, 'lockop_checkpoint', (ctx) => this.lockopCheckpoint?.(ctx) ?? ctx.work());
     }

@@ -45,6 +45,13 @@ export interface LinuxWorkloadShape {
    * true). False is a negative control: in_nmi() is then false inside the NMI handler.
    */
   readonly nmiEnter?: boolean;
+  /**
+   * Simulated cycles of udelay() (pvpatch's own service, outside the kernel's text) inside the
+   * task's critical section and between acquisitions, on top of the delay loops (default 0): a
+   * microsecond-scale delay at one step instead of thousands of loop instructions (bench locks).
+   */
+  readonly criticalCycles?: number;
+  readonly thinkCycles?: number;
 }
 
 export const DEFAULT_LINUX_WORKLOAD: LinuxWorkloadShape = { iterations: 20, taskLocks: 1, criticalLoops: 10, thinkLoops: 20, irqEvery: 4 };
@@ -67,6 +74,13 @@ function delay(a: Asm, n: number, label: string): void {
   a.dec(ecx).jne(a.label(label));
 }
 
+/** udelay(cycles) through the service at `udelay` (clobbers rdi). */
+function callUdelay(a: Asm, cycles: number | undefined, udelay: number | undefined): void {
+  if (cycles === undefined || cycles <= 0) return;
+  if (udelay === undefined) throw new LinuxGuestError('the workload has udelay() cycles but no udelay service');
+  a.mov(rdi, cycles).call(udelay);
+}
+
 /** acquisitions[cpu][lock] += 1 for the CPU in %gs:cpu_number (clobbers rax). */
 function countAcquisition(a: Asm, k: KernelEntries, lock: number): void {
   a.mov(eax, dword(gs(k.cpu_number)));
@@ -84,7 +98,7 @@ function bumpCounter(a: Asm, lock: number): void {
  * this CPU holds no lock): called at the top of every task-loop iteration and, IRQs off, before
  * every idle HLT (sti; hlt: the STI shadow keeps a wake-up IPI from slipping in between).
  */
-export function buildWorkload(shape: LinuxWorkloadShape, k: KernelEntries, checkpoint?: number): WorkloadImage {
+export function buildWorkload(shape: LinuxWorkloadShape, k: KernelEntries, checkpoint?: number, udelay?: number): WorkloadImage {
   const a = new Asm(WORKLOAD_TEXT);
   const irqLock = shape.taskLocks;
   const nmiLock = shape.taskLocks + 1;
@@ -102,11 +116,13 @@ export function buildWorkload(shape: LinuxWorkloadShape, k: KernelEntries, check
   a.here('.task_loop');
   if (checkpoint !== undefined) a.call(checkpoint);
   delay(a, shape.thinkLoops, '.think');
+  callUdelay(a, shape.thinkCycles, udelay);
   a.mov(rdi, rbx);
   call(k._raw_spin_lock, 'lock');
   a.mov(rax, qword(mem(r12))).inc(rax).mov(qword(mem(r12)), rax);
   a.inc(qword(mem(r14)));
   delay(a, shape.criticalLoops, '.cs_task');
+  callUdelay(a, shape.criticalCycles, udelay);
   a.mov(rdi, rbx);
   call(k._raw_spin_unlock, 'unlock');
   if (shape.irqEvery > 0) {
