@@ -5,6 +5,8 @@
  * figures are steady-state rates, not the time to finish a fixed amount of work. Every point runs
  * 5 seeds (the host's and the workload's randomness; --seeds N): over-commit points are bimodal
  * (a lock holder is preempted or not), which the min–max and the per-seed values show.
+ * With the Debian 6.1 vmlinux in the cache, the real kernel's lock code runs every point too
+ * (native, PV, test-and-set: bench/linux-locks.ts), rows marked `real`.
  */
 import { Guest } from '../src/kernel/guest.ts';
 import { hostScheduler } from '../src/kernel/host-setup.ts';
@@ -16,7 +18,7 @@ import { linuxKernelDir } from '../src/cli/linux-kernel.ts';
 import { loadLinuxKernel } from '../src/linux/kernel.ts';
 import { REAL_FLAVORS, RealLockBench, type RealLockRow } from './linux-locks.ts';
 
-export const describe = 'native vs PV qspinlock throughput and p99 wait under host over-commit (8 vCPUs)';
+export const describe = 'native vs PV qspinlock throughput and p99 wait under host over-commit (8 vCPUs), imitation and real Linux 6.1';
 
 export const VCPUS = 8;
 export const RATIOS = [0.5, 1, 1.5, 2, 3, 4];
