@@ -90,7 +90,7 @@ export class AtomicSwitchOracle implements SlowpathObserver {
 
   /** The oracle with the same state watching a fork of the machine (its probes registered there). */
   fork(machine: Machine): AtomicSwitchOracle {
-    const o = new AtomicSwitchOracle(machine, this.sites, this.kvmKickCpu);
+    const o = new AtomicSwitchOracle(machine, this.sites, this.kvmKickCpu, this.ownProbes);
     o.mode = this.mode;
     o.findings.push(...this.findings);
     this.running.forEach((list, cpu) => o.running[cpu]!.push(...list.map((r) => ({ ...r }))));
@@ -98,9 +98,14 @@ export class AtomicSwitchOracle implements SlowpathObserver {
     return o;
   }
 
-  constructor(private readonly machine: Machine, private readonly sites: readonly PatchSite[], private readonly kvmKickCpu: number) {
+  /**
+   * `ownProbes` false: the caller's probes drive the oracle (`nativeUnlock`, `kvmKickCpuEntered`):
+   * the real-kernel guest (src/linux/switch-oracle.ts) already probes those addresses itself.
+   */
+  constructor(private readonly machine: Machine, private readonly sites: readonly PatchSite[], private readonly kvmKickCpu: number, private readonly ownProbes = true) {
     this.running = machine.vcpus.map(() => []);
     this.kicked = machine.vcpus.map(() => false);
+    if (!ownProbes) return;
     machine.probe(kvmKickCpu, (c) => {
       this.kicked[c.id] = true;
       return undefined;
@@ -109,6 +114,11 @@ export class AtomicSwitchOracle implements SlowpathObserver {
       if (s.type !== PvOp.QueuedSpinUnlock) continue;
       machine.probe(s.address, (c, insn: Insn) => (isNativeUnlock(insn.bytes) ? this.nativeUnlock(c.id, c.getAddr(Reg.RDI), s.address) : undefined));
     }
+  }
+
+  /** kvm_kick_cpu() was entered on `cpu` (its own probe, or the caller's). */
+  kvmKickCpuEntered(cpu: number): void {
+    this.kicked[cpu] = true;
   }
 
   slowpathEnter(cpu: number, lock: number, flavor: Flavor, address: number): Hazard | undefined {

@@ -22,6 +22,9 @@ import {
 import { buildWorkload, DEFAULT_LINUX_WORKLOAD, type LinuxWorkloadShape, type WorkloadImage } from './workload.ts';
 import { copyLockProbeState, installLockProbes, lockProbeSites, newLockProbeState, quiescent, type LockProbeSites, type LockProbeState } from './lock-probes.ts';
 import { LinuxGuestError } from './errors.ts';
+import { switchProbeSites, switchProbes, type LockSwitchObserver, type SwitchProbeSites } from './switch-probes.ts';
+import { SERVICE } from '../kernel/image.ts';
+import type { ServiceBody, ServiceContext } from '../machine/service.ts';
 import { SPIN_THRESHOLD, setSpinThreshold, spinThresholdImmediates } from './spin-threshold.ts';
 
 /** The lock implementation the boot chose (kvm_spinlock_init, native_pv_lock_init). */
@@ -38,6 +41,8 @@ export interface LinuxGuestOptions {
    * kernel's own 1 << 15, untouched). A deviation from the real kernel; run headers say so.
    */
   readonly spinThreshold?: number;
+  /** Build the workload with lockop_checkpoint() calls (the v2 switch's global barrier; src/linux/v2-switch.ts). */
+  readonly lockopCheckpoint?: boolean;
 }
 
 export interface LinuxLockReport {
@@ -72,6 +77,11 @@ export class LinuxGuest {
   pvHash: { address: number; entries: number; bits: number } | undefined;
   readonly probes: LockProbeState;
   private readonly sites: LockProbeSites;
+  private readonly switchSites: SwitchProbeSites;
+  /** The oracle of a switch in progress, told of the real code by the switch probes (switch-probes.ts). */
+  switchObserver: LockSwitchObserver | undefined;
+  /** What lockop_checkpoint() runs (installed by the v2 switch; a plain return before). */
+  lockopCheckpoint: ((ctx: ServiceContext) => ServiceBody) | undefined;
 
   constructor(readonly boot: LinuxBoot, readonly options: LinuxGuestOptions, from?: ForkSource) {
     if (from !== undefined) {
@@ -81,12 +91,13 @@ export class LinuxGuest {
       this.flavor = p.flavor;
       this.pvHash = p.pvHash;
       this.sites = p.sites;
+      this.switchSites = p.switchSites;
       const m = p.machine.fork({ bare: true });
       m.step = p.machine.step;
       this.machine = m;
       this.host = p.host?.fork(m);
       this.probes = copyLockProbeState(p.probes);
-      installLockProbes(m, this.sites, this.probes);
+      this.installProbesAndServices();
       return;
     }
     const n = options.vcpus;
@@ -113,7 +124,7 @@ export class LinuxGuest {
       _raw_spin_unlock_irqrestore: sym('_raw_spin_unlock_irqrestore'),
       cpu_number: sym('cpu_number'),
       __preempt_count: sym('__preempt_count'),
-    });
+    }, options.lockopCheckpoint === true ? SERVICE.lockopCheckpoint : undefined, SERVICE.udelay);
     m.memory.map(WORKLOAD_TEXT, WORKLOAD_TEXT_SIZE, 'rx');
     m.memory.writeBytes(WORKLOAD_TEXT, this.image.text);
     m.memory.map(WORKLOAD_DATA, WORKLOAD_DATA_SIZE, 'rw');
@@ -127,8 +138,9 @@ export class LinuxGuest {
     if (this.host !== undefined) for (let i = 0; i < n; i++) this.host.stealTime[i] = perCpuOffset(i) + sym('steal_time');
 
     this.sites = lockProbeSites(boot.result.text, k);
+    this.switchSites = switchProbeSites(k);
     this.probes = newLockProbeState(n);
-    installLockProbes(m, this.sites, this.probes);
+    this.installProbesAndServices();
 
     if (options.spinThreshold !== undefined && options.spinThreshold !== SPIN_THRESHOLD) {
       setSpinThreshold(m.memory, spinThresholdImmediates(boot.result.text, k), options.spinThreshold);
@@ -146,6 +158,16 @@ export class LinuxGuest {
       c.setAddr(Reg.RBX, lockAddress(lock));
       c.setAddr(Reg.R12, counterAddress(lock));
       c.setAddr(Reg.R14, acquisitionsAddress(c.id, lock));
+    }
+  }
+
+  /** The lock and switch probes over this guest's state, and lockop_checkpoint() (a boot, and every fork). */
+  private installProbesAndServices(): void {
+    installLockProbes(this.machine, this.sites, this.probes, switchProbes(this.switchSites, () => this.switchObserver));
+    // udelay(): the workload's microsecond delays (no jitter: the imitation's is ±50 %).
+    if ((this.workload.criticalCycles ?? 0) > 0 || (this.workload.thinkCycles ?? 0) > 0) this.machine.registerService(SERVICE.udelay, 'udelay', (ctx) => ctx.delay(ctx.arg(0)));
+    if (this.options.lockopCheckpoint === true) {
+      this.machine.registerService(SERVICE.lockopCheckpoint, 'lockop_checkpoint', (ctx) => this.lockopCheckpoint?.(ctx) ?? ctx.work());
     }
   }
 

@@ -25,6 +25,8 @@ export const WORKLOAD_DATA_LAYOUT = {
   acquisitions: 0x1000,
   /** done[cpu]: 1 when the CPU's task loop has finished. */
   done: 0x8000,
+  /** lockop_epoch[cpu]: the v2 barrier epoch this CPU passed, one line each (src/linux/v2-switch.ts). */
+  lockopEpoch: 0x9000,
 } as const;
 export const ACQ_STRIDE = 0x40;
 export const MAX_WORKLOAD_LOCKS = 8;
@@ -53,6 +55,9 @@ export function acquisitionsAddress(cpu: number, lock: number): number {
 }
 export function doneAddress(cpu: number): number {
   return WORKLOAD_DATA + WORKLOAD_DATA_LAYOUT.done + cpu;
+}
+export function lockopEpochAddress(cpu: number): number {
+  return WORKLOAD_DATA + WORKLOAD_DATA_LAYOUT.lockopEpoch + 64 * cpu;
 }
 export function stackTop(cpu: number): number {
   return STACKS + (cpu + 1) * STACK_SIZE;

@@ -24,6 +24,7 @@ import { symbolOf } from './kernel.ts';
 import type { PatchedText } from '../elf/patched-text.ts';
 import { load, type Halves } from '../machine/access.ts';
 import { NMI_MASK } from '../kernel/preempt-count.ts';
+import { mergeProbes } from './switch-probes.ts';
 
 export const MUTUAL_EXCLUSION = 'mutual-exclusion';
 export type LockOracleName = typeof MUTUAL_EXCLUSION;
@@ -65,8 +66,10 @@ export function functionReturns(text: PatchedText, kernel: LinuxKernel, start: n
 export interface LockProbeState {
   /** Per lock address, the CPU holding it. */
   readonly holder: Map<number, number>;
-  /** Per CPU, the lock and unlock calls in progress: [rsp at entry, lock, 1 for a lock call / 0 for an unlock]. */
-  readonly pending: [number, number, number][][];
+  /** Per CPU, the lock and unlock calls in progress: [rsp at entry, lock, 1 for a lock call / 0 for an unlock, the vCPU's clock at entry]. */
+  readonly pending: [number, number, number, number][][];
+  /** Cycles from each lock call's entry to its return with the lock held (the lock's wait), in order. */
+  readonly waits: number[];
   readonly counts: Record<CountedFunction, number>;
   /** HLTs executed in kvm_wait's halts, kicks sent. */
   halts: number;
@@ -86,6 +89,7 @@ export function newLockProbeState(cpus: number): LockProbeState {
   return {
     holder: new Map(),
     pending: Array.from({ length: cpus }, () => []),
+    waits: [],
     counts: Object.fromEntries(COUNTED_FUNCTIONS.map((f) => [f, 0])) as Record<CountedFunction, number>,
     halts: 0,
     kicks: 0,
@@ -95,7 +99,7 @@ export function newLockProbeState(cpus: number): LockProbeState {
 }
 
 export function copyLockProbeState(s: LockProbeState): LockProbeState {
-  return { holder: new Map(s.holder), pending: s.pending.map((p) => p.map((e) => [e[0], e[1], e[2]] as [number, number, number])), counts: { ...s.counts }, halts: s.halts, kicks: s.kicks, waitsInNmi: s.waitsInNmi, haltsInNmi: s.haltsInNmi };
+  return { holder: new Map(s.holder), pending: s.pending.map((p) => p.map((e) => [e[0], e[1], e[2], e[3]] as [number, number, number, number])), waits: [...s.waits], counts: { ...s.counts }, halts: s.halts, kicks: s.kicks, waitsInNmi: s.waitsInNmi, haltsInNmi: s.haltsInNmi };
 }
 
 function violation(cpu: number, address: number, message: string, data: MutualExclusionData): OracleHazard<LockOracleName, MutualExclusionData> {
@@ -131,8 +135,11 @@ export function lockProbeSites(text: PatchedText, kernel: LinuxKernel): LockProb
   return { entries, lockReturns, unlockReturns, halts, preemptCount: symbolOf(kernel, '__preempt_count') };
 }
 
-/** Register the probes on `m` over `s` (a boot, and again over a copy on every fork). */
-export function installLockProbes(m: Machine, sites: LockProbeSites, s: LockProbeState): void {
+/**
+ * Register the probes on `m` over `s` (a boot, and again over a copy on every fork), with `extra`
+ * probes (switch-probes.ts) run after the lock probes at a shared address.
+ */
+export function installLockProbes(m: Machine, sites: LockProbeSites, s: LockProbeState, extra: readonly (readonly [number, Probe])[] = []): void {
   const probes: [number, Probe][] = [];
   const rsp = (c: Vcpu) => c.getAddr(Reg.RSP);
   const word: Halves = { lo: 0, hi: 0 };
@@ -147,9 +154,9 @@ export function installLockProbes(m: Machine, sites: LockProbeSites, s: LockProb
     probes.push([at, (c: Vcpu, _i: Insn) => {
       s.counts[f]++;
       const lock = c.getAddr(Reg.RDI);
-      if (isLock) s.pending[c.id]!.push([rsp(c), lock, 1]);
+      if (isLock) s.pending[c.id]!.push([rsp(c), lock, 1, c.time]);
       else if (isUnlock) {
-        s.pending[c.id]!.push([rsp(c), lock, 0]);
+        s.pending[c.id]!.push([rsp(c), lock, 0, c.time]);
         const holder = s.holder.get(lock);
         if (holder !== c.id) return violation(c.id, at, `vCPU ${c.id} releases lock ${hexAddress(lock)}, which ${holder === undefined ? 'nobody holds' : `vCPU ${holder} holds`}`, { lock, holder, event: 'release' });
         s.holder.delete(lock);
@@ -164,6 +171,7 @@ export function installLockProbes(m: Machine, sites: LockProbeSites, s: LockProb
       const top = p[p.length - 1];
       if (top === undefined || top[0] !== rsp(c) || top[2] !== 1) return undefined;
       p.pop();
+      s.waits.push(c.time - top[3]);
       const lock = top[1];
       const holder = s.holder.get(lock);
       if (holder !== undefined) return violation(c.id, at, `vCPU ${c.id} acquires lock ${hexAddress(lock)}, which vCPU ${holder} holds`, { lock, holder, event: 'acquire' });
@@ -186,5 +194,5 @@ export function installLockProbes(m: Machine, sites: LockProbeSites, s: LockProb
       return undefined;
     }]);
   }
-  m.probeMany(probes);
+  m.probeMany(mergeProbes([...probes, ...extra]));
 }

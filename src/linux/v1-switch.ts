@@ -13,7 +13,7 @@ import type { RunOptions, RunResult } from '../machine/machine.ts';
 import type { Vcpu } from '../machine/vcpu.ts';
 import { Flag, Reg } from '../x86/registers.ts';
 import { NMI_MASK } from '../kernel/preempt-count.ts';
-import { StopMachineV1, STOP_MACHINE_SERVICE, type V1Stats } from '../kernel/stop-machine.ts';
+import { StopMachineV1, STOP_MACHINE_SERVICE, type V1Hooks, type V1Stats } from '../kernel/stop-machine.ts';
 import type { LinuxGuest, LinuxLockReport } from './guest.ts';
 import { pvInitLockHash } from './memory-map.ts';
 import type { LockOpSwitchPlan } from './lock-op-switch.ts';
@@ -29,6 +29,8 @@ export interface LinuxV1Options {
   readonly atStep?: number;
   /** Allocate the PV hash before a native → PV switch (default true: what a correct switch does). */
   readonly prepare?: boolean;
+  /** v1's hooks (default V1_HOOKS; src/patching/broken.ts v1BrokenHooks are negative controls). */
+  readonly hooks?: V1Hooks;
   readonly run?: RunOptions;
 }
 
@@ -64,6 +66,7 @@ export function switchLinuxLockOpsV1(guest: LinuxGuest, plans: readonly LockOpSw
     // Linux's stopper thread runs only where preemption is on: no spinlock held, no lock op running.
     preemptible: (c) => probes.pending[c.id]!.length === 0 && !holds(c.id),
     inNmi,
+    ...(o.hooks !== undefined ? { hooks: o.hooks } : {}),
   });
   const pvTarget = plans.find((x) => x.to === 'pv');
   if (pvTarget !== undefined && guest.pvHash === undefined && (o.prepare ?? true)) guest.pvHash = pvInitLockHash(m.memory, pvTarget.target, m.vcpus.length);

@@ -45,6 +45,13 @@ export interface LinuxWorkloadShape {
    * true). False is a negative control: in_nmi() is then false inside the NMI handler.
    */
   readonly nmiEnter?: boolean;
+  /**
+   * Simulated cycles of udelay() (pvpatch's own service, outside the kernel's text) inside the
+   * task's critical section and between acquisitions, on top of the delay loops (default 0): a
+   * microsecond-scale delay at one step instead of thousands of loop instructions (bench locks).
+   */
+  readonly criticalCycles?: number;
+  readonly thinkCycles?: number;
 }
 
 export const DEFAULT_LINUX_WORKLOAD: LinuxWorkloadShape = { iterations: 20, taskLocks: 1, criticalLoops: 10, thinkLoops: 20, irqEvery: 4 };
@@ -67,6 +74,13 @@ function delay(a: Asm, n: number, label: string): void {
   a.dec(ecx).jne(a.label(label));
 }
 
+/** udelay(cycles) through the service at `udelay` (clobbers rdi). */
+function callUdelay(a: Asm, cycles: number | undefined, udelay: number | undefined): void {
+  if (cycles === undefined || cycles <= 0) return;
+  if (udelay === undefined) throw new LinuxGuestError('the workload has udelay() cycles but no udelay service');
+  a.mov(rdi, cycles).call(udelay);
+}
+
 /** acquisitions[cpu][lock] += 1 for the CPU in %gs:cpu_number (clobbers rax). */
 function countAcquisition(a: Asm, k: KernelEntries, lock: number): void {
   a.mov(eax, dword(gs(k.cpu_number)));
@@ -79,7 +93,12 @@ function bumpCounter(a: Asm, lock: number): void {
   a.mov(rax, qword(abs(counterAddress(lock)))).inc(rax).mov(qword(abs(counterAddress(lock))), rax);
 }
 
-export function buildWorkload(shape: LinuxWorkloadShape, k: KernelEntries): WorkloadImage {
+/**
+ * `checkpoint`: the address of lockop_checkpoint() (the v2 switch's global barrier, a point where
+ * this CPU holds no lock): called at the top of every task-loop iteration and, IRQs off, before
+ * every idle HLT (sti; hlt: the STI shadow keeps a wake-up IPI from slipping in between).
+ */
+export function buildWorkload(shape: LinuxWorkloadShape, k: KernelEntries, checkpoint?: number, udelay?: number): WorkloadImage {
   const a = new Asm(WORKLOAD_TEXT);
   const irqLock = shape.taskLocks;
   const nmiLock = shape.taskLocks + 1;
@@ -95,12 +114,15 @@ export function buildWorkload(shape: LinuxWorkloadShape, k: KernelEntries): Work
   // Task: rbx = this CPU's task lock, r12 its counter, r14 its acquisition slot, r13 iterations left.
   a.here('task_entry');
   a.here('.task_loop');
+  if (checkpoint !== undefined) a.call(checkpoint);
   delay(a, shape.thinkLoops, '.think');
+  callUdelay(a, shape.thinkCycles, udelay);
   a.mov(rdi, rbx);
   call(k._raw_spin_lock, 'lock');
   a.mov(rax, qword(mem(r12))).inc(rax).mov(qword(mem(r12)), rax);
   a.inc(qword(mem(r14)));
   delay(a, shape.criticalLoops, '.cs_task');
+  callUdelay(a, shape.criticalCycles, udelay);
   a.mov(rdi, rbx);
   call(k._raw_spin_unlock, 'unlock');
   if (shape.irqEvery > 0) {
@@ -118,9 +140,11 @@ export function buildWorkload(shape: LinuxWorkloadShape, k: KernelEntries): Work
   a.dec(r13).jne(a.label('.task_loop'));
   a.mov(eax, dword(gs(k.cpu_number)));
   a.mov(byte(mem({ base: rax, disp: WORKLOAD_DATA + WORKLOAD_DATA_LAYOUT.done })), 1);
+  a.here('.idle_loop');
+  if (checkpoint !== undefined) a.cli().call(checkpoint);
   a.here('task_idle');
   a.sti().hlt();
-  a.jmp(a.label('task_idle'));
+  a.jmp(a.label('.idle_loop'));
 
   const handler = (name: string, lock: number, preempt: number): void => {
     a.here(name);

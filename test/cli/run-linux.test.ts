@@ -44,13 +44,13 @@ test('without the kernel and with PVPATCH_NO_DOWNLOAD=1: one error line naming t
   assert.match(r.err, /PVPATCH_NO_DOWNLOAD=1 .*run scripts\/get-kernel\.sh --series 6\.1 --symbols/);
 });
 
-test('a real-kernel scenario whose switch is not v1 is refused in one line, not ignored', () => {
+test('a real-kernel scenario whose switch is text_poke_bp is refused in one line, not ignored', () => {
   const dir = mkdtempSync(join(tmpdir(), 'pvpatch-linux-'));
   const p = join(dir, 's.yaml');
-  writeFileSync(p, 'guest: { vcpus: 2, kernel: debian-6.1 }\nswitch: { hint: revoke, atStep: 100 }\n');
+  writeFileSync(p, 'guest: { vcpus: 2, kernel: debian-6.1 }\nswitch: { protocol: text-poke-bp, hint: revoke, atStep: 100 }\n');
   const r = pvpatch({ PVPATCH_NO_DOWNLOAD: '1' }, 'run', p);
   assert.equal(r.code, 2);
-  assert.match(r.err, /\/switch\/protocol v2 \(the default\) .*does not apply to the real-kernel guest/);
+  assert.match(r.err, /\/switch\/protocol text-poke-bp .*does not apply to the real-kernel guest/);
 });
 
 test('run scenarios/linux-6.1-v1.yaml --json: v1 switches the real kernel native → PV under load, every lock exact', (t) => {
@@ -66,4 +66,20 @@ test('run scenarios/linux-6.1-v1.yaml --json: v1 switches the real kernel native
   assert.equal(j.flavor, 'pv');
   assert.ok(j.locks.every((l: { ok: boolean }) => l.ok));
   assert.ok(j.executions.native_queued_spin_lock_slowpath > 0 && j.executions.__pv_queued_spin_lock_slowpath > 0, 'both flavours ran');
+});
+
+test('run scenarios/linux-6.1-v2.yaml --json: v2 switches the real kernel native → PV under load, every lock exact; --variant no-barrier is caught', (t) => {
+  const { kernel, reason } = linuxKernel();
+  if (kernel === undefined) return t.skip(reason);
+  const file = join(import.meta.dirname, '..', '..', 'scenarios', 'linux-6.1-v2.yaml');
+  const r = pvpatch({}, 'run', file, '--json');
+  assert.equal(r.code, 0, r.err);
+  const j = JSON.parse(r.out);
+  assert.equal(j.switch.protocol, 'v2');
+  assert.deepEqual([j.switch.from, j.switch.to, j.switch.switched, j.flavor], ['native', 'pv', true, 'pv']);
+  assert.ok(j.locks.every((l: { ok: boolean }) => l.ok));
+  assert.ok(j.executions.native_queued_spin_lock_slowpath > 0 && j.executions.__pv_queued_spin_lock_slowpath > 0, 'both flavours ran');
+  const bad = pvpatch({}, 'run', file, '--json', '--variant', 'no-barrier');
+  assert.equal(bad.code, 1, bad.err);
+  assert.equal(JSON.parse(bad.out).hazards[0].oracle, 'non-atomic-switch');
 });

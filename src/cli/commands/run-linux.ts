@@ -28,14 +28,19 @@ import { linuxKernelDir } from '../linux-kernel.ts';
 import type { GuestRunFlags } from './run-guest.ts';
 import { lockOpSwitchPlan, type LockOpSwitchPlan } from '../../linux/lock-op-switch.ts';
 import { switchLinuxLockOpsV1, type LinuxV1Result } from '../../linux/v1-switch.ts';
+import { switchLinuxLockOpsV2, type LinuxV2Result } from '../../linux/v2-switch.ts';
+import { variantKind } from '../../patching/variants.ts';
+import { v1BrokenHooks, v2NoBarrierHooks } from '../../patching/broken.ts';
+import type { V1Hooks } from '../../kernel/stop-machine.ts';
+import type { V2Hooks } from '../../patching/v2-hooks.ts';
 
 const SOURCE = 'debian vmlinux';
 
 /** Keys and flags of imitation scenarios that the real-kernel guest does not have (yet): refused, not ignored. */
 function refuseUnsupported(file: string, s: GuestScenario, flags: GuestRunFlags): void {
   const bad: string[] = [];
-  const protocol = flags.protocol ?? s.switch?.protocol;
-  if (s.switch !== undefined && protocol !== 'v1') bad.push(`/switch/protocol ${protocol ?? 'v2 (the default)'} (only v1 switches the real kernel's sites yet: protocol: v1)`);
+  const protocol = linuxProtocolOf(file, s, flags);
+  if (s.switch !== undefined && protocol !== 'v1' && protocol !== 'v2') bad.push(`/switch/protocol ${protocol} (v2 and v1 switch the real kernel's sites; text_poke_bp cannot: a PV site is a CALL and a NOP)`);
   if (s.guest.flavor !== undefined && s.guest.flavor !== 'auto') bad.push('/guest/flavor (the real boot decides: use the platform, host.pvUnhalt, host.realtime or guest.nopvspin)');
   if (s.guest.hypercall !== undefined) bad.push('/guest/hypercall (the kernel\'s alternatives pick vmcall or vmmcall)');
   if (s.workload?.extraSites !== undefined) bad.push('/workload/extraSites (the real kernel has its own sites)');
@@ -46,6 +51,27 @@ function refuseUnsupported(file: string, s: GuestScenario, flags: GuestRunFlags)
     if (set !== undefined) bad.push(`${flag}`);
   }
   if (bad.length > 0) throw new ScenarioError(`${file}: guest.kernel ${s.guest.kernel}: ${bad[0]} does not apply to the real-kernel guest`);
+}
+
+/** The switch protocol of a real-kernel run: --protocol, a variant's kind, the scenario's, else v2. */
+function linuxProtocolOf(file: string, s: GuestScenario, flags: GuestRunFlags): string | undefined {
+  if (s.switch === undefined) return undefined;
+  const variant = flags.variant ?? s.switch.variant;
+  const asked = flags.protocol ?? s.switch.protocol;
+  if (variant !== undefined) {
+    const kind = variantKind(variant);
+    if (asked !== undefined && asked !== kind) throw new ScenarioError(`${file}: the variant ${variant} is a ${kind} variant, but the protocol is ${asked}`);
+    return kind;
+  }
+  return asked ?? 'v2';
+}
+
+/** The hooks of the stock broken variant a run names (a negative control), if any. */
+function linuxVariantHooks(s: GuestScenario, flags: GuestRunFlags): { v1?: V1Hooks; v2?: V2Hooks } {
+  const v = flags.variant ?? s.switch?.variant;
+  if (v === 'no-barrier') return { v2: v2NoBarrierHooks() };
+  if (v === 'int3-retry' || v === 'nmi-iret') return { v1: v1BrokenHooks(v) };
+  return {};
 }
 
 function bootOptionsOf(s: GuestScenario): LinuxBootOptions {
@@ -59,7 +85,7 @@ function bootOptionsOf(s: GuestScenario): LinuxBootOptions {
 }
 
 /** The booted guest a scenario describes. */
-export function bootLinuxScenario(s: GuestScenario, progress: (line: string) => void, kernel?: LinuxKernel): LinuxGuest {
+export function bootLinuxScenario(s: GuestScenario, progress: (line: string) => void, kernel?: LinuxKernel, protocol?: string): LinuxGuest {
   const k = kernel ?? loadLinuxKernel(linuxKernelDir('debian-6.1', progress));
   const w = s.workload ?? {};
   return new LinuxGuest(bootLinux(k, bootOptionsOf(s)), {
@@ -67,6 +93,7 @@ export function bootLinuxScenario(s: GuestScenario, progress: (line: string) => 
     vendor: s.host?.vendor ?? 'intel',
     tso: s.guest.tso ?? true,
     ...(s.guest.spinThreshold !== undefined ? { spinThreshold: s.guest.spinThreshold } : {}),
+    ...(protocol === 'v2' ? { lockopCheckpoint: true } : {}),
     workload: {
       ...(w.iterations !== undefined ? { iterations: w.iterations } : {}),
       ...(w.taskLocks !== undefined ? { taskLocks: w.taskLocks } : {}),
@@ -117,8 +144,9 @@ export function linuxSwitchPlan(s: GuestScenario, g: LinuxGuest): LockOpSwitchPl
 
 export interface LinuxRunOutcome {
   readonly r: RunResult;
-  /** The v1 switch's outcome, when the scenario has one. */
+  /** The v1 or v2 switch's outcome, when the scenario has one. */
   readonly v1?: LinuxV1Result;
+  readonly v2?: LinuxV2Result;
   readonly locks: LinuxLockReport[];
   readonly lost: number[];
   readonly ok: boolean;
@@ -134,15 +162,29 @@ export function runLinuxOnce(s: GuestScenario, g: LinuxGuest, strategy: Strategy
     inject: { nmis: s.inject?.nmis ?? 0, irqs: s.inject?.irqs ?? 0, irqVector: VECTOR.LOCK_IRQ },
     ...(flags.maxInstructions !== undefined || s.run?.maxInstructions !== undefined ? { maxInstructions: flags.maxInstructions ?? s.run!.maxInstructions! } : {}),
   };
-  const v1 = plan === undefined ? undefined : switchLinuxLockOpsV1(g, [plan], { primaryCpu: s.switch?.patcherCpu ?? 0, atStep: Math.max(1, s.switch?.atStep ?? 1), run: opts });
-  const r = v1?.run ?? g.run(opts);
+  const protocol = linuxProtocolOf('', s, flags);
+  const hooks = linuxVariantHooks(s, flags);
+  const atStep = Math.max(1, s.switch?.atStep ?? 1);
+  const v1 = plan === undefined || protocol !== 'v1' ? undefined : switchLinuxLockOpsV1(g, [plan], { primaryCpu: s.switch?.patcherCpu ?? 0, atStep, ...(hooks.v1 ? { hooks: hooks.v1 } : {}), run: opts });
+  const v2 = plan === undefined || protocol !== 'v2' ? undefined : switchLinuxLockOpsV2(g, [plan], {
+    patcherCpu: s.switch?.patcherCpu ?? 0, atStep, ...(s.switch?.maxRetries !== undefined ? { maxRetries: s.switch.maxRetries } : {}), ...(hooks.v2 ? { hooks: hooks.v2 } : {}), run: opts,
+  });
+  const r = v1?.run ?? v2?.run ?? g.run(opts);
   const locks = g.checkLocks();
   const lost = r.reason === 'all-halted' ? g.lostWakeups() : [];
-  const found = r.hazards[0] ? hazardName(r.hazards[0]) : r.reason === 'error' ? 'machine-fault' : locks.some((l) => !l.ok) ? 'mutual-exclusion' : lost.length > 0 ? 'lost-wakeup' : v1 !== undefined && !v1.switched ? 'switch-unfinished' : r.reason !== 'until' ? r.reason : undefined;
-  return { r, ...(v1 ? { v1 } : {}), locks, lost, ok: found === undefined, found };
+  const found = r.hazards[0] ? hazardName(r.hazards[0]) : r.reason === 'error' ? 'machine-fault' : locks.some((l) => !l.ok) ? 'mutual-exclusion' : lost.length > 0 ? 'lost-wakeup' : (v1 ?? v2) !== undefined && !(v1 ?? v2)!.switched ? 'switch-unfinished' : r.reason !== 'until' ? r.reason : undefined;
+  return { r, ...(v1 ? { v1 } : {}), ...(v2 ? { v2 } : {}), locks, lost, ok: found === undefined, found };
 }
 
 function switchLines(o: LinuxRunOutcome, plan: LockOpSwitchPlan): string[] {
+  if (o.v2 !== undefined) {
+    const v = o.v2, st = v.stats, sw = v.switches[0];
+    return [
+      '',
+      `pv_lock_ops switch (v2): ${v.switched ? 'switched' : `not finished (${sw?.reason ?? 'never started: the patcher reached no checkpoint'})`} ${plan.from} → ${plan.to}, ${plan.sites.length} real lock-op sites (${[...new Set(plan.sites.map((x) => x.slot))].join(', ')})`,
+      `  barrier waits ${sw?.waits.join(', ') || '-'} spins, retries ${sw?.retries ?? 0}, INT3 hits ${st.int3Hits} (${st.int3InNmi} in NMI), slowpaths counted ${st.counted}, uncounted ${st.uncounted}`,
+    ];
+  }
   const v = o.v1!;
   const st = v.stats;
   return [
@@ -178,7 +220,7 @@ export function runLinuxScenario(file: string, s: GuestScenario, flags: GuestRun
   refuseUnsupported(file, s, flags);
   const strategy: Strategy = flags.strategy ?? (flags.schedule !== undefined ? 'replay' : s.schedule?.strategy ?? 'random');
   if (flags.scheduleOut !== undefined) throw new ScenarioError('--schedule-out does not apply to the real-kernel guest yet');
-  const g = bootLinuxScenario(s, (line) => process.stderr.write(`pvpatch: ${line}\n`));
+  const g = bootLinuxScenario(s, (line) => process.stderr.write(`pvpatch: ${line}\n`), undefined, linuxProtocolOf(file, s, flags));
   g.machine.tracing = false;
   const plan = linuxSwitchPlan(s, g);
   const o = runLinuxOnce(s, g, strategy, flags.seed, flags, plan);
@@ -203,6 +245,7 @@ export function runLinuxScenario(file: string, s: GuestScenario, flags: GuestRun
       lostWakeups: o.lost,
       hazards: r.hazards,
       ...(r.reason === 'error' && r.error ? { fault: r.error.message } : {}),
+      ...(o.v2 && plan ? { switch: { protocol: 'v2', from: plan.from, to: plan.to, switched: o.v2.switched, sites: plan.sites.length, attempts: o.v2.switches, ...o.v2.stats } } : {}),
       ...(o.v1 && plan ? { switch: { protocol: 'v1', from: plan.from, to: plan.to, switched: o.v1.switched, sites: plan.sites.length, windowSteps: o.v1.stats.windowSteps, deferred: o.v1.stats.deferred, int3Hits: o.v1.stats.int3Hits } } : {}),
       ok: o.ok,
       ...(flags.showSites ? { sites: g.boot.kernel.tables.parainstructions.filter((x) => pvOpsSlotName(x.type).startsWith('lock.')).map((x) => ({ address: hexAddress(x.address), slot: pvOpsSlotName(x.type), bytes: hexBytes(g.machine.memory.readBytes(x.address, x.len)) })) } : {}),
@@ -216,7 +259,7 @@ export function runLinuxScenario(file: string, s: GuestScenario, flags: GuestRun
   for (const l of o.locks) out.push(`  ${l.role.padEnd(4)} lock ${l.index}: counter ${l.counter}, acquisitions ${l.acquisitions}  ${l.ok ? 'ok' : 'BROKEN'}`);
   out.push('', 'real functions executed: ' + Object.entries(p.counts).filter(([, n]) => n > 0).map(([f, n]) => `${f} ${n}`).join(', '));
   out.push(`halts in kvm_wait ${p.halts}, kicks ${p.kicks}, lost wake-ups ${o.lost.length === 0 ? 'none' : o.lost.map((c) => `vCPU ${c}`).join(', ')}`);
-  if (o.v1 && plan) out.push(...switchLines(o, plan));
+  if ((o.v1 ?? o.v2) && plan) out.push(...switchLines(o, plan));
   if (flags.showSites) out.push(...sitesLines(g));
   out.push('');
   if (r.reason === 'error' && r.error) out.push(`fault: ${r.error.message}`);
@@ -231,7 +274,7 @@ export function sweepLinuxScenario(file: string, s: GuestScenario, flags: GuestR
   refuseUnsupported(file, s, flags);
   const strategy: Strategy = flags.strategy ?? s.schedule?.strategy ?? 'random';
   if (strategy === 'replay') throw new ScenarioError('--seeds sweeps seeds; it cannot be combined with a replay schedule');
-  const base = bootLinuxScenario(s, (line) => process.stderr.write(`pvpatch: ${line}\n`));
+  const base = bootLinuxScenario(s, (line) => process.stderr.write(`pvpatch: ${line}\n`), undefined, linuxProtocolOf(file, s, flags));
   const plan = linuxSwitchPlan(s, base);
   const bar = !flags.json && process.stderr.isTTY ? new cliProgress.SingleBar({ format: 'seeds {bar} {value}/{total} | failing {failing}', hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
   bar?.start(seeds, 0, { failing: 0 });
@@ -252,7 +295,7 @@ export function sweepLinuxScenario(file: string, s: GuestScenario, flags: GuestR
   } else {
     const out = header(file, base, strategy, `${seeds} seeds (${flags.seed}..${flags.seed + seeds - 1}), one execution per seed from one boot`);
     out.push(...tally.lines());
-    if (failing[0]) out.push(`first: seed ${failing[0].seed}: ${failing[0].found}`, `replay: pvpatch run ${file} --seed ${failing[0].seed} --strategy ${strategy}`);
+    if (failing[0]) out.push(`first: seed ${failing[0].seed}: ${failing[0].found}`, `replay: pvpatch run ${file} --seed ${failing[0].seed} --strategy ${strategy}${flags.variant !== undefined ? ` --variant ${flags.variant}` : ''}`);
     process.stdout.write(out.join('\n') + '\n');
   }
   return failing.length > 0 ? 1 : 0;
