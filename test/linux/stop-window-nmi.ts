@@ -34,7 +34,7 @@ export class StopWindowNmiChooser implements Chooser {
       }
     }
     if (n === 0) return this.inner.next(point);
-    return this.map[this.inner.next({ actions: this.filtered, count: n, vcpus: point.vcpus, step: point.step, budget: point.budget })]!;
+    return this.map[this.inner.next({ actions: this.filtered, count: n, vcpus: point.vcpus, step: point.step, changed: -1, budget: point.budget })]!;
   }
 
   choose(kind: ChoiceKind, n: number): number {
