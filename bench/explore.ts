@@ -3,9 +3,9 @@
  * random and PCT with one worker (in this thread) and with every core (the tinypool pool that
  * `check --workers` uses, its start-up included), DPOR in this thread — on the machine-level
  * text_poke_bp scenario and on the default guest scenario (the v2 switch under load); and the
- * time to the first violation of the stock broken machine scenarios (cmc-no-sync,
- * text-poke-first-byte-early) under each strategy. Wall-clock figures: the machine's load
- * average is reported with them.
+ * time to the first violation of every stock broken variant under each strategy: text_poke_bp's
+ * broken orders as machine scenarios, and the guest variants a scenario can name (--variant).
+ * Wall-clock figures: the machine's load average is reported with them.
  */
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +19,7 @@ import { dporStrategy } from '../src/check/dpor-strategy.ts';
 import { scenarioSubject } from '../src/cli/scenario/subject.ts';
 import type { CheckWorkerData } from '../src/cli/check-worker.ts';
 import { hazardName } from '../src/machine/events.ts';
+import type { StockVariant } from '../src/patching/variant-names.ts';
 
 export const describe = 'explorer executions per second (random, PCT, DPOR; 1 worker and all) and time to first violation';
 
@@ -27,6 +28,13 @@ const TPO = join(SCENARIOS, 'text-poke-order.yaml');
 const NO_SYNC = join(SCENARIOS, 'cmc-no-sync.yaml');
 const FIRST_BYTE_EARLY = join(SCENARIOS, 'text-poke-first-byte-early.yaml');
 const GUEST = join(SCENARIOS, 'default.yaml');
+/** The stock broken variants: text_poke_bp's broken orders at machine level, and every variant a guest scenario can name. */
+const BROKEN_MACHINE = [NO_SYNC, join(SCENARIOS, 'text-poke-no-int3.yaml'), join(SCENARIOS, 'text-poke-skip-one.yaml'), FIRST_BYTE_EARLY];
+const TPB_GUEST = join(SCENARIOS, 'text-poke-bp-guest.yaml');
+const BROKEN_GUEST: [string, StockVariant][] = [
+  [TPB_GUEST, 'no-int3'], [TPB_GUEST, 'no-sync'], [TPB_GUEST, 'skip-one'], [TPB_GUEST, 'first-before-tail'],
+  [join(SCENARIOS, 'v2-guest-small.yaml'), 'no-barrier'],
+];
 /** Instructions per guest execution: the default scenario's v2 switch finishes in about 29,000. */
 const GUEST_DEPTH = 100_000;
 // The check worker as the CLI loads it: bundled beside a bundled bench, else through tsx.
@@ -80,13 +88,13 @@ async function inPool(path: string, name: SeededStrategyName, workers: number, e
   return { ...row(path, name, workers, r.executions, (performance.now() - t0) / 1000, r.verdict), startupSeconds };
 }
 
-function timeToFirstViolation(path: string, name: SeededStrategyName | 'dpor', cap: number): FirstViolation {
-  const subject = scenarioSubject(path);
+function timeToFirstViolation(path: string, name: SeededStrategyName | 'dpor', cap: number, variant?: StockVariant): FirstViolation {
+  const subject = scenarioSubject(path, variant !== undefined ? { variant } : {});
   const t0 = performance.now();
-  const r = explore(subject, strategyOf(name), { budget: { kind: 'executions', executions: cap }, stopAtViolation: true });
+  const r = explore(subject, strategyOf(name), { budget: { kind: 'executions', executions: cap }, stopAtViolation: true, ...(variant !== undefined ? { limits: { maxInstructions: GUEST_DEPTH } } : {}) });
   const s = (performance.now() - t0) / 1000;
   const v = r.firstViolation;
-  return { scenario: path.slice(SCENARIOS.length + 1), strategy: name, executions: v !== undefined ? v.index + 1 : null, seconds: +s.toFixed(3), check: v !== undefined ? (v.verdict.hazard !== undefined ? hazardName(v.verdict.hazard) : v.verdict.check) : null };
+  return { scenario: path.slice(SCENARIOS.length + 1) + (variant !== undefined ? ` --variant ${variant}` : ''), strategy: name, executions: v !== undefined ? v.index + 1 : null, seconds: +s.toFixed(3), check: v !== undefined ? (v.verdict.hazard !== undefined ? hazardName(v.verdict.hazard) : v.verdict.check) : null };
 }
 
 export async function run(opts: { quick: boolean }): Promise<Record<string, unknown>> {
@@ -110,11 +118,17 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, unkn
     if (name !== 'dpor') rows.push(await inPool(GUEST, name, 1, Math.max(2, one.executions), GUEST_DEPTH));
     if (name !== 'dpor' && cores > 1) rows.push(await inPool(GUEST, name, cores, Math.max(cores * 2, one.executions * cores), GUEST_DEPTH));
   }
-  const firstViolation = [NO_SYNC, FIRST_BYTE_EARLY].flatMap((path) => (['random', 'pct', 'dpor'] as const).map((name) => timeToFirstViolation(path, name, 10_000)));
+  const strategies = ['random', 'pct', 'dpor'] as const;
+  const firstViolation = [
+    ...BROKEN_MACHINE.flatMap((path) => strategies.map((name) => timeToFirstViolation(path, name, 10_000))),
+    // Guest executions cost a hundred times more: DPOR gets 200 (its depth-first order reaches the
+    // patch window of a guest run only far beyond that; the rows say so).
+    ...BROKEN_GUEST.flatMap(([path, variant]) => strategies.map((name) => timeToFirstViolation(path, name, name === 'dpor' ? 200 : 400, variant))),
+  ];
   return {
     cores,
     loadAverage: { before: loadBefore.map((x) => +x.toFixed(2)), after: loadavg().map((x) => +x.toFixed(2)) },
-    note: 'wall-clock figures on a shared machine: compare rows of one run. Pool rows run cores x the executions one thread ran and include the pool start-up (startupSeconds: tsx and the scenario boot in each worker). PCT is not spin-aware yet: its text-poke-order runs starve the patcher to the step limit (step-limit verdicts), so they all run the full 20,000 instructions',
+    note: 'wall-clock figures on a shared machine: compare rows of one run. Pool rows run cores x the executions one thread ran and include the pool start-up (startupSeconds: each worker loads the bundle and boots the scenario once, then forks per execution). firstViolation: executions and seconds to the first violation of each stock broken variant under each strategy (null: none within the cap: 10,000 at machine level; 400 guest executions for random and PCT, 200 for DPOR)',
     rows,
     firstViolation,
   };
