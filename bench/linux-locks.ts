@@ -11,6 +11,7 @@
  * (src/linux/workload.ts) with the imitation's udelay() critical section (200 ns) and think time
  * (1 µs), without the imitation's ±50 % jitter.
  */
+import type { LockRow } from './locks.ts';
 import { LinuxGuest, lockFlavorOf } from '../src/linux/guest.ts';
 import { bootLinux, type LinuxBootOptions, type LinuxKernel } from '../src/linux/kernel.ts';
 import { HostScheduler } from '../src/host/scheduler.ts';
@@ -31,19 +32,8 @@ const BOOTS: Record<RealFlavor, LinuxBootOptions> = {
   'test-and-set': { platform: 'kvm', pvUnhalt: false },
 };
 
-export interface RealLockRow {
-  ratio: number;
-  pcpus: number;
-  flavor: RealFlavor;
-  acquisitions_per_sim_s: number;
-  p99_wait_ns: number;
-  acquisitions: number;
-  halts: number;
-  kicks: number;
-  preemptions: number;
-  instructions: number;
-  wall_s: number;
-}
+/** A row of the real kernel's lock bench: the imitation's row (bench/locks.ts) with its flavour. */
+export type RealLockRow = Omit<LockRow, 'flavor'> & { flavor: RealFlavor };
 
 /** One booted guest per flavour (a boot reproduces every boot-time text write), forked per run. */
 export class RealLockBench {
