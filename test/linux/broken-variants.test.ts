@@ -18,7 +18,7 @@ import { StopWindowNmiChooser } from './stop-window-nmi.ts';
 
 const MAX_SEEDS = 10;
 
-test('v2 no-barrier on the real kernel: a PV slowpath starts beside a native one on the same lock (non-atomic switch), first at seed 1; v2 clean there', (t) => {
+test('v2 no-barrier on the real kernel: a PV slowpath starts beside a native one on the same lock (non-atomic switch) within 10 seeds; v2 clean on the first failing one', (t) => {
   const { kernel, reason } = linuxKernel();
   if (kernel === undefined) return t.skip(reason);
   const nat = boot(kernel, { platform: 'kvm-realtime' }), pv = boot(kernel, { platform: 'kvm' });
@@ -35,7 +35,9 @@ test('v2 no-barrier on the real kernel: a PV slowpath starts beside a native one
     assert.equal(h.data.op, 'the PV slowpath');
     assert.equal(h.data.other.op, 'the native slowpath');
   }
-  assert.equal(first, 1, 'caught, first at seed 1');
+  // First at seed 1 on Debian's 6.1.0-50, seed 3 on 6.1.0-57: the seed depends on the kernel build.
+  assert.ok(first !== undefined, `caught within seeds 1..${MAX_SEEDS}`);
+  t.diagnostic(`first failing seed: ${first}`);
   const control = switchLinuxLockOpsV2(base.fork(), [plan], { atStep: 2000, run: { chooser: new RandomChooser(first), inject: load } });
   assert.ok(control.ok, 'v2 with its barrier on the same seed');
 });
@@ -76,7 +78,9 @@ for (const variant of ['int3-retry', 'nmi-iret'] as const satisfies readonly V1B
       const slow = ['native_queued_spin_lock_slowpath', '__pv_queued_spin_lock_slowpath'].map((f) => kernel.image.symbols.addressOf(f)!);
       assert.ok(slow.some((a) => c.rip >= a && c.rip < a + 0x400), 'spinning in the real slowpath on the NMI lock its outer NMI holds');
     }
-    assert.equal(first, 1, 'caught, first at seed 1');
+    // First at seed 1 on Debian's 6.1.0-50, seed 3 on 6.1.0-57: the seed depends on the kernel build.
+  assert.ok(first !== undefined, `caught within seeds 1..${MAX_SEEDS}`);
+  t.diagnostic(`first failing seed: ${first}`);
     assert.ok(run(first, false).r.ok, 'v1 on the same seed and adversary');
   });
 }

@@ -13,7 +13,7 @@ import { boot, linuxKernel } from './fixture.ts';
 import { Opcode, textPokeLocInit } from '../../src/kernel/text-poke-loc.ts';
 import { TextPokeError } from '../../src/kernel/text-poke-errors.ts';
 
-const SEEDS = 5;
+const SEEDS = 10;
 const WORKLOAD = { iterations: 40, thinkLoops: 150 };
 const LOAD = { irqs: 4, nmis: 2, irqVector: VECTOR.LOCK_IRQ, preemptions: 20 };
 
