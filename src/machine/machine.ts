@@ -565,26 +565,21 @@ export class Machine implements ExecContext {
     // dirty, the budgets moved, or the strategy's host changes run states itself.
     const incremental = chooser.changesRunState !== true;
     this.enabledStale = -1;
-    // [jit] The compiled tier runs within a burst when nothing needs a hook per instruction but
-    // the chooser's observe/continueWith, which `hook` asks after every compiled instruction.
-    const jit = this.jit !== undefined && (until === undefined || opts.untilCoarse === true) && !this.tracing && this.memory.footprint === undefined && chooser.continueWith !== undefined ? this.jit : undefined;
+    // [jit] The compiled tier runs within a burst when nothing needs a hook per instruction but the
+    // chooser's: `hook` is asked after every compiled instruction and stops the block where the
+    // per-step loop would end the burst (continueWith per step, or, for a burst decided up front
+    // by Chooser.burst, the changes listed there).
+    const bursts = chooser.burst !== undefined;
+    const engine = this.jit !== undefined && (until === undefined || opts.untilCoarse === true) && !this.tracing && this.memory.footprint === undefined && (bursts || chooser.continueWith !== undefined) ? this.jit : undefined;
     let jitStop = false, jitAsk = false;
+    let burstBuffered = false, burstSpinning = false;
     const observes = chooser.observe !== undefined;
     const hook: StepHook = (c, cost, last) => {
       if (observes) chooser.observe!(c, ActionKind.Step, cost);
       // After the budget's last step the run loop asks (after `until` and the limit), as it does per step.
       if (last) { jitAsk = true; return false; }
-      if (this.dirty || c.halted || c.preempted || !chooser.continueWith!(c)) { jitStop = true; return false; }
-      return true;
-    };
-    // [jit] Under a burst decided up front (Chooser.burst) the compiled tier runs the burst's
-    // steps; after each it stops where a per-step burst would end early (Chooser.burst's list).
-    const jitBurst = this.jit !== undefined && (until === undefined || opts.untilCoarse === true) && !this.tracing && this.memory.footprint === undefined && chooser.burst !== undefined ? this.jit : undefined;
-    let burstBuffered = false, burstSpinning = false;
-    const burstHook: StepHook = (c, cost, last) => {
-      if (observes) chooser.observe!(c, ActionKind.Step, cost);
-      if (last) return false;
-      if (this.dirty || c.halted || c.preempted || (c.storeBuffer.length > 0) !== burstBuffered || c.spinning !== burstSpinning) { jitStop = true; return false; }
+      const ends = bursts ? (c.storeBuffer.length > 0) !== burstBuffered || c.spinning !== burstSpinning : !chooser.continueWith!(c);
+      if (this.dirty || c.halted || c.preempted || ends) { jitStop = true; return false; }
       return true;
     };
     try {
@@ -620,13 +615,11 @@ export class Machine implements ExecContext {
           this.dirty = false;
           this.flushBurst();
           this.burstAction = a;
-          const bursts = chooser.burst !== undefined;
           const left = !bursts ? 1 : n === 1 ? Infinity : chooser.burst!(c);
           if (!(left >= 1)) throw new MachineConfigError(`chooser '${chooser.name}' asked for a burst of ${left} steps`);
           const buffered = c.storeBuffer.length > 0;
           const spinning = c.spinning;
           for (let k = 0; ;) {
-            const engine = bursts ? jitBurst : jit;
             if (engine !== undefined) {
               // [jit] A compiled block: its instructions, each counted and observed as a step.
               jitStop = false;
@@ -639,7 +632,7 @@ export class Machine implements ExecContext {
               if (bursts) room = Math.min(room, left - k);
               const before = c.retired;
               let got: number;
-              try { got = engine.run(c, room, bursts ? burstHook : hook); } catch (err) { got = c.retired - before; this.burstCount += got; this.step += got; throw err; }
+              try { got = engine.run(c, room, hook); } catch (err) { got = c.retired - before; this.burstCount += got; this.step += got; throw err; }
               if (got > 0) {
                 k += got;
                 this.burstCount += got;

@@ -7,6 +7,23 @@
 import { ActionKind, actionCpu, actionKind, type Chooser, type ChoiceKind, type CostClass, type SchedulingPoint } from '../machine/chooser.ts';
 import type { Vcpu } from '../machine/vcpu.ts';
 
+/**
+ * `inner`'s choice among the point's actions that are not NMI injections (an adversary that keeps
+ * the NMI budget for its own moments), as an index into `point.actions`; undefined when every
+ * action is one. `filtered` and `map` are scratch arrays of at least `point.count` entries. The
+ * inner chooser sees a point of other actions, so it is told nothing changed that it may rely on.
+ */
+export function chooseWithoutNmis(inner: Chooser, point: SchedulingPoint, filtered: Int32Array, map: Int32Array): number | undefined {
+  let n = 0;
+  for (let j = 0; j < point.count; j++) {
+    if (actionKind(point.actions[j]!) === ActionKind.Nmi) continue;
+    filtered[n] = point.actions[j]!;
+    map[n++] = j;
+  }
+  if (n === 0) return undefined;
+  return map[inner.next({ actions: filtered, count: n, vcpus: point.vcpus, step: point.step, changed: -1, budget: point.budget })]!;
+}
+
 export class NmiInInt3Chooser implements Chooser {
   readonly name: string;
   /** NMIs this adversary injected. */
@@ -42,15 +59,10 @@ export class NmiInInt3Chooser implements Chooser {
       return i;
     }
     // Keep the rest of the NMI budget: let `inner` choose among the other actions.
-    let n = 0;
-    for (let j = 0; j < point.count; j++) {
-      if (actionKind(point.actions[j]!) === ActionKind.Nmi) continue;
-      this.filtered[n] = point.actions[j]!;
-      this.map[n++] = j;
-    }
-    if (n === 0) return i;
+    const j = chooseWithoutNmis(this.inner, point, this.filtered, this.map);
+    if (j === undefined) return i;
     this.filteredLast = true;
-    return this.map[this.inner.next({ actions: this.filtered, count: n, vcpus: point.vcpus, step: point.step, changed: -1, budget: point.budget })]!;
+    return j;
   }
 
   choose(kind: ChoiceKind, n: number): number {

@@ -6,6 +6,7 @@
  */
 import { ActionKind, actionCpu, actionKind, type Chooser, type ChoiceKind, type CostClass, type SchedulingPoint } from '../../src/machine/chooser.ts';
 import type { Vcpu } from '../../src/machine/vcpu.ts';
+import { chooseWithoutNmis } from '../../src/patching/nmi-adversary.ts';
 
 export class StopWindowNmiChooser implements Chooser {
   readonly name: string;
@@ -19,22 +20,16 @@ export class StopWindowNmiChooser implements Chooser {
   }
 
   next(point: SchedulingPoint): number {
-    let n = 0;
     for (let i = 0; i < point.count; i++) {
       const a = point.actions[i]!;
-      if (actionKind(a) !== ActionKind.Nmi) {
-        this.filtered[n] = a;
-        this.map[n++] = i;
-        continue;
-      }
+      if (actionKind(a) !== ActionKind.Nmi) continue;
       const c = point.vcpus[actionCpu(a)]!;
       if (this.injected < this.max && this.armed() && !c.nmiBlocked && !c.nmiPending && c.serviceFrames.at(-1)?.name === this.stopper) {
         this.injected++;
         return i;
       }
     }
-    if (n === 0) return this.inner.next(point);
-    return this.map[this.inner.next({ actions: this.filtered, count: n, vcpus: point.vcpus, step: point.step, changed: -1, budget: point.budget })]!;
+    return chooseWithoutNmis(this.inner, point, this.filtered, this.map) ?? this.inner.next(point);
   }
 
   choose(kind: ChoiceKind, n: number): number {

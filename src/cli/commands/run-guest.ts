@@ -200,6 +200,7 @@ export function subjectOf(file: string, s: GuestScenario, flags: GuestRunFlags):
   if (wantsHost && strategy !== 'timed') throw new ScenarioError(`${file}: host over-commit (host.pcpus/overcommit) needs the timed strategy, not ${strategy}`);
   const us = (v: number | undefined) => (v === undefined ? undefined : Math.round(v * 1000 * CYCLES_PER_NS));
   const protocol = protocolOf(file, s, flags);
+  const custom = customOf(file, s, flags);
   const sw = s.switch;
   if (sw?.patcherCpu !== undefined && sw.patcherCpu >= s.guest.vcpus) throw new ScenarioError(`${file}: /switch/patcherCpu: there is no vCPU ${sw.patcherCpu}`);
   if (sw && (s.guest.platform ?? 'kvm') !== 'kvm') throw new ScenarioError(`${file}: a hint-triggered switch needs platform kvm`);
@@ -209,7 +210,7 @@ export function subjectOf(file: string, s: GuestScenario, flags: GuestRunFlags):
     ...(sw && protocol ? { switch: {
       protocol, hint: sw.hint, atStep: sw.atStep, patcherCpu: sw.patcherCpu ?? 0,
       ...(sw.maxRetries !== undefined ? { maxRetries: sw.maxRetries } : {}),
-      ...(customOf(file, s, flags) !== undefined ? { custom: customOf(file, s, flags)! } : {}),
+      ...(custom !== undefined ? { custom } : {}),
     } } : {}),
     ...(flags.corruptSite !== undefined ? { prepare: (g: Guest) => corruptSite(file, g, flags.corruptSite!) } : {}),
     ...(wantsHost ? {

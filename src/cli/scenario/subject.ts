@@ -11,6 +11,7 @@ import type { SwitchProtocol } from '../../patching/hint-switch.ts';
 import type { StockVariant } from '../../patching/variants.ts';
 import type { ProtocolModule } from '../protocol-file.ts';
 import { ScenarioError } from './errors.ts';
+import { flagName } from '../flags.ts';
 import { subjectOf } from '../commands/run-guest.ts';
 import { buildMachine } from './build-machine.ts';
 import { guestScenarioSchema, type GuestScenario } from './guest-schema.ts';
@@ -66,7 +67,7 @@ export function scenarioSubject(path: string, flags: SubjectFlags = {}): Subject
     }));
   }
   const guestOnly = Object.keys(flags).filter((k) => (flags as Record<string, unknown>)[k] !== undefined);
-  if (guestOnly.length > 0) throw new ScenarioError(`${path}: ${guestOnly.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}: only guest scenarios (with a guest: section and a switch) use it`);
+  if (guestOnly.length > 0) throw new ScenarioError(`${path}: ${guestOnly.map(flagName).join(', ')}: only guest scenarios (with a guest: section and a switch) use it`);
   const scenario = validateScenario<MachineScenario>(path, doc, machineScenarioSchema);
   const boot = buildMachine(path, scenario);
   const { until, maxInstructions, inject } = boot.run;
