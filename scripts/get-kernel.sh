@@ -3,10 +3,13 @@
 # linux-image-<release>-unsigned with `apt-get download`, unpacks it, extracts vmlinux from the
 # bzImage (src/elf/bzimage.ts, decompressing with the Debian tool) and keeps the .ko modules.
 #
-#   scripts/get-kernel.sh [--symbols] [--series 5.10|6.1|6.12] [--flavour cloud|generic] [PACKAGE]
-#       --series   the newest linux-image-<series>*-<flavour>-amd64-unsigned apt can download
-#                  (default 6.1: bookworm; 6.12: bookworm-security/backports; 5.10: bullseye, read
-#                  through a private apt list in the cache from the same Debian mirror)
+#   scripts/get-kernel.sh [--symbols] [--series 5.10|6.1|6.12] [--flavour cloud|generic] [--newest] [PACKAGE]
+#       --series   the build of linux-image-<series>*-<flavour>-amd64-unsigned pinned in
+#                  scripts/kernel-pins.txt, or the newest apt can download when the archive no
+#                  longer serves the pinned one (default 6.1: bookworm; 6.12: bookworm-security/
+#                  backports; 5.10: bullseye, read through a private apt list in the cache from the
+#                  same Debian mirror)
+#       --newest   ignore the pin and the cached release: the newest build apt can download
 #       --flavour  cloud (default) or generic (Debian's plain amd64 flavour)
 #       --symbols  also fetches linux-image-<release>-dbg (~300 MB) and keeps only a System.map from
 #                  it: the KVM and Xen platforms and jump-label key names need static symbols.
@@ -22,12 +25,14 @@ cache="$root/kernel"
 mkdir -p "$cache/debs"
 
 symbols=0
+newest=0
 series=6.1
 flavour=cloud
 pkg="${PVPATCH_KERNEL_PKG:-}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --symbols) symbols=1 ;;
+    --newest) newest=1 ;;
     --series) series="${2:?--series wants a version like 6.12}"; shift ;;
     --flavour|--flavor) flavour="${2:?--flavour wants cloud or generic}"; shift ;;
     -*) echo "get-kernel: unknown option $1" >&2; exit 2 ;;
@@ -51,10 +56,22 @@ if [ "$series" = "5.10" ]; then
   [ -n "$(ls "$a/lists" 2>/dev/null | grep -v partial || true)" ] || apt-get "${apt_opts[@]}" update -qq >&2 || { echo "get-kernel: cannot read bullseye from $mirror" >&2; exit 1; }
 fi
 
-# A release already cached for this series stays the series' kernel (dumps and tests are keyed by it).
+# The pinned build first (scripts/kernel-pins.txt): cached, or downloadable from the archive.
+pin=""
+if [ -z "$pkg" ] && [ "$newest" -eq 0 ]; then
+  pin="$(awk -v s="$series" -v f="$flavour" '$1 == s && $2 == f { print $3 }' "$repo/scripts/kernel-pins.txt" 2>/dev/null || true)"
+fi
+if [ -n "$pin" ]; then
+  pinned="linux-image-$pin-unsigned"
+  if [ -f "$cache/$pin/READY" ]; then pkg="$pinned"
+  elif [ "${PVPATCH_NO_DOWNLOAD:-}" != "1" ] && command -v apt-get >/dev/null && (cd "$cache/debs" && chmod 777 . 2>/dev/null; ls "$pinned"_*.deb >/dev/null 2>&1 || apt-get "${apt_opts[@]}" download "$pinned" >/dev/null 2>&1); then pkg="$pinned"
+  elif [ "${PVPATCH_NO_DOWNLOAD:-}" != "1" ]; then echo "get-kernel: the pinned $pin (scripts/kernel-pins.txt) is no longer served; taking the newest $series $flavour build" >&2
+  fi
+fi
+# Otherwise a release already cached for this series stays the series' kernel (dumps and tests are keyed by it).
 pointer="$cache/current-$series-$flavour"
 [ -f "$pointer" ] || { [ "$series" = "6.1" ] && [ "$flavour" = cloud ] && pointer="$cache/current"; }
-if [ -z "$pkg" ] && [ -f "$pointer" ] && [ -f "$cache/$(cat "$pointer")/READY" ]; then pkg="linux-image-$(cat "$pointer")-unsigned"; fi
+if [ -z "$pkg" ] && [ "$newest" -eq 0 ] && [ -f "$pointer" ] && [ -f "$cache/$(cat "$pointer")/READY" ]; then pkg="linux-image-$(cat "$pointer")-unsigned"; fi
 if [ -z "$pkg" ]; then
   command -v apt-cache >/dev/null || { echo "get-kernel: apt-cache not found (not Debian?)" >&2; exit 1; }
   re="^linux-image-${series//./\\.}[.-][0-9][^ ]*-${suffix}-unsigned\$"
