@@ -26,7 +26,11 @@ import { stopText } from '../stop-text.ts';
 import { SweepTally } from '../sweep-summary.ts';
 import { linuxKernelDir } from '../linux-kernel.ts';
 import type { GuestRunFlags } from './run-guest.ts';
-import { lockOpSwitchPlan, textDiffersFromBoot, type LockOpSwitchPlan } from '../../linux/lock-op-switch.ts';
+import { lockOpSwitchPlan, type LockOpSwitchPlan } from '../../linux/lock-op-switch.ts';
+import { judgeLinuxRun } from '../../linux/judge.ts';
+import type { Verdict } from '../../check/verdict.ts';
+import type { ExecutionLimits } from '../../check/subject.ts';
+import type { Chooser } from '../../machine/chooser.ts';
 import { switchLinuxLockOpsV1, type LinuxV1Result } from '../../linux/v1-switch.ts';
 import { switchLinuxLockOpsV2, type LinuxV2Result } from '../../linux/v2-switch.ts';
 import { variantKind } from '../../patching/variants.ts';
@@ -37,7 +41,7 @@ import type { V2Hooks } from '../../patching/v2-hooks.ts';
 const SOURCE = 'debian vmlinux';
 
 /** Keys and flags of imitation scenarios that the real-kernel guest does not have (yet): refused, not ignored. */
-function refuseUnsupported(file: string, s: GuestScenario, flags: GuestRunFlags): void {
+export function refuseUnsupported(file: string, s: GuestScenario, flags: GuestRunFlags): void {
   const bad: string[] = [];
   const protocol = linuxProtocolOf(file, s, flags);
   if (s.switch !== undefined && protocol !== 'v1' && protocol !== 'v2') bad.push(`/switch/protocol ${protocol} (v2 and v1 switch the real kernel's sites; text_poke_bp cannot: a PV site is a CALL and a NOP)`);
@@ -54,7 +58,7 @@ function refuseUnsupported(file: string, s: GuestScenario, flags: GuestRunFlags)
 }
 
 /** The switch protocol of a real-kernel run: --protocol, a variant's kind, the scenario's, else v2. */
-function linuxProtocolOf(file: string, s: GuestScenario, flags: GuestRunFlags): string | undefined {
+export function linuxProtocolOf(file: string, s: GuestScenario, flags: GuestRunFlags): string | undefined {
   if (s.switch === undefined) return undefined;
   const variant = flags.variant ?? s.switch.variant;
   const asked = flags.protocol ?? s.switch.protocol;
@@ -155,18 +159,40 @@ export interface LinuxRunOutcome {
   readonly ok: boolean;
   /** What failed, for a sweep's tally. */
   readonly found: string | undefined;
+  readonly verdict: Verdict;
   /** After a finished switch: the first site or slot not as a fresh boot of the final flavour has it. */
   readonly differs?: string;
+}
+
+/** A sweep's name for what a run found: the hazard's, else the check's in the words `run` has always used. */
+function findingOf(v: Verdict, r: RunResult, switchUnfinished: boolean): string | undefined {
+  if (v.ok) return undefined;
+  if (v.hazard !== undefined) return hazardName(v.hazard);
+  switch (v.check) {
+    case 'broken-lock': return 'mutual-exclusion';
+    case 'unfinished': return switchUnfinished ? 'switch-unfinished' : r.reason;
+    case 'step-limit': return 'limit';
+    default: return v.check;
+  }
 }
 
 /** One run of a booted (or forked) real-kernel guest under the scenario's strategy and injections. */
 export function runLinuxOnce(s: GuestScenario, g: LinuxGuest, strategy: Strategy, seed: number, flags: GuestRunFlags, plans?: readonly LockOpSwitchPlan[]): LinuxRunOutcome {
   const { chooser } = chooserFor(s, g, strategy, seed, flags.schedule);
-  const opts = {
-    chooser,
+  return runLinuxWith(s, g, chooser, flags, linuxLimits(s, flags), plans);
+}
+
+/** The scenario's injections and instruction bound (--max-instructions over run.maxInstructions). */
+export function linuxLimits(s: GuestScenario, flags: GuestRunFlags): ExecutionLimits {
+  return {
     inject: { nmis: s.inject?.nmis ?? 0, irqs: s.inject?.irqs ?? 0, irqVector: VECTOR.LOCK_IRQ },
     ...(flags.maxInstructions !== undefined || s.run?.maxInstructions !== undefined ? { maxInstructions: flags.maxInstructions ?? s.run!.maxInstructions! } : {}),
   };
+}
+
+/** One run of `g` under `chooser`: the scenario's switch (if any) along `plans`, judged (src/linux/judge.ts). */
+export function runLinuxWith(s: GuestScenario, g: LinuxGuest, chooser: Chooser, flags: GuestRunFlags, limits: ExecutionLimits, plans?: readonly LockOpSwitchPlan[]): LinuxRunOutcome {
+  const opts = { chooser, ...(limits.inject ? { inject: limits.inject } : {}), ...(limits.maxInstructions !== undefined ? { maxInstructions: limits.maxInstructions } : {}) };
   const protocol = linuxProtocolOf('', s, flags);
   const hooks = linuxVariantHooks(s, flags);
   const atStep = Math.max(1, s.switch?.atStep ?? 1);
@@ -175,13 +201,11 @@ export function runLinuxOnce(s: GuestScenario, g: LinuxGuest, strategy: Strategy
     patcherCpu: s.switch?.patcherCpu ?? 0, atStep, ...(s.switch?.maxRetries !== undefined ? { maxRetries: s.switch.maxRetries } : {}), ...(hooks.v2 ? { hooks: hooks.v2 } : {}), run: opts,
   });
   const r = v1?.run ?? v2?.run ?? g.run(opts);
-  const locks = g.checkLocks();
-  const lost = r.reason === 'all-halted' ? g.lostWakeups() : [];
   const sw = v1 ?? v2;
-  // A finished switch leaves the text as a fresh boot of the final flavour leaves it.
-  const differs = sw?.switched === true && plans !== undefined ? textDiffersFromBoot(g, plans[plans.length - 1]!) : undefined;
-  const found = r.hazards[0] ? hazardName(r.hazards[0]) : r.reason === 'error' ? 'machine-fault' : locks.some((l) => !l.ok) ? 'mutual-exclusion' : lost.length > 0 ? 'lost-wakeup' : sw !== undefined && !sw.switched ? 'switch-unfinished' : differs !== undefined ? 'text-differs' : r.reason !== 'until' ? r.reason : undefined;
-  return { r, ...(v1 ? { v1 } : {}), ...(v2 ? { v2 } : {}), locks, lost, ok: found === undefined, found, ...(differs !== undefined ? { differs } : {}) };
+  const j = judgeLinuxRun(g, r, sw === undefined ? undefined : plans, sw?.switched);
+  const { locks, lostWakeups: lost, differs, verdict } = j;
+  const found = findingOf(verdict, r, sw !== undefined && !sw.switched);
+  return { r, ...(v1 ? { v1 } : {}), ...(v2 ? { v2 } : {}), locks, lost, ok: verdict.ok, found, verdict, ...(differs !== undefined ? { differs } : {}) };
 }
 
 /** native → pv, or native → pv → native for a round trip. */
