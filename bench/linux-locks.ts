@@ -9,7 +9,7 @@
  *   stays on: native_queued_spin_lock_slowpath's virt_spin_lock() test-and-set loop).
  * SPIN_THRESHOLD is the kernel's own 1 << 15. The workload is the real-kernel guest's task loop
  * (src/linux/workload.ts) with the imitation's udelay() critical section (200 ns) and think time
- * (1 µs), without the imitation's ±50 % jitter.
+ * (1 µs), each with the imitation's seeded ±50 % jitter (the run's seed seeds it, as the imitation's).
  */
 import type { LockRow } from './locks.ts';
 import { LinuxGuest, lockFlavorOf } from '../src/linux/guest.ts';
@@ -40,7 +40,7 @@ export class RealLockBench {
   private readonly guests = new Map<RealFlavor, LinuxGuest>();
   constructor(private readonly kernel: LinuxKernel, private readonly vcpus: number) {}
 
-  private guest(flavor: RealFlavor): LinuxGuest {
+  private guest(flavor: RealFlavor, seed: number): LinuxGuest {
     let g = this.guests.get(flavor);
     if (g === undefined) {
       const b = bootLinux(this.kernel, BOOTS[flavor]);
@@ -50,11 +50,11 @@ export class RealLockBench {
       g.machine.tracing = false;
       this.guests.set(flavor, g);
     }
-    return g.fork();
+    return g.fork({ seed });
   }
 
   runOne(flavor: RealFlavor, ratio: number, simMs: number, seed: number): RealLockRow {
-    const g = this.guest(flavor);
+    const g = this.guest(flavor, seed);
     const n = this.vcpus;
     const pcpus = pcpusFor(n, ratio);
     const kvm = g.host!;

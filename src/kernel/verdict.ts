@@ -33,7 +33,9 @@ export type CheckKind =
   /** An INT3 handler emulated an instruction that is neither its site's old nor its new one. */
   | 'foreign-emulation'
   /** The old and new lock implementations disagree on what a lock word means: the switch refused. */
-  | 'lock-word-disagreement';
+  | 'lock-word-disagreement'
+  /** A switch finished, but a patched site or pv_ops slot is not what a fresh boot of the final flavour has. */
+  | 'text-differs';
 
 export type Verdict =
   | { readonly ok: true; readonly step: number }

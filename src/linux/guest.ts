@@ -25,7 +25,11 @@ import { LinuxGuestError } from './errors.ts';
 import { switchProbeSites, switchProbes, type LockSwitchObserver, type SwitchProbeSites } from './switch-probes.ts';
 import { SERVICE } from '../kernel/image.ts';
 import type { ServiceBody, ServiceContext } from '../machine/service.ts';
+import { Prng } from '../sched/prng.ts';
 import { SPIN_THRESHOLD, setSpinThreshold, spinThresholdImmediates } from './spin-threshold.ts';
+
+/** udelay()'s relative jitter unless a scenario says otherwise: the imitation's ±50 %. */
+export const DEFAULT_DELAY_JITTER = 0.5;
 
 /** The lock implementation the boot chose (kvm_spinlock_init, native_pv_lock_init). */
 export type LinuxLockFlavor = 'native' | 'pv' | 'virt-spin-lock';
@@ -43,6 +47,18 @@ export interface LinuxGuestOptions {
   readonly spinThreshold?: number;
   /** Build the workload with lockop_checkpoint() calls (the v2 switch's global barrier; src/linux/v2-switch.ts). */
   readonly lockopCheckpoint?: boolean;
+  /** Seed of the workload's own randomness: udelay() jitter (default 1; `fork({seed})` re-seeds). */
+  readonly seed?: number;
+  /**
+   * Relative jitter of udelay() times, 0..1 (default 0.5, the imitation's: src/kernel/guest.ts).
+   * Fixed delays phase-lock the vCPUs into a rhythm where each finds the lock free.
+   */
+  readonly delayJitter?: number;
+}
+
+export interface LinuxGuestForkOptions {
+  /** Re-seed udelay()'s jitter as a boot with this seed would (default: continue the parent's sequence). */
+  readonly seed?: number;
 }
 
 export interface LinuxLockReport {
@@ -64,6 +80,7 @@ export function lockFlavorOf(boot: LinuxBoot): LinuxLockFlavor {
 
 interface ForkSource {
   readonly parent: LinuxGuest;
+  readonly seed: number | undefined;
 }
 
 export class LinuxGuest {
@@ -82,6 +99,8 @@ export class LinuxGuest {
   switchObserver: LockSwitchObserver | undefined;
   /** What lockop_checkpoint() runs (installed by the v2 switch; a plain return before). */
   lockopCheckpoint: ((ctx: ServiceContext) => ServiceBody) | undefined;
+  /** The workload's own randomness (udelay() jitter). */
+  private readonly rng: Prng;
 
   constructor(readonly boot: LinuxBoot, readonly options: LinuxGuestOptions, from?: ForkSource) {
     if (from !== undefined) {
@@ -97,10 +116,14 @@ export class LinuxGuest {
       this.machine = m;
       this.host = p.host?.fork(m);
       this.probes = copyLockProbeState(p.probes);
+      this.rng = from.seed !== undefined ? new Prng(from.seed) : p.rng.clone();
       this.installProbesAndServices();
       return;
     }
     const n = options.vcpus;
+    const jitter = options.delayJitter ?? DEFAULT_DELAY_JITTER;
+    if (!(jitter >= 0 && jitter <= 1)) throw new LinuxGuestError(`delayJitter must be in 0..1, not ${jitter}`);
+    this.rng = new Prng(options.seed ?? 1);
     if (!Number.isInteger(n) || n < 1 || n > WORKLOAD_MAX_VCPUS) throw new LinuxGuestError(`the real-kernel guest runs 1..${WORKLOAD_MAX_VCPUS} vCPUs, not ${n}`);
     this.workload = { ...DEFAULT_LINUX_WORKLOAD, ...options.workload };
     const w = this.workload;
@@ -164,16 +187,21 @@ export class LinuxGuest {
   /** The lock and switch probes over this guest's state, and lockop_checkpoint() (a boot, and every fork). */
   private installProbesAndServices(): void {
     installLockProbes(this.machine, this.sites, this.probes, switchProbes(this.switchSites, () => this.switchObserver));
-    // udelay(): the workload's microsecond delays (no jitter: the imitation's is ±50 %).
-    if ((this.workload.criticalCycles ?? 0) > 0 || (this.workload.thinkCycles ?? 0) > 0) this.machine.registerService(SERVICE.udelay, 'udelay', (ctx) => ctx.delay(ctx.arg(0)));
+    // udelay(): the workload's microsecond delays, with the imitation's seeded jitter (uniform
+    // ±delayJitter, src/kernel/guest.ts): a fixed period phase-locks the vCPUs into lock-step.
+    if ((this.workload.criticalCycles ?? 0) > 0 || (this.workload.thinkCycles ?? 0) > 0) {
+      const rng = this.rng, jitter = this.options.delayJitter ?? DEFAULT_DELAY_JITTER;
+      this.machine.registerService(SERVICE.udelay, 'udelay', (ctx) => ctx.delay(Math.round(ctx.arg(0) * (1 + jitter * (2 * rng.float() - 1)))));
+    }
     if (this.options.lockopCheckpoint === true) {
       this.machine.registerService(SERVICE.lockopCheckpoint, 'lockop_checkpoint', (ctx) => this.lockopCheckpoint?.(ctx) ?? ctx.work());
     }
   }
 
   /** An independent guest in the same state (copy-on-write machine, host, probe state). Fork between runs. */
-  fork(): LinuxGuest {
-    return new LinuxGuest(this.boot, this.options, { parent: this });
+  fork(opts: LinuxGuestForkOptions = {}): LinuxGuest {
+    const options = opts.seed !== undefined ? { ...this.options, seed: opts.seed } : this.options;
+    return new LinuxGuest(this.boot, options, { parent: this, seed: opts.seed });
   }
 
   symbol(name: string): number {

@@ -9,7 +9,7 @@
  * - Preparation: the PV slowpath hashes a halting waiter's lock in pv_lock_hash, which only a PV
  *   boot allocates (__pv_init_lock_hash is __init). A native → PV switch must allocate it first;
  *   without that the first waiter that halts faults in pv_hash (the NULL table).
- * The protocols that do this under load (v2, v1, text_poke_bp) are not wired to this guest yet.
+ * The protocols that do this under load are v1-switch.ts and v2-switch.ts.
  */
 import { pvOpsSlotName } from '../elf/pv-ops-slots.ts';
 import { drainAll } from '../machine/access.ts';
@@ -17,6 +17,7 @@ import type { LinuxBoot } from './kernel.ts';
 import { lockFlavorOf, type LinuxGuest, type LinuxLockFlavor } from './guest.ts';
 import { pvInitLockHash } from './memory-map.ts';
 import { LinuxGuestError } from './errors.ts';
+import { hexAddress, hexBytes } from '../x86/format.ts';
 
 export interface LockOpSitePatch {
   readonly address: number;
@@ -82,4 +83,23 @@ export function stopMachineSwitch(guest: LinuxGuest, plan: LockOpSwitchPlan, o: 
   for (const s of plan.sites) m.memory.writeBytes(s.address, s.to);
   for (const s of plan.slots) m.memory.writeU64(s.address, s.value);
   guest.flavor = plan.to;
+}
+
+/**
+ * After `plan` (the last of a switch's plans) ran: the first of its sites or pv_ops slots whose
+ * bytes are not what a fresh boot of the target flavour has there, in words; undefined when the
+ * text is byte-identical. Store buffers are drained first (the slots are written by stores).
+ */
+export function textDiffersFromBoot(guest: LinuxGuest, plan: LockOpSwitchPlan): string | undefined {
+  const m = guest.machine;
+  for (const c of m.vcpus) drainAll(m.memory, c);
+  for (const site of plan.sites) {
+    const now = m.memory.readBytes(site.address, site.to.length);
+    if (!now.every((b, i) => b === site.to[i])) return `${site.slot} site ${hexAddress(site.address)} holds ${hexBytes(now)}, a ${plan.to} boot ${hexBytes(site.to)}`;
+  }
+  for (const slot of plan.slots) {
+    const now = m.memory.readU64(slot.address);
+    if (now !== slot.value) return `pv_ops ${slot.slot} is ${hexAddress(now)}, a ${plan.to} boot's ${hexAddress(slot.value)}`;
+  }
+  return undefined;
 }

@@ -14,18 +14,15 @@
  *     the tails, sync, the first bytes, sync, wait for in-flight handlers;
  *  5. the barrier stays open past a budget: put the old first bytes back and retry later.
  * Before step 1 the patcher prepares what the target needs: the PV hash on native → PV
- * (__pv_init_lock_hash is __init: a native boot never allocated it).
+ * (__pv_init_lock_hash is __init: a native boot never allocated it). Steps 1-5 and the handler are
+ * src/kernel/lockop-barrier.ts's LockopBarrierCore, the one the imitation's v2 runs too; this file
+ * gives it the real sites, their bytes, the pv_ops slots and the real-code oracle.
  */
 import type { RunOptions, RunResult } from '../machine/machine.ts';
-import type { ServiceBody, ServiceContext } from '../machine/service.ts';
-import { Reg } from '../x86/registers.ts';
-import { hexAddress } from '../x86/format.ts';
+import type { ServiceContext } from '../machine/service.ts';
 import { VECTOR } from '../kernel/layout.ts';
-import { KernelBug } from '../kernel/errors.ts';
 import { TextPokeBp, textPoke, textPokeSync } from '../kernel/text-poke.ts';
-import { FLIPPED, LOCKOP, LOCKOP_SERVICE } from '../kernel/lockop-barrier.ts';
-import { isNativeUnlock } from '../kernel/atomic-switch.ts';
-import { EmulationOracle, emulationOf } from '../kernel/emulation-oracle.ts';
+import { LOCKOP, LOCKOP_SERVICE, LockopBarrierCore, type LockopSiteView } from '../kernel/lockop-barrier.ts';
 import { V2_HOOKS, type V2Hooks } from '../patching/v2-hooks.ts';
 import type { LinuxGuest, LinuxLockReport } from './guest.ts';
 import type { LockOpSitePatch, LockOpSwitchPlan } from './lock-op-switch.ts';
@@ -73,17 +70,15 @@ const UNLOCK = 'lock.queued_spin_unlock';
 /** The v2 switcher of one real-kernel guest: the INT3 handler, the checkpoint, the patcher. */
 export class LinuxLockopV2 {
   readonly switches: LinuxV2Switch[] = [];
-  readonly stats: LinuxV2Stats = { int3Hits: 0, int3InNmi: 0, counted: 0, uncounted: 0 };
   readonly atomic: LinuxAtomicSwitch;
-  readonly emulation = new EmulationOracle();
+  /** The barrier the imitation's v2 uses too (src/kernel/lockop-barrier.ts): counting, emulation, attempts. */
+  readonly barrier: LockopBarrierCore;
   private readonly sync = { syncs: 0, ipis: 0 };
-  private readonly slowLocks: number[][];
   private readonly hooks: V2Hooks;
   private readonly patcherCpu: number;
   /** The plan whose INT3s may be up (the handler's table of old and new bytes). */
   private current: { plan: LockOpSwitchPlan; sites: Map<number, LockOpSitePatch> } | undefined;
   private next = 0;
-  private epoch = 0;
   private busy = false;
 
   constructor(readonly guest: LinuxGuest, readonly plans: readonly LockOpSwitchPlan[], private readonly o: LinuxV2Options = {}) {
@@ -96,10 +91,10 @@ export class LinuxLockopV2 {
       if (from !== plan.from) throw new LinuxGuestError(`switch ${i + 1} starts from ${plan.from}, but the guest runs ${from} locks by then`);
     });
     this.hooks = o.hooks ?? V2_HOOKS;
-    this.slowLocks = m.vcpus.map(() => []);
     this.atomic = new LinuxAtomicSwitch(guest);
+    this.barrier = new LockopBarrierCore(m.vcpus.length, lockopEpochAddress, (cpu, lock, address) => this.atomic.oracle.nativeUnlock(cpu, lock, address));
     new TextPokeBp(m); // do_sync_core on the SYNC vector (text_poke_sync's IPI)
-    m.registerService(LOCKOP_SERVICE.int3Handler, 'lockop_int3_handler', (ctx) => this.handler(ctx));
+    m.registerService(LOCKOP_SERVICE.int3Handler, 'lockop_int3_handler', (ctx) => this.barrier.handler(ctx, (_c, ip) => this.site(ip)));
     m.setIdt(VECTOR.BP, LOCKOP_SERVICE.int3Handler);
     guest.lockopCheckpoint = (ctx) => this.checkpoint(ctx);
   }
@@ -107,6 +102,23 @@ export class LinuxLockopV2 {
   /** The host changed the hint: the patcher switches at its next checkpoint. */
   request(): void {
     this.guest.machine.memory.writeBytes(LOCKOP.pending, [1, 0, 0, 0]);
+  }
+
+  get stats(): LinuxV2Stats {
+    return this.barrier.stats;
+  }
+
+  /** The emulation oracle (the barrier's). */
+  get emulation(): LockopBarrierCore['emulation'] {
+    return this.barrier.emulation;
+  }
+
+  /** The site of the switch in progress at `ip`, as the barrier's handler sees it (no guest state to load). */
+  private *site(ip: number): Generator<number, LockopSiteView | undefined, void> {
+    const site = this.current?.sites.get(ip);
+    if (site === undefined) return undefined;
+    const kind = site.slot === SLOWPATH ? 'slowpath' : site.slot === UNLOCK ? 'unlock' : 'other';
+    return { address: site.address, len: site.from.length, kind, bytes: (flipped) => (flipped ? site.to : site.from) };
   }
 
   get done(): number {
@@ -126,18 +138,7 @@ export class LinuxLockopV2 {
         }
       }
     }
-    yield* this.hooks.barrierPoint(ctx, () => this.pass(ctx));
-  }
-
-  /** The global barrier: if one is open that this CPU has not passed, forget its map and count. */
-  private *pass(ctx: ServiceContext): Generator<number, void, void> {
-    const epoch = yield* ctx.load(LOCKOP.epoch, 4);
-    if (epoch === 0) return;
-    const mine = lockopEpochAddress(ctx.cpu.id);
-    if ((yield* ctx.load(mine, 4)) === epoch) return;
-    this.slowLocks[ctx.cpu.id]!.length = 0;
-    yield* ctx.store(mine, 4, epoch);
-    yield* ctx.fetchAdd(LOCKOP.passed, 4, 1);
+    yield* this.hooks.barrierPoint(ctx, () => this.barrier.pass(ctx));
   }
 
   private *switchTo(ctx: ServiceContext, plan: LockOpSwitchPlan): Generator<number, boolean, void> {
@@ -157,131 +158,22 @@ export class LinuxLockopV2 {
       yield* ctx.work();
     }
     this.current = { plan, sites: new Map(plan.sites.map((s) => [s.address, s])) };
-    const sync = () => textPokeSync(ctx, n, this.sync);
-    const dropRefs = function* (): Generator<number, void, void> {
-      if ((yield* ctx.fetchAdd(LOCKOP.refs, 4, -1)) !== 1) {
-        while ((yield* ctx.load(LOCKOP.refs, 4)) !== 0) yield* ctx.pause();
-      }
-    };
-    const maxWait = this.o.maxWaitSpins ?? 20000, maxRetries = this.o.maxRetries ?? 3;
-    for (let attempt = 0; attempt <= maxRetries; attempt++) {
-      yield* ctx.store(LOCKOP.word, 4, 0);
-      yield* ctx.store(LOCKOP.passed, 4, 0);
-      // A locked op: every store above is visible before the first 0xCC (text_poke writes at once).
-      yield* ctx.xchg(LOCKOP.refs, 4, 1);
-      for (const s of plan.sites) this.emulation.expect(s.address, s.from, s.to);
-      for (const s of plan.sites) yield* textPoke(ctx, s.address, [0xcc]);
-      yield* sync();
-      yield* ctx.store(LOCKOP.epoch, 4, ++this.epoch);
-      yield* this.pass(ctx);
-      yield* sync();
-      let flipped = false, spins = 0;
-      for (; spins < maxWait; spins++) {
-        if ((yield* this.hooks.flipCondition({ ctx, nCpus: n })) && (yield* ctx.cmpxchg(LOCKOP.word, 4, 0, FLIPPED)) === 0) {
-          flipped = true;
-          break;
-        }
-        yield* ctx.pause();
-      }
-      rec.waits.push(spins);
-      if (flipped) {
+    const flipped = yield* this.barrier.attempts(ctx, {
+      sites: plan.sites.map((s) => ({ address: s.address, old: s.from, new: s.to })),
+      sync: () => textPokeSync(ctx, n, this.sync),
+      poke: (address, bytes) => textPoke(ctx, address, bytes),
+      flipCondition: () => this.hooks.flipCondition({ ctx, nCpus: n }),
+      *writeSlots() {
         for (const s of plan.slots) yield* ctx.store(s.address, 8, s.value);
-        for (const s of plan.sites) yield* textPoke(ctx, s.address + 1, s.to.subarray(1));
-        yield* sync();
-        for (const s of plan.sites) yield* textPoke(ctx, s.address, s.to.subarray(0, 1));
-        yield* sync();
-        yield* ctx.store(LOCKOP.epoch, 4, 0);
-        yield* dropRefs();
-        for (const s of plan.sites) this.emulation.forget(s.address);
-        this.guest.flavor = plan.to;
-        rec.ok = true;
-        rec.reason = 'switched';
-        return true;
-      }
-      yield* ctx.store(LOCKOP.epoch, 4, 0);
-      for (const s of plan.sites) yield* textPoke(ctx, s.address, s.from.subarray(0, 1));
-      yield* sync();
-      yield* dropRefs();
-      for (const s of plan.sites) this.emulation.forget(s.address);
-      if (attempt < maxRetries) {
-        rec.retries++;
-        yield* ctx.delay(this.o.retryDelay ?? 5000);
-      }
-    }
-    return false;
+      },
+      maxWaitSpins: this.o.maxWaitSpins ?? 20000, maxRetries: this.o.maxRetries ?? 3, retryDelay: this.o.retryDelay ?? 5000,
+    }, rec);
+    if (!flipped) return false;
+    this.guest.flavor = plan.to;
+    rec.ok = true;
+    rec.reason = 'switched';
+    return true;
   }
-
-  /** The #BP handler while the lock-op INT3s are up. */
-  private *handler(ctx: ServiceContext): ServiceBody {
-    const c = ctx.cpu;
-    const keepNmiBlocked = c.nmiBlocked; // a #BP in an NMI must not re-open NMIs with its IRET
-    const frame = c.getAddr(Reg.RSP);
-    const ip = (yield* ctx.load(frame, 8)) - 1;
-    for (;;) { // atomic_inc_not_zero(&refs)
-      const refs = yield* ctx.load(LOCKOP.refs, 4);
-      if (refs === 0) throw new KernelBug(`vCPU ${c.id}: int3 at ${hexAddress(ip)} with no lock-op switch in progress`);
-      if ((yield* ctx.cmpxchg(LOCKOP.refs, 4, refs, refs + 1)) === refs) break;
-    }
-    const site = this.current?.sites.get(ip);
-    if (site === undefined) {
-      yield* ctx.fetchAdd(LOCKOP.refs, 4, -1);
-      throw new KernelBug(`vCPU ${c.id}: int3 at ${hexAddress(ip)}, which is not a lock-op site of the switch`);
-    }
-    this.stats.int3Hits++;
-    if (keepNmiBlocked) this.stats.int3InNmi++;
-    const epoch = yield* ctx.load(LOCKOP.epoch, 4);
-    const counting = epoch !== 0 && (yield* ctx.load(lockopEpochAddress(c.id), 4)) === epoch;
-    const lock = ctx.arg(0);
-    let flipped: boolean, release = 0;
-    if (counting && (site.slot === SLOWPATH || site.slot === UNLOCK)) {
-      flipped = ((yield* ctx.fetchAdd(LOCKOP.word, 4, 1)) & FLIPPED) !== 0;
-      const map = this.slowLocks[c.id]!;
-      if (site.slot === SLOWPATH) {
-        map.push(lock);
-        this.stats.counted++;
-      } else {
-        const at = map.lastIndexOf(lock);
-        release = 1;
-        if (at >= 0) {
-          map.splice(at, 1);
-          release = 2;
-          this.stats.uncounted++;
-        }
-      }
-      yield* ctx.work();
-    } else {
-      flipped = ((yield* ctx.load(LOCKOP.word, 4)) & FLIPPED) !== 0;
-    }
-    const bytes = flipped ? site.to : site.from;
-    this.emulation.check(c.id, site.address, emulationOf(bytes, site.address));
-    const next = site.address + bytes.length;
-    const put = function* (): Generator<number, void, void> {
-      if (release > 0) yield* ctx.fetchAdd(LOCKOP.word, 4, -release);
-      yield* ctx.fetchAdd(LOCKOP.refs, 4, -1);
-    };
-    if (bytes[0] === 0xe8) {
-      // int3_emulate_call(), returning past the site's NOP padding.
-      const disp = bytes[1]! | (bytes[2]! << 8) | (bytes[3]! << 16) | (bytes[4]! << 24);
-      yield* ctx.store(frame, 8, site.address + 5 + disp);
-      yield* put();
-      return yield* ctx.iret({ push: next, keepNmiBlocked });
-    }
-    if (isNativeUnlock(bytes)) {
-      yield* ctx.report(this.atomic.oracle.nativeUnlock(c.id, lock, site.address));
-      yield* ctx.store(lock, 1, 0); // native_queued_spin_unlock: movb $0,(%rdi)
-    } else if (!isNop(bytes)) {
-      throw new KernelBug(`vCPU ${c.id}: no emulation for ${site.slot} bytes at ${hexAddress(site.address)}`);
-    }
-    yield* ctx.store(frame, 8, next);
-    yield* put();
-    return yield* ctx.iret({ keepNmiBlocked });
-  }
-}
-
-/** The NOPs a paravirt_nop site holds (the 6-byte `nopw 0x0(%rax,%rax,1)`, or single-byte NOPs). */
-function isNop(b: Uint8Array): boolean {
-  const six = [0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00];
-  return (b.length === 6 && b.every((x, i) => x === six[i])) || b.every((x) => x === 0x90);
 }
 
 export interface LinuxV2Result {

@@ -26,10 +26,10 @@ import type { ServiceContext } from '../machine/service.ts';
 import { DATA, DATA_BASE, VECTOR, stackTop } from '../kernel/layout.ts';
 import { Reg } from '../x86/registers.ts';
 import { TextPokeBp, textPoke, textPokeSync } from '../kernel/text-poke.ts';
-import { FLAVOR_CODE, FLIPPED, LOCKOP, LOCKOP_SERVICE, LockopBarrier, flavorOf } from '../kernel/lockop-barrier.ts';
+import { FLAVOR_CODE, LOCKOP, LOCKOP_SERVICE, LockopBarrier, flavorOf, type LockopPhase } from '../kernel/lockop-barrier.ts';
 import { PV_OPS, changingSites, patchBytes, unexpectedSite, type Flavor } from '../kernel/pv-ops.ts';
 import { pvOpsTable } from '../kernel/paravirt.ts';
-import { KernelBug, GuestConfigError } from '../kernel/errors.ts';
+import { GuestConfigError } from '../kernel/errors.ts';
 import { judgeGuestRun } from '../kernel/judge.ts';
 import { violation, type Verdict } from '../kernel/verdict.ts';
 import { hazardName } from '../machine/events.ts';
@@ -60,7 +60,7 @@ export interface V2Options {
   prepare?: PrepareHook;
 }
 
-export type V2PhaseName = 'start' | 'int3' | 'barrier-open' | 'flip' | 'tails' | 'first-bytes' | 'done' | 'abort' | 'int3-removed';
+export type V2PhaseName = LockopPhase;
 
 export interface V2Phase {
   phase: V2PhaseName;
@@ -102,7 +102,6 @@ export class LockopSwitcher implements GuestComponent {
   private readonly maxRetries: number;
   private readonly retryDelay: number;
   private readonly sync = { syncs: 0, ipis: 0 };
-  private epoch = 0;
   private busy = false;
   private readonly hooks: V2Hooks;
 
@@ -132,7 +131,6 @@ export class LockopSwitcher implements GuestComponent {
     sw.barrier.copyStateFrom(this.barrier);
     sw.tp.copyStateFrom(this.tp);
     Object.assign(sw.sync, this.sync);
-    sw.epoch = this.epoch;
     sw.busy = this.busy;
     return sw;
   }
@@ -196,83 +194,32 @@ export class LockopSwitcher implements GuestComponent {
     }
     // What the new ops need before any can run (the PV lock hash: src/patching/prepare.ts).
     yield* (this.opts.prepare ?? PREPARE)({ ctx, from, to, hash: this.guest.env.hash });
-    const sync = () => textPokeSync(ctx, n, this.sync);
-    const dropRefs = function* (): Generator<number, void, void> {
-      if ((yield* ctx.fetchAdd(LOCKOP.refs, 4, -1)) !== 1) {
-        while ((yield* ctx.load(LOCKOP.refs, 4)) !== 0) yield* ctx.pause();
-      }
-    };
-
-    for (; attempt <= this.maxRetries; attempt++) {
-      mark('start');
-      // Publish: a fresh count, the flavours, refs = 1 (handlers may run from here on).
-      yield* ctx.store(LOCKOP.word, 4, 0);
-      yield* ctx.store(LOCKOP.passed, 4, 0);
-      yield* ctx.store(LOCKOP.from, 4, FLAVOR_CODE[from]);
-      yield* ctx.store(LOCKOP.to, 4, FLAVOR_CODE[to]);
-      // A locked op: text_poke writes the text at once, so every store above must be visible
-      // before the first 0xCC is (a plain store could still sit in our store buffer).
-      yield* ctx.xchg(LOCKOP.refs, 4, 1);
-      // 1. Site-local barrier (the emulation oracle records what each site holds and will hold).
-      sites.forEach((s, i) => this.barrier.emulation.expect(s.address, ctx.exec.memory.readBytes(s.address, s.len), newBytes[i]!));
-      for (const s of sites) yield* textPoke(ctx, s.address, [0xcc]);
-      yield* sync();
-      mark('int3');
-      // 2. Global barrier: open it, pass it ourselves (no lock held here), wake the idle.
-      yield* ctx.store(LOCKOP.epoch, 4, ++this.epoch);
-      yield* this.barrier.pass(ctx);
-      yield* sync();
-      mark('barrier-open');
-      // 3./4. Wait for every CPU and a zero count; the cmpxchg is the switch.
-      let flipped = false, spins = 0;
-      for (; spins < this.maxWaitSpins; spins++) {
-        if ((yield* this.hooks.flipCondition({ ctx, nCpus: n })) && (yield* ctx.cmpxchg(LOCKOP.word, 4, 0, FLIPPED)) === 0) {
-          flipped = true;
-          break;
-        }
-        yield* ctx.pause();
-      }
-      rec.waits.push(spins);
-      if (flipped) {
-        mark('flip');
-        const table = pvOpsTable(to, targets), before = pvOpsTable(from, targets);
+    const table = pvOpsTable(to, targets), before = pvOpsTable(from, targets);
+    const flipped = yield* this.barrier.attempts(ctx, {
+      sites: sites.map((s, i) => ({ address: s.address, old: oldBytes[i]!, new: newBytes[i]! })),
+      sync: () => textPokeSync(ctx, n, this.sync),
+      poke: (address, bytes) => textPoke(ctx, address, bytes),
+      flipCondition: () => this.hooks.flipCondition({ ctx, nCpus: n }),
+      // The flavours the handler emulates (LockopBarrier reads them at every INT3).
+      *publish() {
+        yield* ctx.store(LOCKOP.from, 4, FLAVOR_CODE[from]);
+        yield* ctx.store(LOCKOP.to, 4, FLAVOR_CODE[to]);
+      },
+      *writeSlots() {
         for (const op of PV_OPS) if (table.get(op) !== before.get(op)) yield* ctx.store(DATA_BASE + DATA.pvOps + 8 * op, 8, table.get(op)!);
-        let tails = false;
-        for (let i = 0; i < sites.length; i++) {
-          if (sites[i]!.len <= 1) continue;
-          yield* textPoke(ctx, sites[i]!.address + 1, newBytes[i]!.subarray(1));
-          tails = true;
-        }
-        if (tails) yield* sync();
-        mark('tails');
-        for (let i = 0; i < sites.length; i++) yield* textPoke(ctx, sites[i]!.address, newBytes[i]!.subarray(0, 1));
-        yield* sync();
-        mark('first-bytes');
-        yield* ctx.store(LOCKOP.epoch, 4, 0);
-        yield* dropRefs();
-        for (const s of sites) this.barrier.emulation.forget(s.address);
-        mark('done');
-        this.flavor = to;
-        rec.ok = true;
-        rec.reason = 'switched';
-        rec.int3Hits = this.barrier.stats.int3Hits - hits0;
-        return 0;
-      }
-      // 5. Abort: stop counting, put the old first bytes back, wait for the handlers.
-      mark('abort');
-      yield* ctx.store(LOCKOP.epoch, 4, 0);
-      for (let i = 0; i < sites.length; i++) yield* textPoke(ctx, sites[i]!.address, oldBytes[i]!.subarray(0, 1));
-      yield* sync();
-      yield* dropRefs();
-      for (const s of sites) this.barrier.emulation.forget(s.address);
-      mark('int3-removed');
-      if (attempt < this.maxRetries) {
-        rec.retries++;
-        yield* ctx.delay(this.retryDelay);
-      }
-    }
+      },
+      maxWaitSpins: this.maxWaitSpins, maxRetries: this.maxRetries, retryDelay: this.retryDelay,
+      mark: (phase, at) => {
+        attempt = at;
+        mark(phase);
+      },
+    }, rec);
     rec.int3Hits = this.barrier.stats.int3Hits - hits0;
-    return EAGAIN;
+    if (!flipped) return EAGAIN;
+    this.flavor = to;
+    rec.ok = true;
+    rec.reason = 'switched';
+    return 0;
   }
 }
 

@@ -85,3 +85,27 @@ test('run scenarios/linux-6.1-v2.yaml --json: v2 switches the real kernel native
   const sweep = JSON.parse(bad.out) as { failing: number; found: Record<string, number> };
   assert.ok(sweep.failing > 0, JSON.stringify(sweep.found));
 });
+
+test('run scenarios/linux-6.1-v1-back.yaml --json: the round trip native → PV → native with v1 and (--protocol v2) v2, every lock exact, the text a native boot\'s', (t) => {
+  const { kernel, reason } = linuxKernel();
+  if (kernel === undefined) return t.skip(reason);
+  const file = join(import.meta.dirname, '..', '..', 'scenarios', 'linux-6.1-v1-back.yaml');
+  for (const protocol of ['v1', 'v2']) {
+    const r = pvpatch({}, 'run', file, '--json', '--protocol', protocol);
+    assert.equal(r.code, 0, r.err);
+    const j = JSON.parse(r.out);
+    assert.deepEqual([j.switch.protocol, j.switch.route, j.switch.to, j.switch.switched, j.flavor], [protocol, 'native → pv → native', 'native', true, 'native']);
+    assert.ok(j.locks.every((l: { ok: boolean }) => l.ok));
+    assert.ok(j.executions.__pv_queued_spin_lock_slowpath + j.executions.__raw_callee_save___pv_queued_spin_unlock > 0, 'the PV ops ran between the two switches');
+  }
+});
+
+test('switch.back in an imitation scenario is refused in one line', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pvpatch-back-'));
+  const p = join(dir, 's.yaml');
+  writeFileSync(p, 'guest: { vcpus: 2 }\nworkload: { iterations: 4 }\nswitch: { hint: revoke, back: true, atStep: 100 }\n');
+  const r = pvpatch({}, 'run', p);
+  assert.equal(r.code, 2, r.out + r.err);
+  assert.match(r.err, /\/switch\/back .*real-kernel guest/);
+  assert.equal(r.err.trim().split('\n').length, 1);
+});

@@ -6,11 +6,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LinuxGuest } from '../../src/linux/guest.ts';
-import { lockOpSwitchPlan, stopMachineSwitch } from '../../src/linux/lock-op-switch.ts';
+import { lockOpSwitchPlan, stopMachineSwitch, textDiffersFromBoot } from '../../src/linux/lock-op-switch.ts';
 import { RandomChooser } from '../../src/sched/random.ts';
 import { VECTOR } from '../../src/kernel/layout.ts';
 import { boot, linuxKernel } from './fixture.ts';
 import { Opcode, textPokeLocInit } from '../../src/kernel/text-poke-loc.ts';
+import { hexAddress } from '../../src/x86/format.ts';
 import { TextPokeError } from '../../src/kernel/text-poke-errors.ts';
 
 const SEEDS = 10;
@@ -86,4 +87,23 @@ test('text_poke_bp cannot switch the real lock-op sites: a PV site is two instru
   const unlock = lockOpSwitchPlan(pv, nat).sites.find((s) => s.slot === 'lock.queued_spin_unlock')!;
   const loc = textPokeLocInit({ address: unlock.address, bytes: unlock.to });
   assert.ok(![Opcode.CALL, Opcode.JMP32, Opcode.JMP8, Opcode.RET, Opcode.INT3].includes(loc.opcode), 'movb $0,(%rdi): poke_int3_handler would BUG on it');
+});
+
+test('textDiffersFromBoot: a native guest differs from a PV boot at a lock-op site; after the switch, and after the way back, none differs; a byte off is named', (t) => {
+  const { kernel, reason } = linuxKernel();
+  if (kernel === undefined) return t.skip(reason);
+  const nat = boot(kernel, { platform: 'kvm-realtime' }), pv = boot(kernel, { platform: 'kvm' });
+  const there = lockOpSwitchPlan(nat, pv), back = lockOpSwitchPlan(pv, nat);
+  const g = new LinuxGuest(nat, { vcpus: 2, workload: WORKLOAD });
+  assert.match(textDiffersFromBoot(g, there) ?? '', /^lock\.\S+ site 0x[0-9a-f]+ holds .*, a pv boot /);
+  stopMachineSwitch(g, there);
+  assert.equal(textDiffersFromBoot(g, there), undefined);
+  stopMachineSwitch(g, back);
+  assert.equal(textDiffersFromBoot(g, back), undefined);
+  const site = back.sites[back.sites.length - 1]!;
+  g.machine.memory.writeBytes(site.address + 2, [site.to[2]! ^ 0xff]);
+  assert.match(textDiffersFromBoot(g, back) ?? '', new RegExp(`site ${hexAddress(site.address)} holds`));
+  g.machine.memory.writeBytes(site.address + 2, [site.to[2]!]);
+  g.machine.memory.writeU64(back.slots[0]!.address, 0);
+  assert.match(textDiffersFromBoot(g, back) ?? '', /^pv_ops lock\.\S+ is 0x0, a native boot's/);
 });

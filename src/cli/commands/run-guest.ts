@@ -153,6 +153,7 @@ interface GuestOutcome {
 function protocolOf(file: string, s: GuestScenario, flags: GuestRunFlags): SwitchProtocol | undefined {
   if (flags.protocol !== undefined && !s.switch) throw new ScenarioError(`${file}: --protocol needs a switch section in the scenario (what triggers the switch)`);
   if (flags.corruptSite !== undefined && !s.switch) throw new ScenarioError(`${file}: --corrupt-site needs a switch section in the scenario (a switch to refuse the site)`);
+  if (s.switch?.back === true) throw new ScenarioError(`${file}: /switch/back (a round trip) is the real-kernel guest's (guest.kernel: debian-6.1); the imitation switches once`);
   const pf = flags.protocolFile;
   const variant = variantOf(file, s, flags);
   if (variant !== undefined) {

@@ -27,6 +27,10 @@ import { SweepTally } from '../sweep-summary.ts';
 import { linuxKernelDir } from '../linux-kernel.ts';
 import type { GuestRunFlags } from './run-guest.ts';
 import { lockOpSwitchPlan, type LockOpSwitchPlan } from '../../linux/lock-op-switch.ts';
+import { judgeLinuxRun } from '../../linux/judge.ts';
+import type { Verdict } from '../../check/verdict.ts';
+import type { ExecutionLimits } from '../../check/subject.ts';
+import type { Chooser } from '../../machine/chooser.ts';
 import { switchLinuxLockOpsV1, type LinuxV1Result } from '../../linux/v1-switch.ts';
 import { switchLinuxLockOpsV2, type LinuxV2Result } from '../../linux/v2-switch.ts';
 import { variantKind } from '../../patching/variants.ts';
@@ -37,7 +41,7 @@ import type { V2Hooks } from '../../patching/v2-hooks.ts';
 const SOURCE = 'debian vmlinux';
 
 /** Keys and flags of imitation scenarios that the real-kernel guest does not have (yet): refused, not ignored. */
-function refuseUnsupported(file: string, s: GuestScenario, flags: GuestRunFlags): void {
+export function refuseUnsupported(file: string, s: GuestScenario, flags: GuestRunFlags): void {
   const bad: string[] = [];
   const protocol = linuxProtocolOf(file, s, flags);
   if (s.switch !== undefined && protocol !== 'v1' && protocol !== 'v2') bad.push(`/switch/protocol ${protocol} (v2 and v1 switch the real kernel's sites; text_poke_bp cannot: a PV site is a CALL and a NOP)`);
@@ -54,7 +58,7 @@ function refuseUnsupported(file: string, s: GuestScenario, flags: GuestRunFlags)
 }
 
 /** The switch protocol of a real-kernel run: --protocol, a variant's kind, the scenario's, else v2. */
-function linuxProtocolOf(file: string, s: GuestScenario, flags: GuestRunFlags): string | undefined {
+export function linuxProtocolOf(file: string, s: GuestScenario, flags: GuestRunFlags): string | undefined {
   if (s.switch === undefined) return undefined;
   const variant = flags.variant ?? s.switch.variant;
   const asked = flags.protocol ?? s.switch.protocol;
@@ -131,16 +135,19 @@ function chooserFor(s: GuestScenario, g: LinuxGuest, strategy: Strategy, seed: n
 }
 
 /**
- * The switch a scenario asks for: `hint: revoke` (the host drops KVM_HINTS_REALTIME) takes a
- * native boot to PV, `grant` a PV boot to native; the plan is the other boot's bytes.
+ * The switches a scenario asks for: `hint: revoke` (the host drops KVM_HINTS_REALTIME) takes a
+ * native boot to PV, `grant` a PV boot to native; the plan is the other boot's bytes. With
+ * `back: true` the host then restores the hint and the guest switches back (a round trip).
  */
-export function linuxSwitchPlan(s: GuestScenario, g: LinuxGuest): LockOpSwitchPlan | undefined {
+export function linuxSwitchPlans(s: GuestScenario, g: LinuxGuest): readonly LockOpSwitchPlan[] | undefined {
   if (s.switch === undefined) return undefined;
   const want = s.switch.hint === 'revoke' ? 'native' : 'pv';
   if (g.flavor !== want) throw new ScenarioError(`switch.hint ${s.switch.hint} switches ${want} lock ops, and this boot chose ${g.flavor} (hint revoke needs host.realtime: true; grant needs a PV boot)`);
   const target = bootLinux(g.boot.kernel, { ...g.boot.options, platform: s.switch.hint === 'revoke' ? 'kvm' : 'kvm-realtime' });
-  return lockOpSwitchPlan(g.boot, target);
+  const there = lockOpSwitchPlan(g.boot, target);
+  return s.switch.back === true ? [there, lockOpSwitchPlan(target, g.boot)] : [there];
 }
+
 
 export interface LinuxRunOutcome {
   readonly r: RunResult;
@@ -152,44 +159,77 @@ export interface LinuxRunOutcome {
   readonly ok: boolean;
   /** What failed, for a sweep's tally. */
   readonly found: string | undefined;
+  readonly verdict: Verdict;
+  /** After a finished switch: the first site or slot not as a fresh boot of the final flavour has it. */
+  readonly differs?: string;
+}
+
+/** A sweep's name for what a run found: the hazard's, else the check's in the words `run` has always used. */
+function findingOf(v: Verdict, r: RunResult, switchUnfinished: boolean): string | undefined {
+  if (v.ok) return undefined;
+  if (v.hazard !== undefined) return hazardName(v.hazard);
+  switch (v.check) {
+    case 'broken-lock': return 'mutual-exclusion';
+    case 'unfinished': return switchUnfinished ? 'switch-unfinished' : r.reason;
+    case 'step-limit': return 'limit';
+    default: return v.check;
+  }
 }
 
 /** One run of a booted (or forked) real-kernel guest under the scenario's strategy and injections. */
-export function runLinuxOnce(s: GuestScenario, g: LinuxGuest, strategy: Strategy, seed: number, flags: GuestRunFlags, plan?: LockOpSwitchPlan): LinuxRunOutcome {
+export function runLinuxOnce(s: GuestScenario, g: LinuxGuest, strategy: Strategy, seed: number, flags: GuestRunFlags, plans?: readonly LockOpSwitchPlan[]): LinuxRunOutcome {
   const { chooser } = chooserFor(s, g, strategy, seed, flags.schedule);
-  const opts = {
-    chooser,
+  return runLinuxWith(s, g, chooser, flags, linuxLimits(s, flags), plans);
+}
+
+/** The scenario's injections and instruction bound (--max-instructions over run.maxInstructions). */
+export function linuxLimits(s: GuestScenario, flags: GuestRunFlags): ExecutionLimits {
+  return {
     inject: { nmis: s.inject?.nmis ?? 0, irqs: s.inject?.irqs ?? 0, irqVector: VECTOR.LOCK_IRQ },
     ...(flags.maxInstructions !== undefined || s.run?.maxInstructions !== undefined ? { maxInstructions: flags.maxInstructions ?? s.run!.maxInstructions! } : {}),
   };
+}
+
+/** One run of `g` under `chooser`: the scenario's switch (if any) along `plans`, judged (src/linux/judge.ts). */
+export function runLinuxWith(s: GuestScenario, g: LinuxGuest, chooser: Chooser, flags: GuestRunFlags, limits: ExecutionLimits, plans?: readonly LockOpSwitchPlan[]): LinuxRunOutcome {
+  const opts = { chooser, ...(limits.inject ? { inject: limits.inject } : {}), ...(limits.maxInstructions !== undefined ? { maxInstructions: limits.maxInstructions } : {}) };
   const protocol = linuxProtocolOf('', s, flags);
   const hooks = linuxVariantHooks(s, flags);
   const atStep = Math.max(1, s.switch?.atStep ?? 1);
-  const v1 = plan === undefined || protocol !== 'v1' ? undefined : switchLinuxLockOpsV1(g, [plan], { primaryCpu: s.switch?.patcherCpu ?? 0, atStep, ...(hooks.v1 ? { hooks: hooks.v1 } : {}), run: opts });
-  const v2 = plan === undefined || protocol !== 'v2' ? undefined : switchLinuxLockOpsV2(g, [plan], {
+  const v1 = plans === undefined || protocol !== 'v1' ? undefined : switchLinuxLockOpsV1(g, plans, { primaryCpu: s.switch?.patcherCpu ?? 0, atStep, ...(hooks.v1 ? { hooks: hooks.v1 } : {}), run: opts });
+  const v2 = plans === undefined || protocol !== 'v2' ? undefined : switchLinuxLockOpsV2(g, plans, {
     patcherCpu: s.switch?.patcherCpu ?? 0, atStep, ...(s.switch?.maxRetries !== undefined ? { maxRetries: s.switch.maxRetries } : {}), ...(hooks.v2 ? { hooks: hooks.v2 } : {}), run: opts,
   });
   const r = v1?.run ?? v2?.run ?? g.run(opts);
-  const locks = g.checkLocks();
-  const lost = r.reason === 'all-halted' ? g.lostWakeups() : [];
-  const found = r.hazards[0] ? hazardName(r.hazards[0]) : r.reason === 'error' ? 'machine-fault' : locks.some((l) => !l.ok) ? 'mutual-exclusion' : lost.length > 0 ? 'lost-wakeup' : (v1 ?? v2) !== undefined && !(v1 ?? v2)!.switched ? 'switch-unfinished' : r.reason !== 'until' ? r.reason : undefined;
-  return { r, ...(v1 ? { v1 } : {}), ...(v2 ? { v2 } : {}), locks, lost, ok: found === undefined, found };
+  const sw = v1 ?? v2;
+  const j = judgeLinuxRun(g, r, sw === undefined ? undefined : plans, sw?.switched);
+  const { locks, lostWakeups: lost, differs, verdict } = j;
+  const found = findingOf(verdict, r, sw !== undefined && !sw.switched);
+  return { r, ...(v1 ? { v1 } : {}), ...(v2 ? { v2 } : {}), locks, lost, ok: verdict.ok, found, verdict, ...(differs !== undefined ? { differs } : {}) };
 }
 
-function switchLines(o: LinuxRunOutcome, plan: LockOpSwitchPlan): string[] {
+/** native → pv, or native → pv → native for a round trip. */
+function route(plans: readonly LockOpSwitchPlan[]): string {
+  return [plans[0]!.from, ...plans.map((p) => p.to)].join(' → ');
+}
+
+function switchLines(o: LinuxRunOutcome, plans: readonly LockOpSwitchPlan[]): string[] {
+  const plan = plans[0]!;
   if (o.v2 !== undefined) {
     const v = o.v2, st = v.stats, sw = v.switches[0];
     return [
       '',
-      `pv_lock_ops switch (v2): ${v.switched ? 'switched' : `not finished (${sw?.reason ?? 'never started: the patcher reached no checkpoint'})`} ${plan.from} → ${plan.to}, ${plan.sites.length} real lock-op sites (${[...new Set(plan.sites.map((x) => x.slot))].join(', ')})`,
-      `  barrier waits ${sw?.waits.join(', ') || '-'} spins, retries ${sw?.retries ?? 0}, INT3 hits ${st.int3Hits} (${st.int3InNmi} in NMI), slowpaths counted ${st.counted}, uncounted ${st.uncounted}`,
+      `pv_lock_ops switch (v2): ${v.switched ? 'switched' : `not finished (${sw?.reason ?? 'never started: the patcher reached no checkpoint'})`} ${route(plans)}, ${plan.sites.length} real lock-op sites (${[...new Set(plan.sites.map((x) => x.slot))].join(', ')})`,
+      ...(o.differs !== undefined ? [`  text differs from a fresh boot: ${o.differs}`] : []),
+      `  barrier waits ${v.switches.map((x) => x.waits.join(', ')).join('; ') || '-'} spins, retries ${v.switches.reduce((a, x) => a + x.retries, 0)}, INT3 hits ${st.int3Hits} (${st.int3InNmi} in NMI), slowpaths counted ${st.counted}, uncounted ${st.uncounted}`,
     ];
   }
   const v = o.v1!;
   const st = v.stats;
   return [
     '',
-    `pv_lock_ops switch (v1): ${v.switched ? 'switched' : 'not finished'} ${plan.from} → ${plan.to}, ${plan.sites.length} real lock-op sites (${[...new Set(plan.sites.map((x) => x.slot))].join(', ')})`,
+    `pv_lock_ops switch (v1): ${v.switched ? 'switched' : 'not finished'} ${route(plans)}, ${plan.sites.length} real lock-op sites (${[...new Set(plan.sites.map((x) => x.slot))].join(', ')})`,
+    ...(o.differs !== undefined ? [`  text differs from a fresh boot: ${o.differs}`] : []),
     `  stop_machine window ${st.windowSteps.join(', ')} steps, STOP IPIs deferred at non-preemptible points ${st.deferred}, INT3 hits ${st.int3Hits} (${st.int3InNmi} in NMI)`,
   ];
 }
@@ -222,8 +262,9 @@ export function runLinuxScenario(file: string, s: GuestScenario, flags: GuestRun
   if (flags.scheduleOut !== undefined) throw new ScenarioError('--schedule-out does not apply to the real-kernel guest yet');
   const g = bootLinuxScenario(s, (line) => process.stderr.write(`pvpatch: ${line}\n`), undefined, linuxProtocolOf(file, s, flags));
   g.machine.tracing = false;
-  const plan = linuxSwitchPlan(s, g);
-  const o = runLinuxOnce(s, g, strategy, flags.seed, flags, plan);
+  const plans = linuxSwitchPlans(s, g);
+  const plan = plans?.[0];
+  const o = runLinuxOnce(s, g, strategy, flags.seed, flags, plans);
   const { r } = o;
   // A fault is a finding when a switch caused it (the PV hash); else, as anywhere, an error.
   if (r.reason === 'error' && r.error && plan === undefined) throw r.error;
@@ -245,8 +286,8 @@ export function runLinuxScenario(file: string, s: GuestScenario, flags: GuestRun
       lostWakeups: o.lost,
       hazards: r.hazards,
       ...(r.reason === 'error' && r.error ? { fault: r.error.message } : {}),
-      ...(o.v2 && plan ? { switch: { protocol: 'v2', from: plan.from, to: plan.to, switched: o.v2.switched, sites: plan.sites.length, attempts: o.v2.switches, ...o.v2.stats } } : {}),
-      ...(o.v1 && plan ? { switch: { protocol: 'v1', from: plan.from, to: plan.to, switched: o.v1.switched, sites: plan.sites.length, windowSteps: o.v1.stats.windowSteps, deferred: o.v1.stats.deferred, int3Hits: o.v1.stats.int3Hits } } : {}),
+      ...(o.v2 && plan ? { switch: { protocol: 'v2', from: plan.from, to: plans![plans!.length - 1]!.to, route: route(plans!), switched: o.v2.switched, sites: plan.sites.length, attempts: o.v2.switches, ...o.v2.stats } } : {}),
+      ...(o.v1 && plan ? { switch: { protocol: 'v1', from: plan.from, to: plans![plans!.length - 1]!.to, route: route(plans!), switched: o.v1.switched, sites: plan.sites.length, windowSteps: o.v1.stats.windowSteps, deferred: o.v1.stats.deferred, int3Hits: o.v1.stats.int3Hits } } : {}),
       ok: o.ok,
       ...(flags.showSites ? { sites: g.boot.kernel.tables.parainstructions.filter((x) => pvOpsSlotName(x.type).startsWith('lock.')).map((x) => ({ address: hexAddress(x.address), slot: pvOpsSlotName(x.type), bytes: hexBytes(g.machine.memory.readBytes(x.address, x.len)) })) } : {}),
       schedule,
@@ -259,7 +300,7 @@ export function runLinuxScenario(file: string, s: GuestScenario, flags: GuestRun
   for (const l of o.locks) out.push(`  ${l.role.padEnd(4)} lock ${l.index}: counter ${l.counter}, acquisitions ${l.acquisitions}  ${l.ok ? 'ok' : 'BROKEN'}`);
   out.push('', 'real functions executed: ' + Object.entries(p.counts).filter(([, n]) => n > 0).map(([f, n]) => `${f} ${n}`).join(', '));
   out.push(`halts in kvm_wait ${p.halts}, kicks ${p.kicks}, lost wake-ups ${o.lost.length === 0 ? 'none' : o.lost.map((c) => `vCPU ${c}`).join(', ')}`);
-  if ((o.v1 ?? o.v2) && plan) out.push(...switchLines(o, plan));
+  if ((o.v1 ?? o.v2) && plans) out.push(...switchLines(o, plans));
   if (flags.showSites) out.push(...sitesLines(g));
   out.push('');
   if (r.reason === 'error' && r.error) out.push(`fault: ${r.error.message}`);
@@ -275,7 +316,7 @@ export function sweepLinuxScenario(file: string, s: GuestScenario, flags: GuestR
   const strategy: Strategy = flags.strategy ?? s.schedule?.strategy ?? 'random';
   if (strategy === 'replay') throw new ScenarioError('--seeds sweeps seeds; it cannot be combined with a replay schedule');
   const base = bootLinuxScenario(s, (line) => process.stderr.write(`pvpatch: ${line}\n`), undefined, linuxProtocolOf(file, s, flags));
-  const plan = linuxSwitchPlan(s, base);
+  const plans = linuxSwitchPlans(s, base);
   const bar = !flags.json && process.stderr.isTTY ? new cliProgress.SingleBar({ format: 'seeds {bar} {value}/{total} | failing {failing}', hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
   bar?.start(seeds, 0, { failing: 0 });
   const tally = new SweepTally();
@@ -283,7 +324,7 @@ export function sweepLinuxScenario(file: string, s: GuestScenario, flags: GuestR
   const executions: Record<string, number> = {};
   for (let seed = flags.seed; seed < flags.seed + seeds; seed++) {
     const g = base.fork();
-    const o = runLinuxOnce(s, g, strategy, seed, flags, plan);
+    const o = runLinuxOnce(s, g, strategy, seed, flags, plans);
     tally.add(o.r.reason === 'error' ? 'an error' : stopText(o.r, {}), o.found);
     for (const [f, n] of Object.entries(g.probes.counts)) executions[f] = (executions[f] ?? 0) + n;
     if (!o.ok) failing.push({ seed, found: o.found! });

@@ -81,6 +81,7 @@ export const guestScenarioSchema = {
         atStep: { type: 'integer', minimum: 0 },
         patcherCpu: { type: 'integer', minimum: 0, maximum: GUEST_MAX_VCPUS - 1 },
         maxRetries: { type: 'integer', minimum: 0, maximum: 10_000 },
+        back: { type: 'boolean', description: 'and back: once switched, the host restores the hint and the guest switches back (the real-kernel guest)' },
       },
     },
     schedule: scheduleSchema,
@@ -99,7 +100,7 @@ export interface GuestScenario {
   host?: { vendor?: 'intel' | 'amd'; pvUnhalt?: boolean; realtime?: boolean; pcpus?: number; overcommit?: number; sliceUs?: number; switchUs?: number; wakeUs?: number; ple?: boolean };
   workload?: { iterations?: number; criticalLoops?: number; thinkLoops?: number; taskLocks?: number; irqLockEvery?: number; extraSites?: number };
   inject?: { nmis?: number; irqs?: number } & InjectionPlanSpec;
-  switch?: { protocol?: 'v2' | 'v1' | 'text-poke-bp'; variant?: StockVariant; hint: 'revoke' | 'grant'; atStep: number; patcherCpu?: number; maxRetries?: number };
+  switch?: { protocol?: 'v2' | 'v1' | 'text-poke-bp'; variant?: StockVariant; hint: 'revoke' | 'grant'; atStep: number; patcherCpu?: number; maxRetries?: number; back?: boolean };
   schedule?: { strategy?: 'timed' | 'random' | 'pct' | 'replay' | 'first'; seed?: number; replay?: string };
   run?: { maxInstructions?: number };
 }

@@ -17,6 +17,7 @@ import { buildMachine } from './build-machine.ts';
 import { guestScenarioSchema, type GuestScenario } from './guest-schema.ts';
 import { readScenarioDoc, validateScenario, type MachineScenario } from './load.ts';
 import { machineScenarioSchema } from './schema.ts';
+import { linuxScenarioSubject } from './linux-subject.ts';
 
 /** A guest scenario has a top-level `guest:` section; anything else is a machine scenario. */
 export function isGuestScenario(doc: unknown): boolean {
@@ -57,6 +58,7 @@ export function scenarioSubject(path: string, flags: SubjectFlags = {}): Subject
   const doc = readScenarioDoc(path);
   if (isGuestScenario(doc)) {
     const gs = validateScenario<GuestScenario>(path, doc, guestScenarioSchema);
+    if (gs.guest.kernel === 'debian-6.1') return linuxScenarioSubject(path, gs, flags);
     // The boot's workload seed is the scenario's, as `pvpatch run` boots it; seeded executions re-seed it.
     return withPhases(subjectOf(path, gs, {
       seed: gs.schedule?.seed ?? 1,
