@@ -106,19 +106,20 @@ export class TimedChooser implements Chooser {
   private refresh(point: SchedulingPoint, id: number, at: number): number {
     const acts = point.actions;
     const end = (id + 1) * ACTION_KINDS;
-    let bits = 0, injections = 0;
-    for (; at < point.count && acts[at]! < end; at++) {
-      const k = actionKind(acts[at]!);
-      bits |= 1 << k;
-      if (k >= ActionKind.Nmi) injections++;
-    }
-    this.injections += injections - popInjections(this.kinds[id]!);
+    let bits = 0;
+    for (; at < point.count && acts[at]! < end; at++) bits |= 1 << actionKind(acts[at]!);
+    this.setKinds(point.vcpus[id]!, bits);
+    return at;
+  }
+
+  /** vCPU `c`'s enabled kinds are `bits`: into `kinds`, the injection count and the heap. */
+  private setKinds(c: Vcpu, bits: number): void {
+    const id = c.id;
+    this.injections += popInjections(bits) - popInjections(this.kinds[id]!);
     this.kinds[id] = bits;
-    const c = point.vcpus[id]!;
     const step = (bits & STEP_BIT) !== 0 ? c.time : Infinity;
     const drain = (bits & DRAIN_BIT) !== 0 ? TimedChooser.drainTime(c) : Infinity;
     this.heap!.set(id, Math.min(step, drain));
-    return at;
   }
 
   /**
@@ -191,6 +192,27 @@ export class TimedChooser implements Chooser {
     if (kind === ActionKind.Step && c.time < bestT) c.time = bestT; // a woken vCPU resumes now
     this.now = bestT;
     return firstOf(point, a);
+  }
+
+  /**
+   * `next` at a point where only `c` acted since the last one, when its own step or drain is the
+   * one action due first: the same sync, the same horizon and clock, no draw (the earliest is
+   * unique). Anything else (a tie, an action of another vCPU or an injection due first, the cases
+   * `next` leaves to the scan) returns -1; the sync done here is the one `next` redoes then, and
+   * gives the same state twice over.
+   */
+  pointOf(c: Vcpu, kinds: number): number {
+    if (this.heap === undefined || c.id >= this.kinds.length || this.jitter === 0 || this.host !== undefined) return -1;
+    this.setKinds(c, kinds);
+    if (this.injections > 1) return -1;
+    const step = (kinds & STEP_BIT) !== 0 ? c.time : Infinity;
+    const drain = (kinds & DRAIN_BIT) !== 0 ? TimedChooser.drainTime(c) : Infinity;
+    const own = Math.min(step, drain);
+    const others = Math.min(this.heap.earliestBut(c.id), this.injections > 0 ? this.nextInjection : Infinity);
+    if (own <= this.now || others <= own || step === drain) return -1;
+    this.horizon = Math.max(Math.min(others, step < drain ? drain : step), this.now);
+    this.now = own;
+    return step < drain ? ActionKind.Step : ActionKind.Drain;
   }
 
   choose(_kind: ChoiceKind, _n: number): number {
