@@ -469,9 +469,10 @@ export class Machine implements ExecContext {
     let bits = 0;
     if (!c.preempted && (!c.halted || canWake(c))) bits |= 1 << ActionKind.Step;
     if (c.storeBuffer.length > 0) bits |= 1 << ActionKind.Drain;
-    const allowed = budget.cpus === undefined || budget.cpus.includes(i);
-    if (allowed && budget.nmis > 0) bits |= 1 << ActionKind.Nmi;
-    if (allowed && budget.irqs > 0) bits |= 1 << ActionKind.Irq;
+    if ((budget.nmis > 0 || budget.irqs > 0) && (budget.cpus === undefined || budget.cpus.includes(i))) {
+      if (budget.nmis > 0) bits |= 1 << ActionKind.Nmi;
+      if (budget.irqs > 0) bits |= 1 << ActionKind.Irq;
+    }
     // Only a running vCPU can be descheduled (a halted one has already exited to the host).
     if (budget.preemptions > 0 && !c.preempted && !c.halted) bits |= 1 << ActionKind.Preempt;
     else if (this.descheduled[i] === 1) bits |= 1 << ActionKind.Resume;

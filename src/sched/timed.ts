@@ -260,7 +260,7 @@ const DRAIN_BIT = 1 << ActionKind.Drain;
 /** How many of the kinds in `bits` are injection kinds (NMI, IRQ, preempt, resume). */
 function popInjections(bits: number): number {
   let n = 0;
-  for (let k = ActionKind.Nmi; k < ACTION_KINDS; k++) if ((bits & (1 << k)) !== 0) n++;
+  for (let b = bits >>> ActionKind.Nmi; b !== 0; b &= b - 1) n++;
   return n;
 }
 
