@@ -639,49 +639,60 @@ export class Machine implements ExecContext {
      * (Step or Drain), FORCED_REFUSED, or -1: list the point (decide).
      */
     const quickPoint = (c: Vcpu): number => {
-      if (!incremental || (changed !== ASKED && changed !== c.id)) return -1;
+      if (!incremental) return -1;
       const kinds = this.vcpuKinds(c.id, budget);
+      // Has the strategy seen every point but for c's changes (SchedulingPoint.changed)?
+      const fresh = changed === ASKED || changed === c.id;
       if (this.enabledCount - popCount(this.enabledKinds[c.id]!) + popCount(kinds) === 1) {
-        changed = c.id;
-        return chooser.forced?.(stepAction(c)) === false ? FORCED_REFUSED : ActionKind.Step;
+        changed = fresh ? c.id : -1;
+        if (chooser.forced === undefined) {
+          aloneCpu = c.id;
+          aloneBuffered = c.storeBuffer.length > 0;
+          return ActionKind.Step;
+        }
+        return chooser.forced(stepAction(c)) === false ? FORCED_REFUSED : ActionKind.Step;
       }
+      if (!fresh) return -1;
       const kind = pointOf === undefined ? -1 : pointOf(c, kinds);
       if (kind >= 0) changed = ASKED;
       return kind;
     };
+    // c's drain, taken at an inline point as the run loop takes one; false: `until` stops the run.
+    const inlineDrain = (c: Vcpu): boolean => {
+      this.record(action(c.id, ActionKind.Drain));
+      drainOne(this.memory, c);
+      this.step++;
+      chooser.observe?.(c, ActionKind.Drain, CostClass.Drain);
+      if (until !== undefined && until(this)) { untilHit = true; return false; }
+      return true;
+    };
+    /**
+     * The last quick point found c alone (its forced step, no `forced` to tell) with this store
+     * buffer state: until c's enabled kinds change (only its Drain can, within a burst that
+     * nothing made dirty), every point is that forced step again. -1: not known.
+     */
+    let aloneCpu = -1, aloneBuffered = false;
+    // The burst's own step stays `burstAction` through inline points (a drain's record flushes
+    // the steps before it), so an inline pick of c's step needs no flush.
     const inlinePoint = (c: Vcpu): boolean => {
+      if (aloneCpu === c.id && (c.storeBuffer.length > 0) === aloneBuffered) return true;
+      aloneCpu = -1;
       for (;;) {
         if (incremental) this.enabledStale = c.id;
         const quick = quickPoint(c);
         if (quick === FORCED_REFUSED) { pending = NO_DECISION; return false; }
-        if (quick >= 0) {
-          if (quick === ActionKind.Step) {
-            this.flushBurst();
-            this.burstAction = stepAction(c);
-            return true;
-          }
-          this.record(action(c.id, ActionKind.Drain));
-          drainOne(this.memory, c);
-          this.step++;
-          chooser.observe?.(c, ActionKind.Drain, CostClass.Drain);
-          if (until !== undefined && until(this)) { untilHit = true; return false; }
+        if (quick === ActionKind.Step) return true;
+        if (quick === ActionKind.Drain) {
+          if (!inlineDrain(c)) return false;
           continue;
         }
         const idx = decide();
         if (idx < 0) { pending = idx; return false; }
         const a = this.actions[idx]!;
         if (n === 1 && chooser.forced?.(a) === false) { pending = NO_DECISION; return false; }
-        if (a === stepAction(c)) {
-          this.flushBurst();
-          this.burstAction = a;
-          return true;
-        }
+        if (a === stepAction(c)) return true;
         if (a !== action(c.id, ActionKind.Drain)) { pending = idx; return false; }
-        this.record(a);
-        drainOne(this.memory, c);
-        this.step++;
-        chooser.observe?.(c, ActionKind.Drain, CostClass.Drain);
-        if (until !== undefined && until(this)) { untilHit = true; return false; }
+        if (!inlineDrain(c)) return false;
       }
     };
     const hook: StepHook = (c, cost, last) => {
@@ -726,6 +737,7 @@ export class Machine implements ExecContext {
           this.dirty = false;
           this.flushBurst();
           this.burstAction = a;
+          aloneCpu = -1;
           const left = !bursts ? 1 : n === 1 ? Infinity : chooser.burst!(c);
           if (!(left >= 1)) throw new MachineConfigError(`chooser '${chooser.name}' asked for a burst of ${left} steps`);
           const buffered = c.storeBuffer.length > 0;
@@ -754,6 +766,7 @@ export class Machine implements ExecContext {
                 continue;
               }
             }
+            aloneCpu = -1;
             const stop = this.burstStep(c, chooser, until, maxInstructions);
             k++;
             if (stop !== undefined) { reason = stop; break outer; }

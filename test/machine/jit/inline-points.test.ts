@@ -74,7 +74,14 @@ function outcome(m: Machine, chooser: Chooser & { inner: TimedChooser; states: M
 /** `fewer`: the compiled tier must list fewer points (not with injections: the scan decides those). */
 const CASES: { name: string; build: (tier: Tier) => Machine; inject?: InjectionBudget; fewer: boolean }[] = [
   { name: 'one vCPU, two loads and two stores per eight instructions', build: (t) => memLoopMachine(1, 3000, t), fewer: true },
-  { name: 'three vCPUs on that loop, their drains interleaved', build: (t) => memLoopMachine(3, 1500, t), fewer: true },
+  { name: 'three vCPUs on that loop, their drains interleaved', build: (t) => memLoopMachine(3, 800, t), fewer: true },
+  { name: 'two vCPUs on that loop, one halting early (the other runs on alone)', build: (t) => {
+    const m = memLoopMachine(2, 2000, t);
+    // vCPU 1 skips the loop's `mov $n, %ecx` and runs 40 iterations only.
+    m.vcpus[1]!.rip = CODE + 5;
+    m.vcpus[1]!.setReg64(Reg.RCX, 40n);
+    return m;
+  }, fewer: true },
   { name: 'four vCPUs on a test-and-set lock loop', build: (t) => lockMachine(4, 300, t), fewer: true },
   { name: 'six vCPUs on the lock loop with host preemptions', build: (t) => lockMachine(6, 100, t), inject: { preemptions: 5 }, fewer: false },
 ];
