@@ -198,18 +198,20 @@ export class TimedChooser implements Chooser {
    * `next` at a point where only `c` acted since the last one, when its own step or drain is the
    * one action due first: the same sync, the same horizon and clock, no draw (the earliest is
    * unique). Anything else (a tie, an action of another vCPU or an injection due first, the cases
-   * `next` leaves to the scan) returns -1; the sync done here is the one `next` redoes then, and
-   * gives the same state twice over.
+   * `next` leaves to the scan) returns -1 and changes nothing: `next` syncs at the listed point.
    */
   pointOf(c: Vcpu, kinds: number): number {
     if (this.heap === undefined || c.id >= this.kinds.length || this.jitter === 0 || this.host !== undefined) return -1;
-    this.setKinds(c, kinds);
-    if (this.injections > 1) return -1;
+    // The point as `next` would sync it, read before it is written (`earliestBut` ignores c's
+    // own stale entry): with many vCPUs another one is usually due first, and `next` syncs then.
+    const injections = this.injections + popInjections(kinds) - popInjections(this.kinds[c.id]!);
+    if (injections > 1) return -1;
     const step = (kinds & STEP_BIT) !== 0 ? c.time : Infinity;
     const drain = (kinds & DRAIN_BIT) !== 0 ? TimedChooser.drainTime(c) : Infinity;
     const own = Math.min(step, drain);
-    const others = Math.min(this.heap.earliestBut(c.id), this.injections > 0 ? this.nextInjection : Infinity);
+    const others = Math.min(this.heap.earliestBut(c.id), injections > 0 ? this.nextInjection : Infinity);
     if (own <= this.now || others <= own || step === drain) return -1;
+    this.setKinds(c, kinds);
     this.horizon = Math.max(Math.min(others, step < drain ? drain : step), this.now);
     this.now = own;
     return step < drain ? ActionKind.Step : ActionKind.Drain;

@@ -83,6 +83,7 @@ const CASES: { name: string; build: (tier: Tier) => Machine; inject?: InjectionB
     return m;
   }, fewer: true },
   { name: 'four vCPUs on a test-and-set lock loop', build: (t) => lockMachine(4, 300, t), fewer: true },
+  { name: 'thirty-two vCPUs on the lock loop (the heap\'s order matters)', build: (t) => lockMachine(32, 15, t), fewer: false },
   { name: 'six vCPUs on the lock loop with host preemptions', build: (t) => lockMachine(6, 100, t), inject: { preemptions: 5 }, fewer: false },
 ];
 
