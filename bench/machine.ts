@@ -9,11 +9,13 @@
  * running the lock loop.
  */
 import { spawnSync } from 'node:child_process';
+import { availableParallelism, loadavg } from 'node:os';
 import { childArgs } from './_child.ts';
 import { Decoder, DecoderOptions, Instruction } from 'iced-x86';
 import { Machine, TIERS, type Tier } from '../src/machine/machine.ts';
 import { Reg } from '../src/x86/registers.ts';
 import { TimedChooser } from '../src/sched/timed.ts';
+import type { Chooser } from '../src/machine/chooser.ts';
 import { aluLoop, memLoop } from './programs.ts';
 import { lockMachine, COUNTER } from './lock-machine.ts';
 
@@ -54,20 +56,48 @@ function singleVcpu(iterations: number, tier: Tier) {
 
 /**
  * The two-loads-two-stores loop on one vCPU, TSO on, under the timed strategy (stores drain 20
- * cycles after they issue, STORE_DRAIN_LATENCY: each drain is a scheduling point).
+ * cycles after they issue, STORE_DRAIN_LATENCY: each drain is a decision, which the compiled tier
+ * takes inside its block through TimedChooser.pointOf, the interpreter at a listed point).
  */
 function memLoopRun(iterations: number, tier: Tier) {
+  const m = memLoopMachine(iterations, tier);
+  const t0 = performance.now();
+  const r = m.run({ chooser: new TimedChooser({ seed: 1 }), maxInstructions: 1e10, record: false });
+  const s = (performance.now() - t0) / 1000;
+  if (r.reason !== 'all-halted') throw new Error(`memory loop stopped: ${r.reason}`);
+  return { ips: r.instructions / s, instructions: r.instructions, seconds: s, compiled: m.compiledInstructions / r.instructions };
+}
+
+/**
+ * How many scheduling points the run loop listed (the chooser's `next`) per instruction, on a
+ * short untimed run of `build`'s machine under the timed strategy: the cost that inline points
+ * remove, a figure the machine's load cannot disturb.
+ */
+function listedPoints(build: (tier: Tier) => Machine, tier: Tier): number {
+  const inner = new TimedChooser({ seed: 1 });
+  let points = 0;
+  const counted: Chooser = {
+    name: inner.name,
+    next: (p) => { points++; return inner.next(p); },
+    choose: (k, n) => inner.choose(k, n),
+    observe: (c, k, cost) => inner.observe(c, k, cost),
+    continueWith: (c) => inner.continueWith(c),
+    pointOf: (c, kinds) => inner.pointOf(c, kinds),
+  };
+  const m = build(tier);
+  const r = m.run({ chooser: counted, maxInstructions: 1e10, record: false });
+  if (r.reason !== 'all-halted') throw new Error(`listed-points run stopped: ${r.reason}`);
+  return points / r.instructions;
+}
+
+function memLoopMachine(iterations: number, tier: Tier): Machine {
   const m = new Machine({ vcpus: 1, tso: true, tier });
   m.memory.map(0x400000, 0x1000, 'rx');
   m.memory.map(0x601000, 0x1000, 'rw');
   m.memory.writeBytes(0x400000, memLoop(iterations));
   m.vcpu(0).rip = 0x400000;
   m.vcpu(0).setAddr(Reg.RSI, 0x601000);
-  const t0 = performance.now();
-  const r = m.run({ chooser: new TimedChooser({ seed: 1 }), maxInstructions: 1e10, record: false });
-  const s = (performance.now() - t0) / 1000;
-  if (r.reason !== 'all-halted') throw new Error(`memory loop stopped: ${r.reason}`);
-  return { ips: r.instructions / s, instructions: r.instructions, seconds: s, compiled: m.compiledInstructions / r.instructions };
+  return m;
 }
 
 function decodeOnly(bytes: number[], total: number) {
@@ -139,12 +169,18 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, unkn
   const scale16 = best(2, () => lockLoopStepCost(16, q ? 200_000 : 1_000_000));
   const scale256 = best(2, () => lockLoopStepCost(256, q ? 200_000 : 1_000_000));
   const big = rss64(q ? 50 : 300);
+  const listed = (build: (tier: Tier) => Machine, name: string) => ({
+    [`${name}_listed_points_per_instruction`]: +listedPoints(build, 'compiled').toFixed(4),
+    [`${name}_listed_points_per_instruction_interp`]: +listedPoints(build, 'interp').toFixed(4),
+  });
   return {
     ...ab(single, 'single_vcpu'),
     ...ab(mem, 'mem_loop'),
+    ...listed((t) => memLoopMachine(20_000, t), 'mem_loop'),
     decode_only_ips: Math.round(decode.ips),
     interpreter_to_decode_ratio: +(single.interp.ips / decode.ips).toFixed(2),
     ...ab(four, 'four_vcpu'),
+    ...listed((t) => lockMachine(4, 2_000, t), 'four_vcpu'),
     four_vcpu_lock_acquisitions: four.compiled.acquisitions,
     four_vcpu_simulated_seconds: +four.compiled.simulated_seconds.toFixed(6),
     lock_loop_16_vcpu_steps_per_s: Math.round(scale16.ips),
@@ -153,6 +189,9 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, unkn
     rss_64vcpu_mb: +big.rss_mb.toFixed(1),
     rss_64vcpu_instructions: big.instructions,
     node: process.version,
+    // Wall-clock figures: read them with the machine's load (other processes share its cores).
+    load_average_1m: +loadavg()[0]!.toFixed(2),
+    cores: availableParallelism(),
   };
 }
 
@@ -161,10 +200,12 @@ export function table(r: Record<string, unknown>): string {
   const rows: [string, string, string][] = [
     ['single vCPU, ALU/branch loop', `${f(r.single_vcpu_ips)} instr/s`, `target ≥ 80,000,000; interpreter ${f(r.single_vcpu_ips_interp)} (${f(r.single_vcpu_speedup)}×)`],
     ['2 loads + 2 stores per 8, TSO, timed', `${f(r.mem_loop_ips)} instr/s`, `target ≥ 30,000,000; interpreter ${f(r.mem_loop_ips_interp)} (${f(r.mem_loop_speedup)}×)`],
+    ['  scheduling points listed per instruction', `${f(r.mem_loop_listed_points_per_instruction)}`, `interpreter ${f(r.mem_loop_listed_points_per_instruction_interp)}; 4 vCPUs ${f(r.four_vcpu_listed_points_per_instruction)} (interpreter ${f(r.four_vcpu_listed_points_per_instruction_interp)})`],
     ['iced-x86 decode only', `${f(r.decode_only_ips)} instr/s`, `interpreter = ${f(r.interpreter_to_decode_ratio)}× decode`],
     ['4 vCPUs, lock loop, TSO, timed', `${f(r.four_vcpu_ips)} instr/s`, `target ≥ 25,000,000; interpreter ${f(r.four_vcpu_ips_interp)} (${f(r.four_vcpu_speedup)}×)`],
     ['lock loop, 256 vs 16 vCPUs, cost per step', `${f(r.lock_loop_256_to_16_step_cost)}×`, `target ≤ 2 (16: ${f(r.lock_loop_16_vcpu_steps_per_s)}, 256: ${f(r.lock_loop_256_vcpu_steps_per_s)} steps/s)`],
     ['64 vCPUs, lock loop, resident', `${f(r.rss_64vcpu_mb)} MB`, 'target < 512 MB'],
+    ['load average (1 min)', `${f(r.load_average_1m)}`, `${f(r.cores)} cores: wall-clock figures, read them with the load`],
   ];
   const w0 = Math.max(...rows.map((x) => x[0].length)), w1 = Math.max(...rows.map((x) => x[1].length));
   return rows.map(([a, b, c]) => `${a.padEnd(w0)}  ${b.padStart(w1)}  ${c}`).join('\n');

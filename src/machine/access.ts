@@ -50,6 +50,14 @@ export function load(mem: Memory, c: Vcpu, addr: number, size: number, out: Halv
   loadCommitted(mem, c, addr, size, out);
   const sb = c.storeBuffer;
   if (sb.length === 0) return;
+  // Most loads overlap no buffered store (a loop's loads and stores at other addresses): one
+  // range test per store before the byte-by-byte forwarding below.
+  let hit = false;
+  for (let k = 0; k < sb.length; k++) {
+    const s = sb[k]!;
+    if (s.addr < addr + size && addr < s.addr + s.size) { hit = true; break; }
+  }
+  if (!hit) return;
   // Forwarding: the newest buffered store covering each byte wins.
   let lo = out.lo, hi = out.hi;
   for (let i = 0; i < size; i++) {

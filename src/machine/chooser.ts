@@ -127,6 +127,16 @@ export interface Chooser {
    */
   burst?(vcpu: Vcpu): number;
   /**
+   * A scheduling point at which, since the strategy's last point in this run, only `vcpu` acted
+   * (its enabled kinds are now `kinds`, a bit per ActionKind) and more than one action is
+   * enabled. When the strategy can tell without the point's list that `next` would pick `vcpu`'s
+   * own Step or Drain, it takes that decision exactly as `next` would (the same state after) and
+   * returns its kind; else -1, and the machine lists the point and asks `next`. Lets a compiled
+   * block run on past its own vCPU's drains (under the timed strategy a store drains 20 cycles
+   * after it issues). Only for strategies with `continueWith`.
+   */
+  pointOf?(vcpu: Vcpu, kinds: number): number;
+  /**
    * Nothing is enabled (every vCPU halted or descheduled, no store buffered). A strategy that owns
    * time may advance it (the host rotates vCPUs, a timer fires) and return true to try again.
    */

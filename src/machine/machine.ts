@@ -113,6 +113,19 @@ export interface RunResult {
   misfit?: ChooserStop;
 }
 
+function popCount(bits: number): number {
+  let n = 0;
+  for (; bits !== 0; bits &= bits - 1) n++;
+  return n;
+}
+
+/** `decide`'s answer when no action is enabled (NO_DECISION is -1). */
+const NOTHING_ENABLED = -2;
+/** No inline point's pick waits for the run loop. */
+const NO_PENDING = -3;
+/** A quick point's forced step that the chooser refused (Chooser.forced: a misfit). */
+const FORCED_REFUSED = -4;
+
 /** Thrown inside the run loop when `choose` returns NO_DECISION mid-instruction; the run catches it. */
 class ChooserStopped extends Error {}
 
@@ -181,6 +194,7 @@ export class Machine implements ExecContext {
     this.maxEvents = opts.maxEvents ?? 100_000;
     this.actions = new Int32Array(n * ACTION_KINDS);
     this.descheduled = new Uint8Array(n);
+    this.enabledKinds = new Uint8Array(n);
     this.tracedDepth = new Int32Array(n);
     this.tier = opts.tier ?? 'compiled';
     if (!TIERS.includes(this.tier)) throw new MachineConfigError(`unknown tier '${String(this.tier)}' (use ${TIERS.join(' or ')})`);
@@ -449,23 +463,35 @@ export class Machine implements ExecContext {
   /** vCPUs the host descheduled by a Preempt decision (1) and has not resumed yet. */
   private readonly descheduled: Uint8Array;
 
+  /** The enabled action kinds of vCPU `i`, a bit per ActionKind. */
+  private vcpuKinds(i: number, budget: RunBudget): number {
+    const c = this.vcpus[i]!;
+    let bits = 0;
+    if (!c.preempted && (!c.halted || canWake(c))) bits |= 1 << ActionKind.Step;
+    if (c.storeBuffer.length > 0) bits |= 1 << ActionKind.Drain;
+    if ((budget.nmis > 0 || budget.irqs > 0) && (budget.cpus === undefined || budget.cpus.includes(i))) {
+      if (budget.nmis > 0) bits |= 1 << ActionKind.Nmi;
+      if (budget.irqs > 0) bits |= 1 << ActionKind.Irq;
+    }
+    // Only a running vCPU can be descheduled (a halted one has already exited to the host).
+    if (budget.preemptions > 0 && !c.preempted && !c.halted) bits |= 1 << ActionKind.Preempt;
+    else if (this.descheduled[i] === 1) bits |= 1 << ActionKind.Resume;
+    return bits;
+  }
+
   /** The enabled actions of vCPU `i`, written to `out` from `at`; returns the index after them. */
   private vcpuActions(i: number, budget: RunBudget, out: Int32Array, at: number): number {
-    const c = this.vcpus[i]!;
+    const bits = this.vcpuKinds(i, budget);
+    this.enabledKinds[i] = bits;
     let n = at;
-    if (!c.preempted && (!c.halted || canWake(c))) out[n++] = action(i, ActionKind.Step);
-    if (c.storeBuffer.length > 0) out[n++] = action(i, ActionKind.Drain);
-    const allowed = budget.cpus === undefined || budget.cpus.includes(i);
-    if (allowed && budget.nmis > 0) out[n++] = action(i, ActionKind.Nmi);
-    if (allowed && budget.irqs > 0) out[n++] = action(i, ActionKind.Irq);
-    // Only a running vCPU can be descheduled (a halted one has already exited to the host).
-    if (budget.preemptions > 0 && !c.preempted && !c.halted) out[n++] = action(i, ActionKind.Preempt);
-    else if (this.descheduled[i] === 1) out[n++] = action(i, ActionKind.Resume);
+    for (let k = 0; bits >>> k !== 0; k++) if ((bits & (1 << k)) !== 0) out[n++] = i * ACTION_KINDS + k;
     return n;
   }
 
   /** Enabled actions from the last point, still valid but for vCPU `enabledStale`'s (issue 12). */
   private enabledCount = 0;
+  /** Per vCPU, its kinds in that set (a bit per ActionKind). */
+  private readonly enabledKinds: Uint8Array;
   /** -1: rebuild the whole set; else the one vCPU whose entries may have changed. */
   private enabledStale = -1;
   private readonly segment = new Int32Array(ACTION_KINDS);
@@ -571,39 +597,135 @@ export class Machine implements ExecContext {
     // by Chooser.burst, the changes listed there).
     const bursts = chooser.burst !== undefined;
     const engine = this.jit !== undefined && (until === undefined || opts.untilCoarse === true) && !this.tracing && this.memory.footprint === undefined && (bursts || chooser.continueWith !== undefined) ? this.jit : undefined;
-    let jitStop = false, jitAsk = false;
+    let jitStop = false, jitAsk = false, untilHit = false;
     let burstBuffered = false, burstSpinning = false;
     const observes = chooser.observe !== undefined;
+    // The enabled count at the current point (set by `decide`).
+    let n = 0;
+    /**
+     * A scheduling point: the enabled set, then the chooser's pick, as an index into `actions`
+     * (0 when one action is enabled: no decision), NO_DECISION (a misfit) or NOTHING_ENABLED.
+     */
+    const decide = (): number => {
+      const stale = this.enabledStale;
+      n = this.enabled(budget);
+      changed = changed === ASKED || changed === stale ? stale : -1;
+      if (n === 0) return NOTHING_ENABLED;
+      if (n === 1) return 0;
+      point.count = n;
+      point.step = this.step;
+      point.changed = changed;
+      changed = ASKED;
+      const idx = chooser.next(point as SchedulingPoint);
+      if (idx === NO_DECISION) return NO_DECISION;
+      if (!(idx >= 0 && idx < n)) throw new MachineConfigError(`chooser '${chooser.name}' picked action ${idx} of ${n}`);
+      return idx;
+    };
+    // [jit] Inline points (continueWith strategies: timed, replay): where a burst ends inside a
+    // compiled block, the block's hook takes the run loop's next scheduling point itself, the
+    // same calls in the same order. When the pick is the block's own vCPU (its step: the block
+    // goes on; its drain: applied here, as the run loop applies one, then another point), the
+    // block does not exit; any other pick is left in `pending` for the run loop to take. Under
+    // the timed strategy a store drains 20 cycles after issue (STORE_DRAIN_LATENCY), so without
+    // this a memory loop left compiled code at every drain.
+    const inlinePoints = !bursts && opts.untilAtStep === undefined;
+    let pending = NO_PENDING;
+    const stepAction = (c: Vcpu): number => action(c.id, ActionKind.Step);
+    const pointOf = chooser.pointOf?.bind(chooser);
+    /**
+     * The point after `c`'s burst without listing it, when the strategy needs no list: the enabled
+     * set is the last one but for `c`'s entries (left stale: `enabledStale` names `c`), so a
+     * point with one action is `c`'s forced step, and else `pointOf` may pick. The kind taken
+     * (Step or Drain), FORCED_REFUSED, or -1: list the point (decide).
+     */
+    const quickPoint = (c: Vcpu): number => {
+      if (!incremental) return -1;
+      const kinds = this.vcpuKinds(c.id, budget);
+      // Has the strategy seen every point but for c's changes (SchedulingPoint.changed)?
+      const fresh = changed === ASKED || changed === c.id;
+      if (this.enabledCount - popCount(this.enabledKinds[c.id]!) + popCount(kinds) === 1) {
+        changed = fresh ? c.id : -1;
+        if (chooser.forced === undefined) {
+          aloneCpu = c.id;
+          aloneBuffered = c.storeBuffer.length > 0;
+          return ActionKind.Step;
+        }
+        return chooser.forced(stepAction(c)) === false ? FORCED_REFUSED : ActionKind.Step;
+      }
+      if (!fresh) return -1;
+      const kind = pointOf === undefined ? -1 : pointOf(c, kinds);
+      if (kind >= 0) changed = ASKED;
+      return kind;
+    };
+    // c's drain, taken at an inline point as the run loop takes one; false: `until` stops the run.
+    const inlineDrain = (c: Vcpu): boolean => {
+      this.record(action(c.id, ActionKind.Drain));
+      drainOne(this.memory, c);
+      this.step++;
+      chooser.observe?.(c, ActionKind.Drain, CostClass.Drain);
+      if (until !== undefined && until(this)) { untilHit = true; return false; }
+      return true;
+    };
+    /**
+     * The last quick point found c alone (its forced step, no `forced` to tell) with this store
+     * buffer state: until c's enabled kinds change (only its Drain can, within a burst that
+     * nothing made dirty), every point is that forced step again. -1: not known.
+     */
+    let aloneCpu = -1, aloneBuffered = false;
+    // The burst's own step stays `burstAction` through inline points (a drain's record flushes
+    // the steps before it), so an inline pick of c's step needs no flush.
+    const inlinePoint = (c: Vcpu): boolean => {
+      if (aloneCpu === c.id && (c.storeBuffer.length > 0) === aloneBuffered) return true;
+      aloneCpu = -1;
+      for (;;) {
+        if (incremental) this.enabledStale = c.id;
+        const quick = quickPoint(c);
+        if (quick === FORCED_REFUSED) { pending = NO_DECISION; return false; }
+        if (quick === ActionKind.Step) return true;
+        if (quick === ActionKind.Drain) {
+          if (!inlineDrain(c)) return false;
+          continue;
+        }
+        const idx = decide();
+        if (idx < 0) { pending = idx; return false; }
+        const a = this.actions[idx]!;
+        if (n === 1 && chooser.forced?.(a) === false) { pending = NO_DECISION; return false; }
+        if (a === stepAction(c)) return true;
+        if (a !== action(c.id, ActionKind.Drain)) { pending = idx; return false; }
+        if (!inlineDrain(c)) return false;
+      }
+    };
     const hook: StepHook = (c, cost, last) => {
+      // The step's count here, instruction by instruction: an inline point must see it.
+      this.burstCount++;
+      this.runInstructions++;
+      this.step++;
       if (observes) chooser.observe!(c, ActionKind.Step, cost);
       // After the budget's last step the run loop asks (after `until` and the limit), as it does per step.
       if (last) { jitAsk = true; return false; }
-      const ends = bursts ? (c.storeBuffer.length > 0) !== burstBuffered || c.spinning !== burstSpinning : !chooser.continueWith!(c);
-      if (this.dirty || c.halted || c.preempted || ends) { jitStop = true; return false; }
-      return true;
+      if (this.dirty || c.halted || c.preempted) { jitStop = true; return false; }
+      if (bursts) {
+        if ((c.storeBuffer.length > 0) !== burstBuffered || c.spinning !== burstSpinning) { jitStop = true; return false; }
+        return true;
+      }
+      if (chooser.continueWith!(c)) return true;
+      if (inlinePoints && inlinePoint(c)) return true;
+      jitStop = true;
+      return false;
     };
     try {
       outer: for (;;) {
         if (this.runInstructions >= maxInstructions) { reason = 'limit'; break; }
-        const stale = this.enabledStale;
-        const n = this.enabled(budget);
-        changed = changed === ASKED || changed === stale ? stale : -1;
-        if (n === 0) {
+        let idx: number;
+        if (pending !== NO_PENDING) { idx = pending; pending = NO_PENDING; }
+        else idx = decide();
+        if (idx === NOTHING_ENABLED) {
           // Nothing can happen now; a time-based strategy may advance time (host rotation, timers).
           if (chooser.idle !== undefined && chooser.idle(this.vcpus)) continue;
           reason = 'all-halted';
           break;
         }
-        let idx = 0;
-        if (n > 1) {
-          point.count = n;
-          point.step = this.step;
-          point.changed = changed;
-          changed = ASKED;
-          idx = chooser.next(point as SchedulingPoint);
-          if (idx === NO_DECISION) { reason = 'misfit'; break; }
-          if (!(idx >= 0 && idx < n)) throw new MachineConfigError(`chooser '${chooser.name}' picked action ${idx} of ${n}`);
-        }
+        if (idx === NO_DECISION) { reason = 'misfit'; break; }
         const a = this.actions[idx]!;
         if (n === 1 && chooser.forced?.(a) === false) { reason = 'misfit'; break; }
         const c = this.vcpus[actionCpu(a)]!;
@@ -615,6 +737,7 @@ export class Machine implements ExecContext {
           this.dirty = false;
           this.flushBurst();
           this.burstAction = a;
+          aloneCpu = -1;
           const left = !bursts ? 1 : n === 1 ? Infinity : chooser.burst!(c);
           if (!(left >= 1)) throw new MachineConfigError(`chooser '${chooser.name}' asked for a burst of ${left} steps`);
           const buffered = c.storeBuffer.length > 0;
@@ -630,15 +753,11 @@ export class Machine implements ExecContext {
               let room = maxInstructions - this.runInstructions;
               if (watch !== undefined && this.step < watch) room = Math.min(room, watch - this.step);
               if (bursts) room = Math.min(room, left - k);
-              const before = c.retired;
-              let got: number;
-              try { got = engine.run(c, room, hook); } catch (err) { got = c.retired - before; this.burstCount += got; this.step += got; throw err; }
+              // The hook counts each instruction as a step (even in a block that faults).
+              const got = engine.run(c, room, hook);
               if (got > 0) {
                 k += got;
-                this.burstCount += got;
-                this.runInstructions += got;
-                this.step += got;
-                if (until !== undefined && until(this)) { reason = 'until'; break outer; }
+                if (untilHit || (until !== undefined && until(this))) { reason = 'until'; break outer; }
                 if (this.runInstructions >= maxInstructions) { reason = 'limit'; break outer; }
                 if (jitStop) break;
                 if (bursts) {
@@ -647,6 +766,7 @@ export class Machine implements ExecContext {
                 continue;
               }
             }
+            aloneCpu = -1;
             const stop = this.burstStep(c, chooser, until, maxInstructions);
             k++;
             if (stop !== undefined) { reason = stop; break outer; }
@@ -655,7 +775,9 @@ export class Machine implements ExecContext {
               if (k >= left || (c.storeBuffer.length > 0) !== buffered || c.spinning !== spinning) break;
             } else if (chooser.continueWith === undefined || !chooser.continueWith(c)) break;
           }
-          if (incremental && !this.dirty) this.enabledStale = c.id;
+          // (An inline point's pick: it took the enabled set after the burst already.) A quick
+          // point leaves `enabledStale` naming c: a change elsewhere must still rebuild all.
+          if (pending === NO_PENDING) this.enabledStale = incremental && !this.dirty ? c.id : -1;
           continue;
         }
         this.record(a);

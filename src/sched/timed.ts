@@ -106,19 +106,20 @@ export class TimedChooser implements Chooser {
   private refresh(point: SchedulingPoint, id: number, at: number): number {
     const acts = point.actions;
     const end = (id + 1) * ACTION_KINDS;
-    let bits = 0, injections = 0;
-    for (; at < point.count && acts[at]! < end; at++) {
-      const k = actionKind(acts[at]!);
-      bits |= 1 << k;
-      if (k >= ActionKind.Nmi) injections++;
-    }
-    this.injections += injections - popInjections(this.kinds[id]!);
+    let bits = 0;
+    for (; at < point.count && acts[at]! < end; at++) bits |= 1 << actionKind(acts[at]!);
+    this.setKinds(point.vcpus[id]!, bits);
+    return at;
+  }
+
+  /** vCPU `c`'s enabled kinds are `bits`: into `kinds`, the injection count and the heap. */
+  private setKinds(c: Vcpu, bits: number): void {
+    const id = c.id;
+    this.injections += popInjections(bits) - popInjections(this.kinds[id]!);
     this.kinds[id] = bits;
-    const c = point.vcpus[id]!;
     const step = (bits & STEP_BIT) !== 0 ? c.time : Infinity;
     const drain = (bits & DRAIN_BIT) !== 0 ? TimedChooser.drainTime(c) : Infinity;
     this.heap!.set(id, Math.min(step, drain));
-    return at;
   }
 
   /**
@@ -193,6 +194,29 @@ export class TimedChooser implements Chooser {
     return firstOf(point, a);
   }
 
+  /**
+   * `next` at a point where only `c` acted since the last one, when its own step or drain is the
+   * one action due first: the same sync, the same horizon and clock, no draw (the earliest is
+   * unique). Anything else (a tie, an action of another vCPU or an injection due first, the cases
+   * `next` leaves to the scan) returns -1 and changes nothing: `next` syncs at the listed point.
+   */
+  pointOf(c: Vcpu, kinds: number): number {
+    if (this.heap === undefined || c.id >= this.kinds.length || this.jitter === 0 || this.host !== undefined) return -1;
+    // The point as `next` would sync it, read before it is written (`earliestBut` ignores c's
+    // own stale entry): with many vCPUs another one is usually due first, and `next` syncs then.
+    const injections = this.injections + popInjections(kinds) - popInjections(this.kinds[c.id]!);
+    if (injections > 1) return -1;
+    const step = (kinds & STEP_BIT) !== 0 ? c.time : Infinity;
+    const drain = (kinds & DRAIN_BIT) !== 0 ? TimedChooser.drainTime(c) : Infinity;
+    const own = Math.min(step, drain);
+    const others = Math.min(this.heap.earliestBut(c.id), injections > 0 ? this.nextInjection : Infinity);
+    if (own <= this.now || others <= own || step === drain) return -1;
+    this.setKinds(c, kinds);
+    this.horizon = Math.max(Math.min(others, step < drain ? drain : step), this.now);
+    this.now = own;
+    return step < drain ? ActionKind.Step : ActionKind.Drain;
+  }
+
   choose(_kind: ChoiceKind, _n: number): number {
     return 0;
   }
@@ -238,7 +262,7 @@ const DRAIN_BIT = 1 << ActionKind.Drain;
 /** How many of the kinds in `bits` are injection kinds (NMI, IRQ, preempt, resume). */
 function popInjections(bits: number): number {
   let n = 0;
-  for (let k = ActionKind.Nmi; k < ACTION_KINDS; k++) if ((bits & (1 << k)) !== 0) n++;
+  for (let b = bits >>> ActionKind.Nmi; b !== 0; b &= b - 1) n++;
   return n;
 }
 

@@ -45,7 +45,7 @@ interface Entry {
  * short after one instruction (the timed strategy interleaving vCPUs closely): entering a
  * block costs more than interpreting one instruction. Only speed depends on it, never results.
  */
-const BACKOFF_STEPS = 16;
+const BACKOFF_STEPS = 4;
 
 /** Slots of the direct-mapped cache in front of the entry map (hot path: one compare per block entry). */
 const SLOTS = 256;
