@@ -15,7 +15,7 @@
  * emulated store, so a native unlock cannot race with the switch to PV (a PV waiter's _Q_SLOW_VAL
  * overwritten by a late `movb $0`).
  */
-import { EmulationOracle, emulationOf } from './emulation-oracle.ts';
+import { EmulationOracle } from './emulation-oracle.ts';
 import type { ServiceBody, ServiceContext } from '../machine/service.ts';
 import { Reg } from '../x86/registers.ts';
 import { hexAddress } from '../x86/format.ts';
@@ -162,7 +162,7 @@ export class LockopBarrier {
 
     // Emulate the op in force: the old one until the switch, the new one after.
     const bytes = patchBytes(site, flipped ? to : from, this.targets);
-    this.emulation.check(c.id, site.address, emulationOf(bytes, site.address));
+    this.emulation.checkBytes(c.id, site.address, bytes);
     const next = site.address + site.len;
     const noMap = this.broken === 'no-map' && release === 1;
     const put = function* (): Generator<number, void, void> {

@@ -25,7 +25,7 @@ import { KernelBug } from '../kernel/errors.ts';
 import { TextPokeBp, textPoke, textPokeSync } from '../kernel/text-poke.ts';
 import { FLIPPED, LOCKOP, LOCKOP_SERVICE } from '../kernel/lockop-barrier.ts';
 import { isNativeUnlock } from '../kernel/atomic-switch.ts';
-import { EmulationOracle, emulationOf } from '../kernel/emulation-oracle.ts';
+import { EmulationOracle } from '../kernel/emulation-oracle.ts';
 import { V2_HOOKS, type V2Hooks } from '../patching/v2-hooks.ts';
 import type { LinuxGuest, LinuxLockReport } from './guest.ts';
 import type { LockOpSitePatch, LockOpSwitchPlan } from './lock-op-switch.ts';
@@ -253,7 +253,7 @@ export class LinuxLockopV2 {
       flipped = ((yield* ctx.load(LOCKOP.word, 4)) & FLIPPED) !== 0;
     }
     const bytes = flipped ? site.to : site.from;
-    this.emulation.check(c.id, site.address, emulationOf(bytes, site.address));
+    this.emulation.checkBytes(c.id, site.address, bytes);
     const next = site.address + bytes.length;
     const put = function* (): Generator<number, void, void> {
       if (release > 0) yield* ctx.fetchAdd(LOCKOP.word, 4, -release);
