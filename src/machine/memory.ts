@@ -288,9 +288,9 @@ export class Memory {
     child.textSeq = this.textSeq;
     child.regions = this.regions;
     child.residentBytes = this.residentBytes;
-    // Both sides now share every page: neither owns them any more.
+    // Both sides now share every page: neither owns them any more. The TLB stays: it maps page
+    // numbers to the same pages, and a write still finds them shared (writablePage tests the owner).
     this.token = {};
-    this.flushTlb();
     return child;
   }
 
