@@ -69,6 +69,8 @@ export interface PoolOptions extends ExploreOptions {
   readonly workerData: unknown;
   /** Executions per chunk; default: sized by ChunkSizer. */
   readonly chunk?: number;
+  /** Told, after each chunk comes back, how many executions have come back so far (progress, benches). */
+  readonly onProgress?: (done: number) => void;
 }
 
 export async function explorePool(subject: Subject, strategy: SeededStrategy, opts: PoolOptions): Promise<ExplorationResult> {
@@ -119,6 +121,7 @@ export async function explorePool(subject: Subject, strategy: SeededStrategy, op
             if (r.violation !== undefined) violationAt = Math.min(violationAt, r.index);
           }
           inFlight.delete(p);
+          opts.onProgress?.(records.length);
         },
         (e: unknown) => {
           // Keep the first failure; the chunks still in flight finish before it is thrown.

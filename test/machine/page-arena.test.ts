@@ -16,7 +16,7 @@ test('buffers from one arena are zeroed and never overlap, across slabs', () => 
   const f = a.float64(PAGE_SIZE), w = a.int16(PAGE_SIZE);
   f.fill(1.5);
   w.fill(-1);
-  assert.ok(f.every((x) => x === 1.5) && got.at(-1)!.every((x) => x === (got.length - 1) & 0xff));
+  assert.ok(f.every((x) => x === 1.5) && got.at(-1)!.every((x) => x === ((got.length - 1) & 0xff)));
   assert.equal(a.bytes(SLAB_BYTES).buffer.byteLength, SLAB_BYTES, 'a big request is a buffer of its own');
 });
 
