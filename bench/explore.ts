@@ -40,7 +40,7 @@ const GUEST_DEPTH = 100_000;
 // The check worker as the CLI loads it: bundled beside a bundled bench, else through tsx.
 const WORKER = import.meta.url.endsWith('.js') ? pathToFileURL(join(packageRoot(), 'dist', 'check-worker.js')) : pathToFileURL(join(packageRoot(), 'src', 'cli', 'check-worker.mjs'));
 
-interface Row {
+export interface Row {
   scenario: string;
   strategy: string;
   workers: number;
@@ -146,10 +146,8 @@ function timeToFirstViolation(path: string, name: SeededStrategyName | 'dpor', c
   return { scenario: path.slice(SCENARIOS.length + 1) + (variant !== undefined ? ` --variant ${variant}` : ''), strategy: name, executions: v !== undefined ? v.index + 1 : null, seconds: +s.toFixed(3), check: v !== undefined ? (v.verdict.hazard !== undefined ? hazardName(v.verdict.hazard) : v.verdict.check) : null };
 }
 
-export async function run(opts: { quick: boolean }): Promise<Record<string, unknown>> {
-  const cores = availableParallelism();
-  const secs = opts.quick ? 1 : 3;
-  const loadBefore = loadavg();
+/** The executions-per-second rows (text-poke-order, then the default guest scenario), `secs` seconds a one-thread window. */
+export async function speedRows(secs: number, cores = availableParallelism()): Promise<Row[]> {
   const rows: Row[] = [];
   for (const name of ['random', 'pct', 'dpor'] as const) {
     const one = inThread(TPO, name, secs);
@@ -168,6 +166,13 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, unkn
     if (name !== 'dpor') rows.push(await inPool(GUEST, name, 1, perWorker(one, secs * 2, 4), GUEST_DEPTH));
     if (name !== 'dpor' && cores > 1) rows.push(await inPool(GUEST, name, cores, cores * perWorker(one, secs * 2, 4), GUEST_DEPTH));
   }
+  return rows;
+}
+
+export async function run(opts: { quick: boolean }): Promise<Record<string, unknown>> {
+  const cores = availableParallelism();
+  const loadBefore = loadavg();
+  const rows = await speedRows(opts.quick ? 1 : 3, cores);
   const strategies = ['random', 'pct', 'dpor'] as const;
   const firstViolation = [
     ...BROKEN_MACHINE.flatMap((path) => strategies.map((name) => timeToFirstViolation(path, name, 10_000))),
