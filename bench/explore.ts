@@ -49,7 +49,8 @@ export interface Row {
   perSecond: number;
   /**
    * Executions per CPU second of this process (every thread: the workers', V8's GC and compiler
-   * threads): what the figure would be on idle cores, nearly, whatever else the machine runs.
+   * threads). It leaves out the time other processes hold the cores, not what they do to caches
+   * and clocks: on a loaded machine it too falls, less than the wall-clock rate.
    */
   perCpuSecond: number;
   /**
@@ -183,7 +184,7 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, unkn
   return {
     cores,
     loadAverage: { before: loadBefore.map((x) => +x.toFixed(2)), after: loadavg().map((x) => +x.toFixed(2)) },
-    note: 'wall-clock figures on a shared machine: compare rows of one run; perCpuSecond (executions per CPU second of every thread of this process) depends little on what else runs. One-thread rows: a window of the given seconds from a fresh subject (perSecond), then a second window on the same subject (warmPerSecond). Pool rows give each worker what one warm thread runs in twice the window and include the pool start-up (startupSeconds: each worker loads the bundle and boots the scenario once, then forks per execution); warmPerSecond counts from the moment every worker returned its first chunk. firstViolation: executions and seconds to the first violation of each stock broken variant under each strategy (null: none within the cap: 10,000 at machine level; 400 guest executions for random and PCT, 200 for DPOR)',
+    note: 'wall-clock figures on a shared machine: compare rows of one run; perCpuSecond (executions per CPU second of every thread of this process) leaves out the time other processes hold the cores, but not their effect on caches. One-thread rows: a window of the given seconds from a fresh subject (perSecond), then a second window on the same subject (warmPerSecond). Pool rows give each worker what one warm thread runs in twice the window and include the pool start-up (startupSeconds: each worker loads the bundle and boots the scenario once, then forks per execution); warmPerSecond counts from the moment every worker returned its first chunk. firstViolation: executions and seconds to the first violation of each stock broken variant under each strategy (null: none within the cap: 10,000 at machine level; 400 guest executions for random and PCT, 200 for DPOR)',
     rows,
     firstViolation,
   };
