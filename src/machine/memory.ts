@@ -162,7 +162,7 @@ export const DEFAULT_RESIDENT_LIMIT = 256 * 1024 * 1024;
 export class Memory {
   private pages: Map<number, Page>;
   /** A direct-mapped cache of page lookups; cleared whenever the page table changes. Hot path. */
-  private readonly tlbNo: Float64Array;
+  private readonly tlbNo = new Float64Array(TLB_SIZE).fill(NaN);
   private readonly tlbPage: (Page | undefined)[] = new Array<Page | undefined>(TLB_SIZE).fill(undefined);
   /** Copy-on-write ownership token: a page whose owner is not this token is shared and copied before writing. */
   private token: object = {};
@@ -182,8 +182,6 @@ export class Memory {
     readonly residentLimit = DEFAULT_RESIDENT_LIMIT,
   ) {
     this.pages = pages ?? new Map();
-    // A view into the lineage's slab: every fork makes a memory, and a typed array of its own costs microseconds (page-arena.ts).
-    this.tlbNo = lineage.arena.float64(TLB_SIZE).fill(NaN);
   }
 
   /** Map [addr, addr+size) rounded out to whole pages, zero-filled; pages cost memory only once touched. */

@@ -1,11 +1,10 @@
 /**
- * Host buffers for guest pages (and the small tables each fork makes, like its TLB), cut from
- * shared slabs (issue 12, item 4). Every execution of an exploration copies or creates a few
- * pages: a stack, a data page, a rewritten text page and its per-byte write tracking (about
- * 60 KiB). A typed array of its own costs V8 an external allocation and its GC accounting each
- * time, microseconds per page and tens per execution; a view into a slab costs a tenth of a
- * microsecond. A slab stays alive while any buffer cut from it does, so a long-lived fork holds
- * at most a slab's worth beyond its own pages.
+ * Host buffers for guest pages, cut from shared slabs (issue 12, item 4). Every execution of an
+ * exploration copies or creates a few pages: a stack, a data page, a rewritten text page and its
+ * per-byte write tracking (about 60 KiB). A typed array of its own costs V8 an external allocation
+ * and its GC accounting each time, microseconds per page and tens per execution; a view into a
+ * slab costs a tenth of a microsecond. A slab stays alive while any page cut from it does, so a
+ * long-lived fork holds at most a slab's worth beyond its own pages.
  */
 
 /** Bytes per slab: a few executions' worth of copied pages. */
