@@ -7,13 +7,20 @@
  * long-lived fork holds at most a slab's worth beyond its own pages.
  */
 
-/** Bytes per slab: a few executions' worth of copied pages. */
+/** Bytes per slab at most: a few executions' worth of copied pages. */
 export const SLAB_BYTES = 256 * 1024;
+/**
+ * Bytes of an arena's first slab; each next one doubles, up to SLAB_BYTES. A machine that is never
+ * forked (and the throwaway memory a fork's constructor makes) then pays for what it touches,
+ * not for a quarter of a megabyte.
+ */
+export const FIRST_SLAB_BYTES = 16 * 1024;
 
 /** Zeroed buffers for one lineage of memories (a machine and its forks); never reused once handed out. */
 export class PageArena {
   private slab: ArrayBuffer | undefined;
   private at = 0;
+  private nextSlab = FIRST_SLAB_BYTES;
 
   /** Where `bytes` zeroed bytes start (8-aligned), in the slab `this.slab` is left pointing at. */
   private take(bytes: number): number {
@@ -23,8 +30,10 @@ export class PageArena {
       this.at = 0;
       return -1;
     }
-    if (this.slab === undefined || this.at + size > SLAB_BYTES) {
-      this.slab = new ArrayBuffer(SLAB_BYTES);
+    if (this.slab === undefined || this.at + size > this.slab.byteLength) {
+      while (this.nextSlab < size) this.nextSlab *= 2;
+      this.slab = new ArrayBuffer(this.nextSlab);
+      this.nextSlab = Math.min(2 * this.nextSlab, SLAB_BYTES);
       this.at = 0;
     }
     const offset = this.at;

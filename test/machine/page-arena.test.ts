@@ -2,7 +2,7 @@
 // when many forks copy the same page from one slab, and a request too big for a slab gets its own buffer.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PageArena, SLAB_BYTES } from '../../src/machine/page-arena.ts';
+import { FIRST_SLAB_BYTES, PageArena, SLAB_BYTES } from '../../src/machine/page-arena.ts';
 import { Memory, PAGE_SIZE } from '../../src/machine/memory.ts';
 
 test('buffers from one arena are zeroed and never overlap, across slabs', () => {
@@ -28,4 +28,15 @@ test('forks writing one page each keep their own copy, and the original keeps it
   forks.forEach((m, i) => m.writeBytes(0x10001, [i]));
   forks.forEach((m, i) => assert.deepEqual([...m.readBytes(0x10000, 3)], [1, i, 3]));
   assert.deepEqual([...boot.readBytes(0x10000, 3)], [1, 2, 3]);
+});
+
+test('an arena starts with a small slab and doubles up to SLAB_BYTES: a memory that is never forked pays for what it touches', () => {
+  const a = new PageArena();
+  const sizes: number[] = [];
+  for (let i = 0; i < 200; i++) {
+    const b = a.bytes(PAGE_SIZE).buffer.byteLength;
+    if (sizes.at(-1) !== b) sizes.push(b);
+  }
+  assert.deepEqual(sizes.slice(0, 4), [FIRST_SLAB_BYTES, 2 * FIRST_SLAB_BYTES, 4 * FIRST_SLAB_BYTES, 8 * FIRST_SLAB_BYTES]);
+  assert.equal(sizes.at(-1), SLAB_BYTES);
 });
