@@ -40,15 +40,36 @@ const GUEST_DEPTH = 100_000;
 // The check worker as the CLI loads it: bundled beside a bundled bench, else through tsx.
 const WORKER = import.meta.url.endsWith('.js') ? pathToFileURL(join(packageRoot(), 'dist', 'check-worker.js')) : pathToFileURL(join(packageRoot(), 'src', 'cli', 'check-worker.mjs'));
 
-interface Row {
+export interface Row {
   scenario: string;
   strategy: string;
   workers: number;
   executions: number;
   seconds: number;
   perSecond: number;
+  /**
+   * Executions per CPU second of this process (every thread: the workers', V8's GC and compiler
+   * threads). It leaves out the time other processes hold the cores, not what they do to caches
+   * and clocks: on a loaded machine it too falls, less than the wall-clock rate.
+   */
+  perCpuSecond: number;
+  /**
+   * The rate once warm: in one thread, a second window on the same subject (its lineage's decode
+   * and compiled-block caches filled, V8's code optimized); in the pool, from the moment every
+   * worker returned its first chunk (booted and warm) to the end.
+   */
+  warmPerSecond: number | null;
+  warmPerCpuSecond: number | null;
   verdict: string;
 }
+
+/** CPU seconds this process used since `from` (process.cpuUsage: every thread). */
+function cpuSince(from: NodeJS.CpuUsage): number {
+  const u = process.cpuUsage(from);
+  return (u.user + u.system) / 1e6;
+}
+
+const rate = (n: number, s: number): number => (s > 0 ? Math.round(n / s) : 0);
 
 interface FirstViolation {
   scenario: string;
@@ -63,16 +84,27 @@ function strategyOf(name: SeededStrategyName | 'dpor'): Strategy {
   return name === 'dpor' ? dporStrategy(2) : seededStrategy(name);
 }
 
-function row(path: string, strategy: string, workers: number, executions: number, s: number, verdict: string): Row {
-  return { scenario: path.slice(SCENARIOS.length + 1), strategy, workers, executions, seconds: +s.toFixed(2), perSecond: Math.round(executions / s), verdict };
+function row(path: string, strategy: string, workers: number, executions: number, s: number, cpu: number, warm: { perSecond: number; perCpuSecond: number } | null, verdict: string): Row {
+  return {
+    scenario: path.slice(SCENARIOS.length + 1), strategy, workers, executions, seconds: +s.toFixed(2), perSecond: rate(executions, s), perCpuSecond: rate(executions, cpu),
+    warmPerSecond: warm?.perSecond ?? null, warmPerCpuSecond: warm?.perCpuSecond ?? null, verdict,
+  };
 }
 
-/** One thread, for a wall-clock budget. */
+/** One thread, for a wall-clock budget; then as long again on the same subject, warm (the seeds after the first window's). */
 function inThread(path: string, name: SeededStrategyName | 'dpor', seconds: number, maxInstructions?: number): Row {
   const subject = scenarioSubject(path);
-  const t0 = performance.now();
-  const r = explore(subject, strategyOf(name), { budget: { kind: 'seconds', seconds }, ...(maxInstructions !== undefined ? { limits: { maxInstructions } } : {}) });
-  return row(path, name, 1, r.executions, (performance.now() - t0) / 1000, r.verdict);
+  const limits = maxInstructions !== undefined ? { limits: { maxInstructions } } : {};
+  const window = (seed: number) => {
+    const u0 = process.cpuUsage();
+    const t0 = performance.now();
+    const r = explore(subject, strategyOf(name), { budget: { kind: 'seconds', seconds }, seed, ...limits });
+    return { r, s: (performance.now() - t0) / 1000, cpu: cpuSince(u0) };
+  };
+  const cold = window(1);
+  // DPOR's tree is the same whatever the seed: its second window re-explores the first's schedules.
+  const warm = window(name === 'dpor' ? 1 : 1 + cold.r.executions);
+  return row(path, name, 1, cold.r.executions, cold.s, cold.cpu, { perSecond: rate(warm.r.executions, warm.s), perCpuSecond: rate(warm.r.executions, warm.cpu) }, cold.r.verdict);
 }
 
 /** The pool, for a count of executions (its start-up is part of the time, and reported alone). */
@@ -82,10 +114,26 @@ async function inPool(path: string, name: SeededStrategyName, workers: number, e
   let t0 = performance.now();
   await explorePool(subject, seededStrategy(name), { ...opts, budget: { kind: 'executions', executions: workers } , chunk: 1 });
   const startupSeconds = +((performance.now() - t0) / 1000).toFixed(2);
+  // The warm span starts when as many chunks came back as there are workers (each booted, its first chunk run).
+  let chunks = 0;
+  let warmFrom: { t: number; cpu: NodeJS.CpuUsage; done: number } | undefined;
+  const onProgress = (done: number) => {
+    if (++chunks === workers) warmFrom = { t: performance.now(), cpu: process.cpuUsage(), done };
+  };
+  const u0 = process.cpuUsage();
   t0 = performance.now();
-  const r = await explorePool(subject, seededStrategy(name), { ...opts, budget: { kind: 'executions', executions } });
+  const r = await explorePool(subject, seededStrategy(name), { ...opts, budget: { kind: 'executions', executions }, onProgress });
+  const s = (performance.now() - t0) / 1000, cpu = cpuSince(u0);
+  const warm = warmFrom !== undefined && r.executions > warmFrom.done
+    ? { perSecond: rate(r.executions - warmFrom.done, (performance.now() - warmFrom.t) / 1000), perCpuSecond: rate(r.executions - warmFrom.done, cpuSince(warmFrom.cpu)) }
+    : null;
   // The measured pool starts up again: startupSeconds says how much of its time that is.
-  return { ...row(path, name, workers, r.executions, (performance.now() - t0) / 1000, r.verdict), startupSeconds };
+  return { ...row(path, name, workers, r.executions, s, cpu, warm, r.verdict), startupSeconds };
+}
+
+/** Executions for one pool worker: what one warm thread ran in twice `window` seconds (row `r`), at least `floor`. */
+function perWorker(r: Row, window: number, floor: number): number {
+  return Math.max(floor, Math.round((r.warmPerSecond ?? 0) * window * 2));
 }
 
 function timeToFirstViolation(path: string, name: SeededStrategyName | 'dpor', cap: number, variant?: StockVariant): FirstViolation {
@@ -99,27 +147,33 @@ function timeToFirstViolation(path: string, name: SeededStrategyName | 'dpor', c
   return { scenario: path.slice(SCENARIOS.length + 1) + (variant !== undefined ? ` --variant ${variant}` : ''), strategy: name, executions: v !== undefined ? v.index + 1 : null, seconds: +s.toFixed(3), check: v !== undefined ? (v.verdict.hazard !== undefined ? hazardName(v.verdict.hazard) : v.verdict.check) : null };
 }
 
-export async function run(opts: { quick: boolean }): Promise<Record<string, unknown>> {
-  const cores = availableParallelism();
-  const secs = opts.quick ? 1 : 3;
-  const loadBefore = loadavg();
+/** The executions-per-second rows (text-poke-order, then the default guest scenario), `secs` seconds a one-thread window. */
+export async function speedRows(secs: number, cores = availableParallelism()): Promise<Row[]> {
   const rows: Row[] = [];
   for (const name of ['random', 'pct', 'dpor'] as const) {
     const one = inThread(TPO, name, secs);
     rows.push(one);
-    // The pool with one worker, then as many executions as one thread ran in `secs` times the
-    // cores on every core: equal times mean linear scaling (each worker boots once and forks).
-    if (name !== 'dpor') rows.push(await inPool(TPO, name, 1, Math.max(8, one.executions)));
-    if (name !== 'dpor' && cores > 1) rows.push(await inPool(TPO, name, cores, Math.max(cores * 8, one.executions * cores)));
+    // The pool with one worker, then on every core, each worker given what one warm thread runs
+    // in twice the window (start-up and warm-up are then not the whole of it): equal warm rates
+    // per worker mean linear scaling (each worker boots once and forks).
+    if (name !== 'dpor') rows.push(await inPool(TPO, name, 1, perWorker(one, secs, 8)));
+    if (name !== 'dpor' && cores > 1) rows.push(await inPool(TPO, name, cores, cores * perWorker(one, secs, 8)));
   }
   for (const name of ['random', 'pct', 'dpor'] as const) {
     // A bound on every guest execution: PCT (not spin-aware yet) and DPOR's default continuation
     // need not reach the switch's end, and a seconds budget is only read between executions.
     const one = inThread(GUEST, name, secs * 2, GUEST_DEPTH);
     rows.push(one);
-    if (name !== 'dpor') rows.push(await inPool(GUEST, name, 1, Math.max(2, one.executions), GUEST_DEPTH));
-    if (name !== 'dpor' && cores > 1) rows.push(await inPool(GUEST, name, cores, Math.max(cores * 2, one.executions * cores), GUEST_DEPTH));
+    if (name !== 'dpor') rows.push(await inPool(GUEST, name, 1, perWorker(one, secs * 2, 4), GUEST_DEPTH));
+    if (name !== 'dpor' && cores > 1) rows.push(await inPool(GUEST, name, cores, cores * perWorker(one, secs * 2, 4), GUEST_DEPTH));
   }
+  return rows;
+}
+
+export async function run(opts: { quick: boolean }): Promise<Record<string, unknown>> {
+  const cores = availableParallelism();
+  const loadBefore = loadavg();
+  const rows = await speedRows(opts.quick ? 1 : 3, cores);
   const strategies = ['random', 'pct', 'dpor'] as const;
   const firstViolation = [
     ...BROKEN_MACHINE.flatMap((path) => strategies.map((name) => timeToFirstViolation(path, name, 10_000))),
@@ -130,7 +184,7 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, unkn
   return {
     cores,
     loadAverage: { before: loadBefore.map((x) => +x.toFixed(2)), after: loadavg().map((x) => +x.toFixed(2)) },
-    note: 'wall-clock figures on a shared machine: compare rows of one run. Pool rows run cores x the executions one thread ran and include the pool start-up (startupSeconds: each worker loads the bundle and boots the scenario once, then forks per execution). firstViolation: executions and seconds to the first violation of each stock broken variant under each strategy (null: none within the cap: 10,000 at machine level; 400 guest executions for random and PCT, 200 for DPOR)',
+    note: 'wall-clock figures on a shared machine: compare rows of one run; perCpuSecond (executions per CPU second of every thread of this process) leaves out the time other processes hold the cores, but not their effect on caches. One-thread rows: a window of the given seconds from a fresh subject (perSecond), then a second window on the same subject (warmPerSecond). Pool rows give each worker what one warm thread runs in twice the window and include the pool start-up (startupSeconds: each worker loads the bundle and boots the scenario once, then forks per execution); warmPerSecond counts from the moment every worker returned its first chunk. firstViolation: executions and seconds to the first violation of each stock broken variant under each strategy (null: none within the cap: 10,000 at machine level; 400 guest executions for random and PCT, 200 for DPOR)',
     rows,
     firstViolation,
   };
@@ -140,8 +194,8 @@ export function table(result: Record<string, unknown>): string {
   const r = result as { cores: number; loadAverage: { before: number[]; after: number[] }; rows: Row[]; firstViolation: FirstViolation[] };
   const out: string[] = [];
   out.push(`cores ${r.cores}, load average ${r.loadAverage.before.join(' ')} before, ${r.loadAverage.after.join(' ')} after`);
-  out.push('', '| scenario | strategy | workers | executions | s | executions/s | verdict |', '|---|---|---:|---:|---:|---:|---|');
-  for (const x of r.rows) out.push(`| ${x.scenario} | ${x.strategy} | ${x.workers} | ${x.executions.toLocaleString('en-US')} | ${x.seconds}${'startupSeconds' in x ? ` (start-up ${String(x.startupSeconds)})` : ''} | ${x.perSecond.toLocaleString('en-US')} | ${x.verdict} |`);
+  out.push('', '| scenario | strategy | workers | executions | s | executions/s | per CPU s | warm /s | warm per CPU s | verdict |', '|---|---|---:|---:|---:|---:|---:|---:|---:|---|');
+  for (const x of r.rows) out.push(`| ${x.scenario} | ${x.strategy} | ${x.workers} | ${x.executions.toLocaleString('en-US')} | ${x.seconds}${'startupSeconds' in x ? ` (start-up ${String(x.startupSeconds)})` : ''} | ${x.perSecond.toLocaleString('en-US')} | ${x.perCpuSecond.toLocaleString('en-US')} | ${x.warmPerSecond?.toLocaleString('en-US') ?? '-'} | ${x.warmPerCpuSecond?.toLocaleString('en-US') ?? '-'} | ${x.verdict} |`);
   out.push('', '| broken scenario | strategy | executions to first violation | s | check |', '|---|---|---:|---:|---|');
   for (const x of r.firstViolation) out.push(`| ${x.scenario} | ${x.strategy} | ${x.executions ?? 'none'} | ${x.seconds} | ${x.check ?? '-'} |`);
   return out.join('\n');

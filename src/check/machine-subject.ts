@@ -58,7 +58,8 @@ class MachineExecution implements Execution {
   ) {
     const reached = (this.reached = new Uint8Array(labels.length));
     // A probe writes nothing a vCPU can see, so coverage does not change the run (src/machine/machine.ts).
-    labels.forEach(([a], k) => machine.probe(a, () => void (reached[k] = 1)));
+    // One probeMany, not a probe per label: each registration rebuilds the machine's probe bitmap.
+    if (labels.length > 0) machine.probeMany(labels.map(([a], k) => [a, () => void (reached[k] = 1)] as const));
   }
 
   run(chooser: Chooser, limits?: ExecutionLimits): ExecutionResult {

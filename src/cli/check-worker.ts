@@ -5,8 +5,7 @@
  */
 import { Tinypool } from 'tinypool';
 import { runSeeded } from '../check/explore.ts';
-import type { ChunkTask } from '../check/pool.ts';
-import type { ExecutionRecord } from '../check/exploration.ts';
+import type { ChunkResult, ChunkTask } from '../check/pool.ts';
 import { seededStrategy, type SeededStrategyName } from '../check/seeded.ts';
 import { chosenSubject, type SubjectChoice } from './subject-choice.ts';
 
@@ -21,6 +20,9 @@ const spec = Tinypool.workerData as CheckWorkerData;
 const subject = await chosenSubject(spec.scenario, spec);
 const strategy = seededStrategy(spec.strategy, spec.preemptions !== undefined ? { preemptions: spec.preemptions } : {});
 
-export default function runChunk(task: ChunkTask): ExecutionRecord[] {
-  return task.indices.map((i) => runSeeded(subject, strategy, task.limits, task.seedBase, i));
+export default function runChunk(task: ChunkTask): ChunkResult {
+  const t0 = performance.now();
+  const records = task.indices.map((i) => runSeeded(subject, strategy, task.limits, task.seedBase, i));
+  // The time sizes the next chunks (src/check/pool.ts), nothing else.
+  return { records, ms: performance.now() - t0 };
 }

@@ -20,7 +20,7 @@
  * guests use it: the imitation through LockopBarrier (its sites and flavours, src/patching/v2.ts)
  * and the real kernel through src/linux/v2-switch.ts (the real `.parainstructions` sites).
  */
-import { EmulationOracle, emulationOf } from './emulation-oracle.ts';
+import { EmulationOracle } from './emulation-oracle.ts';
 import { nopPadding } from '../x86/nops.ts';
 import type { ServiceBody, ServiceContext } from '../machine/service.ts';
 import { Reg } from '../x86/registers.ts';
@@ -218,7 +218,7 @@ export class LockopBarrierCore {
 
     // Emulate the op in force: the old one until the switch, the new one after.
     const bytes = site.bytes(flipped);
-    this.emulation.check(c.id, site.address, emulationOf(bytes, site.address));
+    this.emulation.checkBytes(c.id, site.address, bytes);
     const next = site.address + site.len;
     const noMap = this.broken === 'no-map' && release === 1;
     const put = function* (): Generator<number, void, void> {

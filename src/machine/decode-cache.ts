@@ -110,10 +110,29 @@ function knownVariant(mem: Memory, addr: number): Insn | undefined {
 function decodeNew(mem: Memory, addr: number): Insn | undefined {
   const window = fetchWindow(mem, addr);
   if (window.length === 0) return undefined;
-  const insn = decodeInsn(window, addr);
-  insn.fast = specialize(insn);
+  return decodeWindow(mem, window, addr);
+}
+
+/** Does `window` begin with `bytes`? */
+function startsWith(window: Uint8Array, bytes: Uint8Array): boolean {
+  if (bytes.length > window.length) return false;
+  for (let i = 0; i < bytes.length; i++) if (window[i] !== bytes[i]) return false;
+  return true;
+}
+
+/**
+ * The instruction `window` (bytes from `addr` on, not necessarily memory's: a window with this
+ * vCPU's buffered stores forwarded, or with the old first byte of an INT3 write) begins with: one
+ * the lineage decoded before at `addr` when its bytes lead the window (an instruction is a
+ * function of its bytes and address), else a fresh decode, kept for the lineage. A text_poke_bp
+ * run decodes the same old and forwarded forms in every fork (issue 12).
+ */
+function decodeWindow(mem: Memory, window: Uint8Array, addr: number): Insn {
   const variants = mem.lineage.variants;
   const known = variants.get(addr);
+  if (known !== undefined) for (let i = 0; i < known.length; i++) if (startsWith(window, known[i]!.bytes)) return known[i]!;
+  const insn = decodeInsn(window, addr);
+  insn.fast = specialize(insn);
   if (known === undefined) variants.set(addr, [insn]);
   else if (known.length < MAX_VARIANTS) known.push(insn);
   return insn;
@@ -217,9 +236,9 @@ function fetchSlow(ctx: FetchContext, p: Page | undefined, cpu: number, serializ
   let insn: Insn;
   if (fw === undefined) insn = decodeAt(mem, rip)!;
   else {
-    // Not cached: the cache holds what memory holds, and these bytes are this vCPU's alone.
-    insn = decodeInsn(fw.window, rip);
-    insn.fast = specialize(insn);
+    // Not in the page's cache (it holds what memory holds: these bytes are this vCPU's alone),
+    // but the lineage may know the instruction they make.
+    insn = decodeWindow(mem, fw.window, rip);
   }
   const own = fw?.own;
   const bad = unsynchronized(mem, rip, 0, insn.len, cpu, serializedAt, own);
@@ -230,7 +249,7 @@ function fetchSlow(ctx: FetchContext, p: Page | undefined, cpu: number, serializ
     // the old or the new instruction, so both must be safe; the old one must be synchronized too.
     const window = (fw?.window ?? fetchWindow(mem, rip)).slice();
     window[0] = first.prev;
-    const old = decodeInsn(window, rip);
+    const old = decodeWindow(mem, window, rip);
     const oldBad = unsynchronized(mem, rip, 1, old.len, cpu, serializedAt, own);
     if (oldBad.length === 0) return ctx.chooseOldNew(cpu, rip) === 0 ? old : insn;
   }

@@ -866,7 +866,13 @@ export class Machine implements ExecContext {
     for (const [k, v] of this.idt) m.idt.set(k, v);
     if (!bare) {
       m.hooks = this.hooks;
-      if (this.probes) m.probeMany(this.probes);
+      if (this.probes) {
+        // The same addresses: the bitmap (replaced, never changed, by probeMany) is shared.
+        m.probes = new Map(this.probes);
+        m.probeLo = this.probeLo;
+        m.probeBits = this.probeBits;
+        m.probeSpan = this.probeSpan;
+      }
     }
     return m;
   }

@@ -10,6 +10,7 @@ import type { Insn } from '../x86/insn.ts';
 import { hexAddress } from '../x86/format.ts';
 import type { FootprintRecorder } from './footprint.ts';
 import type { CompiledBlock } from './jit/compile.ts';
+import { PageArena } from './page-arena.ts';
 
 export const PAGE_SIZE = 4096;
 
@@ -34,6 +35,8 @@ export interface Lineage {
   readonly variants: Map<number, Insn[]>;
   /** Compiled blocks by start address, shared by the forks like `variants` (src/machine/jit/tier.ts). */
   readonly blocks: Map<number, CompiledBlock[]>;
+  /** Where the pages that forks create or copy get their buffers (page-arena.ts). */
+  readonly arena: PageArena;
 }
 
 export class Page {
@@ -63,6 +66,7 @@ export class Page {
     public data: Uint8Array,
     public owner: object,
     gen: number,
+    private readonly arena: PageArena,
   ) {
     this.gen = gen;
     if (perms & Perm.X) this.enableTextTracking();
@@ -71,23 +75,31 @@ export class Page {
   /** Make `writer`, `seq` and `prev` this page's own before a tracked write changes them. */
   ownTracking(): void {
     if (this.trackingOwned) return;
-    this.writer = this.writer!.slice();
-    this.seq = this.seq!.slice();
-    this.prev = this.prev!.slice();
+    const a = this.arena;
+    const writer = a.int16(PAGE_SIZE), seq = a.float64(PAGE_SIZE), prev = a.bytes(PAGE_SIZE);
+    writer.set(this.writer!);
+    seq.set(this.seq!);
+    prev.set(this.prev!);
+    this.writer = writer;
+    this.seq = seq;
+    this.prev = prev;
     this.trackingOwned = true;
   }
 
   enableTextTracking(): void {
     if (this.writer) return;
-    this.writer = new Int16Array(PAGE_SIZE).fill(WRITER_LOADER);
-    this.seq = new Float64Array(PAGE_SIZE);
-    this.prev = new Uint8Array(PAGE_SIZE);
+    const a = this.arena;
+    this.writer = a.int16(PAGE_SIZE).fill(WRITER_LOADER);
+    this.seq = a.float64(PAGE_SIZE);
+    this.prev = a.bytes(PAGE_SIZE);
     // Packed, not holey-sparse: the fetch fast path indexes it every instruction.
     this.decoded = new Array<DecodeEntry | undefined>(PAGE_SIZE).fill(undefined);
   }
 
   clone(owner: object): Page {
-    const p = new Page(this.base, this.perms & ~Perm.X, this.data.slice(), owner, this.gen);
+    const data = this.arena.bytes(PAGE_SIZE);
+    data.set(this.data);
+    const p = new Page(this.base, this.perms & ~Perm.X, data, owner, this.gen, this.arena);
     p.perms = this.perms;
     p.lastWriteSeq = this.lastWriteSeq;
     if (this.writer) {
@@ -164,7 +176,7 @@ export class Memory {
   private residentBytes = 0;
 
   constructor(
-    readonly lineage: Lineage = { generation: 0, variants: new Map(), blocks: new Map() },
+    readonly lineage: Lineage = { generation: 0, variants: new Map(), blocks: new Map(), arena: new PageArena() },
     pages?: Map<number, Page>,
     /** Host bytes this memory may touch before refusing with MachineConfigError (a 1 GiB region is fine untouched). */
     readonly residentLimit = DEFAULT_RESIDENT_LIMIT,
@@ -240,13 +252,13 @@ export class Memory {
       );
     }
     this.residentBytes += cost;
-    const data = new Uint8Array(PAGE_SIZE);
+    const data = this.lineage.arena.bytes(PAGE_SIZE);
     if (r.contents !== undefined) {
       const at = r.contentsAt!, base = n * PAGE_SIZE;
       const lo = Math.max(at, base), hi = Math.min(at + r.contents.length, base + PAGE_SIZE);
       if (lo < hi) data.set(r.contents.subarray(lo - at, hi - at), lo - base);
     }
-    const p = new Page(n * PAGE_SIZE, r.perms, data, this.token, ++this.lineage.generation);
+    const p = new Page(n * PAGE_SIZE, r.perms, data, this.token, ++this.lineage.generation, this.lineage.arena);
     this.pages.set(n, p);
     return p;
   }
@@ -288,9 +300,9 @@ export class Memory {
     child.textSeq = this.textSeq;
     child.regions = this.regions;
     child.residentBytes = this.residentBytes;
-    // Both sides now share every page: neither owns them any more.
+    // Both sides now share every page: neither owns them any more. The TLB stays: it maps page
+    // numbers to the same pages, and a write still finds them shared (writablePage tests the owner).
     this.token = {};
-    this.flushTlb();
     return child;
   }
 

@@ -57,3 +57,18 @@ test('the oracle compares what instructions do: a NOP is a jump over itself, an 
   assert.throws(() => o.check(0, at, { kind: 'call', target: at + 0x10 }), /neither the site's old instruction 'jmp 0x1005' nor its new one 'call 0x1015'/);
   assert.deepEqual(emulationOf(Uint8Array.from([0xc6, 0x07, 0x00, 0x0f, 0x1f, 0x40, 0x00]), at), { kind: 'other', bytes: [0xc6, 0x07, 0x00] });
 });
+
+test('checkBytes: a site\'s own old or new bytes pass, any other bytes are judged by what they do', () => {
+  const o = new EmulationOracle();
+  const at = 0x401000;
+  const call = [0xe8, 0x10, 0x00, 0x00, 0x00, 0x90]; // call at+0x15, NOP-padded
+  const native = [0xc6, 0x07, 0x00, 0x66, 0x66, 0x90]; // movb $0,(%rdi); 3-byte NOP
+  o.expect(at, call, native);
+  o.checkBytes(0, at, Uint8Array.from(call));
+  o.checkBytes(0, at, Uint8Array.from(native));
+  // The same CALL with other padding does what the old bytes do: not foreign.
+  o.checkBytes(0, at, Uint8Array.from([0xe8, 0x10, 0x00, 0x00, 0x00, 0xcc]));
+  assert.throws(() => o.checkBytes(1, at, Uint8Array.from([0xe8, 0x15, 0x00, 0x00, 0x00, 0x90])), /emulated 'call 0x40101a'/);
+  o.forget(at);
+  o.checkBytes(1, at, Uint8Array.from([0xe8, 0x15, 0x00, 0x00, 0x00, 0x90]));
+});

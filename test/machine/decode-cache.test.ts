@@ -102,3 +102,23 @@ test('a fork copies a text page\'s write tracking at its first tracked write, no
   assert.deepEqual([mine.writer![3], mine.writer![6], mine.seq![3], mine.seq![6]], [1, 0, 1, 2]);
   assert.deepEqual([theirs.writer![3], theirs.writer![6], theirs.seq![3], theirs.seq![6]], [1, -1, 1, 0]);
 });
+
+test('forks meeting one INT3 first-byte write, or one forwarded store, share the decode of the old and forwarded forms', () => {
+  const boot = text();
+  decodeAt(boot, TEXT + 2);
+  const olds = [boot.fork(), boot.fork()].map((m) => {
+    const ctx = context(m);
+    m.poke(TEXT + 2, [0xcc], 1); // INT3 over the MOV's first byte: the old MOV is a legal outcome
+    const got = fetch(ctx, 0, 0, TEXT + 2, []);
+    assert.equal(ctx.choices, 1);
+    assert.deepEqual([...got!.bytes], [0xb8, 0x01, 0x00, 0x00, 0x00]);
+    return got;
+  });
+  assert.equal(olds[0], olds[1], 'the old instruction is decoded once for the lineage');
+  // vCPU 0's own buffered store of the immediate: its fetch forwards it (SDM 8.1.3, self-modifying code).
+  const store = { addr: TEXT + 3, size: 1, lo: 0x07, hi: 0, time: 0 };
+  const forwarded = [boot.fork(), boot.fork()].map((m) => fetch(context(m), 0, 0, TEXT + 2, [store])!);
+  assert.equal(forwarded[0]!.bytes[1], 0x07);
+  assert.equal(forwarded[0], forwarded[1], 'the forwarded form is decoded once for the lineage');
+  assert.equal(decodeAt(boot, TEXT + 2)!.bytes[1], 0x01, 'memory still holds the original: the cache answers with it');
+});

@@ -52,19 +52,21 @@ const SLOTS = 256;
 
 export class CompiledTier {
   private readonly entries = new Map<number, Entry>();
-  private readonly slotRip = new Float64Array(SLOTS).fill(NaN);
-  private readonly slotEntry: (Entry | undefined)[] = new Array<Entry | undefined>(SLOTS).fill(undefined);
+  // The slot cache and the back-off counters are made at the first run: every fork of a boot
+  // makes a tier, and a 2 KiB typed array costs microseconds to allocate, more than a short
+  // exploration's execution spends in compiled code (issue 12).
+  private slotRip: Float64Array | undefined;
+  private slotEntry: (Entry | undefined)[] = [];
   /** Instructions run in compiled code so far, but for blocks that faulted (for benchmarks: how much the tier covers). */
   total = 0;
   /** Per vCPU, interpreter steps left before the next try (BACKOFF_STEPS). */
-  private readonly backoff: Int32Array;
+  private backoff: Int32Array | undefined;
 
-  constructor(private readonly host: TierHost) {
-    this.backoff = new Int32Array(host.vcpuCount);
-  }
+  constructor(private readonly host: TierHost) {}
 
   /** Forget every entry (probes or services changed). */
   flush(): void {
+    if (this.slotRip === undefined) return;
     this.entries.clear();
     this.slotRip.fill(NaN);
     this.slotEntry.fill(undefined);
@@ -77,7 +79,13 @@ export class CompiledTier {
    */
   run(c: Vcpu, max: number, cont: StepHook | undefined): number {
     const id = c.id;
-    if (this.backoff[id]! > 0) { this.backoff[id]!--; return 0; }
+    if (this.slotRip === undefined) {
+      this.slotRip = new Float64Array(SLOTS).fill(NaN);
+      this.slotEntry = new Array<Entry | undefined>(SLOTS).fill(undefined);
+      this.backoff = new Int32Array(this.host.vcpuCount);
+    }
+    const backoff = this.backoff!, slotRip = this.slotRip;
+    if (backoff[id]! > 0) { backoff[id]!--; return 0; }
     if (c.nmiPending || c.pendingIrqs.length > 0 || c.halted || c.interruptShadow) return 0;
     const mem = this.host.memory;
     // Footprints record every access of every step (src/machine/footprint.ts): interpreter only.
@@ -86,7 +94,7 @@ export class CompiledTier {
     const p = mem.page(rip);
     if (p === undefined || (p.perms & Perm.X) === 0) return 0;
     const slot = (rip & (SLOTS - 1)) >>> 0;
-    let e = this.slotRip[slot] === rip ? this.slotEntry[slot] : this.entries.get(rip);
+    let e = slotRip[slot] === rip ? this.slotEntry[slot] : this.entries.get(rip);
     if (e === undefined) {
       e = { block: this.lookup(mem, rip), gen: p.gen };
       this.entries.set(rip, e);
@@ -94,7 +102,7 @@ export class CompiledTier {
       if (e.block === null || !holds(p, e.block)) e.block = this.lookup(mem, rip);
       e.gen = p.gen;
     }
-    this.slotRip[slot] = rip;
+    slotRip[slot] = rip;
     this.slotEntry[slot] = e;
     const b = e.block;
     if (b === null) return 0;
@@ -103,7 +111,7 @@ export class CompiledTier {
     if (sb.length > 0 && overlaps(sb, b.start, b.end)) return 0;
     const n = b.run(c, max, cont, mem, this.host.tso);
     this.total += n;
-    if (n === 1 && n < max && n < b.insns.length) this.backoff[id] = BACKOFF_STEPS;
+    if (n === 1 && n < max && n < b.insns.length) backoff[id] = BACKOFF_STEPS;
     return n;
   }
 
