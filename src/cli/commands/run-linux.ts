@@ -4,7 +4,6 @@
  * report the locks' checks, how often each real lock function ran, the halts in kvm_wait and the
  * kicks, and every deviation from the real kernel (the speed knob).
  */
-import cliProgress from 'cli-progress';
 import { LinuxGuest, lockFlavorOf, type LinuxLockReport } from '../../linux/guest.ts';
 import { loadLinuxKernel, bootLinux, type LinuxBootOptions, type LinuxKernel } from '../../linux/kernel.ts';
 import { pvOpsSlotName } from '../../elf/pv-ops-slots.ts';
@@ -14,7 +13,7 @@ import { HOST_COSTS, cfsSliceCycles } from '../../host/costs.ts';
 import { CYCLES_PER_NS } from '../../sched/cost-model.ts';
 import { TimedChooser } from '../../sched/timed.ts';
 import { recordedSchedule, ScheduleError, type Schedule } from '../../sched/schedule.ts';
-import type { RunResult } from '../../machine/machine.ts';
+import type { Machine, RunResult } from '../../machine/machine.ts';
 import { hazardName } from '../../machine/events.ts';
 import { VECTOR } from '../../kernel/layout.ts';
 import { hexAddress, hexBytes } from '../../x86/format.ts';
@@ -23,7 +22,11 @@ import { makeChooser, type Strategy } from '../scenario/build-machine.ts';
 import { ScenarioError } from '../scenario/errors.ts';
 import type { GuestScenario } from '../scenario/guest-schema.ts';
 import { stopText } from '../stop-text.ts';
-import { SweepTally } from '../sweep-summary.ts';
+import { SweepTally, sweepProgress } from '../sweep-summary.ts';
+import { explore, type SeededStrategy } from '../../check/explore.ts';
+import type { Execution, ExecutionLimits, ExecutionResult, Subject } from '../../check/subject.ts';
+import { clean, violation, type CheckKind, type Verdict } from '../../check/verdict.ts';
+import type { Chooser } from '../../machine/chooser.ts';
 import { linuxKernelDir } from '../linux-kernel.ts';
 import type { GuestRunFlags } from './run-guest.ts';
 import { lockOpSwitchPlan, type LockOpSwitchPlan } from '../../linux/lock-op-switch.ts';
@@ -154,14 +157,19 @@ export interface LinuxRunOutcome {
   readonly found: string | undefined;
 }
 
+/** The limits of a real-kernel run: the scenario's injections and its (or --max-instructions') bound. */
+function linuxLimits(s: GuestScenario, flags: GuestRunFlags): ExecutionLimits {
+  const maxInstructions = flags.maxInstructions ?? s.run?.maxInstructions;
+  return { inject: { nmis: s.inject?.nmis ?? 0, irqs: s.inject?.irqs ?? 0, irqVector: VECTOR.LOCK_IRQ }, ...(maxInstructions !== undefined ? { maxInstructions } : {}) };
+}
+
 /** One run of a booted (or forked) real-kernel guest under the scenario's strategy and injections. */
 export function runLinuxOnce(s: GuestScenario, g: LinuxGuest, strategy: Strategy, seed: number, flags: GuestRunFlags, plan?: LockOpSwitchPlan): LinuxRunOutcome {
-  const { chooser } = chooserFor(s, g, strategy, seed, flags.schedule);
-  const opts = {
-    chooser,
-    inject: { nmis: s.inject?.nmis ?? 0, irqs: s.inject?.irqs ?? 0, irqVector: VECTOR.LOCK_IRQ },
-    ...(flags.maxInstructions !== undefined || s.run?.maxInstructions !== undefined ? { maxInstructions: flags.maxInstructions ?? s.run!.maxInstructions! } : {}),
-  };
+  return runLinuxWith(s, g, chooserFor(s, g, strategy, seed, flags.schedule).chooser, linuxLimits(s, flags), flags, plan);
+}
+
+function runLinuxWith(s: GuestScenario, g: LinuxGuest, chooser: Chooser, limits: ExecutionLimits, flags: GuestRunFlags, plan?: LockOpSwitchPlan): LinuxRunOutcome {
+  const opts = { chooser, ...(limits.inject ? { inject: limits.inject } : {}), ...(limits.maxInstructions !== undefined ? { maxInstructions: limits.maxInstructions } : {}) };
   const protocol = linuxProtocolOf('', s, flags);
   const hooks = linuxVariantHooks(s, flags);
   const atStep = Math.max(1, s.switch?.atStep ?? 1);
@@ -174,6 +182,38 @@ export function runLinuxOnce(s: GuestScenario, g: LinuxGuest, strategy: Strategy
   const lost = r.reason === 'all-halted' ? g.lostWakeups() : [];
   const found = r.hazards[0] ? hazardName(r.hazards[0]) : r.reason === 'error' ? 'machine-fault' : locks.some((l) => !l.ok) ? 'mutual-exclusion' : lost.length > 0 ? 'lost-wakeup' : (v1 ?? v2) !== undefined && !(v1 ?? v2)!.switched ? 'switch-unfinished' : r.reason !== 'until' ? r.reason : undefined;
   return { r, ...(v1 ? { v1 } : {}), ...(v2 ? { v2 } : {}), locks, lost, ok: found === undefined, found };
+}
+
+/** A real-kernel run's outcome in the one Verdict (its `found` names the same check in the sweep's words). */
+function linuxVerdict(o: LinuxRunOutcome, g: LinuxGuest): Verdict {
+  const { r } = o;
+  const h = r.hazards[0];
+  const step = g.machine.step;
+  if (h !== undefined) return violation('hazard', r.hazardSteps[0] ?? step, `${hazardName(h)} on vCPU ${h.cpu}`, { cpu: h.cpu, hazard: h });
+  if (o.found === undefined) return clean(step);
+  const check: CheckKind = o.found === 'machine-fault' ? 'machine-fault' : o.found === 'mutual-exclusion' ? 'broken-lock' : o.found === 'lost-wakeup' ? 'lost-wakeup' : o.found === 'limit' ? 'step-limit' : 'unfinished';
+  return violation(check, step, r.error?.message ?? o.found);
+}
+
+/** One execution of the real-kernel subject: a fork of the boot, run as runLinuxOnce runs it. */
+export class LinuxExecution implements Execution {
+  readonly machine: Machine;
+  outcome: LinuxRunOutcome | undefined;
+
+  constructor(readonly guest: LinuxGuest, private readonly s: GuestScenario, private readonly flags: GuestRunFlags, private readonly plan: LockOpSwitchPlan | undefined) {
+    this.machine = guest.machine;
+  }
+
+  run(chooser: Chooser, limits: ExecutionLimits = linuxLimits(this.s, this.flags)): ExecutionResult {
+    const o = (this.outcome = runLinuxWith(this.s, this.guest, chooser, limits, this.flags, this.plan));
+    const locks = o.locks.map((l) => `${l.index}:${l.counter}/${l.acquisitions}`).join(' ');
+    return { verdict: linuxVerdict(o, this.guest), run: o.r, finalState: `locks ${locks}; lost wake-ups ${o.lost.join(',') || 'none'}` };
+  }
+}
+
+/** A booted real-kernel guest as the explorer's Subject (src/check/subject.ts): every execution forks it. */
+export function linuxSubject(file: string, s: GuestScenario, flags: GuestRunFlags, base: LinuxGuest, plan: LockOpSwitchPlan | undefined): Subject<LinuxExecution> {
+  return { name: file, vcpus: base.machine.vcpus.length, limits: linuxLimits(s, flags), start: () => new LinuxExecution(base.fork(), s, flags, plan) };
 }
 
 function switchLines(o: LinuxRunOutcome, plan: LockOpSwitchPlan): string[] {
@@ -276,20 +316,23 @@ export function sweepLinuxScenario(file: string, s: GuestScenario, flags: GuestR
   if (strategy === 'replay') throw new ScenarioError('--seeds sweeps seeds; it cannot be combined with a replay schedule');
   const base = bootLinuxScenario(s, (line) => process.stderr.write(`pvpatch: ${line}\n`), undefined, linuxProtocolOf(file, s, flags));
   const plan = linuxSwitchPlan(s, base);
-  const bar = !flags.json && process.stderr.isTTY ? new cliProgress.SingleBar({ format: 'seeds {bar} {value}/{total} | failing {failing}', hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
-  bar?.start(seeds, 0, { failing: 0 });
   const tally = new SweepTally();
   const failing: { seed: number; found: string }[] = [];
   const executions: Record<string, number> = {};
-  for (let seed = flags.seed; seed < flags.seed + seeds; seed++) {
-    const g = base.fork();
-    const o = runLinuxOnce(s, g, strategy, seed, flags, plan);
-    tally.add(o.r.reason === 'error' ? 'an error' : stopText(o.r, {}), o.found);
-    for (const [f, n] of Object.entries(g.probes.counts)) executions[f] = (executions[f] ?? 0) + n;
-    if (!o.ok) failing.push({ seed, found: o.found! });
-    bar?.increment(1, { failing: failing.length });
-  }
-  bar?.stop();
+  const progress = sweepProgress(!flags.json, seeds, 'failing');
+  const sweep: SeededStrategy<LinuxExecution> = { kind: 'seeded', name: strategy, chooser: (seed, _vcpus, exec) => chooserFor(s, exec.guest, strategy, seed, undefined).chooser };
+  explore(linuxSubject(file, s, flags, base, plan), sweep, {
+    budget: { kind: 'executions', executions: seeds },
+    seed: flags.seed,
+    onExecution: (rec, exec, result) => {
+      const o = exec.outcome!;
+      tally.add(result.run.reason === 'error' ? 'an error' : stopText(result.run, {}), o.found);
+      for (const [f, n] of Object.entries(exec.guest.probes.counts)) executions[f] = (executions[f] ?? 0) + n;
+      if (!o.ok) failing.push({ seed: rec.seed!, found: o.found! });
+      progress.tick(failing.length);
+    },
+  });
+  progress.stop();
   if (flags.json) {
     process.stdout.write(JSON.stringify({ scenario: file, kernel: { release: base.boot.kernel.release, source: SOURCE }, flavor: base.flavor, deviations: base.deviations(), strategy, seeds: { from: flags.seed, count: seeds }, ...tally.json(), executions, failing: failing.length, first: failing[0] ?? null }) + '\n');
   } else {
