@@ -19,11 +19,14 @@ import { aggregate, type ExecutionRecord, type ExplorationBudget, type Explorati
 import type { Execution, ExecutionLimits, ExecutionResult, Subject } from './subject.ts';
 import type { Verdict } from './verdict.ts';
 
-export interface SeededStrategy {
+export interface SeededStrategy<E extends Execution = Execution> {
   readonly kind: 'seeded';
   readonly name: string;
-  /** A fresh chooser for one execution (`vcpus` for strategies that size themselves). */
-  chooser(seed: number, vcpus: number): Chooser;
+  /**
+   * A fresh chooser for one execution (`vcpus` for strategies that size themselves; `exec` for
+   * one that reads the execution's own parts, e.g. the timed strategy its host scheduler).
+   */
+  chooser(seed: number, vcpus: number, exec: E): Chooser;
 }
 
 export interface ReplayStrategy {
@@ -64,9 +67,9 @@ export interface ExhaustiveStrategy {
   explore(subject: Subject, limits: ExecutionLimits, visit: (v: ExhaustiveVisit) => boolean, opts: { maxExecutions?: number; stopAtViolation: boolean }): { complete: boolean };
 }
 
-export type Strategy = SeededStrategy | ReplayStrategy | ExhaustiveStrategy;
+export type Strategy<E extends Execution = Execution> = SeededStrategy<E> | ReplayStrategy | ExhaustiveStrategy;
 
-export interface ExploreOptions {
+export interface ExploreOptions<E extends Execution = Execution> {
   readonly budget: ExplorationBudget;
   /** Seed of execution 0 (default 1). */
   readonly seed?: number;
@@ -77,10 +80,16 @@ export interface ExploreOptions {
   readonly stopAtViolation?: boolean;
   /** The clock a seconds budget reads (milliseconds); default performance.now. */
   readonly now?: () => number;
+  /**
+   * Called in this process after each seeded or replayed execution, in index order, with what the
+   * record leaves out (the run, the execution's own state): `run --seeds` tallies and prints from
+   * it. Worker pools (src/check/pool.ts) do not take it: what crosses a worker is the record.
+   */
+  readonly onExecution?: (record: ExecutionRecord, exec: E, result: ExecutionResult) => void;
 }
 
 /** The limits an execution runs with: the subject's, overridden by the caller's. */
-export function limitsFor(subject: Subject, over: ExecutionLimits | undefined): ExecutionLimits {
+export function limitsFor(subject: Subject<Execution>, over: ExecutionLimits | undefined): ExecutionLimits {
   return { ...subject.limits, ...over };
 }
 
@@ -111,11 +120,13 @@ function recordOfVisit(index: number, v: ExhaustiveVisit): ExecutionRecord {
 }
 
 /** Run execution `index` of a seeded strategy (what a worker does for each index of its chunk). */
-export function runSeeded(subject: Subject, strategy: SeededStrategy, limits: ExecutionLimits, seedBase: number, index: number): ExecutionRecord {
+export function runSeeded<E extends Execution>(subject: Subject<E>, strategy: SeededStrategy<E>, limits: ExecutionLimits, seedBase: number, index: number, onExecution?: ExploreOptions<E>['onExecution']): ExecutionRecord {
   const seed = seedBase + index;
   const exec = subject.start(seed);
-  const r = exec.run(strategy.chooser(seed, subject.vcpus), limits);
-  return recordOf(index, seed, exec, r);
+  const r = exec.run(strategy.chooser(seed, subject.vcpus, exec), limits);
+  const rec = recordOf(index, seed, exec, r);
+  onExecution?.(rec, exec, r);
+  return rec;
 }
 
 /** Execution indices of a shard, in order: i, i+n, i+2n, ... (all of them without a shard). */
@@ -130,7 +141,7 @@ export function budgetAllows(budget: ExplorationBudget, index: number, startedMs
 }
 
 /** The header of an exploration's result (what ran, with which bound). */
-export function headerOf(subject: Subject, strategy: Strategy, opts: ExploreOptions, limits: ExecutionLimits) {
+export function headerOf<E extends Execution>(subject: Subject<E>, strategy: Strategy<E>, opts: ExploreOptions<E>, limits: ExecutionLimits) {
   const preemptions = strategy.kind === 'exhaustive' ? strategy.preemptions : undefined;
   return {
     subject: subject.name,
@@ -151,7 +162,7 @@ export class ExploreError extends Error {
 }
 
 /** Explore `subject` under `strategy` in this process; see src/check/pool.ts for workers. */
-export function explore(subject: Subject, strategy: Strategy, opts: ExploreOptions): ExplorationResult {
+export function explore<E extends Execution>(subject: Subject<E>, strategy: Strategy<E>, opts: ExploreOptions<E>): ExplorationResult {
   const limits = limitsFor(subject, opts.limits);
   const header = headerOf(subject, strategy, opts, limits);
   const now = opts.now ?? (() => performance.now());
@@ -161,14 +172,16 @@ export function explore(subject: Subject, strategy: Strategy, opts: ExploreOptio
     case 'replay': {
       const exec = subject.start();
       const r = exec.run(new ReplayChooser(strategy.schedule, subject.vcpus), limits);
-      records.push(recordOf(0, undefined, exec, r));
+      const rec = recordOf(0, undefined, exec, r);
+      records.push(rec);
+      opts.onExecution?.(rec, exec, r);
       return aggregate(header, records);
     }
     case 'seeded': {
       const seedBase = opts.seed ?? 1;
       for (const i of shardIndices(opts.shard)) {
         if (!budgetAllows(opts.budget, i, started, now())) break;
-        const rec = runSeeded(subject, strategy, limits, seedBase, i);
+        const rec = runSeeded(subject, strategy, limits, seedBase, i, opts.onExecution);
         records.push(rec);
         if (opts.stopAtViolation && rec.violation !== undefined) break;
       }

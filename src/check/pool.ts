@@ -61,7 +61,7 @@ export class ChunkSizer {
   }
 }
 
-export interface PoolOptions extends ExploreOptions {
+export interface PoolOptions extends Omit<ExploreOptions, 'onExecution'> {
   readonly workers: number;
   /** The worker module (JavaScript, or one that loads TypeScript itself): its default export runs a ChunkTask and returns its records. */
   readonly workerFile: URL;

@@ -33,7 +33,8 @@ export interface Execution {
   run(chooser: Chooser, limits?: ExecutionLimits): ExecutionResult;
 }
 
-export interface Subject {
+/** `E`: what its executions are, for a caller that reads more of one than its result (a guest's counters). */
+export interface Subject<E extends Execution = Execution> {
   /** What a user calls it (the scenario file, or a test's name). */
   readonly name: string;
   readonly vcpus: number;
@@ -44,5 +45,5 @@ export interface Subject {
    * forked. A seeded strategy passes its execution's seed, for a subject with randomness of its own
    * (a guest's workload); a subject without any ignores it.
    */
-  start(seed?: number): Execution;
+  start(seed?: number): E;
 }

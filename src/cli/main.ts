@@ -8,6 +8,7 @@
  * it as the `pvpatch` process); `runCli(argv)` runs the same in-process and returns what it
  * printed, for the tests and the fuzz suite (thousands of cases cannot each pay a process start).
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { Command, CommanderError } from 'commander';
 import { defineCommands, loadCommands } from './commands/definitions.ts';
 
@@ -99,24 +100,31 @@ export async function main(argv: string[]): Promise<number> {
 
 /**
  * Run the command in this process and return its exit code and output instead of exiting.
- * The commands print with process.stdout/stderr.write, so those are redirected for the call.
+ * The commands print with process.stdout/stderr.write, so those are redirected for the call; the
+ * redirect captures only writes made by this call (its async context, AsyncLocalStorage), and
+ * passes on every other write of the process: the node test runner's reporter writes its reports
+ * to stdout whenever its stream flows, which may be while a command awaits (a module import, a
+ * worker pool), and a report captured here was a test missing from the run's summary.
  */
 export async function runCli(argv: string[]): Promise<CliResult> {
   await loadCommands();
   const out: string[] = [];
   const err: string[] = [];
+  const sinks = new AsyncLocalStorage<{ out: string[]; err: string[] }>();
   const stdoutWrite = process.stdout.write;
   const stderrWrite = process.stderr.write;
-  const capture = (sink: string[]) => ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-    sink.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
+  const capture = (real: typeof process.stdout.write, stream: 'out' | 'err') => function (this: unknown, chunk: string | Uint8Array, ...rest: unknown[]) {
+    const sink = sinks.getStore();
+    if (sink === undefined) return (real as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
+    sink[stream].push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
     const cb = rest.find((r) => typeof r === 'function') as (() => void) | undefined;
     cb?.();
     return true;
-  }) as typeof process.stdout.write;
-  process.stdout.write = capture(out);
-  process.stderr.write = capture(err);
+  } as typeof process.stdout.write;
+  process.stdout.write = capture(stdoutWrite, 'out');
+  process.stderr.write = capture(stderrWrite, 'err');
   try {
-    const code = await main(argv);
+    const code = await sinks.run({ out, err }, () => main(argv));
     return { code, stdout: out.join(''), stderr: err.join('') };
   } finally {
     process.stdout.write = stdoutWrite;

@@ -1,3 +1,4 @@
+import cliProgress from 'cli-progress';
 /**
  * What a sweep (`run --seeds N`) ran and found, in a few counts: how every execution ended (per
  * stop reason) and which hazards or failures it met, so "N seeds: K failing" has its context.
@@ -23,4 +24,16 @@ export class SweepTally {
   json(): { executions: number; ended: Record<string, number>; found: Record<string, number> } {
     return { executions: this.executions, ended: Object.fromEntries(this.ended), found: Object.fromEntries(this.found) };
   }
+}
+
+/** The progress bar of a sweep on a terminal (stderr), counting seeds and failing ones; nothing elsewhere. */
+export interface SweepProgress {
+  tick(failing: number): void;
+  stop(): void;
+}
+
+export function sweepProgress(show: boolean, seeds: number, failingName: string): SweepProgress {
+  const bar = show && process.stderr.isTTY ? new cliProgress.SingleBar({ format: `seeds {bar} {value}/{total} | ${failingName} {failing}`, hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
+  bar?.start(seeds, 0, { failing: 0 });
+  return { tick: (failing) => bar?.increment(1, { failing }), stop: () => bar?.stop() };
 }

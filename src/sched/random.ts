@@ -32,10 +32,9 @@ export interface RandomOptions {
   /** Plans for the budgets; a budget without one is spent by weight. */
   inject?: InjectionOptions;
   /**
-   * Decide run lengths up front (`burst`, default false): the same distribution of switch points
-   * as a point per step, at burst speed, but another random stream, so a seed names another run.
-   * The explorer turns it on (src/check/seeded.ts: `check` and its workers); `pvpatch run` and
-   * the tests that pin a seed's run (README outputs, negative controls) keep the per-step stream.
+   * Decide run lengths up front (`burst`, default true): the same distribution of switch points
+   * as a point per step, at burst speed. `false` draws at every step instead, another random
+   * stream (a seed names another run); the burst tests compare the two laws with it.
    */
   bursts?: boolean;
 }
@@ -64,7 +63,7 @@ export class RandomChooser implements Chooser {
     this.byKind[ActionKind.Preempt] = own(ActionKind.Preempt) ? 0 : w.preempt;
     this.byKind[ActionKind.Resume] = own(ActionKind.Resume) ? 0 : w.resume;
     this.spinningStep = w.spinningStep;
-    if (opts.bursts === true) this.burst = (vcpu) => this.drawBurst(vcpu);
+    if (opts.bursts !== false) this.burst = (vcpu) => this.drawBurst(vcpu);
   }
 
   /** Present with `bursts` (the machine tests for it: absent, a point per step). */

@@ -9,6 +9,7 @@ import { seededStrategy } from '../../src/check/seeded.ts';
 import { shrink, measureSchedule } from '../../src/check/shrink.ts';
 import { ReplayChooser } from '../../src/sched/replay.ts';
 import { formatSchedule } from '../../src/sched/schedule.ts';
+import { runCli } from '../../src/cli/main.ts';
 
 const NO_SYNC = join(import.meta.dirname, '..', '..', 'scenarios', 'cmc-no-sync.yaml');
 
@@ -80,4 +81,30 @@ test('text_poke_bp with the first byte written before the tail shrinks to the th
   assert.equal(r.preemptions, 3);
   assert.equal(r.verdict.hazard?.kind, 'cmc-unsynchronized');
   assert.equal(measureSchedule(s, r.schedule).schedule, r.schedule);
+});
+
+test('a random guest failure (text_poke_bp skipping a site) with hundreds of preemptions shrinks to a tenth within 200 replays, and its replay command reproduces the shrunk run byte for byte', async () => {
+  const file = join(import.meta.dirname, '..', '..', 'scenarios', 'text-poke-bp-guest.yaml');
+  const s = scenarioSubject(file, { variant: 'skip-one' });
+  const res = explore(s, seededStrategy('random'), { budget: { kind: 'executions', executions: 10 }, seed: 1, stopAtViolation: true });
+  const found = res.firstViolation!;
+  assert.equal(found.verdict.hazard?.kind, 'cmc-unsynchronized');
+  const passes = new Set<string>();
+  let progress = 0;
+  const r = shrink(s, found.schedule, found.verdict, { seed: found.seed!, maxReplays: 200, onProgress: (p) => { passes.add(p.pass); progress = p.replays; } });
+  assert.ok(r.original.preemptions >= 200, `found with ${r.original.preemptions} preemptions`);
+  assert.ok(10 * r.preemptions <= r.original.preemptions, `${r.original.preemptions} → ${r.preemptions} preemptions`);
+  assert.ok(r.injections <= r.original.injections);
+  assert.equal(r.verdict.hazard?.kind, 'cmc-unsynchronized');
+  assert.equal(progress, r.replays);
+  assert.ok(r.replays <= 200 && passes.has('coalesce'), `${r.replays} replays, passes ${[...passes].join(' ')}`);
+  // The command `check` prints for it (src/cli/commands/check-report.ts), run twice.
+  const argv = ['run', file, '--schedule', r.schedule, '--variant', 'skip-one', '--seed', String(found.seed), '--json'];
+  const [a, b] = [await runCli(argv), await runCli(argv)];
+  assert.equal(a.code, 1, a.stderr);
+  assert.equal(a.stdout, b.stdout);
+  const o = JSON.parse(a.stdout) as { schedule: string; hazards: { kind: string }[]; strategy: string };
+  assert.equal(o.strategy, 'replay');
+  assert.equal(o.schedule, r.schedule, 'the replay makes exactly the shrunk decisions');
+  assert.equal(o.hazards[0]?.kind, 'cmc-unsynchronized');
 });

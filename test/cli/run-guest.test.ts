@@ -119,9 +119,10 @@ test('a v1 sweep with more NMIs reports the seeds where the atomic-switch oracle
   const p = scenario(readFileSync(join(ROOT, 'scenarios', 'default.yaml'), 'utf8').replace('nmis: 3', 'nmis: 30'));
   const r = pvpatch('run', p, '--seeds', '14', '--protocol', 'v1');
   assert.equal(r.code, 1, r.err);
-  assert.match(r.out, /seed 13: non-atomic-switch at step \d+ — vCPU \d started the native unlock .* still runs the PV slowpath/);
-  assert.match(r.out, new RegExp(`replay: pvpatch run ${p.replace(/[.]/g, '\\.')} --seed 13 --protocol v1`));
-  const one = pvpatch('run', p, '--seed', '13', '--protocol', 'v1');
+  // Seed 4 since random's bursts became the default for `run` (seeds 4, 9 and 10 of 14 catch it; 13 did per step).
+  assert.match(r.out, /seed 4: non-atomic-switch at step \d+ — vCPU \d started the native unlock .* still runs the PV slowpath/);
+  assert.match(r.out, new RegExp(`replay: pvpatch run ${p.replace(/[.]/g, '\\.')} --seed 4 --protocol v1`));
+  const one = pvpatch('run', p, '--seed', '4', '--protocol', 'v1');
   assert.equal(one.code, 1);
   assert.match(one.out, /step \d+: non-atomic-switch: vCPU \d started the native unlock/);
 });

@@ -1,6 +1,6 @@
 // Bring your own protocol (issue 9 item 6): examples/my-protocol.ts, text_poke_bp without the sync
 // after the INT3, loaded the way `--protocol-file` loads it and run on a guest scenario
-// (examples/retarget-slowpath.yaml). The checks catch it on seed 3 where Linux's steps are clean;
+// (examples/retarget-slowpath.yaml). The checks catch it on seed 8 where Linux's steps are clean;
 // a module of the wrong shape is one clear line.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -45,9 +45,10 @@ test('the example module loads as a text_poke_bp protocol overriding exactly one
   assert.deepEqual(Object.keys(protocol.kind === 'text-poke-bp' ? protocol.steps ?? {} : {}), ['sync']);
 });
 
-test('text_poke_bp without the sync after the INT3 is caught on seed 3: vCPU 2 meets an INT3 it never synchronized with while the tail behind it has changed; Linux\'s steps are clean on the same seed', async () => {
+test('text_poke_bp without the sync after the INT3 is caught on seed 8: vCPU 2 meets an INT3 it never synchronized with while the tail behind it has changed; Linux\'s steps are clean on the same seed', async () => {
   const { protocol } = await loadProtocolFile(EXAMPLE);
-  const bad = runScenario(3, protocol);
+  // Seed 8 since random's bursts became the default (the first of 1..30 on which all of this holds).
+  const bad = runScenario(8, protocol);
   assert.equal(bad.r.verdict.ok, false);
   const h = bad.r.verdict.ok ? undefined : (bad.r.verdict.hazard as Extract<Hazard, { kind: 'cmc-unsynchronized' }> | undefined);
   assert.equal(h?.kind, 'cmc-unsynchronized');
@@ -55,7 +56,7 @@ test('text_poke_bp without the sync after the INT3 is caught on seed 3: vCPU 2 m
   assert.deepEqual(h.bytes, [0xcc], 'the fetch met the INT3, with the new tail already behind it');
   assert.deepEqual(h.unsynchronized.map((b) => [b.offset, b.writer]), [[0, 0]], 'the patcher\'s 0xCC, which vCPU 2 never synchronized with');
   assert.equal(bad.hs.ipis, 0, 'the batch never got to a sync that IPIs (the INT3 one only serialized vCPU 0)');
-  const good = runScenario(3);
+  const good = runScenario(8);
   assert.equal(good.r.verdict.ok, true, good.r.verdict.ok ? '' : good.r.verdict.message);
   assert.equal(good.hs.ipis, 9, 'three syncs, each an IPI to the three other vCPUs');
 });
@@ -97,12 +98,12 @@ test('a module of the wrong shape is one clear error naming the file and the fau
   }
 });
 
-test('pvpatch run --protocol-file: the example is caught on seed 3 and the replay line keeps the file; a bad module is one line and exit 2', () => {
+test('pvpatch run --protocol-file: the example is caught on seed 8 and the replay line keeps the file; a bad module is one line and exit 2', () => {
   const bin = join(ROOT, 'bin', 'pvpatch.js');
-  const r = spawnSync(process.execPath, [bin, 'run', SCENARIO_FILE, '--seeds', '1', '--seed', '3', '--protocol-file', EXAMPLE], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [bin, 'run', SCENARIO_FILE, '--seeds', '1', '--seed', '8', '--protocol-file', EXAMPLE], { encoding: 'utf8' });
   assert.equal(r.status, 1, r.stderr);
-  assert.match(r.stdout, /seed 3: cmc-unsynchronized/);
-  assert.match(r.stdout, /replay: pvpatch run \S+ --seed 3 --protocol-file \S+my-protocol\.ts --strategy random/);
+  assert.match(r.stdout, /seed 8: cmc-unsynchronized/);
+  assert.match(r.stdout, /replay: pvpatch run \S+ --seed 8 --protocol-file \S+my-protocol\.ts --strategy random/);
   const bad = spawnSync(process.execPath, [bin, 'run', SCENARIO_FILE, '--protocol-file', moduleFile('bad.ts', 'export default 3;\n')], { encoding: 'utf8' });
   assert.equal(bad.status, 2);
   assert.match(bad.stderr.trim(), /^pvpatch: \S+bad\.ts: not a protocol: the protocol is not an object$/);

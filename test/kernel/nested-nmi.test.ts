@@ -22,13 +22,14 @@ function run(seed: number, nmiEntry: GuestOptions['nmiEntry']) {
   return { g, r, latched };
 }
 
-test('text_poke_bp with an INT3 on the NMI handler\'s unlock (seed 2): a nested NMI is latched and the handler repeats, where a plain NMI entry deadlocks on the lock its outer NMI holds', () => {
-  const plain = run(2, 'plain');
+test('text_poke_bp with an INT3 on the NMI handler\'s unlock (seed 3): a nested NMI is latched and the handler repeats, where a plain NMI entry deadlocks on the lock its outer NMI holds', () => {
+  // Seed 3: the first of random's bursts (the default since issue 9) on which all of this holds.
+  const plain = run(3, 'plain');
   assert.equal(plain.r.ok, false, 'the negative control: the nested NMI runs the handler and waits forever');
   // The nested NMI spins for the lock in the PV slowpath (kvm_wait returns at once in NMI context).
   assert.equal(plain.r.reason, 'unfinished');
   assert.match(plain.r.detail!, /^limit/);
-  const linux = run(2, 'linux');
+  const linux = run(3, 'linux');
   assert.equal(linux.r.reason, 'ok', linux.r.detail);
   assert.ok(linux.latched > 0, 'an NMI arrived inside the outer one and was latched');
   assert.ok(linux.r.locks.every((l) => l.ok), 'every NMI-lock acquisition, repeats included, is counted');

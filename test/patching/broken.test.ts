@@ -1,5 +1,7 @@
 // Negative controls (DESIGN.md §5): each broken patching protocol drops one rule and the machine's
-// checks catch it on a fixed seed, at the step it broke.
+// checks catch it on a fixed seed, at the step it broke. The seeds are of random's bursts (the
+// default since issue 9); each was found by sweeping seeds for the first on which the test's
+// whole claim holds (for no-int3, the tail fetched by vCPU 2: seed 24 of 1..40).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Guest } from '../../src/kernel/guest.ts';
@@ -33,8 +35,8 @@ function cmc(h: Hazard | undefined): Extract<Hazard, { kind: 'cmc-unsynchronized
   return h as Extract<Hazard, { kind: 'cmc-unsynchronized' }>;
 }
 
-test('broken 1, no INT3 (Linux\'s steps without step 1): the CALL\'s tail is rewritten while vCPU 2 runs the site -> cmc-unsynchronized at the site (seed 8)', () => {
-  const { site, r } = slowpathSwitch(8, 'no-int3');
+test('broken 1, no INT3 (Linux\'s steps without step 1): the CALL\'s tail is rewritten while vCPU 2 runs the site -> cmc-unsynchronized at the site (seed 24)', () => {
+  const { site, r } = slowpathSwitch(24, 'no-int3');
   assert.equal(r.reason, 'hazard');
   const h = cmc(r.hazard);
   assert.equal(h.address, site.address);
@@ -52,16 +54,16 @@ test('broken 2, no sync between the steps: the tail is fetched behind an unsynch
   assert.equal(r.syncs, 3, 'the three text_poke_syncs were reduced to local serializes');
 });
 
-test('broken 3, the sync skips vCPU 2: the hazard is on vCPU 2, the vCPU that never serialized (seed 1)', () => {
-  const { site, r } = slowpathSwitch(1, 'skip-one', 2);
+test('broken 3, the sync skips vCPU 2: the hazard is on vCPU 2, the vCPU that never serialized (seed 2)', () => {
+  const { site, r } = slowpathSwitch(2, 'skip-one', 2);
   assert.equal(r.reason, 'hazard');
   const h = cmc(r.hazard);
   assert.equal(h.cpu, 2);
   assert.equal(h.address, site.address);
 });
 
-test('broken 4, first byte written (and synced) before the tail: the tail write is fetched unsynchronized -> cmc-unsynchronized (seed 1)', () => {
-  const { site, r } = slowpathSwitch(1, 'first-before-tail');
+test('broken 4, first byte written (and synced) before the tail: the tail write is fetched unsynchronized -> cmc-unsynchronized (seed 3)', () => {
+  const { site, r } = slowpathSwitch(3, 'first-before-tail');
   assert.equal(r.reason, 'hazard');
   const h = cmc(r.hazard);
   assert.equal(h.address, site.address);
@@ -71,7 +73,7 @@ test('broken 4, first byte written (and synced) before the tail: the tail write 
 
 test('control: the correct text_poke_bp makes the same switch cleanly on the same seeds', async () => {
   const { textPokeBp } = await import('../../src/patching/text-poke-bp.ts');
-  for (const seed of [1, 8]) {
+  for (const seed of [1, 2, 3, 24]) {
     const g = new Guest({ vcpus: 4, flavor: 'pv', spinThreshold: 4, workload: { iterations: 3 }, seed });
     g.machine.registerService(PV_SLOWPATH_V2, '__pv_queued_spin_lock_slowpath_v2', (ctx) => pvSlowpath(ctx, g.env));
     const site = g.image.sites.find((s) => s.type === PvOp.QueuedSpinLockSlowpath)!;
@@ -89,14 +91,14 @@ function v1Guest(seed: number, nmiEntry: NmiEntry = 'linux'): Guest {
   return new Guest({ vcpus: 4, flavor: 'native', spinThreshold: 4, workload: { iterations: 3 }, seed, nmiEntry });
 }
 
-test('broken 5a, v1 whose #BP handler just returns to the INT3 (no state machine): an NMI meets the INT3 and the machine livelocks (seed 4)', () => {
-  const g = v1Guest(4);
-  const r = switchLockOpsV1(g, ['pv', 'native'], { primaryCpu: 3, int3Retry: true, run: { chooser: new RandomChooser(4), inject: { nmis: 8, irqs: 4, irqVector: VECTOR.LOCK_IRQ }, maxInstructions: 300_000 } });
+test('broken 5a, v1 whose #BP handler just returns to the INT3 (no state machine): an NMI meets the INT3 and the machine livelocks (seed 12)', () => {
+  const g = v1Guest(12);
+  const r = switchLockOpsV1(g, ['pv', 'native'], { primaryCpu: 3, int3Retry: true, run: { chooser: new RandomChooser(12), inject: { nmis: 8, irqs: 4, irqVector: VECTOR.LOCK_IRQ }, maxInstructions: 300_000 } });
   assert.equal(r.reason, 'unfinished');
   assert.match(r.detail!, /^limit; 0 of 4 tasks finished/);
   assert.equal(r.switched, false, 'stop_machine never finished');
   assert.ok(r.stats.int3InNmi > 0 && r.stats.int3Hits > 1000, `the NMI re-executes the INT3 forever (${r.stats.int3Hits} hits)`);
-  const control = switchLockOpsV1(v1Guest(4), ['pv', 'native'], { primaryCpu: 3, run: { chooser: new RandomChooser(4), inject: { nmis: 8, irqs: 4, irqVector: VECTOR.LOCK_IRQ } } });
+  const control = switchLockOpsV1(v1Guest(12), ['pv', 'native'], { primaryCpu: 3, run: { chooser: new RandomChooser(12), inject: { nmis: 8, irqs: 4, irqVector: VECTOR.LOCK_IRQ } } });
   assert.equal(control.reason, 'ok', 'the real v1 on the same seed');
 });
 
@@ -144,9 +146,9 @@ test('broken 6, switching qspinlock sites to a ticket lock (free when head == ta
   assert.deepEqual(g.image.sites.map((s) => Array.from(g.machine.memory.readBytes(s.address, s.len))), before, 'no site was written');
 });
 
-test('broken 6 without the lock-word check (the sites alone, no lock model declared): v1 patches cleanly but the lock state does not carry over and lockers wait forever (seed 3)', () => {
-  const g = v1Guest(3);
-  const r = runV1(g, [{ sites: ticketLockSites(g) }], { primaryCpu: 0, run: { chooser: new RandomChooser(3), inject: { nmis: 2, irqs: 4, irqVector: VECTOR.LOCK_IRQ }, maxInstructions: 300_000 } });
+test('broken 6 without the lock-word check (the sites alone, no lock model declared): v1 patches cleanly but the lock state does not carry over and lockers wait forever (seed 1)', () => {
+  const g = v1Guest(1);
+  const r = runV1(g, [{ sites: ticketLockSites(g) }], { primaryCpu: 0, run: { chooser: new RandomChooser(1), inject: { nmis: 2, irqs: 4, irqVector: VECTOR.LOCK_IRQ }, maxInstructions: 300_000 } });
   assert.equal(r.switched, true, 'the patching protocol itself finished');
   assert.equal(r.run.hazards.length, 0, 'and was clean');
   assert.equal(r.reason, 'unfinished');

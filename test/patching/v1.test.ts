@@ -17,6 +17,9 @@ import { stateName } from '../../src/kernel/stop-machine.ts';
 import { inNmi } from '../../src/kernel/preempt-count.ts';
 import type { Chooser } from '../../src/machine/chooser.ts';
 
+/** Random's per-step stream (bursts: false), for the #BP-in-NMI regression seeds below: found in it, not yet re-pinned for bursts. */
+const PER_STEP = { bursts: false } as const;
+
 const INJECT = { nmis: 8, irqs: 4, irqVector: VECTOR.LOCK_IRQ };
 
 function guest(seed: number, flavor: Flavor = 'native'): Guest {
@@ -80,8 +83,9 @@ test('v1 switches PV -> native -> PV under load with IRQs and NMIs cleanly on 15
 });
 
 test('v1 native -> PV leaves every site PV, and stops every vCPU (time stopped reported)', (t) => {
-  const g = guest(1);
-  const r = switchLockOpsV1(g, 'pv', { primaryCpu: 1, run: { chooser: new RandomChooser(1), inject: INJECT } });
+  // Seed 3: the first of random's bursts on which every vCPU's stop fits the window (seed 1 did per step).
+  const g = guest(3);
+  const r = switchLockOpsV1(g, 'pv', { primaryCpu: 1, run: { chooser: new RandomChooser(3), inject: INJECT } });
   assert.equal(r.reason, 'ok', r.detail);
   assertSites(g, 'pv', 1);
   assert.equal(r.stats.ipis, 3, 'one STOP IPI to each other vCPU');
@@ -91,9 +95,10 @@ test('v1 native -> PV leaves every site PV, and stops every vCPU (time stopped r
   t.diagnostic(`stop_machine window ${window} steps of ${r.run.steps}; stopped per vCPU: ${r.stats.stoppedSteps.join(', ')} steps (${g.image.sites.length} sites, ${4 * g.image.sites.length + 1} states)`);
 });
 
-test('v1 is not atomic for NMI handlers (seed 5): an NMI runs the old native unlock of the NMI lock while another NMI waits in the new PV slowpath; the atomic-switch oracle stops the run there', () => {
-  const g = guest(5);
-  const r = switchLockOpsV1(g, ['pv', 'native'], { primaryCpu: 3, run: { chooser: new RandomChooser(5), inject: INJECT } });
+test('v1 is not atomic for NMI handlers (seed 4): an NMI runs the old native unlock of the NMI lock while another NMI waits in the new PV slowpath; the atomic-switch oracle stops the run there', () => {
+  // Seed 4: the first of random's bursts on which both sides are NMI handlers on the NMI lock (seed 5 was per step).
+  const g = guest(4);
+  const r = switchLockOpsV1(g, ['pv', 'native'], { primaryCpu: 3, run: { chooser: new RandomChooser(4), inject: INJECT } });
   assert.equal(r.reason, 'hazard');
   const h = r.hazard!;
   assert.ok(isNonAtomicSwitch(h), `an atomic-switch finding, not ${hazardName(h)}`);
@@ -156,7 +161,7 @@ test('v1: the primary\'s #BP handler in an NMI waits for every acknowledgement o
   for (const [seed, waits] of [[831, false], [7, true], [35, true]] as const) {
     const g = guest(seed);
     g.atomicSwitch.mode = 'record';
-    const r = switchLockOpsV1(g, ['pv', 'native'], { primaryCpu: seed % 4, run: { chooser: new RandomChooser(seed), inject: INJECT } });
+    const r = switchLockOpsV1(g, ['pv', 'native'], { primaryCpu: seed % 4, run: { chooser: new RandomChooser(seed, PER_STEP), inject: INJECT } });
     assert.deepEqual(r.run.hazards.map((h) => h.kind), [], `seed ${seed}`);
     assert.equal(r.reason, 'ok', `seed ${seed}: ${r.detail ?? ''}`);
     if (waits) assert.ok(r.stats.nestedAckWaits > 0, `seed ${seed}: the driver in the primary's #BP handler waited for acknowledgements it would have skipped`);

@@ -49,7 +49,7 @@ test('the report of a v1 NMI-window failure: every vCPU lane, the violating step
     const scenario = join(dir, 'nmi30.yaml');
     writeFileSync(scenario, readFileSync(join(ROOT, 'scenarios', 'default.yaml'), 'utf8').replace('nmis: 3', 'nmis: 30'));
     const html = join(dir, 'v1.html');
-    const r = pvpatch('run', scenario, '--seed', '13', '--protocol', 'v1', '--json', '--report', html);
+    const r = pvpatch('run', scenario, '--seed', '4', '--protocol', 'v1', '--json', '--report', html);
     assert.equal(r.code, 1, r.err);
     assert.match(r.err, /report written to/);
     const run = JSON.parse(r.out) as { violation: { step: number; cpu: number } };

@@ -33,7 +33,8 @@ function covering(t: ChromeTrace, tid: number, ts: number): TraceEvent[] {
 }
 
 test('the README no-sync failure: every step a slice, the drains, the store-buffer counter, the hazard explained', () => {
-  const { trace, stderr, code } = traceOf(join(ROOT, 'scenarios', 'cmc-no-sync.yaml'));
+  // Seed 2 since random's bursts became run's default: seed 1 now fetches after 11 events, too short to show all of it.
+  const { trace, stderr, code } = traceOf(join(ROOT, 'scenarios', 'cmc-no-sync.yaml'), '--seed', '2');
   assert.equal(code, 1);
   assert.match(stderr, /trace \(\d+ events\) written to .*\.json/);
   assert.ok(trace.traceEvents.length > 15, `${trace.traceEvents.length} events`);
@@ -53,7 +54,7 @@ test('a v1 NMI-window failure: nested handler, lock and stop_machine slices, mat
   const base = readFileSync(join(ROOT, 'scenarios', 'default.yaml'), 'utf8').replace('nmis: 3', 'nmis: 30');
   const file = join(dir, 'nmi30.yaml');
   writeFileSync(file, base);
-  const { trace, code } = traceOf(file, '--seed', '13', '--protocol', 'v1');
+  const { trace, code } = traceOf(file, '--seed', '4', '--protocol', 'v1');
   assert.equal(code, 1);
   const ev = trace.traceEvents;
   assert.equal(improperNesting(ev), undefined);

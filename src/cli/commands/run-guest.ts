@@ -5,7 +5,9 @@
 import { variantKind, variantProtocol, type StockVariant } from '../../patching/variants.ts';
 import type { Protocol } from '../../patching/protocol-api.ts';
 import { Guest, type FlavorChoice, type GuestOptions, type Platform } from '../../kernel/guest.ts';
-import { GuestSubject } from '../../check/guest-subject.ts';
+import { GuestSubject, type GuestExecution } from '../../check/guest-subject.ts';
+import type { Chooser } from '../../machine/chooser.ts';
+import { explore, type SeededStrategy } from '../../check/explore.ts';
 import { PV_OP_NAMES } from '../../kernel/pv-ops.ts';
 import { VECTOR } from '../../kernel/layout.ts';
 import { TimedChooser } from '../../sched/timed.ts';
@@ -15,21 +17,19 @@ import { disassemble, hexAddress, hexBytes } from '../../x86/format.ts';
 import { describeHazard } from '../hazard-text.ts';
 import { makeChooser, type Strategy } from '../scenario/build-machine.ts';
 import { ScenarioError } from '../scenario/errors.ts';
-import { installHintSwitch, runHintSwitch, type HintSwitchResult, type SwitchProtocol } from '../../patching/hint-switch.ts';
+import type { HintSwitchResult, SwitchProtocol } from '../../patching/hint-switch.ts';
 import type { RunResult, Tier } from '../../machine/machine.ts';
 import type { HostScheduler } from '../../host/scheduler.ts';
 import type { GuestSnapshot, LockReport } from '../../kernel/guest.ts';
-import cliProgress from 'cli-progress';
 import { writeAtomically } from '../write-file.ts';
 import { stopText } from '../stop-text.ts';
-import { SweepTally } from '../sweep-summary.ts';
+import { SweepTally, sweepProgress } from '../sweep-summary.ts';
 import { phaseTracks, runTimeline, violationRecord, writeReport, writeTrace } from '../run-artifacts.ts';
 import { traceLocks } from '../../kernel/lock-trace.ts';
 import type { Timeline } from '../../trace/timeline.ts';
 import { foreignEncoding } from '../../patching/broken.ts';
 import { GuestConfigError } from '../../kernel/errors.ts';
 import type { GuestScenario } from '../scenario/guest-schema.ts';
-import { judgeGuestRun } from '../../kernel/judge.ts';
 import type { CheckKind, Verdict } from '../../check/verdict.ts';
 import { hazardName } from '../../machine/events.ts';
 import { guestCodeNames, injectionOptions } from '../scenario/injection-plan.ts';
@@ -231,6 +231,17 @@ export function subjectOf(file: string, s: GuestScenario, flags: GuestRunFlags):
   });
 }
 
+/** The chooser of one execution under the run's strategy: the timed one drives the execution's host scheduler. */
+function guestChooser(file: string, s: GuestScenario, flags: GuestRunFlags, exec: GuestExecution, seed: number): Chooser {
+  const strategy = strategyOf(s, flags);
+  if (s.inject?.preemptions && strategy === 'timed') throw new ScenarioError(`${file}: /inject/preemptions: the timed strategy preempts through host.pcpus or host.overcommit; preemption decisions are for random and pct`);
+  const g = exec.guest;
+  // Injection plans may name the installed protocol's services (the #BP handler): the fork has them.
+  return strategy === 'timed'
+    ? new TimedChooser({ seed, ...(exec.scheduler ? { host: exec.scheduler } : {}) })
+    : makeChooser(strategy, seed, g.machine.vcpus.length, flags.schedule ?? s.schedule?.replay, injectionOptions(s.inject ?? {}, guestCodeNames(g), g.machine.vcpus.length, `${file}: /inject`));
+}
+
 /** One run of a guest scenario: a fork of the subject's boot, its workload and strategy seeded by `seed`. */
 function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags, subject: GuestSubject, seed: number, tracing: boolean): GuestOutcome {
   const strategy = strategyOf(s, flags);
@@ -241,12 +252,7 @@ function runGuestOnce(file: string, s: GuestScenario, flags: GuestRunFlags, subj
     traceLocks(g);
   }
   const sched = exec.scheduler;
-  if (s.inject?.preemptions && strategy === 'timed') throw new ScenarioError(`${file}: /inject/preemptions: the timed strategy preempts through host.pcpus or host.overcommit; preemption decisions are for random and pct`);
-  // Injection plans may name the installed protocol's services (the #BP handler): the fork has them.
-  const chooser = strategy === 'timed'
-    ? new TimedChooser({ seed, ...(sched ? { host: sched } : {}) })
-    : makeChooser(strategy, seed, g.machine.vcpus.length, flags.schedule ?? s.schedule?.replay, injectionOptions(s.inject ?? {}, guestCodeNames(g), g.machine.vcpus.length, `${file}: /inject`));
-  const result = exec.run(chooser);
+  const result = exec.run(guestChooser(file, s, flags, exec, seed));
   const r = result.run;
   const hs = exec.switchResult;
   const verdict = result.verdict;
@@ -375,36 +381,40 @@ export function sweepGuestScenario(file: string, s: GuestScenario, flags: GuestR
   if (flags.scheduleOut || flags.traceOut || flags.report) throw new ScenarioError('--schedule-out, --trace-out and --report write one run; replay a failing seed with --seed to get them');
   const protocol = protocolOf(file, s, flags);
   const subject = subjectOf(file, s, flags);
-  const bar = !flags.json && process.stderr.isTTY
-    ? new cliProgress.SingleBar({ format: `seeds {bar} {value}/{total} | failing {failing}`, hideCursor: true }, cliProgress.Presets.shades_classic)
-    : undefined;
-  bar?.start(seeds, 0, { failing: 0 });
+  const progress = sweepProgress(!flags.json, seeds, 'failing');
   const failing: { seed: number; check: CheckKind; reason: string; step: number; detail?: string; replay: string }[] = [];
   const runs: { seed: number; verdict: 'ok' | CheckKind; finalState: string }[] = [];
   const totals = { acquisitions: 0, int3Hits: 0, ipis: 0, retries: 0, switched: 0 };
   const tally = new SweepTally();
-  for (let seed = flags.seed; seed < flags.seed + seeds; seed++) {
-    const o = runGuestOnce(file, s, flags, subject, seed, false);
-    const finished = o.g.tasksDone && (o.r.reason === 'until' || o.r.reason === 'all-halted');
-    const ended = finished ? 'every task finished' : o.lostWakeup ? 'every vCPU halted before the tasks finished' : o.r.reason === 'limit' ? 'the instruction limit was reached' : o.r.reason === 'hazard' ? 'a hazard was found' : o.r.reason === 'error' ? 'an error' : stopText(o.r);
-    totals.acquisitions += o.summary.stats.acquisitions ?? 0;
-    if (o.hs) {
-      totals.int3Hits += o.hs.int3Hits;
-      totals.ipis += o.hs.ipis;
-      totals.retries += o.hs.retries;
-      if (o.hs.ok && o.hs.switches.length > 0 && o.hs.switches.every((x) => x.ok)) totals.switched++;
-    }
-    const v = o.verdict;
-    runs.push({ seed, verdict: v.ok ? 'ok' : v.check, finalState: o.summary.finalState });
-    if (!v.ok) {
-      const reason = v.hazard ? hazardName(v.hazard) : v.check;
-      const detail = v.hazard ? describeHazard(v.hazard).split('\n')[0]!.replace(/^[a-z-]+: /, '') : v.message;
-      failing.push({ seed, check: v.check, reason, step: v.step, ...(detail ? { detail } : {}), replay: replayCommand(file, s, flags, seed) });
-    }
-    tally.add(ended, failing.at(-1)?.seed === seed ? failing.at(-1)!.reason : undefined);
-    bar?.increment(1, { failing: failing.length });
-  }
-  bar?.stop();
+  const strategy: SeededStrategy<GuestExecution> = { kind: 'seeded', name: strategyOf(s, flags), chooser: (seed, _vcpus, exec) => guestChooser(file, s, flags, exec, seed) };
+  explore(subject, strategy, {
+    budget: { kind: 'executions', executions: seeds },
+    seed: flags.seed,
+    onExecution: (rec, exec, result) => {
+      const g = exec.guest, r = result.run, hs = exec.switchResult, seed = rec.seed!;
+      const lostWakeup = r.reason === 'all-halted' && !g.tasksDone;
+      const finished = g.tasksDone && (r.reason === 'until' || r.reason === 'all-halted');
+      const ended = finished ? 'every task finished' : lostWakeup ? 'every vCPU halted before the tasks finished' : r.reason === 'limit' ? 'the instruction limit was reached' : r.reason === 'hazard' ? 'a hazard was found' : r.reason === 'error' ? 'an error' : stopText(r);
+      totals.acquisitions += g.checkLocks().reduce((a, l) => a + l.acquisitions, 0);
+      if (hs) {
+        totals.int3Hits += hs.int3Hits;
+        totals.ipis += hs.ipis;
+        totals.retries += hs.retries;
+        if (hs.ok && hs.switches.length > 0 && hs.switches.every((x) => x.ok)) totals.switched++;
+      }
+      const v = rec.violation?.verdict;
+      runs.push({ seed, verdict: v === undefined ? 'ok' : v.check, finalState: rec.state! });
+      let found: string | undefined;
+      if (v !== undefined) {
+        found = v.hazard ? hazardName(v.hazard) : v.check;
+        const detail = v.hazard ? describeHazard(v.hazard).split('\n')[0]!.replace(/^[a-z-]+: /, '') : v.message;
+        failing.push({ seed, check: v.check, reason: found, step: v.step, ...(detail ? { detail } : {}), replay: replayCommand(file, s, flags, seed) });
+      }
+      tally.add(ended, found);
+      progress.tick(failing.length);
+    },
+  });
+  progress.stop();
   const range = `${flags.seed}..${flags.seed + seeds - 1}`;
   if (flags.json) {
     process.stdout.write(JSON.stringify({ scenario: file, protocol: protocol ?? null, ...(flags.protocolFile ? { protocolFile: { path: flags.protocolFile.path, name: flags.protocolFile.protocol.name } } : {}), strategy: strategyOf(s, flags), seeds: { from: flags.seed, count: seeds }, ...tally.json(), failing, totals, runs }) + '\n');

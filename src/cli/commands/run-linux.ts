@@ -4,7 +4,6 @@
  * report the locks' checks, how often each real lock function ran, the halts in kvm_wait and the
  * kicks, and every deviation from the real kernel (the speed knob).
  */
-import cliProgress from 'cli-progress';
 import { LinuxGuest, lockFlavorOf, type LinuxLockReport } from '../../linux/guest.ts';
 import { loadLinuxKernel, bootLinux, type LinuxBootOptions, type LinuxKernel } from '../../linux/kernel.ts';
 import { pvOpsSlotName } from '../../elf/pv-ops-slots.ts';
@@ -14,7 +13,7 @@ import { HOST_COSTS, cfsSliceCycles } from '../../host/costs.ts';
 import { CYCLES_PER_NS } from '../../sched/cost-model.ts';
 import { TimedChooser } from '../../sched/timed.ts';
 import { recordedSchedule, ScheduleError, type Schedule } from '../../sched/schedule.ts';
-import type { RunResult } from '../../machine/machine.ts';
+import type { Machine, RunResult } from '../../machine/machine.ts';
 import { hazardName } from '../../machine/events.ts';
 import { VECTOR } from '../../kernel/layout.ts';
 import { hexAddress, hexBytes } from '../../x86/format.ts';
@@ -23,14 +22,15 @@ import { makeChooser, type Strategy } from '../scenario/build-machine.ts';
 import { ScenarioError } from '../scenario/errors.ts';
 import type { GuestScenario } from '../scenario/guest-schema.ts';
 import { stopText } from '../stop-text.ts';
-import { SweepTally } from '../sweep-summary.ts';
+import { SweepTally, sweepProgress } from '../sweep-summary.ts';
+import { explore, type SeededStrategy } from '../../check/explore.ts';
+import type { Execution, ExecutionLimits, ExecutionResult, Subject } from '../../check/subject.ts';
+import type { Verdict } from '../../check/verdict.ts';
+import type { Chooser } from '../../machine/chooser.ts';
 import { linuxKernelDir } from '../linux-kernel.ts';
 import type { GuestRunFlags } from './run-guest.ts';
 import { lockOpSwitchPlan, type LockOpSwitchPlan } from '../../linux/lock-op-switch.ts';
-import { judgeLinuxRun } from '../../linux/judge.ts';
-import type { Verdict } from '../../check/verdict.ts';
-import type { ExecutionLimits } from '../../check/subject.ts';
-import type { Chooser } from '../../machine/chooser.ts';
+import { judgeLinuxRun, linuxFinalState } from '../../linux/judge.ts';
 import { switchLinuxLockOpsV1, type LinuxV1Result } from '../../linux/v1-switch.ts';
 import { switchLinuxLockOpsV2, type LinuxV2Result } from '../../linux/v2-switch.ts';
 import { variantKind } from '../../patching/variants.ts';
@@ -208,6 +208,28 @@ export function runLinuxWith(s: GuestScenario, g: LinuxGuest, chooser: Chooser, 
   return { r, ...(v1 ? { v1 } : {}), ...(v2 ? { v2 } : {}), locks, lost, ok: verdict.ok, found, verdict, ...(differs !== undefined ? { differs } : {}) };
 }
 
+/**
+ * One execution of a real-kernel Subject: a fork of the boot, run as runLinuxOnce runs it (the
+ * scenario's switch along `plans`, judged by src/linux/judge.ts), its outcome kept for the sweep.
+ */
+export class LinuxExecution implements Execution {
+  readonly machine: Machine;
+  outcome: LinuxRunOutcome | undefined;
+
+  constructor(readonly guest: LinuxGuest, private readonly s: GuestScenario, private readonly flags: GuestRunFlags, private readonly plans: readonly LockOpSwitchPlan[] | undefined, private readonly limits: ExecutionLimits) {
+    this.machine = guest.machine;
+  }
+
+  run(chooser: Chooser, limits: ExecutionLimits = this.limits): ExecutionResult {
+    const g = this.guest;
+    const o = (this.outcome = runLinuxWith(this.s, g, chooser, this.flags, limits, this.plans));
+    const ran = Object.entries(g.probes.counts).filter(([, n]) => n > 0).map(([f]) => f);
+    const sw = o.v1 ?? o.v2;
+    const coverage = [...ran, ...(sw ? [sw.switched ? 'switch finished' : 'switch unfinished'] : [])].sort();
+    return { verdict: o.verdict, run: o.r, finalState: linuxFinalState(g), coverage };
+  }
+}
+
 /** native → pv, or native → pv → native for a round trip. */
 function route(plans: readonly LockOpSwitchPlan[]): string {
   return [plans[0]!.from, ...plans.map((p) => p.to)].join(' → ');
@@ -317,20 +339,26 @@ export function sweepLinuxScenario(file: string, s: GuestScenario, flags: GuestR
   if (strategy === 'replay') throw new ScenarioError('--seeds sweeps seeds; it cannot be combined with a replay schedule');
   const base = bootLinuxScenario(s, (line) => process.stderr.write(`pvpatch: ${line}\n`), undefined, linuxProtocolOf(file, s, flags));
   const plans = linuxSwitchPlans(s, base);
-  const bar = !flags.json && process.stderr.isTTY ? new cliProgress.SingleBar({ format: 'seeds {bar} {value}/{total} | failing {failing}', hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
-  bar?.start(seeds, 0, { failing: 0 });
   const tally = new SweepTally();
   const failing: { seed: number; found: string }[] = [];
   const executions: Record<string, number> = {};
-  for (let seed = flags.seed; seed < flags.seed + seeds; seed++) {
-    const g = base.fork();
-    const o = runLinuxOnce(s, g, strategy, seed, flags, plans);
-    tally.add(o.r.reason === 'error' ? 'an error' : stopText(o.r, {}), o.found);
-    for (const [f, n] of Object.entries(g.probes.counts)) executions[f] = (executions[f] ?? 0) + n;
-    if (!o.ok) failing.push({ seed, found: o.found! });
-    bar?.increment(1, { failing: failing.length });
-  }
-  bar?.stop();
+  const progress = sweepProgress(!flags.json, seeds, 'failing');
+  const limits = linuxLimits(s, flags);
+  // Every seed forks the boot as `run --seed N` boots it (udelay()'s jitter seeded alike), so a replay line reproduces it.
+  const subject: Subject<LinuxExecution> = { name: file, vcpus: base.machine.vcpus.length, limits, start: () => new LinuxExecution(base.fork(), s, flags, plans, limits) };
+  const sweep: SeededStrategy<LinuxExecution> = { kind: 'seeded', name: strategy, chooser: (seed, _vcpus, exec) => chooserFor(s, exec.guest, strategy, seed, undefined).chooser };
+  explore(subject, sweep, {
+    budget: { kind: 'executions', executions: seeds },
+    seed: flags.seed,
+    onExecution: (rec, exec, result) => {
+      const o = exec.outcome!;
+      tally.add(result.run.reason === 'error' ? 'an error' : stopText(result.run, {}), o.found);
+      for (const [f, n] of Object.entries(exec.guest.probes.counts)) executions[f] = (executions[f] ?? 0) + n;
+      if (!o.ok) failing.push({ seed: rec.seed!, found: o.found! });
+      progress.tick(failing.length);
+    },
+  });
+  progress.stop();
   if (flags.json) {
     process.stdout.write(JSON.stringify({ scenario: file, kernel: { release: base.boot.kernel.release, source: SOURCE }, flavor: base.flavor, deviations: base.deviations(), strategy, seeds: { from: flags.seed, count: seeds }, ...tally.json(), executions, failing: failing.length, first: failing[0] ?? null }) + '\n');
   } else {

@@ -3,13 +3,11 @@
  * seeds), print a per-vCPU summary, every hazard, the stop reason and the replayable schedule.
  */
 import type { StockVariant } from '../../patching/variants.ts';
-import { existsSync, readFileSync } from 'node:fs';
 import { writeAtomically } from '../write-file.ts';
 import { intFlag } from '../flags.ts';
 import { checkRunFlags } from './run-flags.ts';
 import { stopText, type StopContext } from '../stop-text.ts';
-import { SweepTally } from '../sweep-summary.ts';
-import cliProgress from 'cli-progress';
+import { sweepMachineScenario } from './run-sweep.ts';
 import { machineScenarioSchema } from '../scenario/schema.ts';
 import { readScenarioDoc, validateScenario, type MachineScenario } from '../scenario/load.ts';
 import { guestScenarioSchema, type GuestScenario } from '../scenario/guest-schema.ts';
@@ -28,8 +26,6 @@ import type { Machine, RunResult, Tier } from '../../machine/machine.ts';
 import { defaultScenarioPath } from '../default-scenario.ts';
 import { observe, formatState, type Observation } from '../../check/observation.ts';
 import { judgeMachineRun } from '../../check/judge-machine.ts';
-import type { CheckKind } from '../../check/verdict.ts';
-import { hazardName } from '../../machine/events.ts';
 import { phaseTracks, runTimeline, violationRecord, writeReport, writeTrace } from '../run-artifacts.ts';
 
 export interface RunFlags {
@@ -177,28 +173,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   if (seeds !== undefined) {
     if (flags.traceOut || flags.report) throw new ScenarioError('--trace-out and --report write one run; replay a failing seed with --seed to get them');
     if (strategy === 'replay') throw new ScenarioError('--seeds sweeps seeds; it cannot be combined with a replay schedule');
-    const bar = !flags.json && process.stderr.isTTY ? new cliProgress.SingleBar({ format: 'seeds {bar} {value}/{total} | hazards {hazards}', hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
-    bar?.start(seeds, 0, { hazards: 0 });
-    const failing: { seed: number; reason: string; check: CheckKind; hazard: string; schedule: string }[] = [];
-    const tally = new SweepTally();
-    const stop = stopOf(scenario, runOpts.maxInstructions);
-    for (let s = seed; s < seed + seeds; s++) {
-      const m = boot.machine.fork();
-      const r = m.run({ ...runOpts, chooser: makeChooser(strategy, s, m.vcpus.length, undefined, boot.plans) });
-      const v = judgeMachineRun(m, r);
-      tally.add(r.reason === 'error' ? 'an error' : stopText(r, stop).replace(/ \(raise it with --max-instructions\)$/, ''), v.ok ? undefined : v.hazard ? hazardName(v.hazard) : v.check);
-      if (!v.ok) {
-        failing.push({ seed: s, reason: r.reason, check: v.check, hazard: v.hazard ? describeHazard(v.hazard) : v.message, schedule: recordedSchedule(m).toString() });
-      }
-      bar?.increment(1, { hazards: failing.length });
-    }
-    bar?.stop();
-    if (flags.json) process.stdout.write(JSON.stringify({ scenario: path, strategy, seeds: { from: seed, count: seeds }, ...tally.json(), failing: failing.length, first: failing[0] ?? null }) + '\n');
-    else {
-      process.stdout.write(`${path}: ${seeds} seeds (${seed}..${seed + seeds - 1}), strategy ${strategy}, one execution per seed from one boot: ${failing.length} with a hazard or error\n${tally.lines().join('\n')}\n`);
-      if (failing[0]) process.stdout.write(`first: seed ${failing[0].seed}: ${failing[0].hazard}\nreplay: pvpatch run ${path} --seed ${failing[0].seed} --strategy ${strategy}\n`);
-    }
-    return failing.length > 0 ? 1 : 0;
+    return sweepMachineScenario(path, scenario, boot, { strategy, seed, seeds, json: flags.json ?? false, ...(maxInstructions !== undefined ? { maxInstructions } : {}) });
   }
 
   const m = boot.machine;

@@ -8,11 +8,10 @@
  * finished.
  */
 import type { Execution, ExecutionLimits, Subject } from '../../check/subject.ts';
-import { linuxFinalState } from '../../linux/judge.ts';
 import { ScenarioError } from './errors.ts';
 import type { GuestScenario } from './guest-schema.ts';
 import type { GuestRunFlags } from '../commands/run-guest.ts';
-import { bootLinuxScenario, linuxLimits, linuxProtocolOf, linuxSwitchPlans, refuseUnsupported, runLinuxWith } from '../commands/run-linux.ts';
+import { LinuxExecution, bootLinuxScenario, linuxLimits, linuxProtocolOf, linuxSwitchPlans, refuseUnsupported } from '../commands/run-linux.ts';
 
 export function linuxScenarioSubject(path: string, s: GuestScenario, flags: Pick<GuestRunFlags, 'protocol' | 'variant' | 'protocolFile'>): Subject {
   const runFlags: GuestRunFlags = { seed: s.schedule?.seed ?? 1, strategy: 'random', ...flags };
@@ -30,16 +29,7 @@ export function linuxScenarioSubject(path: string, s: GuestScenario, flags: Pick
     vcpus: s.guest.vcpus,
     limits,
     start(seed?: number): Execution {
-      const g = base.fork(seed !== undefined ? { seed } : {});
-      return {
-        machine: g.machine,
-        run(chooser, l = limits) {
-          const o = runLinuxWith(s, g, chooser, runFlags, l, plans);
-          const ran = Object.entries(g.probes.counts).filter(([, n]) => n > 0).map(([f]) => f);
-          const coverage = [...ran, ...(o.v1 ?? o.v2 ? [(o.v1 ?? o.v2)!.switched ? 'switch finished' : 'switch unfinished'] : [])].sort();
-          return { verdict: o.verdict, run: o.r, finalState: linuxFinalState(g), coverage };
-        },
-      };
+      return new LinuxExecution(base.fork(seed !== undefined ? { seed } : {}), s, runFlags, plans, limits);
     },
   };
 }
