@@ -12,12 +12,18 @@
  *   futures the branch's ancestors explore: the execution ends (redundant);
  * - otherwise the cycling processes yield (CHESS-style fair scheduling): they may not be chosen at
  *   this node, and switching away from them is no preemption.
+ *
+ * State caching (src/check/dpor-cache.ts): at a new node whose state did not repeat within the
+ * execution, the node's cache key is looked up; a hit ends the execution (`cached`) and hands the
+ * cached summary to the explorer. A node of a subject that cannot hash its own state has no key.
  */
 import { ActionKind, action, actionCpu, actionKind, type Chooser, type SchedulingPoint } from '../machine/chooser.ts';
 import type { Machine } from '../machine/machine.ts';
 import type { Footprint, FootprintRecorder } from '../machine/footprint.ts';
 import { dependent, type Trace } from './dpor-trace.ts';
+import { textByteAddress } from '../machine/footprint.ts';
 import { machineStateHash } from './state-hash.ts';
+import { cacheKey, type FrozenSummary, type GrowingSummary, type StateCache } from './dpor-cache.ts';
 
 /** A process that need not be explored here: explored before (fp: its next event), or ⊤ (null). */
 export interface SleepEntry {
@@ -47,6 +53,10 @@ export interface ScheduleNode {
   chosenFp: Footprint | null;
   /** An execution below the current branch was cut by the depth bound. */
   incomplete: boolean;
+  /** The state cache's key of this node (undefined: not cacheable). */
+  readonly key: number | undefined;
+  /** What was explored below this node so far (src/check/dpor-cache.ts). */
+  below: GrowingSummary | undefined;
 }
 
 /** A non-scheduling choice (old or new bytes at a legal CMC fetch): every value is explored. */
@@ -54,12 +64,13 @@ export interface ChoiceNode {
   readonly kind: 'choice';
   readonly values: number;
   chosen: number;
+  below: GrowingSummary | undefined;
 }
 
 export type PathNode = ScheduleNode | ChoiceNode;
 
 /** Why an execution ended before the machine stopped it. */
-export type CutReason = 'sleep-blocked' | 'preemption-bound' | 'redundant-cycle' | 'livelock';
+export type CutReason = 'sleep-blocked' | 'preemption-bound' | 'redundant-cycle' | 'livelock' | 'cached';
 
 /** Thrown out of the machine's run loop to end an execution early (not a user-facing error). */
 export class ExplorationCut extends Error {
@@ -67,6 +78,8 @@ export class ExplorationCut extends Error {
     readonly reason: CutReason,
     /** For a livelock: the vCPUs going round the cycle, and the step where it closed. */
     readonly cycle: { cpus: number[]; step: number } | undefined = undefined,
+    /** For a cache hit: what the search explored below the state. */
+    readonly summary: FrozenSummary | undefined = undefined,
   ) {
     super(`exploration cut: ${reason}`);
     this.name = 'ExplorationCut';
@@ -89,6 +102,8 @@ export interface ExecutionSettings {
   /** Partial-order reduction (races and sleep sets) on, or plain bounded DFS over every enabled action. */
   readonly reduction: boolean;
   readonly preemptionBound: number | undefined;
+  /** The state cache, and the subject's hash of its own state (undefined: none caching). */
+  readonly cache?: { readonly states: StateCache; readonly subjectHash: () => number | undefined };
 }
 
 export class DporChooser implements Chooser {
@@ -103,7 +118,10 @@ export class DporChooser implements Chooser {
   private preemptions = 0;
   private running = -1;
   private runningPaused = false;
-  private injections = 0;
+  /** Injections taken, by action kind (the run's budgets left are part of the state). */
+  private readonly injections = new Int32Array(8);
+  /** Text bytes this execution wrote (their cross-modifying-code record is state). */
+  private readonly textWritten = new Set<number>();
   private readonly seen = new Map<number, number>();
   private readonly initialBuffer: number[];
 
@@ -140,7 +158,7 @@ export class DporChooser implements Chooser {
       if (node.kind !== 'choice' || node.values !== n) throw new Error(`DPOR replay diverged at node ${k}: expected a choice`);
       return node.chosen;
     }
-    this.path.push({ kind: 'choice', values: n, chosen: 0 });
+    this.path.push({ kind: 'choice', values: n, chosen: 0, below: undefined });
     return 0;
   }
 
@@ -170,20 +188,34 @@ export class DporChooser implements Chooser {
     return proc;
   }
 
-  /** Put the state at node k in the cycle table; returns the node where it was first seen. */
-  private remember(k: number): number | undefined {
-    const h = machineStateHash(this.machine, this.recorder, [this.injections]);
-    if (h === undefined) return undefined;
-    const first = this.seen.get(h);
-    if (first === undefined) this.seen.set(h, k);
-    return first;
+  /** Put the state at node k in the cycle table; returns its hash and the node where it was first seen. */
+  private remember(k: number): { hash: number | undefined; first: number | undefined } {
+    const hash = machineStateHash(this.machine, this.recorder, this.injections, this.textWritten);
+    if (hash === undefined) return { hash, first: undefined };
+    const first = this.seen.get(hash);
+    if (first === undefined) this.seen.set(hash, k);
+    return { hash, first };
+  }
+
+  /** The cache key of a new node at a state that did not repeat (undefined: not cacheable). */
+  private keyOf(hash: number | undefined): number | undefined {
+    const cache = this.settings.cache;
+    if (cache === undefined || hash === undefined) return undefined;
+    const own = cache.subjectHash();
+    if (own === undefined) return undefined;
+    return cacheKey(hash, own, { preemptions: this.preemptions, running: this.running, runningPaused: this.runningPaused, sleep: this.sleep });
   }
 
   private extend(k: number, enabled: number[]): ScheduleNode {
     let blocked: number[] = [];
     let yieldable = this.runningPaused;
-    const first = this.remember(k);
-    if (first !== undefined) {
+    const { hash, first } = this.remember(k);
+    let key: number | undefined;
+    if (first === undefined) {
+      key = this.keyOf(hash);
+      const hit = key === undefined ? undefined : this.settings.cache!.states.lookup(key);
+      if (hit !== undefined) throw new ExplorationCut('cached', undefined, hit);
+    } else {
       const cycle = new Set<number>();
       const ev = this.trace.events;
       for (let i = ev.length - 1; i >= 0 && ev[i]!.node >= first; i--) cycle.add(ev[i]!.proc);
@@ -209,6 +241,8 @@ export class DporChooser implements Chooser {
       chosen: -1,
       chosenFp: null,
       incomplete: false,
+      key,
+      below: undefined,
     };
     const bound = this.settings.preemptionBound;
     const fits = (a: number) => bound === undefined || node.preemptions + preemptionCost(node, a) <= bound;
@@ -271,6 +305,10 @@ export class DporChooser implements Chooser {
       const c = this.machine.vcpus[cpu]!;
       this.running = cpu;
       this.runningPaused = c.lastPause === c.retired - 1;
-    } else if (kind === ActionKind.Nmi || kind === ActionKind.Irq) this.injections++;
+    } else if (kind !== ActionKind.Drain) this.injections[kind]!++;
+    for (const w of fp.writes) {
+      const a = textByteAddress(w);
+      if (a >= 0) this.textWritten.add(a);
+    }
   }
 }

@@ -27,6 +27,13 @@
  * preemptions). With `reduction: false` the same explorer is plain bounded DFS over every enabled
  * action (the baseline DPOR is measured against).
  *
+ * Stateful (the default with reduction, for a subject whose executions hash their own state):
+ * an execution that reaches a state whose subtree is explored ends there, and the subtree's
+ * summary stands in for it; src/check/dpor-cache.ts says why that stays sound. `exhausted` keeps
+ * its meaning: every state reachable within the bounds was visited, with every branch DPOR needs.
+ * A cache hit replaces a subtree's executions by one, so final-state counts are counts of
+ * executions run, while the set of distinct final states is the same as without the cache.
+ *
  * The Subject must let errors that are not user-facing through its run(): an execution ends early
  * by an ExplorationCut thrown from the chooser.
  */
@@ -35,6 +42,7 @@ import { FootprintRecorder } from '../machine/footprint.ts';
 import { recordedSchedule, type Schedule } from '../sched/schedule.ts';
 import { Trace } from './dpor-trace.ts';
 import { DporChooser, ExplorationCut, preemptionCost, type CutReason, type PathNode, type ScheduleNode } from './dpor-chooser.ts';
+import { GrowingSummary, StateCache, dependsOnSummary, type CacheStats, type FrozenSummary } from './dpor-cache.ts';
 import type { ExecutionLimits, Subject } from './subject.ts';
 import { violation, type Verdict } from './verdict.ts';
 
@@ -69,6 +77,13 @@ export interface DporOptions {
   limits?: ExecutionLimits;
   /** Told about every execution as it ends. */
   onExecution?: (e: DporExecution) => void;
+  /**
+   * Cache explored states (stateful DPOR, src/check/dpor-cache.ts): default on with reduction, for
+   * a subject whose executions hash their own state (Execution.stateHash); never without reduction.
+   */
+  cache?: boolean;
+  /** The cache's capacity in states (default DEFAULT_MAX_STATES); beyond it, states are not kept. */
+  maxStates?: number;
 }
 
 export interface DporViolation {
@@ -93,23 +108,30 @@ export interface DporResult {
   /** The preemption bound left out a branch (a larger bound explores more). */
   readonly preemptionLimited: boolean;
   readonly violation?: DporViolation;
+  /** The state cache's figures, when it was on. */
+  readonly cache?: CacheStats;
 }
 
 
 /**
- * BPOR's conservative point for a backtrack at node `i`: the last node before it where a switch
- * of vCPU happened or would be free (nothing running yet, the running vCPU blocked or yielding),
- * so that a switch the bound forbids at `i` is also tried where it costs nothing. -1: none.
+ * BPOR's conservative points for backtracks at every node of the path: for node `i`, the last
+ * node before it where a switch of vCPU happened or would be free (nothing running yet, the
+ * running vCPU blocked or yielding), so that a switch the bound forbids at `i` is also tried where
+ * it costs nothing (-1: none). Entry path.length is for a point after the path's end.
  */
-function lastContextSwitch(path: PathNode[], i: number): number {
-  for (let j = i - 1; j >= 0; j--) {
+function contextSwitches(path: PathNode[]): Int32Array {
+  const out = new Int32Array(path.length + 1);
+  let last = -1;
+  for (let j = 0; j < path.length; j++) {
+    out[j] = last;
     const n = path[j]!;
     if (n.kind !== 'schedule') continue;
     const switched = actionKind(n.chosen) === ActionKind.Step && n.running >= 0 && actionCpu(n.chosen) !== n.running;
     const free = n.running < 0 || n.yieldable || !n.enabled.includes(action(n.running, ActionKind.Step));
-    if (switched || free) return j;
+    if (switched || free) last = j;
   }
-  return -1;
+  out[path.length] = last;
+  return out;
 }
 
 class Explorer {
@@ -117,7 +139,48 @@ class Explorer {
   /** The preemption bound left a branch out. */
   preemptionLimited = false;
 
-  constructor(private readonly bound: number | undefined) {}
+  constructor(
+    private readonly bound: number | undefined,
+    private readonly cache: StateCache | undefined,
+  ) {}
+
+  private below(i: number): GrowingSummary {
+    const n = this.path[i]!;
+    return (n.below ??= new GrowingSummary());
+  }
+
+  /** The execution's events from node `from` on go into their nodes' summaries (stateful only). */
+  summarize(trace: Trace, from: number): void {
+    if (this.cache === undefined) return;
+    for (const ev of trace.events) if (ev.node >= from) this.below(ev.node).addEvent(ev.proc, ev.fp, ev.terminal);
+  }
+
+  /** Something below the current path's end was cut by the depth bound or limited by the preemption bound. */
+  markBelow(what: 'depthCut' | 'limited'): void {
+    if (this.cache !== undefined && this.path.length > 0) this.below(this.path.length - 1)[what] = true;
+  }
+
+  /**
+   * The execution ended at a cached state (after node path.length - 1): every summarized event may
+   * race with every event of the trace it depends on (src/check/dpor-cache.ts says why this is a
+   * superset of what exploring the subtree again would add).
+   */
+  cacheHit(trace: Trace, s: FrozenSummary): void {
+    const full = new Set<number>();
+    const lastOfProc = new Map<number, number>();
+    trace.events.forEach((ev, x) => lastOfProc.set(ev.proc, x));
+    trace.events.forEach((ev, x) => {
+      if (full.has(ev.node)) return;
+      const races = s.procs.some(([p, f]) => p !== ev.proc && dependsOnSummary(ev.fp, ev.proc, p, f))
+        || (lastOfProc.get(ev.proc) === x && s.terminal.some((p) => p !== ev.proc));
+      if (!races) return;
+      full.add(ev.node);
+      const node = this.path[ev.node] as ScheduleNode;
+      for (const q of node.enabled) if (!node.blocked.includes(q)) this.addBacktrack(ev.node, q, false);
+    });
+    if (this.bound !== undefined) for (const [p] of s.procs) this.conservative(this.path.length, p);
+    if (this.path.length > 0) this.below(this.path.length - 1).merge(s);
+  }
 
   private fits(node: ScheduleNode, proc: number): boolean {
     return this.bound === undefined || node.preemptions + preemptionCost(node, proc) <= this.bound;
@@ -126,13 +189,20 @@ class Explorer {
   private addBacktrack(i: number, proc: number, conservative: boolean): void {
     const node = this.path[i] as ScheduleNode;
     if (this.fits(node, proc)) node.backtrack.add(proc);
-    else this.preemptionLimited = true;
+    else {
+      this.preemptionLimited = true;
+      if (this.cache !== undefined) this.below(i).limited = true;
+    }
     if (this.bound !== undefined && !conservative) this.conservative(i, proc);
   }
 
+  /** lastSwitch[i]: contextSwitches(path), for the path as it stands between two advance() calls. */
+  private switches: Int32Array | undefined;
+
   /** BPOR: the same process at the last context switch before node i (all enabled there if it is not). */
   private conservative(i: number, proc: number): void {
-    const j = lastContextSwitch(this.path, i);
+    this.switches ??= contextSwitches(this.path);
+    const j = this.switches[i]!;
     if (j < 0) return;
     const at = this.path[j] as ScheduleNode;
     const procs = at.enabled.includes(proc) ? [proc] : at.enabled;
@@ -160,8 +230,18 @@ class Explorer {
     }
   }
 
+  /** Node `i`'s subtree is finished: cache its summary under its key and pass it to its parent. */
+  private finished(i: number): void {
+    const n = this.path[i]!;
+    if (this.cache === undefined || n.below === undefined) return;
+    const s = n.below.freeze(this.cache);
+    if (n.kind === 'schedule' && n.key !== undefined) this.cache.insert(n.key, s);
+    if (i > 0) this.below(i - 1).merge(s);
+  }
+
   /** Move to the next branch, deepest first; returns the new prefix length, or 0 when done. */
   advance(): number {
+    this.switches = undefined;
     while (this.path.length > 0) {
       const node = this.path[this.path.length - 1]!;
       if (node.kind === 'choice') {
@@ -169,6 +249,7 @@ class Explorer {
           node.chosen++;
           return this.path.length;
         }
+        this.finished(this.path.length - 1);
         this.path.pop();
         continue;
       }
@@ -182,6 +263,7 @@ class Explorer {
         node.chosen = next;
         return this.path.length;
       }
+      this.finished(this.path.length - 1);
       this.path.pop();
     }
     return 0;
@@ -197,10 +279,13 @@ export function exploreDpor(subject: Subject, bounds: DporBounds = {}, options: 
   const stopAtFirst = options.stopAtFirstViolation ?? true;
   const base = options.limits ?? subject.limits;
   const limits: ExecutionLimits = { ...base, ...(bounds.depth !== undefined ? { maxInstructions: bounds.depth } : {}) };
-  const explorer = new Explorer(bounds.preemptions);
+  const probe = subject.start();
+  const caching = reduction && (options.cache ?? true) && probe.stateHash !== undefined;
+  const cache = caching ? new StateCache(options.maxStates) : undefined;
+  const explorer = new Explorer(bounds.preemptions, cache);
   const states = new Map<string, number>();
   const verdicts = new Map<string, number>();
-  const ends: Record<ExecutionEnd, number> = { finished: 0, 'depth-bound': 0, 'sleep-blocked': 0, 'preemption-bound': 0, 'redundant-cycle': 0, livelock: 0 };
+  const ends: Record<ExecutionEnd, number> = { finished: 0, 'depth-bound': 0, 'sleep-blocked': 0, 'preemption-bound': 0, 'redundant-cycle': 0, livelock: 0, cached: 0 };
   let executions = 0;
   let found: DporViolation | undefined;
   let prefix = 0;
@@ -211,14 +296,19 @@ export function exploreDpor(subject: Subject, bounds: DporBounds = {}, options: 
       cut = true;
       break;
     }
-    const exec = subject.start();
+    const exec = executions === 0 ? probe : subject.start();
     const recorder = new FootprintRecorder(exec.machine.memory, subject.vcpus);
     exec.machine.recordFootprints(recorder);
     const trace = new Trace(subject.vcpus);
-    const chooser = new DporChooser(explorer.path, prefix, exec.machine, recorder, trace, { reduction, preemptionBound: bounds.preemptions });
+    const chooser = new DporChooser(explorer.path, prefix, exec.machine, recorder, trace, {
+      reduction,
+      preemptionBound: bounds.preemptions,
+      ...(cache !== undefined ? { cache: { states: cache, subjectHash: () => exec.stateHash?.() } } : {}),
+    });
     let end: ExecutionEnd = 'finished';
     let verdict: Verdict | undefined;
     let finalState: string | undefined;
+    let lastCut: ExplorationCut | undefined;
     try {
       const r = exec.run(chooser, limits);
       const reason = r.run.reason;
@@ -231,6 +321,7 @@ export function exploreDpor(subject: Subject, bounds: DporBounds = {}, options: 
     } catch (e) {
       if (!(e instanceof ExplorationCut)) throw e;
       end = e.reason;
+      lastCut = e;
       if (e.cycle !== undefined) {
         const cpus = e.cycle.cpus.map((c) => `vCPU ${c}`).join(', ');
         verdict = violation('livelock', e.cycle.step, `the machine state repeated with no other progress possible: ${cpus} go round a cycle forever`, e.cycle.cpus.length === 1 ? { cpu: e.cycle.cpus[0]! } : {});
@@ -239,10 +330,24 @@ export function exploreDpor(subject: Subject, bounds: DporBounds = {}, options: 
     executions++;
     exec.machine.recordFootprints(undefined);
     for (const [x, ev] of chooser.races) explorer.reverse(trace, x, ev);
-    if (chooser.boundHit) explorer.preemptionLimited = true;
-    if (end === 'depth-bound') {
+    explorer.summarize(trace, prefix - 1);
+    if (chooser.boundHit) {
+      explorer.preemptionLimited = true;
+      explorer.markBelow('limited');
+    }
+    let hit: FrozenSummary | undefined;
+    if (end === 'cached') {
+      // The throw carried the summary; an ExplorationCut of any other reason carries none.
+      hit = lastCut?.summary;
+      if (hit !== undefined) {
+        explorer.cacheHit(trace, hit);
+        if (hit.limited) explorer.preemptionLimited = true;
+      }
+    }
+    if (end === 'depth-bound' || hit?.depthCut === true) {
       cut = true;
       explorer.markIncomplete();
+      explorer.markBelow('depthCut');
     }
     ends[end]++;
     if (finalState !== undefined) states.set(finalState, (states.get(finalState) ?? 0) + 1);
@@ -269,5 +374,6 @@ export function exploreDpor(subject: Subject, bounds: DporBounds = {}, options: 
     exhausted,
     preemptionLimited: explorer.preemptionLimited,
     ...(found !== undefined ? { violation: found } : {}),
+    ...(cache !== undefined ? { cache: cache.stats() } : {}),
   };
 }

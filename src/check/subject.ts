@@ -31,6 +31,12 @@ export interface Execution {
   readonly machine: Machine;
   /** Run to the end under `chooser` and judge the run; called once per execution. */
   run(chooser: Chooser, limits?: ExecutionLimits): ExecutionResult;
+  /**
+   * A hash of the state this execution keeps beyond its machine's (what protocols, oracles and the
+   * host keep in TypeScript) that, with the machine's, decides its future; undefined when it cannot
+   * say now. Absent: the subject cannot say at all, and DPOR caches none of its states.
+   */
+  stateHash?(): number | undefined;
 }
 
 export interface Subject {
