@@ -59,6 +59,10 @@ export function parseShard(v: string | undefined): Shard | undefined {
   return { index, count };
 }
 
+/** A seeded sweep's default; DPOR's is larger, as it is asked to finish (text-poke-order at bound 2: 2,521). */
+const DEFAULT_EXECUTIONS = 1000;
+const DEFAULT_DPOR_EXECUTIONS = 20_000;
+
 function budgetOf(flags: CheckFlags): ExplorationBudget {
   if (flags.budget !== undefined && flags.executions !== undefined) throw new ScenarioError('give --budget SECONDS or --executions N, not both');
   if (flags.budget !== undefined) {
@@ -66,7 +70,7 @@ function budgetOf(flags: CheckFlags): ExplorationBudget {
     if (!Number.isFinite(s) || s <= 0) throw new ScenarioError(`--budget must be a number of seconds > 0, not '${flags.budget}'`);
     return { kind: 'seconds', seconds: s };
   }
-  return { kind: 'executions', executions: intFlag(flags.executions, 'executions', 1) ?? 1000 };
+  return { kind: 'executions', executions: intFlag(flags.executions, 'executions', 1) ?? (flags.strategy === 'dpor' ? DEFAULT_DPOR_EXECUTIONS : DEFAULT_EXECUTIONS) };
 }
 
 function strategyOf(flags: CheckFlags): Strategy {
