@@ -16,8 +16,13 @@
  * State caching (src/check/dpor-cache.ts): at a new node whose state did not repeat within the
  * execution, the node's cache key is looked up; a hit ends the execution (`cached`) and hands the
  * cached summary to the explorer. A node of a subject that cannot hash its own state has no key.
+ *
+ * A window (src/check/dpor.ts's DporWindow): before its first step, a seeded chooser of the
+ * settings decides, the same way in every execution; those actions make no nodes and no events
+ * (a race with one of them could only branch before the window).
  */
-import { ActionKind, action, actionCpu, actionKind, type Chooser, type SchedulingPoint } from '../machine/chooser.ts';
+import { ActionKind, action, actionCpu, actionKind, type Chooser, type ChoiceKind, type CostClass, type SchedulingPoint } from '../machine/chooser.ts';
+import type { Vcpu } from '../machine/vcpu.ts';
 import type { Machine } from '../machine/machine.ts';
 import type { Footprint, FootprintRecorder } from '../machine/footprint.ts';
 import { dependent, type Trace } from './dpor-trace.ts';
@@ -41,6 +46,8 @@ export interface ScheduleNode {
   readonly yieldable: boolean;
   /** Preemptions before this node. */
   readonly preemptions: number;
+  /** The machine's step count at this node (a window's end is a step). */
+  readonly step: number;
   readonly sleep: readonly SleepEntry[];
   /** Processes of a cycle that closed here: not to be chosen here. */
   readonly blocked: readonly number[];
@@ -104,6 +111,10 @@ export interface ExecutionSettings {
   readonly preemptionBound: number | undefined;
   /** The state cache, and the subject's hash of its own state (undefined: none caching). */
   readonly cache?: { readonly states: StateCache; readonly subjectHash: () => number | undefined };
+  /** Decides every point before step `fromStep` (a window's prefix), fresh for each execution. */
+  readonly prefix?: { readonly fromStep: number; readonly chooser: Chooser };
+  /** Nodes at these steps get no branches but their default (beyond a window's end). */
+  readonly outsideWindow?: (step: number) => boolean;
 }
 
 export class DporChooser implements Chooser {
@@ -142,16 +153,59 @@ export class DporChooser implements Chooser {
     return this.preemptions;
   }
 
+  /** The prefix chooser while the machine is before the window's first step. */
+  private get inPrefix(): Chooser | undefined {
+    const p = this.settings.prefix;
+    return p !== undefined && this.machine.step < p.fromStep ? p.chooser : undefined;
+  }
+
+  /** A prefix action is taken: no node, no event; what the state hash needs is kept. */
+  private prefixAction(a: number): void {
+    const kind = actionKind(a);
+    if (kind === ActionKind.Step) this.running = actionCpu(a);
+    else if (kind !== ActionKind.Drain) this.injections[kind]!++;
+  }
+
+  /** The footprint of the prefix's last action (or of none): only its text writes are kept. */
+  private flushPrefix(): void {
+    for (const w of this.recorder.take().writes) {
+      const t = textByteAddress(w);
+      if (t >= 0) this.textWritten.add(t);
+    }
+  }
+
   next(point: SchedulingPoint): number {
+    const prefix = this.inPrefix;
+    if (prefix !== undefined) {
+      this.flushPrefix();
+      const i = prefix.next(point);
+      if (i >= 0 && i < point.count) this.prefixAction(point.actions[i]!);
+      return i;
+    }
+    if (this.settings.prefix !== undefined && this.current === undefined && this.pos === 0) this.flushPrefix();
     const proc = this.point(point.actions.subarray(0, point.count));
     return point.actions.subarray(0, point.count).indexOf(proc);
   }
 
   forced(a: number): void {
+    const prefix = this.inPrefix;
+    if (prefix !== undefined) {
+      this.flushPrefix();
+      prefix.forced?.(a);
+      this.prefixAction(a);
+      return;
+    }
+    if (this.settings.prefix !== undefined && this.current === undefined && this.pos === 0) this.flushPrefix();
     this.point(Int32Array.of(a));
   }
 
-  choose(_kind: string, n: number): number {
+  observe(vcpu: Vcpu, kind: ActionKind, cost: CostClass): void {
+    this.inPrefix?.observe?.(vcpu, kind, cost);
+  }
+
+  choose(kind: string, n: number): number {
+    const prefix = this.inPrefix;
+    if (prefix !== undefined) return prefix.choose(kind as ChoiceKind, n);
     const k = this.pos++;
     if (k < this.prefix) {
       const node = this.path[k]!;
@@ -234,6 +288,7 @@ export class DporChooser implements Chooser {
       running: this.running,
       yieldable,
       preemptions: this.preemptions,
+      step: this.machine.step,
       sleep: this.sleep,
       blocked,
       backtrack: new Set(),
@@ -257,7 +312,7 @@ export class DporChooser implements Chooser {
     const serviceSpin = this.runningPaused && others.length > 0 && this.machine.vcpus[this.running]!.serviceFrames.length > 0;
     const stay = this.running >= 0 && open.includes(own) && !serviceSpin ? [own] : [];
     const pick = [...stay, ...byKind(ActionKind.Drain), ...others, ...(serviceSpin ? [own] : []), ...byKind(ActionKind.Nmi), ...byKind(ActionKind.Irq)][0];
-    if (!this.settings.reduction) {
+    if (!this.settings.reduction && !this.settings.outsideWindow?.(node.step)) {
       for (const a of open) {
         if (fits(a)) node.backtrack.add(a);
         else this.boundHit = true;

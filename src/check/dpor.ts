@@ -40,6 +40,7 @@
 import { ActionKind, action, actionCpu, actionKind } from '../machine/chooser.ts';
 import { FootprintRecorder } from '../machine/footprint.ts';
 import { recordedSchedule, type Schedule } from '../sched/schedule.ts';
+import { RandomChooser } from '../sched/random.ts';
 import { Trace } from './dpor-trace.ts';
 import { DporChooser, ExplorationCut, preemptionCost, type CutReason, type PathNode, type ScheduleNode } from './dpor-chooser.ts';
 import { GrowingSummary, StateCache, dependsOnSummary, type CacheStats, type FrozenSummary } from './dpor-cache.ts';
@@ -53,6 +54,23 @@ export interface DporBounds {
   depth?: number;
   /** Stop after this many executions (the search is then `bounded`). */
   maxExecutions?: number;
+  /** Branch only inside this window of machine steps (the search is then `bounded`). */
+  window?: DporWindow;
+}
+
+/**
+ * A search directed at a window of the run (issue 9: a guest's patch window lies hundreds of
+ * steps into a run whose depth-first tail DPOR would explore first): before `fromStep` a seeded
+ * random schedule (no injections, no host preemptions) takes the run there, the same way in every
+ * execution; nodes from `toStep` on take only their default branch. Races inside the window are
+ * reversed as ever, with the events after it included. A windowed search never claims
+ * `exhausted`: what the prefix and the tail leave out is unexplored.
+ */
+export interface DporWindow {
+  readonly fromStep: number;
+  readonly toStep: number;
+  /** The prefix's seed (default 1). */
+  readonly seed?: number;
 }
 
 /** How one execution ended. */
@@ -142,6 +160,8 @@ class Explorer {
   constructor(
     private readonly bound: number | undefined,
     private readonly cache: StateCache | undefined,
+    /** Nodes from this step on get no branches (a window's end). */
+    private readonly windowEnd: number = Infinity,
   ) {}
 
   private below(i: number): GrowingSummary {
@@ -188,6 +208,7 @@ class Explorer {
 
   private addBacktrack(i: number, proc: number, conservative: boolean): void {
     const node = this.path[i] as ScheduleNode;
+    if (node.step >= this.windowEnd) return;
     if (this.fits(node, proc)) node.backtrack.add(proc);
     else {
       this.preemptionLimited = true;
@@ -282,7 +303,8 @@ export function exploreDpor(subject: Subject, bounds: DporBounds = {}, options: 
   const probe = subject.start();
   const caching = reduction && (options.cache ?? true) && probe.stateHash !== undefined;
   const cache = caching ? new StateCache(options.maxStates) : undefined;
-  const explorer = new Explorer(bounds.preemptions, cache);
+  const window = bounds.window;
+  const explorer = new Explorer(bounds.preemptions, cache, window?.toStep);
   const states = new Map<string, number>();
   const verdicts = new Map<string, number>();
   const ends: Record<ExecutionEnd, number> = { finished: 0, 'depth-bound': 0, 'sleep-blocked': 0, 'preemption-bound': 0, 'redundant-cycle': 0, livelock: 0, cached: 0 };
@@ -303,6 +325,10 @@ export function exploreDpor(subject: Subject, bounds: DporBounds = {}, options: 
     const chooser = new DporChooser(explorer.path, prefix, exec.machine, recorder, trace, {
       reduction,
       preemptionBound: bounds.preemptions,
+      ...(window !== undefined ? {
+        prefix: { fromStep: window.fromStep, chooser: new RandomChooser(window.seed ?? 1, { weights: { inject: 0, preempt: 0 } }) },
+        outsideWindow: (step: number) => step >= window.toStep,
+      } : {}),
       ...(cache !== undefined ? { cache: { states: cache, subjectHash: () => exec.stateHash?.() } } : {}),
     });
     let end: ExecutionEnd = 'finished';
@@ -364,7 +390,7 @@ export function exploreDpor(subject: Subject, bounds: DporBounds = {}, options: 
       break;
     }
   }
-  const exhausted = finishedSearch && !cut;
+  const exhausted = finishedSearch && !cut && window === undefined;
   return {
     outcome: found !== undefined ? 'violation' : exhausted ? 'exhausted' : 'bounded',
     executions,
