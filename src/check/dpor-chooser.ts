@@ -305,12 +305,18 @@ export class DporChooser implements Chooser {
     if (open.length === 0) throw new ExplorationCut('sleep-blocked');
     const byKind = (kind: ActionKind) => open.filter((a) => actionKind(a) === kind && fits(a));
     // The default branch: continue the running vCPU, unless it just paused inside a kernel
-    // service: a service's spin is invisible to the state hash (its generator's locals), so no
-    // cycle would ever end it, and the vCPU it waits for would never run. The switch is free.
+    // service, or anywhere while some vCPU is inside one: a service's spin is invisible to the
+    // state hash (its generator's locals), so no cycle would ever end the spin, and the vCPU it
+    // waits for would never run. The switch is free (the node is yieldable).
     const own = action(this.running, ActionKind.Step);
     const others = byKind(ActionKind.Step).filter((a) => a !== own);
-    const serviceSpin = this.runningPaused && others.length > 0 && this.machine.vcpus[this.running]!.serviceFrames.length > 0;
+    const serviceSpin = this.runningPaused && others.length > 0 && (hash === undefined || this.machine.vcpus[this.running]!.serviceFrames.length > 0);
     const stay = this.running >= 0 && open.includes(own) && !serviceSpin ? [own] : [];
+    // Away from a spin, round-robin from the running vCPU: two spinners never starve a third.
+    if (serviceSpin) {
+      const n = this.machine.vcpus.length, after = (a: number) => (actionCpu(a) - this.running - 1 + n) % n;
+      others.sort((a, b) => after(a) - after(b));
+    }
     const pick = [...stay, ...byKind(ActionKind.Drain), ...others, ...(serviceSpin ? [own] : []), ...byKind(ActionKind.Nmi), ...byKind(ActionKind.Irq)][0];
     if (!this.settings.reduction && !this.settings.outsideWindow?.(node.step)) {
       for (const a of open) {

@@ -3,8 +3,23 @@
  * each execution it ends is handed to the driver as it ends; the search stops at its first
  * violation (whose schedule comes with its result) or when the budget is spent. `exhausted` is
  * DPOR's own: every branch within the bounds explored and no bound cut anything.
+ *
+ * A subject with a focus step (a guest: its hint step) is searched in a window (DporWindow):
+ * a seeded random prefix to the focus step, branches for FOCUS_WINDOW_STEPS steps after it. Its
+ * verdict is then at best bounded-clean, never exhausted.
  */
-import { exploreDpor, type DporExecution } from './dpor.ts';
+import { exploreDpor, type DporExecution, type DporWindow } from './dpor.ts';
+import type { Subject } from './subject.ts';
+
+/**
+ * How many steps past a subject's focus step DPOR branches: a guest's text_poke_bp or v2 switch
+ * starts within a few hundred steps of its hint and the stock variants break inside that span.
+ */
+export const FOCUS_WINDOW_STEPS = 1300;
+
+export function focusWindow(subject: Subject): DporWindow | undefined {
+  return subject.focusStep === undefined ? undefined : { fromStep: subject.focusStep, toStep: subject.focusStep + FOCUS_WINDOW_STEPS };
+}
 import type { ExhaustiveStrategy, ExhaustiveVisit } from './explore.ts';
 
 /** Thrown from DPOR's execution callback when the driver says the budget is spent. */
@@ -26,10 +41,15 @@ export function dporStrategy(preemptions?: number): ExhaustiveStrategy {
     ...(preemptions !== undefined ? { preemptions } : {}),
     explore(subject, limits, visit, opts) {
       let violating: DporExecution | undefined;
+      const window = focusWindow(subject);
       try {
         const r = exploreDpor(
           subject,
-          { ...(preemptions !== undefined ? { preemptions } : {}), ...(opts.maxExecutions !== undefined ? { maxExecutions: opts.maxExecutions } : {}) },
+          {
+            ...(preemptions !== undefined ? { preemptions } : {}),
+            ...(opts.maxExecutions !== undefined ? { maxExecutions: opts.maxExecutions } : {}),
+            ...(window !== undefined ? { window } : {}),
+          },
           {
             limits,
             stopAtFirstViolation: true,

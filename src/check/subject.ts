@@ -46,6 +46,11 @@ export interface Subject {
   /** The run's limits unless a caller overrides them (the scenario's injections and bound). */
   readonly limits: ExecutionLimits;
   /**
+   * The step where what the subject is about begins (a guest's hint step: its patch window follows),
+   * for a search directed there (src/check/dpor.ts's DporWindow); absent: the whole run.
+   */
+  readonly focusStep?: number;
+  /**
    * A fresh execution from the boot snapshot: everything a guest, protocol, oracle or host keeps is
    * forked. A seeded strategy passes its execution's seed, for a subject with randomness of its own
    * (a guest's workload); a subject without any ignores it.
