@@ -34,37 +34,49 @@ function visitOfDpor(e: DporExecution): ExhaustiveVisit {
   };
 }
 
+/** One window search before the next prefix seed: the first executions of a window find its bugs, if any. */
+export const EXECUTIONS_PER_PREFIX = 5;
+
 export function dporStrategy(preemptions?: number): ExhaustiveStrategy {
   return {
     kind: 'exhaustive',
     name: 'dpor',
     ...(preemptions !== undefined ? { preemptions } : {}),
     explore(subject, limits, visit, opts) {
-      let violating: DporExecution | undefined;
       const window = focusWindow(subject);
+      let left = opts.maxExecutions ?? Infinity;
       try {
-        const r = exploreDpor(
-          subject,
-          {
-            ...(preemptions !== undefined ? { preemptions } : {}),
-            ...(opts.maxExecutions !== undefined ? { maxExecutions: opts.maxExecutions } : {}),
-            ...(window !== undefined ? { window } : {}),
-          },
-          {
-            limits,
-            stopAtFirstViolation: true,
-            onExecution: (e) => {
-              // The violating execution is the last one; it is visited below, with its schedule.
-              if (e.verdict !== undefined && !e.verdict.ok) { violating = e; return; }
-              if (!visit(visitOfDpor(e))) throw new BudgetSpent();
+        // Without a window, one search; with one, a search per prefix seed (1, 2, ...) until the
+        // budget is spent: each explores the window from another state the random prefix reaches.
+        for (let seed = 1; ; seed++) {
+          let violating: DporExecution | undefined;
+          const cap = window === undefined ? left : Math.min(left, EXECUTIONS_PER_PREFIX);
+          const r = exploreDpor(
+            subject,
+            {
+              ...(preemptions !== undefined ? { preemptions } : {}),
+              ...(cap !== Infinity ? { maxExecutions: cap } : {}),
+              ...(window !== undefined ? { window: { ...window, seed } } : {}),
             },
-          },
-        );
-        if (r.violation !== undefined) {
-          const v = r.violation;
-          visit({ ...(violating !== undefined ? visitOfDpor(violating) : { stop: 'violation', steps: v.steps }), verdict: v.verdict, schedule: v.schedule.toString() });
+            {
+              limits,
+              stopAtFirstViolation: true,
+              onExecution: (e) => {
+                // The violating execution is the last one; it is visited below, with its schedule.
+                if (e.verdict !== undefined && !e.verdict.ok) { violating = e; return; }
+                if (!visit(visitOfDpor(e))) throw new BudgetSpent();
+              },
+            },
+          );
+          if (r.violation !== undefined) {
+            const v = r.violation;
+            visit({ ...(violating !== undefined ? visitOfDpor(violating) : { stop: 'violation', steps: v.steps }), verdict: v.verdict, schedule: v.schedule.toString() });
+            return { complete: false };
+          }
+          left -= r.executions;
+          if (window === undefined) return { complete: r.exhausted };
+          if (left <= 0) return { complete: false };
         }
-        return { complete: r.exhausted };
       } catch (e) {
         if (e instanceof BudgetSpent) return { complete: false };
         throw e;
