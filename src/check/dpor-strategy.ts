@@ -34,6 +34,17 @@ function visitOfDpor(e: DporExecution): ExhaustiveVisit {
   };
 }
 
+/**
+ * Restart `seed` (1, 2, ...) of a window search: its prefix seed, and a start shifted by a
+ * quarter of the window's span in turn (the patch may be well under way before a bug's window).
+ */
+function shifted(w: DporWindow, seed: number): DporWindow {
+  const shift = ((seed - 1) % PREFIX_SHIFTS) * Math.floor((w.toStep - w.fromStep) / 10);
+  return { fromStep: w.fromStep + shift, toStep: w.toStep + shift, seed };
+}
+
+const PREFIX_SHIFTS = 4;
+
 /** One window search before the next prefix seed: the first executions of a window find its bugs, if any. */
 export const EXECUTIONS_PER_PREFIX = 5;
 
@@ -56,7 +67,7 @@ export function dporStrategy(preemptions?: number): ExhaustiveStrategy {
             {
               ...(preemptions !== undefined ? { preemptions } : {}),
               ...(cap !== Infinity ? { maxExecutions: cap } : {}),
-              ...(window !== undefined ? { window: { ...window, seed } } : {}),
+              ...(window !== undefined ? { window: shifted(window, seed) } : {}),
             },
             {
               limits,
