@@ -1,7 +1,8 @@
 // Stateful DPOR (src/check/dpor-cache.ts): caching explored states must not change what the
 // search reaches. With the cache, the litmus tests reach exactly the final states they reach
 // without it (and that plain DFS reaches), within every preemption bound; the cache is used; a
-// subject whose state the hash cannot see is not cached; a full cache keeps the result.
+// subject whose state the hash cannot see is not cached; a full cache keeps the result; the state
+// hash covers the text bytes' cross-modifying-code record.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { exploreDpor } from '../../src/check/dpor.ts';
@@ -13,6 +14,8 @@ import { Reg } from '../../src/x86/registers.ts';
 import { parse as parseYaml } from 'yaml';
 import { readFileSync } from 'node:fs';
 import { scenarioFile, scenarioSubject } from './machine-subject.ts';
+import { FootprintRecorder } from '../../src/machine/footprint.ts';
+import { machineStateHash } from '../../src/check/state-hash.ts';
 
 const litmus = (name: string, cpu0: string, cpu1: string) => `
 name: ${name}
@@ -88,4 +91,20 @@ test('a subject whose future its state hash cannot see (a probe on its machine) 
   assert.equal(r.cache!.states, 0);
   assert.equal(r.cache!.hits, 0);
   assert.equal(r.outcome, 'exhausted');
+});
+
+test('the state hash sees who last wrote a text byte, not only its value (the cross-modifying-code record decides the future)', () => {
+  const path = 'scenarios/text-poke-order.yaml';
+  const boot = buildMachine(path, validateScenario<MachineScenario>(path, parseYaml(readFileSync(path, 'utf8')), machineScenarioSchema));
+  const hashAfter = (writer: number) => {
+    const m = boot.machine.fork();
+    const rec = new FootprintRecorder(m.memory, m.vcpus.length);
+    m.recordFootprints(rec);
+    // INT3 on the site's first byte and back: same bytes, same text write count, another writer.
+    m.memory.poke(0x1000, [0xcc], writer);
+    m.memory.poke(0x1000, [0x0f], writer);
+    return machineStateHash(m, rec, [], [0x1000]);
+  };
+  assert.equal(hashAfter(1), hashAfter(1));
+  assert.notEqual(hashAfter(1), hashAfter(0));
 });
