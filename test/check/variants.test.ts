@@ -45,6 +45,18 @@ for (const { file, checks } of MACHINE) {
   });
 }
 
+// Plain DFS finds skip-one's torn fetch within no preemption at all (execution 3); so must DPOR.
+// (Stateless DPOR, `cache: false`, calls bound 0 exhausted in 62 executions: an open BPOR gap the
+// cache's conservative backtracking happens to cover.)
+test('DPOR finds text-poke-skip-one.yaml within no preemption, as plain DFS does', () => {
+  const subject = scenarioSubject(join(SCENARIOS, 'text-poke-skip-one.yaml'));
+  const dfs = exploreDpor(subject, { preemptions: 0, maxExecutions: 100 }, { reduction: false });
+  const dpor = exploreDpor(subject, { preemptions: 0, maxExecutions: 100 });
+  assert.equal(dfs.outcome, 'violation');
+  assert.equal(dpor.outcome, 'violation');
+  assert.equal(dpor.violation!.preemptions, 0);
+});
+
 // With the state cache (src/check/dpor-cache.ts): 2,521 executions, 5,080 states cached.
 test('correct text_poke_bp order at machine level (2 vCPUs, one site) is exhausted within two preemptions: no violation in any interleaving', () => {
   const r = exploreDpor(scenarioSubject(join(SCENARIOS, 'text-poke-order.yaml')), { preemptions: 2, maxExecutions: 10_000 });
