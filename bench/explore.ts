@@ -16,6 +16,7 @@ import { explore, type Strategy } from '../src/check/explore.ts';
 import { explorePool } from '../src/check/pool.ts';
 import { seededStrategy, type SeededStrategyName } from '../src/check/seeded.ts';
 import { dporStrategy } from '../src/check/dpor-strategy.ts';
+import { exploreDpor } from '../src/check/dpor.ts';
 import { scenarioSubject } from '../src/cli/scenario/subject.ts';
 import type { CheckWorkerData } from '../src/cli/check-worker.ts';
 import { hazardName } from '../src/machine/events.ts';
@@ -139,12 +140,20 @@ function perWorker(r: Row, window: number, floor: number): number {
 function timeToFirstViolation(path: string, name: SeededStrategyName | 'dpor', cap: number, variant?: StockVariant): FirstViolation {
   const subject = scenarioSubject(path, variant !== undefined ? { variant } : {});
   const t0 = performance.now();
-  // DPOR within one preemption: every machine-level variant needs no more (test/check/variants.test.ts).
+  // DPOR within one preemption: every machine-level variant needs no more (test/check/variants.test.ts);
+  // on a guest, dporStrategy directs it at the window after the hint step (src/check/dpor-strategy.ts).
   const strategy = name === 'dpor' ? dporStrategy(1) : strategyOf(name);
   const r = explore(subject, strategy, { budget: { kind: 'executions', executions: cap }, stopAtViolation: true, ...(variant !== undefined ? { limits: { maxInstructions: GUEST_DEPTH } } : {}) });
   const s = (performance.now() - t0) / 1000;
   const v = r.firstViolation;
   return { scenario: path.slice(SCENARIOS.length + 1) + (variant !== undefined ? ` --variant ${variant}` : ''), strategy: name, executions: v !== undefined ? v.index + 1 : null, seconds: +s.toFixed(3), check: v !== undefined ? (v.verdict.hazard !== undefined ? hazardName(v.verdict.hazard) : v.verdict.check) : null };
+}
+
+/** How long stateful DPOR takes to prove a scenario clean within a preemption bound (src/check/dpor-cache.ts). */
+function proof(path: string, preemptions: number): { scenario: string; preemptions: number; outcome: string; executions: number; seconds: number; cachedStates: number } {
+  const t0 = performance.now();
+  const r = exploreDpor(scenarioSubject(path), { preemptions, maxExecutions: 50_000 });
+  return { scenario: path.slice(SCENARIOS.length + 1), preemptions, outcome: r.outcome, executions: r.executions, seconds: +((performance.now() - t0) / 1000).toFixed(2), cachedStates: r.cache?.states ?? 0 };
 }
 
 /** The executions-per-second rows (text-poke-order, then the default guest scenario), `secs` seconds a one-thread window. */
@@ -174,11 +183,12 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, unkn
   const cores = availableParallelism();
   const loadBefore = loadavg();
   const rows = await speedRows(opts.quick ? 1 : 3, cores);
+  const proofs = [proof(TPO, 1), ...(opts.quick ? [] : [proof(TPO, 2)])];
   const strategies = ['random', 'pct', 'dpor'] as const;
   const firstViolation = [
     ...BROKEN_MACHINE.flatMap((path) => strategies.map((name) => timeToFirstViolation(path, name, 10_000))),
-    // Guest executions cost a hundred times more: DPOR gets 200 (its depth-first order reaches the
-    // patch window of a guest run only far beyond that; the rows say so).
+    // Guest executions cost a hundred times more: DPOR gets 200 (directed at the window after the
+    // hint step, restarting from a new random prefix every 5 executions; the rows say which it finds).
     ...BROKEN_GUEST.flatMap(([path, variant]) => strategies.map((name) => timeToFirstViolation(path, name, name === 'dpor' ? 200 : 400, variant))),
   ];
   return {
@@ -186,16 +196,19 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, unkn
     loadAverage: { before: loadBefore.map((x) => +x.toFixed(2)), after: loadavg().map((x) => +x.toFixed(2)) },
     note: 'wall-clock figures on a shared machine: compare rows of one run; perCpuSecond (executions per CPU second of every thread of this process) leaves out the time other processes hold the cores, but not their effect on caches. One-thread rows: a window of the given seconds from a fresh subject (perSecond), then a second window on the same subject (warmPerSecond). Pool rows give each worker what one warm thread runs in twice the window and include the pool start-up (startupSeconds: each worker loads the bundle and boots the scenario once, then forks per execution); warmPerSecond counts from the moment every worker returned its first chunk. firstViolation: executions and seconds to the first violation of each stock broken variant under each strategy (null: none within the cap: 10,000 at machine level; 400 guest executions for random and PCT, 200 for DPOR)',
     rows,
+    proofs,
     firstViolation,
   };
 }
 
 export function table(result: Record<string, unknown>): string {
-  const r = result as { cores: number; loadAverage: { before: number[]; after: number[] }; rows: Row[]; firstViolation: FirstViolation[] };
+  const r = result as { cores: number; loadAverage: { before: number[]; after: number[] }; rows: Row[]; proofs: ReturnType<typeof proof>[]; firstViolation: FirstViolation[] };
   const out: string[] = [];
   out.push(`cores ${r.cores}, load average ${r.loadAverage.before.join(' ')} before, ${r.loadAverage.after.join(' ')} after`);
   out.push('', '| scenario | strategy | workers | executions | s | executions/s | per CPU s | warm /s | warm per CPU s | verdict |', '|---|---|---:|---:|---:|---:|---:|---:|---:|---|');
   for (const x of r.rows) out.push(`| ${x.scenario} | ${x.strategy} | ${x.workers} | ${x.executions.toLocaleString('en-US')} | ${x.seconds}${'startupSeconds' in x ? ` (start-up ${String(x.startupSeconds)})` : ''} | ${x.perSecond.toLocaleString('en-US')} | ${x.perCpuSecond.toLocaleString('en-US')} | ${x.warmPerSecond?.toLocaleString('en-US') ?? '-'} | ${x.warmPerCpuSecond?.toLocaleString('en-US') ?? '-'} | ${x.verdict} |`);
+  out.push('', '| DPOR proof | preemptions | outcome | executions | s | states cached |', '|---|---:|---|---:|---:|---:|');
+  for (const p of r.proofs) out.push(`| ${p.scenario} | ${p.preemptions} | ${p.outcome} | ${p.executions.toLocaleString('en-US')} | ${p.seconds} | ${p.cachedStates.toLocaleString('en-US')} |`);
   out.push('', '| broken scenario | strategy | executions to first violation | s | check |', '|---|---|---:|---:|---|');
   for (const x of r.firstViolation) out.push(`| ${x.scenario} | ${x.strategy} | ${x.executions ?? 'none'} | ${x.seconds} | ${x.check ?? '-'} |`);
   return out.join('\n');

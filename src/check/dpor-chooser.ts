@@ -12,12 +12,23 @@
  *   futures the branch's ancestors explore: the execution ends (redundant);
  * - otherwise the cycling processes yield (CHESS-style fair scheduling): they may not be chosen at
  *   this node, and switching away from them is no preemption.
+ *
+ * State caching (src/check/dpor-cache.ts): at a new node whose state did not repeat within the
+ * execution, the node's cache key is looked up; a hit ends the execution (`cached`) and hands the
+ * cached summary to the explorer. A node of a subject that cannot hash its own state has no key.
+ *
+ * A window (src/check/dpor.ts's DporWindow): before its first step, a seeded chooser of the
+ * settings decides, the same way in every execution; those actions make no nodes and no events
+ * (a race with one of them could only branch before the window).
  */
-import { ActionKind, action, actionCpu, actionKind, type Chooser, type SchedulingPoint } from '../machine/chooser.ts';
+import { ActionKind, action, actionCpu, actionKind, type Chooser, type ChoiceKind, type CostClass, type SchedulingPoint } from '../machine/chooser.ts';
+import type { Vcpu } from '../machine/vcpu.ts';
 import type { Machine } from '../machine/machine.ts';
 import type { Footprint, FootprintRecorder } from '../machine/footprint.ts';
 import { dependent, type Trace } from './dpor-trace.ts';
+import { textByteAddress } from '../machine/footprint.ts';
 import { machineStateHash } from './state-hash.ts';
+import { cacheKey, type FrozenSummary, type GrowingSummary, type StateCache } from './dpor-cache.ts';
 
 /** A process that need not be explored here: explored before (fp: its next event), or ⊤ (null). */
 export interface SleepEntry {
@@ -35,6 +46,8 @@ export interface ScheduleNode {
   readonly yieldable: boolean;
   /** Preemptions before this node. */
   readonly preemptions: number;
+  /** The machine's step count at this node (a window's end is a step). */
+  readonly step: number;
   readonly sleep: readonly SleepEntry[];
   /** Processes of a cycle that closed here: not to be chosen here. */
   readonly blocked: readonly number[];
@@ -47,6 +60,10 @@ export interface ScheduleNode {
   chosenFp: Footprint | null;
   /** An execution below the current branch was cut by the depth bound. */
   incomplete: boolean;
+  /** The state cache's key of this node (undefined: not cacheable). */
+  readonly key: number | undefined;
+  /** What was explored below this node so far (src/check/dpor-cache.ts). */
+  below: GrowingSummary | undefined;
 }
 
 /** A non-scheduling choice (old or new bytes at a legal CMC fetch): every value is explored. */
@@ -54,12 +71,13 @@ export interface ChoiceNode {
   readonly kind: 'choice';
   readonly values: number;
   chosen: number;
+  below: GrowingSummary | undefined;
 }
 
 export type PathNode = ScheduleNode | ChoiceNode;
 
 /** Why an execution ended before the machine stopped it. */
-export type CutReason = 'sleep-blocked' | 'preemption-bound' | 'redundant-cycle' | 'livelock';
+export type CutReason = 'sleep-blocked' | 'preemption-bound' | 'redundant-cycle' | 'livelock' | 'cached';
 
 /** Thrown out of the machine's run loop to end an execution early (not a user-facing error). */
 export class ExplorationCut extends Error {
@@ -67,6 +85,8 @@ export class ExplorationCut extends Error {
     readonly reason: CutReason,
     /** For a livelock: the vCPUs going round the cycle, and the step where it closed. */
     readonly cycle: { cpus: number[]; step: number } | undefined = undefined,
+    /** For a cache hit: what the search explored below the state. */
+    readonly summary: FrozenSummary | undefined = undefined,
   ) {
     super(`exploration cut: ${reason}`);
     this.name = 'ExplorationCut';
@@ -89,6 +109,12 @@ export interface ExecutionSettings {
   /** Partial-order reduction (races and sleep sets) on, or plain bounded DFS over every enabled action. */
   readonly reduction: boolean;
   readonly preemptionBound: number | undefined;
+  /** The state cache, and the subject's hash of its own state (undefined: none caching). */
+  readonly cache?: { readonly states: StateCache; readonly subjectHash: () => number | undefined };
+  /** Decides every point before step `fromStep` (a window's prefix), fresh for each execution. */
+  readonly prefix?: { readonly fromStep: number; readonly chooser: Chooser };
+  /** Nodes at these steps get no branches but their default (beyond a window's end). */
+  readonly outsideWindow?: (step: number) => boolean;
 }
 
 export class DporChooser implements Chooser {
@@ -103,7 +129,10 @@ export class DporChooser implements Chooser {
   private preemptions = 0;
   private running = -1;
   private runningPaused = false;
-  private injections = 0;
+  /** Injections taken, by action kind (the run's budgets left are part of the state). */
+  private readonly injections = new Int32Array(8);
+  /** Text bytes this execution wrote (their cross-modifying-code record is state). */
+  private readonly textWritten = new Set<number>();
   private readonly seen = new Map<number, number>();
   private readonly initialBuffer: number[];
 
@@ -124,23 +153,66 @@ export class DporChooser implements Chooser {
     return this.preemptions;
   }
 
+  /** The prefix chooser while the machine is before the window's first step. */
+  private get inPrefix(): Chooser | undefined {
+    const p = this.settings.prefix;
+    return p !== undefined && this.machine.step < p.fromStep ? p.chooser : undefined;
+  }
+
+  /** A prefix action is taken: no node, no event; what the state hash needs is kept. */
+  private prefixAction(a: number): void {
+    const kind = actionKind(a);
+    if (kind === ActionKind.Step) this.running = actionCpu(a);
+    else if (kind !== ActionKind.Drain) this.injections[kind]!++;
+  }
+
+  /** The footprint of the prefix's last action (or of none): only its text writes are kept. */
+  private flushPrefix(): void {
+    for (const w of this.recorder.take().writes) {
+      const t = textByteAddress(w);
+      if (t >= 0) this.textWritten.add(t);
+    }
+  }
+
   next(point: SchedulingPoint): number {
+    const prefix = this.inPrefix;
+    if (prefix !== undefined) {
+      this.flushPrefix();
+      const i = prefix.next(point);
+      if (i >= 0 && i < point.count) this.prefixAction(point.actions[i]!);
+      return i;
+    }
+    if (this.settings.prefix !== undefined && this.current === undefined && this.pos === 0) this.flushPrefix();
     const proc = this.point(point.actions.subarray(0, point.count));
     return point.actions.subarray(0, point.count).indexOf(proc);
   }
 
   forced(a: number): void {
+    const prefix = this.inPrefix;
+    if (prefix !== undefined) {
+      this.flushPrefix();
+      prefix.forced?.(a);
+      this.prefixAction(a);
+      return;
+    }
+    if (this.settings.prefix !== undefined && this.current === undefined && this.pos === 0) this.flushPrefix();
     this.point(Int32Array.of(a));
   }
 
-  choose(_kind: string, n: number): number {
+  observe(vcpu: Vcpu, kind: ActionKind, cost: CostClass): void {
+    this.inPrefix?.observe?.(vcpu, kind, cost);
+  }
+
+  choose(kind: string, n: number): number {
+    const prefix = this.inPrefix;
+    if (prefix !== undefined) return prefix.choose(kind as ChoiceKind, n);
     const k = this.pos++;
     if (k < this.prefix) {
       const node = this.path[k]!;
       if (node.kind !== 'choice' || node.values !== n) throw new Error(`DPOR replay diverged at node ${k}: expected a choice`);
       return node.chosen;
     }
-    this.path.push({ kind: 'choice', values: n, chosen: 0 });
+    this.path.push({ kind: 'choice', values: n, chosen: 0, below: undefined });
     return 0;
   }
 
@@ -170,20 +242,34 @@ export class DporChooser implements Chooser {
     return proc;
   }
 
-  /** Put the state at node k in the cycle table; returns the node where it was first seen. */
-  private remember(k: number): number | undefined {
-    const h = machineStateHash(this.machine, this.recorder, [this.injections]);
-    if (h === undefined) return undefined;
-    const first = this.seen.get(h);
-    if (first === undefined) this.seen.set(h, k);
-    return first;
+  /** Put the state at node k in the cycle table; returns its hash and the node where it was first seen. */
+  private remember(k: number): { hash: number | undefined; first: number | undefined } {
+    const hash = machineStateHash(this.machine, this.recorder, this.injections, this.textWritten);
+    if (hash === undefined) return { hash, first: undefined };
+    const first = this.seen.get(hash);
+    if (first === undefined) this.seen.set(hash, k);
+    return { hash, first };
+  }
+
+  /** The cache key of a new node at a state that did not repeat (undefined: not cacheable). */
+  private keyOf(hash: number | undefined): number | undefined {
+    const cache = this.settings.cache;
+    if (cache === undefined || hash === undefined) return undefined;
+    const own = cache.subjectHash();
+    if (own === undefined) return undefined;
+    return cacheKey(hash, own, { preemptions: this.preemptions, running: this.running, runningPaused: this.runningPaused, sleep: this.sleep });
   }
 
   private extend(k: number, enabled: number[]): ScheduleNode {
     let blocked: number[] = [];
     let yieldable = this.runningPaused;
-    const first = this.remember(k);
-    if (first !== undefined) {
+    const { hash, first } = this.remember(k);
+    let key: number | undefined;
+    if (first === undefined) {
+      key = this.keyOf(hash);
+      const hit = key === undefined ? undefined : this.settings.cache!.states.lookup(key);
+      if (hit !== undefined) throw new ExplorationCut('cached', undefined, hit);
+    } else {
       const cycle = new Set<number>();
       const ev = this.trace.events;
       for (let i = ev.length - 1; i >= 0 && ev[i]!.node >= first; i--) cycle.add(ev[i]!.proc);
@@ -202,6 +288,7 @@ export class DporChooser implements Chooser {
       running: this.running,
       yieldable,
       preemptions: this.preemptions,
+      step: this.machine.step,
       sleep: this.sleep,
       blocked,
       backtrack: new Set(),
@@ -209,6 +296,8 @@ export class DporChooser implements Chooser {
       chosen: -1,
       chosenFp: null,
       incomplete: false,
+      key,
+      below: undefined,
     };
     const bound = this.settings.preemptionBound;
     const fits = (a: number) => bound === undefined || node.preemptions + preemptionCost(node, a) <= bound;
@@ -216,14 +305,20 @@ export class DporChooser implements Chooser {
     if (open.length === 0) throw new ExplorationCut('sleep-blocked');
     const byKind = (kind: ActionKind) => open.filter((a) => actionKind(a) === kind && fits(a));
     // The default branch: continue the running vCPU, unless it just paused inside a kernel
-    // service: a service's spin is invisible to the state hash (its generator's locals), so no
-    // cycle would ever end it, and the vCPU it waits for would never run. The switch is free.
+    // service, or anywhere while some vCPU is inside one: a service's spin is invisible to the
+    // state hash (its generator's locals), so no cycle would ever end the spin, and the vCPU it
+    // waits for would never run. The switch is free (the node is yieldable).
     const own = action(this.running, ActionKind.Step);
     const others = byKind(ActionKind.Step).filter((a) => a !== own);
-    const serviceSpin = this.runningPaused && others.length > 0 && this.machine.vcpus[this.running]!.serviceFrames.length > 0;
+    const serviceSpin = this.runningPaused && others.length > 0 && (hash === undefined || this.machine.vcpus[this.running]!.serviceFrames.length > 0);
     const stay = this.running >= 0 && open.includes(own) && !serviceSpin ? [own] : [];
+    // Away from a spin, round-robin from the running vCPU: two spinners never starve a third.
+    if (serviceSpin) {
+      const n = this.machine.vcpus.length, after = (a: number) => (actionCpu(a) - this.running - 1 + n) % n;
+      others.sort((a, b) => after(a) - after(b));
+    }
     const pick = [...stay, ...byKind(ActionKind.Drain), ...others, ...(serviceSpin ? [own] : []), ...byKind(ActionKind.Nmi), ...byKind(ActionKind.Irq)][0];
-    if (!this.settings.reduction) {
+    if (!this.settings.reduction && !this.settings.outsideWindow?.(node.step)) {
       for (const a of open) {
         if (fits(a)) node.backtrack.add(a);
         else this.boundHit = true;
@@ -271,6 +366,10 @@ export class DporChooser implements Chooser {
       const c = this.machine.vcpus[cpu]!;
       this.running = cpu;
       this.runningPaused = c.lastPause === c.retired - 1;
-    } else if (kind === ActionKind.Nmi || kind === ActionKind.Irq) this.injections++;
+    } else if (kind !== ActionKind.Drain) this.injections[kind]!++;
+    for (const w of fp.writes) {
+      const a = textByteAddress(w);
+      if (a >= 0) this.textWritten.add(a);
+    }
   }
 }

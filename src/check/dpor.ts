@@ -27,14 +27,23 @@
  * preemptions). With `reduction: false` the same explorer is plain bounded DFS over every enabled
  * action (the baseline DPOR is measured against).
  *
+ * Stateful (the default with reduction, for a subject whose executions hash their own state):
+ * an execution that reaches a state whose subtree is explored ends there, and the subtree's
+ * summary stands in for it; src/check/dpor-cache.ts says why that stays sound. `exhausted` keeps
+ * its meaning: every state reachable within the bounds was visited, with every branch DPOR needs.
+ * A cache hit replaces a subtree's executions by one, so final-state counts are counts of
+ * executions run, while the set of distinct final states is the same as without the cache.
+ *
  * The Subject must let errors that are not user-facing through its run(): an execution ends early
  * by an ExplorationCut thrown from the chooser.
  */
-import { ActionKind, action, actionCpu, actionKind } from '../machine/chooser.ts';
 import { FootprintRecorder } from '../machine/footprint.ts';
 import { recordedSchedule, type Schedule } from '../sched/schedule.ts';
+import { RandomChooser } from '../sched/random.ts';
 import { Trace } from './dpor-trace.ts';
-import { DporChooser, ExplorationCut, preemptionCost, type CutReason, type PathNode, type ScheduleNode } from './dpor-chooser.ts';
+import { DporChooser, ExplorationCut, type CutReason } from './dpor-chooser.ts';
+import { StateCache, type CacheStats, type FrozenSummary } from './dpor-cache.ts';
+import { Explorer } from './dpor-explorer.ts';
 import type { ExecutionLimits, Subject } from './subject.ts';
 import { violation, type Verdict } from './verdict.ts';
 
@@ -45,6 +54,23 @@ export interface DporBounds {
   depth?: number;
   /** Stop after this many executions (the search is then `bounded`). */
   maxExecutions?: number;
+  /** Branch only inside this window of machine steps (the search is then `bounded`). */
+  window?: DporWindow;
+}
+
+/**
+ * A search directed at a window of the run (issue 9: a guest's patch window lies hundreds of
+ * steps into a run whose depth-first tail DPOR would explore first): before `fromStep` a seeded
+ * random schedule (no injections, no host preemptions) takes the run there, the same way in every
+ * execution; nodes from `toStep` on take only their default branch. Races inside the window are
+ * reversed as ever, with the events after it included. A windowed search never claims
+ * `exhausted`: what the prefix and the tail leave out is unexplored.
+ */
+export interface DporWindow {
+  readonly fromStep: number;
+  readonly toStep: number;
+  /** The prefix's seed (default 1). */
+  readonly seed?: number;
 }
 
 /** How one execution ended. */
@@ -69,6 +95,13 @@ export interface DporOptions {
   limits?: ExecutionLimits;
   /** Told about every execution as it ends. */
   onExecution?: (e: DporExecution) => void;
+  /**
+   * Cache explored states (stateful DPOR, src/check/dpor-cache.ts): default on with reduction, for
+   * a subject whose executions hash their own state (Execution.stateHash); never without reduction.
+   */
+  cache?: boolean;
+  /** The cache's capacity in states (default DEFAULT_MAX_STATES); beyond it, states are not kept. */
+  maxStates?: number;
 }
 
 export interface DporViolation {
@@ -93,100 +126,10 @@ export interface DporResult {
   /** The preemption bound left out a branch (a larger bound explores more). */
   readonly preemptionLimited: boolean;
   readonly violation?: DporViolation;
+  /** The state cache's figures, when it was on. */
+  readonly cache?: CacheStats;
 }
 
-
-/**
- * BPOR's conservative point for a backtrack at node `i`: the last node before it where a switch
- * of vCPU happened or would be free (nothing running yet, the running vCPU blocked or yielding),
- * so that a switch the bound forbids at `i` is also tried where it costs nothing. -1: none.
- */
-function lastContextSwitch(path: PathNode[], i: number): number {
-  for (let j = i - 1; j >= 0; j--) {
-    const n = path[j]!;
-    if (n.kind !== 'schedule') continue;
-    const switched = actionKind(n.chosen) === ActionKind.Step && n.running >= 0 && actionCpu(n.chosen) !== n.running;
-    const free = n.running < 0 || n.yieldable || !n.enabled.includes(action(n.running, ActionKind.Step));
-    if (switched || free) return j;
-  }
-  return -1;
-}
-
-class Explorer {
-  readonly path: PathNode[] = [];
-  /** The preemption bound left a branch out. */
-  preemptionLimited = false;
-
-  constructor(private readonly bound: number | undefined) {}
-
-  private fits(node: ScheduleNode, proc: number): boolean {
-    return this.bound === undefined || node.preemptions + preemptionCost(node, proc) <= this.bound;
-  }
-
-  private addBacktrack(i: number, proc: number, conservative: boolean): void {
-    const node = this.path[i] as ScheduleNode;
-    if (this.fits(node, proc)) node.backtrack.add(proc);
-    else this.preemptionLimited = true;
-    if (this.bound !== undefined && !conservative) this.conservative(i, proc);
-  }
-
-  /** BPOR: the same process at the last context switch before node i (all enabled there if it is not). */
-  private conservative(i: number, proc: number): void {
-    const j = lastContextSwitch(this.path, i);
-    if (j < 0) return;
-    const at = this.path[j] as ScheduleNode;
-    const procs = at.enabled.includes(proc) ? [proc] : at.enabled;
-    for (const p of procs) if (!at.blocked.includes(p)) this.addBacktrack(j, p, true);
-  }
-
-  /** Reverse race x ⋖ e (source-DPOR, Algorithm 1 lines 4-8). */
-  reverse(trace: Trace, x: number, e: number): void {
-    const i = trace.events[x]!.node;
-    const node = this.path[i] as ScheduleNode;
-    const initials = trace.initials(x, e).filter((q) => node.enabled.includes(q) && !node.blocked.includes(q));
-    if (initials.length === 0) return; // x enabled e: not reversible
-    if (initials.some((q) => q === node.chosen || node.backtrack.has(q) || node.done.has(q))) return;
-    const q = initials.find((p) => this.fits(node, p)) ?? initials[0]!;
-    this.addBacktrack(i, q, false);
-    // An initial the bound forbids here may still start v where switching to it is free.
-    if (this.bound !== undefined) for (const p of initials) if (p !== q && !this.fits(node, p)) this.conservative(i, p);
-  }
-
-  /** The current branches of nodes [0, upTo) left something out: their process will not sleep. */
-  markIncomplete(upTo = this.path.length): void {
-    for (let j = 0; j < upTo; j++) {
-      const n = this.path[j]!;
-      if (n.kind === 'schedule') n.incomplete = true;
-    }
-  }
-
-  /** Move to the next branch, deepest first; returns the new prefix length, or 0 when done. */
-  advance(): number {
-    while (this.path.length > 0) {
-      const node = this.path[this.path.length - 1]!;
-      if (node.kind === 'choice') {
-        if (node.chosen + 1 < node.values) {
-          node.chosen++;
-          return this.path.length;
-        }
-        this.path.pop();
-        continue;
-      }
-      node.done.set(node.chosen, { proc: node.chosen, fp: node.chosenFp, complete: !node.incomplete });
-      node.incomplete = false;
-      node.chosenFp = null;
-      const next = [...node.backtrack]
-        .sort((a, b) => a - b)
-        .find((q) => !node.done.has(q) && !node.blocked.includes(q) && !node.sleep.some((s) => s.proc === q));
-      if (next !== undefined) {
-        node.chosen = next;
-        return this.path.length;
-      }
-      this.path.pop();
-    }
-    return 0;
-  }
-}
 
 /**
  * Explore `subject` within `bounds`. The first violation (by default the search stops there) comes
@@ -197,10 +140,14 @@ export function exploreDpor(subject: Subject, bounds: DporBounds = {}, options: 
   const stopAtFirst = options.stopAtFirstViolation ?? true;
   const base = options.limits ?? subject.limits;
   const limits: ExecutionLimits = { ...base, ...(bounds.depth !== undefined ? { maxInstructions: bounds.depth } : {}) };
-  const explorer = new Explorer(bounds.preemptions);
+  const probe = subject.start();
+  const caching = reduction && (options.cache ?? true) && probe.stateHash !== undefined;
+  const cache = caching ? new StateCache(options.maxStates) : undefined;
+  const window = bounds.window;
+  const explorer = new Explorer(bounds.preemptions, cache, window?.toStep);
   const states = new Map<string, number>();
   const verdicts = new Map<string, number>();
-  const ends: Record<ExecutionEnd, number> = { finished: 0, 'depth-bound': 0, 'sleep-blocked': 0, 'preemption-bound': 0, 'redundant-cycle': 0, livelock: 0 };
+  const ends: Record<ExecutionEnd, number> = { finished: 0, 'depth-bound': 0, 'sleep-blocked': 0, 'preemption-bound': 0, 'redundant-cycle': 0, livelock: 0, cached: 0 };
   let executions = 0;
   let found: DporViolation | undefined;
   let prefix = 0;
@@ -211,14 +158,23 @@ export function exploreDpor(subject: Subject, bounds: DporBounds = {}, options: 
       cut = true;
       break;
     }
-    const exec = subject.start();
+    const exec = executions === 0 ? probe : subject.start();
     const recorder = new FootprintRecorder(exec.machine.memory, subject.vcpus);
     exec.machine.recordFootprints(recorder);
     const trace = new Trace(subject.vcpus);
-    const chooser = new DporChooser(explorer.path, prefix, exec.machine, recorder, trace, { reduction, preemptionBound: bounds.preemptions });
+    const chooser = new DporChooser(explorer.path, prefix, exec.machine, recorder, trace, {
+      reduction,
+      preemptionBound: bounds.preemptions,
+      ...(window !== undefined ? {
+        prefix: { fromStep: window.fromStep, chooser: new RandomChooser(window.seed ?? 1, { weights: { inject: 0, preempt: 0 } }) },
+        outsideWindow: (step: number) => step >= window.toStep,
+      } : {}),
+      ...(cache !== undefined ? { cache: { states: cache, subjectHash: () => exec.stateHash?.() } } : {}),
+    });
     let end: ExecutionEnd = 'finished';
     let verdict: Verdict | undefined;
     let finalState: string | undefined;
+    let lastCut: ExplorationCut | undefined;
     try {
       const r = exec.run(chooser, limits);
       const reason = r.run.reason;
@@ -231,6 +187,7 @@ export function exploreDpor(subject: Subject, bounds: DporBounds = {}, options: 
     } catch (e) {
       if (!(e instanceof ExplorationCut)) throw e;
       end = e.reason;
+      lastCut = e;
       if (e.cycle !== undefined) {
         const cpus = e.cycle.cpus.map((c) => `vCPU ${c}`).join(', ');
         verdict = violation('livelock', e.cycle.step, `the machine state repeated with no other progress possible: ${cpus} go round a cycle forever`, e.cycle.cpus.length === 1 ? { cpu: e.cycle.cpus[0]! } : {});
@@ -239,10 +196,24 @@ export function exploreDpor(subject: Subject, bounds: DporBounds = {}, options: 
     executions++;
     exec.machine.recordFootprints(undefined);
     for (const [x, ev] of chooser.races) explorer.reverse(trace, x, ev);
-    if (chooser.boundHit) explorer.preemptionLimited = true;
-    if (end === 'depth-bound') {
+    explorer.summarize(trace, prefix - 1);
+    if (chooser.boundHit) {
+      explorer.preemptionLimited = true;
+      explorer.markBelow('limited');
+    }
+    let hit: FrozenSummary | undefined;
+    if (end === 'cached') {
+      // The throw carried the summary; an ExplorationCut of any other reason carries none.
+      hit = lastCut?.summary;
+      if (hit !== undefined) {
+        explorer.cacheHit(trace, hit);
+        if (hit.limited) explorer.preemptionLimited = true;
+      }
+    }
+    if (end === 'depth-bound' || hit?.depthCut === true) {
       cut = true;
       explorer.markIncomplete();
+      explorer.markBelow('depthCut');
     }
     ends[end]++;
     if (finalState !== undefined) states.set(finalState, (states.get(finalState) ?? 0) + 1);
@@ -259,7 +230,7 @@ export function exploreDpor(subject: Subject, bounds: DporBounds = {}, options: 
       break;
     }
   }
-  const exhausted = finishedSearch && !cut;
+  const exhausted = finishedSearch && !cut && window === undefined;
   return {
     outcome: found !== undefined ? 'violation' : exhausted ? 'exhausted' : 'bounded',
     executions,
@@ -269,5 +240,6 @@ export function exploreDpor(subject: Subject, bounds: DporBounds = {}, options: 
     exhausted,
     preemptionLimited: explorer.preemptionLimited,
     ...(found !== undefined ? { violation: found } : {}),
+    ...(cache !== undefined ? { cache: cache.stats() } : {}),
   };
 }

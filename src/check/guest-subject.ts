@@ -98,6 +98,8 @@ export class GuestSubject implements Subject {
   readonly name: string;
   readonly vcpus: number;
   readonly limits: ExecutionLimits;
+  /** The step of the hint (the switch's window follows it); undefined without a switch. */
+  readonly focusStep: number | undefined;
   /** The booted guest every execution forks (never run itself). */
   readonly boot: Guest;
   private readonly sw: HintSwitch | undefined;
@@ -106,6 +108,7 @@ export class GuestSubject implements Subject {
     this.name = config.name;
     this.vcpus = config.guest.vcpus;
     this.limits = config.limits;
+    this.focusStep = config.switch?.atStep;
     const g = new Guest(config.guest);
     if (config.switch) {
       if (!g.host) throw new GuestConfigError('a hint-triggered switch needs platform kvm');

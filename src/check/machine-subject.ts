@@ -55,11 +55,18 @@ class MachineExecution implements Execution {
     readonly machine: Machine,
     private readonly spec: MachineSubjectSpec,
     private readonly labels: readonly (readonly [number, string])[],
+    /** The booted machine has no services, host hooks or probes: nothing but the machine decides the future. */
+    private readonly machineOnly: boolean,
   ) {
     const reached = (this.reached = new Uint8Array(labels.length));
     // A probe writes nothing a vCPU can see, so coverage does not change the run (src/machine/machine.ts).
     // One probeMany, not a probe per label: each registration rebuilds the machine's probe bitmap.
     if (labels.length > 0) machine.probeMany(labels.map(([a], k) => [a, () => void (reached[k] = 1)] as const));
+  }
+
+  /** Coverage flags decide nothing; anything else registered on the machine may keep state of its own. */
+  stateHash(): number | undefined {
+    return this.machineOnly ? 0 : undefined;
   }
 
   run(chooser: Chooser, limits?: ExecutionLimits): ExecutionResult {
@@ -82,10 +89,12 @@ class MachineExecution implements Execution {
 
 export function machineSubject(spec: MachineSubjectSpec): Subject {
   const labels = labelsByAddress(spec.labels ?? new Map());
+  const m = spec.machine;
+  const machineOnly = m.services.size === 0 && Object.keys(m.hooks).length === 0 && m.probeAddresses().length === 0;
   return {
     name: spec.name,
     vcpus: spec.machine.vcpus.length,
     limits: spec.limits,
-    start: () => new MachineExecution(spec.machine.fork(), spec, labels),
+    start: () => new MachineExecution(spec.machine.fork(), spec, labels, machineOnly),
   };
 }

@@ -1,9 +1,13 @@
 /**
  * A hash of a running machine's state at a scheduling point, for finding cycles within one
- * execution (DPOR's livelock check): every vCPU's architectural state, its store buffer, its
- * interrupt state and return records, the text write counter, and memory as far as the execution
- * wrote it (the footprint recorder's incremental hash). Two lanes of 32 bits folded into a 53-bit
- * number: a false match needs a collision among the states of one execution.
+ * execution (DPOR's livelock check) and for DPOR's state cache (src/check/dpor-cache.ts): every
+ * vCPU's architectural state (control registers included), its store buffer, its interrupt state
+ * and return records (with the bytes the return-into-rewritten check compares), the text write
+ * counter, memory as far as the execution wrote it (the footprint recorder's incremental hash),
+ * and the cross-modifying-code record of every text byte the execution wrote (its last writer,
+ * write sequence number and previous value decide whether a later fetch is legal, DESIGN.md §2).
+ * Two lanes of 32 bits folded into a 53-bit number: a false match needs a collision among the
+ * states one search visits.
  *
  * Clocks and counters that only grow (retired instructions, time) are left out: a vCPU spinning
  * in a loop must hash the same on every turn. A vCPU inside a TypeScript kernel service has state
@@ -13,7 +17,8 @@
 import type { Machine } from '../machine/machine.ts';
 import type { FootprintRecorder } from '../machine/footprint.ts';
 
-class Lanes {
+/** Two 32-bit hash lanes folded into one 53-bit number (exact in a JS number). */
+export class Lanes {
   a = 0x811c9dc5;
   b = 0x01000193;
 
@@ -31,8 +36,12 @@ class Lanes {
   }
 }
 
-/** The state hash, or undefined when part of the state is invisible to it (a running service). */
-export function machineStateHash(m: Machine, recorder: FootprintRecorder, extra: readonly number[]): number | undefined {
+/**
+ * The state hash, or undefined when part of the state is invisible to it (a running service).
+ * `textWritten`: the text byte addresses this execution wrote (bytes nobody wrote keep the
+ * snapshot's record in every execution, and a written byte's sequence number is new).
+ */
+export function machineStateHash(m: Machine, recorder: FootprintRecorder, extra: ArrayLike<number>, textWritten: Iterable<number> = []): number | undefined {
   const h = new Lanes();
   for (const c of m.vcpus) {
     if (c.serviceFrames.length > 0) return undefined;
@@ -44,6 +53,10 @@ export function machineStateHash(m: Machine, recorder: FootprintRecorder, extra:
     h.add(c.flags);
     h.add(c.gsBase);
     h.add(c.fsBase);
+    for (let r = 0; r < 16; r++) {
+      h.add(c.crLo[r]!);
+      h.add(c.crHi[r]!);
+    }
     h.add((c.halted ? 1 : 0) | (c.nmiBlocked ? 2 : 0) | (c.nmiPending ? 4 : 0) | (c.interruptShadow ? 8 : 0) | (c.pvUnhalted ? 16 : 0) | (c.preempted ? 32 : 0));
     h.add(c.serializedSeq);
     h.add(c.pendingIrqs.length);
@@ -60,10 +73,29 @@ export function machineStateHash(m: Machine, recorder: FootprintRecorder, extra:
       h.add(slot);
       h.add(r.returnAddress);
       h.add(r.pushedAt);
+      h.add(r.bytes.length);
+      for (const b of r.bytes) h.add(b);
     }
   }
   h.add(m.memory.textSeq);
   h.add(recorder.memoryHash());
-  for (const x of extra) h.add(x);
+  // Order-free over the written bytes: the execution's order of first writes must not matter.
+  let textA = 0, textB = 0;
+  for (const a of textWritten) {
+    const p = m.memory.page(a);
+    if (p === undefined || p.writer === null || p.seq === null || p.prev === null) continue;
+    const o = a - p.base;
+    const t = new Lanes();
+    t.add(a);
+    t.add(p.writer[o]!);
+    t.add(p.seq[o]!);
+    t.add(p.prev[o]!);
+    const v = t.value();
+    textA = (textA + (v % 4294967296)) >>> 0;
+    textB = (textB ^ Math.floor(v / 4294967296)) >>> 0;
+  }
+  h.add(textA);
+  h.add(textB);
+  for (let i = 0; i < extra.length; i++) h.add(extra[i]!);
   return h.value();
 }

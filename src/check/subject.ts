@@ -31,6 +31,12 @@ export interface Execution {
   readonly machine: Machine;
   /** Run to the end under `chooser` and judge the run; called once per execution. */
   run(chooser: Chooser, limits?: ExecutionLimits): ExecutionResult;
+  /**
+   * A hash of the state this execution keeps beyond its machine's (what protocols, oracles and the
+   * host keep in TypeScript) that, with the machine's, decides its future; undefined when it cannot
+   * say now. Absent: the subject cannot say at all, and DPOR caches none of its states.
+   */
+  stateHash?(): number | undefined;
 }
 
 /** `E`: what its executions are, for a caller that reads more of one than its result (a guest's counters). */
@@ -40,6 +46,11 @@ export interface Subject<E extends Execution = Execution> {
   readonly vcpus: number;
   /** The run's limits unless a caller overrides them (the scenario's injections and bound). */
   readonly limits: ExecutionLimits;
+  /**
+   * The step where what the subject is about begins (a guest's hint step: its patch window follows),
+   * for a search directed there (src/check/dpor.ts's DporWindow); absent: the whole run.
+   */
+  readonly focusStep?: number;
   /**
    * A fresh execution from the boot snapshot: everything a guest, protocol, oracle or host keeps is
    * forked. A seeded strategy passes its execution's seed, for a subject with randomness of its own

@@ -84,6 +84,11 @@ const FORWARD_BASE = 2 ** 51;
  */
 const TEXT_BYTE_BASE = 2 ** 50;
 
+/** The text byte address a location names, or -1 when it is not a text byte (DPOR's state hash). */
+export function textByteAddress(location: number): number {
+  return location >= TEXT_BYTE_BASE && location < FORWARD_BASE ? location - TEXT_BYTE_BASE : -1;
+}
+
 function addTextBytes(list: number[], addr: number, len: number): void {
   for (let i = 0; i < len; i++) addUnique(list, TEXT_BYTE_BASE + addr + i);
 }

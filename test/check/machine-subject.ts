@@ -28,6 +28,8 @@ export function scenarioSubject(name: string, yamlText: string, observe: Observe
       const machine = boot.machine.fork();
       return {
         machine,
+        // Nothing but the machine decides the future (no services, hooks or probes): DPOR may cache.
+        stateHash: () => 0,
         run(chooser: Chooser, limits: ExecutionLimits = {}) {
           const run = machine.run({
             chooser,

@@ -59,14 +59,28 @@ export function parseShard(v: string | undefined): Shard | undefined {
   return { index, count };
 }
 
-function budgetOf(flags: CheckFlags): ExplorationBudget {
+/**
+ * A sweep's default; DPOR's over a whole run is larger, as it is asked to finish (text-poke-order
+ * at bound 2: 2,521). A DPOR search directed at a guest's window (Subject.focusStep) never
+ * finishes and its executions are long: it gets the sweep's.
+ */
+const DEFAULT_EXECUTIONS = 1000;
+const DEFAULT_DPOR_EXECUTIONS = 20_000;
+
+function defaultBudget(flags: CheckFlags, subject: Subject): ExplorationBudget {
+  return { kind: 'executions', executions: flags.strategy === 'dpor' && subject.focusStep === undefined ? DEFAULT_DPOR_EXECUTIONS : DEFAULT_EXECUTIONS };
+}
+
+/** The budget the flags give (undefined: none given), checked before anything boots. */
+function budgetOf(flags: CheckFlags): ExplorationBudget | undefined {
   if (flags.budget !== undefined && flags.executions !== undefined) throw new ScenarioError('give --budget SECONDS or --executions N, not both');
   if (flags.budget !== undefined) {
     const s = Number(flags.budget);
     if (!Number.isFinite(s) || s <= 0) throw new ScenarioError(`--budget must be a number of seconds > 0, not '${flags.budget}'`);
     return { kind: 'seconds', seconds: s };
   }
-  return { kind: 'executions', executions: intFlag(flags.executions, 'executions', 1) ?? 1000 };
+  const n = intFlag(flags.executions, 'executions', 1);
+  return n === undefined ? undefined : { kind: 'executions', executions: n };
 }
 
 function strategyOf(flags: CheckFlags): Strategy {
@@ -101,13 +115,14 @@ async function runExploration(path: string, subject: Subject, strategy: Strategy
 export async function checkCommand(file: string | undefined, flags: CheckFlags): Promise<number> {
   const path = file ?? defaultScenarioPath();
   const strategy = strategyOf(flags);
-  const budget = budgetOf(flags);
+  const given = budgetOf(flags);
   const shard = parseShard(flags.shard);
   const seed = intFlag(flags.seed, 'seed', 0) ?? 1;
   const maxInstructions = intFlag(flags.depth, 'depth', 1);
   const expect = flags.expect !== undefined ? parseCondition(flags.expect) : undefined;
   if (strategy.kind === 'replay' && shard !== undefined) throw new ScenarioError('--shard splits an exploration; --schedule-file checks one schedule');
   const subject = await chosenSubject(path, flags);
+  const budget = given ?? defaultBudget(flags, subject);
   const result = await runExploration(path, subject, strategy, flags, { budget, seed, ...(shard ? { shard } : {}), ...(maxInstructions ? { maxInstructions } : {}) });
   const report = finishCheck(subject, result, {
     ...(expect ? { expect } : {}),

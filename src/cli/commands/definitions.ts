@@ -89,7 +89,7 @@ export function defineCommands(program: Command): void {
     .option('--protocol-file <file>', 'guest scenarios with a switch: a protocol module (.ts or .js) built on the protocol API (see examples/README.md)')
     .option('--preemptions <k>', 'dpor: the preemption bound; pct: priority change points (bug depth k+1, default 2)')
     .option('--depth <n>', 'instructions per execution at most (default: the scenario\'s run.maxInstructions)')
-    .option('--executions <n>', 'run n executions (default 1000); execution i uses seed --seed + i')
+    .option('--executions <n>', 'run n executions (default 1000; 20000 with --strategy dpor on a machine scenario); execution i uses seed --seed + i')
     .option('--budget <seconds>', 'run for this much wall-clock time instead (the count then depends on the machine)')
     .option('--workers <n>', 'worker threads for random and pct (default: the cores; dpor runs in one); the result is the same for any n')
     .option('--shard <i/n>', 'run only executions i, i+n, i+2n, ... (join the shards\' --json files with pvpatch merge)')

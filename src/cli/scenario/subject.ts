@@ -39,6 +39,7 @@ function withPhases(subject: GuestSubject): Subject {
     name: subject.name,
     vcpus: subject.vcpus,
     limits: subject.limits,
+    ...(subject.focusStep !== undefined ? { focusStep: subject.focusStep } : {}),
     start(seed?: number): Execution {
       const exec = subject.start(seed);
       return {
