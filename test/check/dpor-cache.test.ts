@@ -13,27 +13,10 @@ import { machineScenarioSchema } from '../../src/cli/scenario/schema.ts';
 import { Reg } from '../../src/x86/registers.ts';
 import { parse as parseYaml } from 'yaml';
 import { readFileSync } from 'node:fs';
-import { scenarioFile, scenarioSubject } from './machine-subject.ts';
+import { litmus, scenarioFile, scenarioSubject } from './machine-subject.ts';
 import { FootprintRecorder } from '../../src/machine/footprint.ts';
 import { machineStateHash } from '../../src/check/state-hash.ts';
 
-const litmus = (name: string, cpu0: string, cpu1: string) => `
-name: ${name}
-machine: { vcpus: 2, tso: true }
-memory:
-  - { at: 0x1000, size: 0x1000, perms: rx }
-  - { at: 0x10000, size: 0x1000, perms: rw }
-code:
-  - at: 0x1000
-    asm: |
-      cpu0:
-${cpu0.trim().split('\n').map((l) => `        ${l.trim()}`).join('\n')}
-      cpu1:
-${cpu1.trim().split('\n').map((l) => `        ${l.trim()}`).join('\n')}
-vcpus:
-  - { rip: cpu0 }
-  - { rip: cpu1 }
-`;
 
 const keys = (m: Map<string, number>) => [...m.keys()].sort();
 

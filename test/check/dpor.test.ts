@@ -6,26 +6,8 @@ import assert from 'node:assert/strict';
 import { exploreDpor } from '../../src/check/dpor.ts';
 import { ReplayChooser } from '../../src/sched/replay.ts';
 import { Reg } from '../../src/x86/registers.ts';
-import { scenarioFile, scenarioSubject } from './machine-subject.ts';
+import { litmus, scenarioFile, scenarioSubject } from './machine-subject.ts';
 
-const litmus = (name: string, cpu0: string, cpu1: string, extra = '') => `
-name: ${name}
-machine: { vcpus: 2, tso: true }
-memory:
-  - { at: 0x1000, size: 0x1000, perms: rx }
-  - { at: 0x10000, size: 0x1000, perms: rw }
-code:
-  - at: 0x1000
-    asm: |
-      cpu0:
-${cpu0.trim().split('\n').map((l) => `        ${l.trim()}`).join('\n')}
-      cpu1:
-${cpu1.trim().split('\n').map((l) => `        ${l.trim()}`).join('\n')}
-${extra}
-vcpus:
-  - { rip: cpu0 }
-  - { rip: cpu1 }
-`;
 
 test('store buffering: DPOR reaches exactly the four x86-TSO outcomes and is exhausted', () => {
   const sb = scenarioFile('scenarios/store-buffering.yaml', [[0, Reg.RAX], [1, Reg.RAX]]);

@@ -56,3 +56,23 @@ export function scenarioSubject(name: string, yamlText: string, observe: Observe
 export function scenarioFile(path: string, observe: Observe): Subject {
   return scenarioSubject(path, readFileSync(path, 'utf8'), observe);
 }
+
+/** A two-vCPU x86-TSO litmus scenario: `cpu0` and `cpu1` are each vCPU's code, `extra` more scenario keys. */
+export const litmus = (name: string, cpu0: string, cpu1: string, extra = '') => `
+name: ${name}
+machine: { vcpus: 2, tso: true }
+memory:
+  - { at: 0x1000, size: 0x1000, perms: rx }
+  - { at: 0x10000, size: 0x1000, perms: rw }
+code:
+  - at: 0x1000
+    asm: |
+      cpu0:
+${cpu0.trim().split('\n').map((l) => `        ${l.trim()}`).join('\n')}
+      cpu1:
+${cpu1.trim().split('\n').map((l) => `        ${l.trim()}`).join('\n')}
+${extra}
+vcpus:
+  - { rip: cpu0 }
+  - { rip: cpu1 }
+`;
