@@ -256,16 +256,21 @@ function coalescePass(s: Shrinker): boolean {
   return improved;
 }
 
+/** The nearest step run of run k's vCPU before it (dir -1) or after it (dir 1); -1: none. */
+function sameCpuRun(runs: readonly Run[], k: number, dir: -1 | 1): number {
+  const cpu = actionCpu(runs[k]![0]);
+  for (let j = k + dir; j >= 0 && j < runs.length; j += dir) if (isStep(runs[j]![0]) && actionCpu(runs[j]![0]) === cpu) return j;
+  return -1;
+}
+
 /** Pass 5: each vCPU run moved onto the same vCPU's previous run; after a kept one, on from there. */
 function mergePass(s: Shrinker): boolean {
   let improved = false;
   for (let k = 1; !s.spent; k++) {
     const runs = s.runs();
     if (k >= runs.length) return improved;
-    const d = runs[k]![0];
-    if (!isStep(d)) continue;
-    let j = k - 1;
-    while (j >= 0 && !(isStep(runs[j]![0]) && actionCpu(runs[j]![0]) === actionCpu(d))) j--;
+    if (!isStep(runs[k]![0])) continue;
+    const j = sameCpuRun(runs, k, -1);
     if (j < 0) continue;
     const moved = runs.map((r, i) => (i === j ? ([r[0], r[1] + runs[k]![1]] as const) : r)).filter((_, i) => i !== k);
     if (s.attempt(moved)) improved = true;
@@ -283,11 +288,9 @@ function shiftPass(s: Shrinker): boolean {
   for (let k = 0; !s.spent; k++) {
     const runs = s.runs();
     if (k >= runs.length) return improved;
-    const d = runs[k]![0];
-    if (!isStep(d)) continue;
-    let j = k + 1;
-    while (j < runs.length && !(isStep(runs[j]![0]) && actionCpu(runs[j]![0]) === actionCpu(d))) j++;
-    if (j >= runs.length || j === k + 1) continue;
+    if (!isStep(runs[k]![0])) continue;
+    const j = sameCpuRun(runs, k, 1);
+    if (j < 0 || j === k + 1) continue;
     const [n, p] = [runs[k]![1], runs[j]![1]];
     const shifted = (x: number) => runs.map((r, i) => (i === k ? ([r[0], n + x] as const) : i === j ? ([r[0], p - x] as const) : r)).filter((r) => r[1] > 0);
     for (let x = 1; (x <= p || x < n) && !s.spent; x *= 2) {
